@@ -1,0 +1,307 @@
+"""What the sync and async adapters share: the lock, the core, events, permits.
+
+The lock is held only around calls into the core, never around user code (the
+protected function, a predicate, a listener, an alert handler, the clock).
+Events the core emits while locked are delivered after the lock is released,
+in order, by one thread at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from ._clock import monotonic
+from ._config import CircuitBreakerConfig
+from ._core import FAILURE, IGNORED, SUCCESS, CircuitCore, Outcome, classify_exception
+from ._errors import CircuitOpenError
+from ._metrics import CircuitMetrics
+from ._state import CircuitState
+from .events import Alert, Event, StateChanged
+
+__all__ = ["BreakerBase", "Permit", "logger"]
+
+logger = logging.getLogger("circuitry")
+
+Listener = Callable[[Event], object]
+
+
+class BreakerBase:
+    """State, locking and event delivery for `CircuitBreaker`."""
+
+    __slots__ = (
+        "__weakref__",
+        "_alert_handler",
+        "_clock",
+        "_config",
+        "_core",
+        "_delivering",
+        "_listeners",
+        "_lock",
+        "_name",
+        "_result_is_failure",
+    )
+
+    def __init__(
+        self,
+        config: CircuitBreakerConfig | None = None,
+        *,
+        name: str = "default",
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if config is None:
+            config = CircuitBreakerConfig()
+        elif not isinstance(config, CircuitBreakerConfig):
+            raise TypeError(f"config must be a CircuitBreakerConfig or None, got {config!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {name!r}")
+        if clock is not None and not callable(clock):
+            raise TypeError(f"clock must be callable or None, got {clock!r}")
+        self._config = config
+        self._name = name
+        self._clock: Callable[[], float] = monotonic if clock is None else clock
+        self._lock = threading.RLock()
+        self._core = CircuitCore(config, name, self._clock())
+        self._listeners: tuple[Listener, ...] = ()
+        self._delivering = False
+        self._alert_handler = config.alert_handler
+        self._result_is_failure = config.result_is_failure
+
+    # -- public reads ----------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The breaker's name (in events, alerts, errors and metrics)."""
+        return self._name
+
+    @property
+    def config(self) -> CircuitBreakerConfig:
+        """The breaker's config."""
+        return self._config
+
+    @property
+    def state(self) -> CircuitState:
+        """The current state; reading it applies transitions that time alone makes."""
+        now = self._clock()
+        with self._lock:
+            state = self._core.poll(now)
+        if self._core.events:
+            self._deliver()
+        return state
+
+    def metrics(self) -> CircuitMetrics:
+        """A snapshot of the state and counters."""
+        now = self._clock()
+        with self._lock:
+            snapshot = self._core.snapshot(now)
+        if self._core.events:
+            self._deliver()
+        return snapshot
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self._name!r} {self._core.state.value}>"
+
+    # -- manual control ----------------------------------------------------------
+
+    def force_open(self) -> None:
+        """Hold the circuit open: reject every call until `reset()` or `force_closed()`."""
+        self._control(CircuitCore.force_open)
+
+    def force_closed(self) -> None:
+        """Hold the circuit closed: allow every call, never trip, keep counting totals."""
+        self._control(CircuitCore.force_closed)
+
+    def reset(self) -> None:
+        """Back to CLOSED with an empty window and the base reset timeout."""
+        self._control(CircuitCore.reset)
+
+    def _control(self, operation: Callable[[CircuitCore, float], None]) -> None:
+        now = self._clock()
+        with self._lock:
+            operation(self._core, now)
+        if self._core.events:
+            self._deliver()
+
+    # -- events -------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Send every event to `listener`; returns a function that unsubscribes it."""
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, got {listener!r}")
+        with self._lock:
+            self._listeners += (listener,)
+            self._core.listening = True
+
+        def unsubscribe() -> None:
+            with self._lock:
+                listeners = list(self._listeners)
+                for i, present in enumerate(listeners):
+                    if present is listener:
+                        del listeners[i]
+                        break
+                self._listeners = tuple(listeners)
+                self._core.listening = bool(listeners)
+
+        return unsubscribe
+
+    def _deliver(self) -> None:
+        """Deliver pending events, outside the lock, in order, one thread at a time.
+
+        A thread that finds another delivering leaves its events to it: that
+        thread drains the queue until it is empty.
+        """
+        lock = self._lock
+        with lock:
+            if self._delivering:
+                return
+            self._delivering = True
+        try:
+            while True:
+                with lock:
+                    events = self._core.take_events()
+                    listeners = self._listeners
+                    if not events:
+                        self._delivering = False
+                        return
+                for event in events:
+                    self._dispatch(event, listeners)
+        except BaseException:
+            with lock:
+                self._delivering = False
+            raise
+
+    def _dispatch(self, event: Event, listeners: tuple[Listener, ...]) -> None:
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("circuit %r: listener %r raised", self._name, listener)
+        handler = self._alert_handler
+        if handler is not None and isinstance(event, StateChanged):
+            try:
+                handler(Alert.from_state_change(event))
+            except Exception:
+                logger.exception("circuit %r: alert handler %r raised", self._name, handler)
+
+    # -- the call protocol shared by every adapter ------------------------------------
+
+    def _admit(self, now: float) -> int:
+        """Admit a call starting at `now`: its generation, or raise CircuitOpenError."""
+        core = self._core
+        lock = self._lock
+        lock.acquire()
+        try:
+            generation = core.acquire(now)
+            if generation < 0:
+                error = CircuitOpenError(self._name, core.state, core.retry_after(now))
+        finally:
+            lock.release()
+        if core.events:
+            self._deliver()
+        if generation < 0:
+            raise error
+        return generation
+
+    def _finish(
+        self,
+        generation: int,
+        started: float,
+        outcome: Outcome,
+        exception: BaseException | None,
+    ) -> None:
+        """Report how an admitted call ended."""
+        now = self._clock()
+        core = self._core
+        lock = self._lock
+        lock.acquire()
+        try:
+            core.complete(generation, started, now, outcome, exception)
+        finally:
+            lock.release()
+        if core.events:
+            self._deliver()
+
+    def _exception_outcome(self, exc: BaseException) -> Outcome:
+        try:
+            return classify_exception(self._config, exc)
+        except Exception:
+            # The exception was recorded and the predicate broke: count the failure.
+            logger.exception("circuit %r: failure_predicate raised", self._name)
+            return FAILURE
+
+    def _result_outcome(self, result: object) -> Outcome:
+        predicate = self._result_is_failure
+        if predicate is None:
+            return SUCCESS
+        try:
+            return FAILURE if predicate(result) else SUCCESS
+        except Exception:
+            logger.exception("circuit %r: result_is_failure raised", self._name)
+            return SUCCESS
+
+    # -- the two-step form ------------------------------------------------------------
+
+    def try_acquire(self) -> Permit | None:
+        """Ask to make a call: a `Permit`, or None when rejected (counted, no exception).
+
+        Complete the permit with `record_success()`, `record_failure()` or
+        `release()`. In HALF_OPEN a permit never completed holds its trial slot
+        until `half_open_max_wait` (if set) reopens the circuit.
+        """
+        now = self._clock()
+        core = self._core
+        with self._lock:
+            generation = core.acquire(now)
+        if core.events:
+            self._deliver()
+        if generation < 0:
+            return None
+        return Permit(self, generation, now)
+
+
+class Permit:
+    """Leave to make one call, from `CircuitBreaker.try_acquire()`.
+
+    Only the first of `record_success()`, `record_failure()` and `release()`
+    has any effect; later ones do nothing.
+    """
+
+    __slots__ = ("_breaker", "_done", "_generation", "_started")
+
+    def __init__(self, breaker: BreakerBase, generation: int, started: float) -> None:
+        self._breaker = breaker
+        self._generation = generation
+        self._started = started
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        """Whether the permit has been completed."""
+        return self._done
+
+    def record_success(self) -> None:
+        """The call succeeded."""
+        self._complete(SUCCESS, None)
+
+    def record_failure(self, exception: BaseException | None = None) -> None:
+        """The call failed (with `exception`, if there was one)."""
+        self._complete(FAILURE, exception)
+
+    def release(self) -> None:
+        """The call counts as neither success nor failure (ignored); its slot is freed."""
+        self._complete(IGNORED, None)
+
+    def _complete(self, outcome: Outcome, exception: BaseException | None) -> None:
+        breaker = self._breaker
+        with breaker._lock:
+            if self._done:
+                return
+            self._done = True
+        breaker._finish(self._generation, self._started, outcome, exception)
+
+    def __repr__(self) -> str:
+        status = "done" if self._done else "open"
+        return f"<Permit {self._breaker.name!r} generation={self._generation} {status}>"
+
+

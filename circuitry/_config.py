@@ -1,0 +1,337 @@
+"""`CircuitBreakerConfig`, its validation, and `ServicePresets`.
+
+Every field is checked when a config is built; a bad value raises
+`ValueError` or `TypeError` naming the field and the value. Durations are
+seconds: a `float`, an `int` or a `datetime.timedelta`, stored as `float`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import attrs
+
+from .events import Alert
+
+__all__ = ["CircuitBreakerConfig", "ServicePresets"]
+
+_F = TypeVar("_F")
+
+ExceptionTypes = tuple[type[BaseException], ...]
+FailurePredicate = Callable[[BaseException], bool]
+ResultPredicate = Callable[[Any], bool]
+AlertHandler = Callable[[Alert], None]
+
+
+# -- converters ----------------------------------------------------------------
+# Each takes the field's name so that its message can name it.
+
+Seconds = float | datetime.timedelta
+ExceptionTypesIn = type[BaseException] | Iterable[type[BaseException]]
+
+
+def _number(field: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{field} must be a number, got {value!r}")
+    result = float(value)
+    if math.isnan(result):
+        raise ValueError(f"{field} must not be NaN, got {value!r}")
+    return result
+
+
+def _duration(field: str, value: object) -> float:
+    if isinstance(value, datetime.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{field} must be seconds (float, int or timedelta), got {value!r}")
+    else:
+        seconds = float(value)
+    if not 0 < seconds < math.inf:  # also false for NaN
+        raise ValueError(f"{field} must be a finite number of seconds > 0, got {value!r}")
+    return seconds
+
+
+def _optional_duration(field: str, value: object) -> float | None:
+    return None if value is None else _duration(field, value)
+
+
+def _count(field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{field} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{field} must be >= 1, got {value!r}")
+    return value
+
+
+def _optional_percentage(field: str, value: object) -> float | None:
+    if value is None:
+        return None
+    p = _number(field, value)
+    if not 0 < p <= 100:
+        raise ValueError(f"{field} must be a percentage in (0, 100], got {value!r}")
+    return p
+
+
+def _exception_types(field: str, value: object) -> ExceptionTypes:
+    items: Iterable[object]
+    if isinstance(value, type):
+        items = (value,)
+    elif isinstance(value, (tuple, list, set, frozenset)):
+        items = value
+    else:
+        raise TypeError(f"{field} must be an exception type or a tuple of them, got {value!r}")
+    result = tuple(items)
+    for item in result:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise TypeError(f"{field} must hold exception types, got {item!r} in {value!r}")
+    return result
+
+
+def _optional_callable(field: str, value: _F) -> _F:
+    if value is not None and not callable(value):
+        raise TypeError(f"{field} must be callable or None, got {value!r}")
+    return value
+
+
+# mypy's attrs plugin types each __init__ parameter from its converter's
+# argument, and needs a named function for that: one per field.
+
+
+def _failure_threshold_count(value: int) -> int:
+    return _count("failure_threshold_count", value)
+
+
+def _failure_threshold_percentage(value: float | None) -> float | None:
+    return _optional_percentage("failure_threshold_percentage", value)
+
+
+def _failure_window(value: Seconds | None) -> float | None:
+    return _optional_duration("failure_window", value)
+
+
+def _minimum_calls(value: int) -> int:
+    return _count("minimum_calls", value)
+
+
+def _reset_timeout(value: Seconds) -> float:
+    return _duration("reset_timeout", value)
+
+
+def _success_threshold_count(value: int) -> int:
+    return _count("success_threshold_count", value)
+
+
+def _test_request_count(value: int) -> int:
+    return _count("test_request_count", value)
+
+
+def _slow_call_duration(value: Seconds | None) -> float | None:
+    return _optional_duration("slow_call_duration", value)
+
+
+def _slow_call_rate_threshold(value: float | None) -> float | None:
+    return _optional_percentage("slow_call_rate_threshold", value)
+
+
+def _half_open_max_wait(value: Seconds | None) -> float | None:
+    return _optional_duration("half_open_max_wait", value)
+
+
+def _reset_timeout_multiplier(value: float) -> float:
+    m = _number("reset_timeout_multiplier", value)
+    if not 1 <= m < math.inf:
+        raise ValueError(f"reset_timeout_multiplier must be finite and >= 1, got {value!r}")
+    return m
+
+
+def _max_reset_timeout(value: Seconds | None) -> float | None:
+    return _optional_duration("max_reset_timeout", value)
+
+
+def _reset_timeout_jitter(value: float) -> float:
+    j = _number("reset_timeout_jitter", value)
+    if not 0 <= j < 1:
+        raise ValueError(f"reset_timeout_jitter must be in [0, 1), got {value!r}")
+    return j
+
+
+def _record_exceptions(value: ExceptionTypesIn) -> ExceptionTypes:
+    return _exception_types("record_exceptions", value)
+
+
+def _ignore_exceptions(value: ExceptionTypesIn) -> ExceptionTypes:
+    return _exception_types("ignore_exceptions", value)
+
+
+def _failure_predicate(value: FailurePredicate | None) -> FailurePredicate | None:
+    return _optional_callable("failure_predicate", value)
+
+
+def _result_is_failure(value: ResultPredicate | None) -> ResultPredicate | None:
+    return _optional_callable("result_is_failure", value)
+
+
+def _call_timeout(value: Seconds | None) -> float | None:
+    return _optional_duration("call_timeout", value)
+
+
+def _alert_handler(value: AlertHandler | None) -> AlertHandler | None:
+    return _optional_callable("alert_handler", value)
+
+
+# -- the config -------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class CircuitBreakerConfig:
+    """How a circuit breaker decides. Frozen and validated; see the README's table.
+
+    Build one with keywords, or start from the defaults (or a preset) and use
+    the `with_*` builder methods, each of which returns a new validated config.
+    Durations accept seconds as float or int, or a `datetime.timedelta`.
+    """
+
+    failure_threshold_count: int = attrs.field(default=5, converter=_failure_threshold_count)
+    failure_threshold_percentage: float | None = attrs.field(
+        default=None, converter=_failure_threshold_percentage
+    )
+    failure_window: float | None = attrs.field(default=None, converter=_failure_window)
+    minimum_calls: int = attrs.field(default=10, converter=_minimum_calls)
+    reset_timeout: float = attrs.field(default=60.0, converter=_reset_timeout)
+    success_threshold_count: int = attrs.field(default=1, converter=_success_threshold_count)
+    test_request_count: int = attrs.field(default=1, converter=_test_request_count)
+    slow_call_duration: float | None = attrs.field(default=None, converter=_slow_call_duration)
+    slow_call_rate_threshold: float | None = attrs.field(
+        default=None, converter=_slow_call_rate_threshold
+    )
+    half_open_max_wait: float | None = attrs.field(default=None, converter=_half_open_max_wait)
+    reset_timeout_multiplier: float = attrs.field(
+        default=1.0, converter=_reset_timeout_multiplier
+    )
+    max_reset_timeout: float | None = attrs.field(default=None, converter=_max_reset_timeout)
+    reset_timeout_jitter: float = attrs.field(default=0.0, converter=_reset_timeout_jitter)
+    record_exceptions: ExceptionTypes = attrs.field(
+        default=(Exception,), converter=_record_exceptions
+    )
+    ignore_exceptions: ExceptionTypes = attrs.field(default=(), converter=_ignore_exceptions)
+    failure_predicate: FailurePredicate | None = attrs.field(
+        default=None, converter=_failure_predicate
+    )
+    result_is_failure: ResultPredicate | None = attrs.field(
+        default=None, converter=_result_is_failure
+    )
+    call_timeout: float | None = attrs.field(default=None, converter=_call_timeout)
+    alert_handler: AlertHandler | None = attrs.field(default=None, converter=_alert_handler)
+
+    def __attrs_post_init__(self) -> None:
+        if self.failure_window is None:
+            if self.failure_threshold_percentage is not None:
+                raise ValueError(
+                    "failure_threshold_percentage needs failure_window, got "
+                    f"failure_threshold_percentage={self.failure_threshold_percentage!r} "
+                    "with failure_window=None"
+                )
+            if self.slow_call_rate_threshold is not None:
+                raise ValueError(
+                    "slow_call_rate_threshold needs failure_window, got "
+                    f"slow_call_rate_threshold={self.slow_call_rate_threshold!r} "
+                    "with failure_window=None"
+                )
+        if self.slow_call_rate_threshold is not None and self.slow_call_duration is None:
+            raise ValueError(
+                "slow_call_rate_threshold needs slow_call_duration, got "
+                f"slow_call_rate_threshold={self.slow_call_rate_threshold!r} "
+                "with slow_call_duration=None"
+            )
+        if self.max_reset_timeout is not None and self.max_reset_timeout < self.reset_timeout:
+            raise ValueError(
+                f"max_reset_timeout must be >= reset_timeout ({self.reset_timeout!r}), "
+                f"got {self.max_reset_timeout!r}"
+            )
+
+    # -- builders: each returns a new, validated config ----------------------
+
+    def with_failure_threshold(self, n: int) -> CircuitBreakerConfig:
+        """Trip after `n` consecutive failures (or `n` failures in the window)."""
+        return attrs.evolve(self, failure_threshold_count=n)
+
+    def with_failure_percentage(self, p: float) -> CircuitBreakerConfig:
+        """Trip when `p` percent of the window's calls failed (set the window first)."""
+        return attrs.evolve(self, failure_threshold_percentage=p)
+
+    def with_failure_window(self, seconds: float | datetime.timedelta) -> CircuitBreakerConfig:
+        """Count failures over a sliding window of `seconds`."""
+        return attrs.evolve(self, failure_window=seconds)
+
+    def with_minimum_calls(self, n: int) -> CircuitBreakerConfig:
+        """Evaluate rates only once the window holds `n` calls."""
+        return attrs.evolve(self, minimum_calls=n)
+
+    def with_reset_timeout(self, seconds: float | datetime.timedelta) -> CircuitBreakerConfig:
+        """Stay OPEN this long before letting a trial call through."""
+        return attrs.evolve(self, reset_timeout=seconds)
+
+    def with_success_threshold(self, n: int) -> CircuitBreakerConfig:
+        """Close after `n` successful trial calls."""
+        return attrs.evolve(self, success_threshold_count=n)
+
+    def with_test_request_count(self, n: int) -> CircuitBreakerConfig:
+        """Allow `n` trial calls in flight at once in HALF_OPEN."""
+        return attrs.evolve(self, test_request_count=n)
+
+    def with_slow_calls(
+        self, duration: float | datetime.timedelta, rate: float
+    ) -> CircuitBreakerConfig:
+        """Trip when `rate` percent of the window's calls took `duration` or more."""
+        return attrs.evolve(self, slow_call_duration=duration, slow_call_rate_threshold=rate)
+
+    def with_backoff(
+        self,
+        multiplier: float,
+        max_reset_timeout: float | datetime.timedelta | None,
+        jitter: float = 0.0,
+    ) -> CircuitBreakerConfig:
+        """Grow the open period by `multiplier` per failed trial, up to a cap, with jitter."""
+        return attrs.evolve(
+            self,
+            reset_timeout_multiplier=multiplier,
+            max_reset_timeout=max_reset_timeout,
+            reset_timeout_jitter=jitter,
+        )
+
+    def with_alert_handler(self, fn: Callable[[Alert], None] | None) -> CircuitBreakerConfig:
+        """Call `fn(alert)` on every state change."""
+        return attrs.evolve(self, alert_handler=fn)
+
+
+class ServicePresets:
+    """Ready-made configs for common kinds of dependency."""
+
+    @staticmethod
+    def http_api() -> CircuitBreakerConfig:
+        """An HTTP API: 5 consecutive failures trip it, 30 s open."""
+        return CircuitBreakerConfig(failure_threshold_count=5, reset_timeout=30.0)
+
+    @staticmethod
+    def database() -> CircuitBreakerConfig:
+        """A database: 3 consecutive failures trip it, 60 s open."""
+        return CircuitBreakerConfig(failure_threshold_count=3, reset_timeout=60.0)
+
+    @staticmethod
+    def critical_service() -> CircuitBreakerConfig:
+        """A critical dependency: 2 consecutive failures trip it, 5 minutes open."""
+        return CircuitBreakerConfig(failure_threshold_count=2, reset_timeout=300.0)
+
+    @staticmethod
+    def high_volume() -> CircuitBreakerConfig:
+        """A high-volume service: 20 failures, or 50 % of at least 20 calls, in 60 s; 30 s open."""
+        return CircuitBreakerConfig(
+            failure_threshold_count=20,
+            failure_threshold_percentage=50.0,
+            failure_window=60.0,
+            minimum_calls=20,
+            reset_timeout=30.0,
+        )

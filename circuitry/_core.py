@@ -1,0 +1,438 @@
+"""The circuit breaker's state machine: pure, sans-I/O.
+
+Theory of operation
+-------------------
+`CircuitCore` holds everything that affects the state machine, as plain data
+(ints, floats, lists), so that a shared store can later hold it. It does no
+I/O, starts no threads and never reads a clock: every operation takes `now`,
+read once by the adapter from the injected clock. Its outputs are values: a
+ticket number or `REJECTED` from `acquire`, and events appended to
+`self.events`, which the adapter drains and delivers after releasing its lock.
+Only the adapters raise `CircuitOpenError`; only they call user code.
+
+A call is a ticket: `acquire(now)` returns the current *generation* (the
+number of the state period) or `REJECTED`; the adapter runs the call and hands
+`(generation, started, now, outcome)` to `complete`. Every transition starts a
+new generation, so a result from an earlier period is recognised as late: it
+updates the totals but never moves the state machine.
+
+Nothing runs on a timer. Time-driven transitions (the open period passing,
+a trial hanging past `half_open_max_wait`) are applied lazily by `_tick`
+whenever the core is used or read, at that `now`.
+
+Every transition is in `_TRANSITIONS` below and is made by `_fire`; nothing
+else assigns `self.state`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random as _random
+from collections.abc import Callable
+
+from ._config import CircuitBreakerConfig
+from ._metrics import CircuitMetrics, LatencyHistogram
+from ._state import CircuitState
+from ._window import TimeWindow
+from .events import CallFailed, CallIgnored, CallRejected, CallSucceeded, Event, StateChanged
+
+__all__ = [
+    "FAILURE",
+    "IGNORED",
+    "REJECTED",
+    "SUCCESS",
+    "CircuitCore",
+    "Outcome",
+    "Trigger",
+    "classify_exception",
+    "classify_result",
+]
+
+CLOSED = CircuitState.CLOSED
+OPEN = CircuitState.OPEN
+HALF_OPEN = CircuitState.HALF_OPEN
+FORCED_OPEN = CircuitState.FORCED_OPEN
+FORCED_CLOSED = CircuitState.FORCED_CLOSED
+
+REJECTED = -1
+"""What `acquire` returns for a rejected call (generations are >= 0)."""
+
+
+class Outcome(enum.Enum):
+    """How a call ended, as far as the breaker is concerned."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    IGNORED = "ignored"  # neither: ignored exceptions, cancellation, KeyboardInterrupt
+
+
+SUCCESS = Outcome.SUCCESS
+FAILURE = Outcome.FAILURE
+IGNORED = Outcome.IGNORED
+
+
+class Trigger(enum.Enum):
+    """What makes the circuit move."""
+
+    TRIP = "a trip rule is met after a completed call"
+    OPEN_PERIOD_ELAPSED = "the open period has passed"
+    TRIALS_SUCCEEDED = "success_threshold_count trials succeeded"
+    TRIAL_FAILED = "a trial failed"
+    TRIAL_HUNG = "a trial has been in flight for half_open_max_wait"
+    FORCE_OPEN = "force_open()"
+    FORCE_CLOSED = "force_closed()"
+    RESET = "reset()"
+
+
+# Every transition of the state machine, on one screen.
+_TRANSITIONS: dict[tuple[CircuitState, Trigger], CircuitState] = {
+    (CLOSED, Trigger.TRIP): OPEN,
+    (OPEN, Trigger.OPEN_PERIOD_ELAPSED): HALF_OPEN,
+    (HALF_OPEN, Trigger.TRIALS_SUCCEEDED): CLOSED,
+    (HALF_OPEN, Trigger.TRIAL_FAILED): OPEN,  # with backoff
+    (HALF_OPEN, Trigger.TRIAL_HUNG): OPEN,  # with backoff, as a failed trial
+}
+for _state in CircuitState:  # the manual controls work from every state
+    _TRANSITIONS[_state, Trigger.FORCE_OPEN] = FORCED_OPEN
+    _TRANSITIONS[_state, Trigger.FORCE_CLOSED] = FORCED_CLOSED
+    _TRANSITIONS[_state, Trigger.RESET] = CLOSED
+del _state
+
+
+def classify_exception(config: CircuitBreakerConfig, exc: BaseException) -> Outcome:
+    """The outcome of a call that raised `exc`.
+
+    Ignored types win; a recorded type is a failure unless `failure_predicate`
+    says otherwise; any other `Exception` means the service answered (success);
+    any other `BaseException` (KeyboardInterrupt, cancellation) is ignored.
+    Calls `failure_predicate`, which is user code: do not hold a lock.
+    """
+    if isinstance(exc, config.ignore_exceptions):
+        return IGNORED
+    if isinstance(exc, config.record_exceptions):
+        predicate = config.failure_predicate
+        if predicate is None or predicate(exc):
+            return FAILURE
+    return SUCCESS if isinstance(exc, Exception) else IGNORED
+
+
+def classify_result(config: CircuitBreakerConfig, result: object) -> Outcome:
+    """The outcome of a call that returned `result` (calls `result_is_failure`)."""
+    predicate = config.result_is_failure
+    if predicate is not None and predicate(result):
+        return FAILURE
+    return SUCCESS
+
+
+class CircuitCore:
+    """The state and rules of one circuit breaker. Not thread-safe: adapters lock."""
+
+    __slots__ = (
+        # configuration, copied out of the config for the hot path
+        "config",
+        "name",
+        "random",
+        "_failure_threshold",
+        "_failure_percentage",
+        "_minimum_calls",
+        "_success_threshold",
+        "_test_requests",
+        "_slow_call_duration",
+        "_slow_call_rate",
+        "_half_open_max_wait",
+        # the state machine
+        "state",
+        "generation",
+        "state_since",
+        "in_flight",
+        "consecutive_failures",
+        "window",
+        "trial_starts",
+        "trial_successes",
+        "backoff_level",
+        "open_duration",
+        # totals and outputs
+        "total_allowed",
+        "total_rejected",
+        "total_successes",
+        "total_failures",
+        "total_ignored",
+        "total_slow",
+        "state_changes",
+        "latency",
+        "listening",
+        "events",
+    )
+
+    def __init__(
+        self,
+        config: CircuitBreakerConfig,
+        name: str,
+        now: float,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        self.config = config
+        self.name = name
+        self.random = random
+        self._failure_threshold = config.failure_threshold_count
+        self._failure_percentage = config.failure_threshold_percentage
+        self._minimum_calls = config.minimum_calls
+        self._success_threshold = config.success_threshold_count
+        self._test_requests = config.test_request_count
+        self._slow_call_duration = config.slow_call_duration
+        self._slow_call_rate = config.slow_call_rate_threshold
+        self._half_open_max_wait = config.half_open_max_wait
+
+        self.state = CLOSED
+        self.generation = 0
+        self.state_since = now
+        self.in_flight = 0  # tickets of this generation not yet completed
+        self.consecutive_failures = 0
+        self.window = TimeWindow(config.failure_window) if config.failure_window else None
+        self.trial_starts: list[float] = []  # when each HALF_OPEN trial in flight began
+        self.trial_successes = 0
+        self.backoff_level = config.reset_timeout  # the open period before jitter
+        self.open_duration = config.reset_timeout
+
+        self.total_allowed = 0
+        self.total_rejected = 0
+        self.total_successes = 0
+        self.total_failures = 0
+        self.total_ignored = 0
+        self.total_slow = 0
+        self.state_changes = 0
+        self.latency = LatencyHistogram()
+        self.listening = False  # build call events only when someone listens
+        self.events: list[Event] = []
+
+    # -- calls ----------------------------------------------------------------
+
+    def acquire(self, now: float) -> int:
+        """Admit or reject a call starting at `now`: a generation, or REJECTED."""
+        state = self.state
+        if state is not CLOSED and state is not FORCED_CLOSED:
+            return self._acquire_guarded(now)
+        self.total_allowed += 1
+        self.in_flight += 1
+        return self.generation
+
+    def _acquire_guarded(self, now: float) -> int:
+        self._tick(now)
+        state = self.state
+        if state is HALF_OPEN and self.in_flight < self._test_requests:
+            self.trial_starts.append(now)
+            self.total_allowed += 1
+            self.in_flight += 1
+            return self.generation
+        self.total_rejected += 1
+        if self.listening:
+            self.events.append(CallRejected(self.name, now, state))
+        return REJECTED
+
+    def complete(
+        self,
+        generation: int,
+        started: float,
+        now: float,
+        outcome: Outcome,
+        exception: BaseException | None = None,
+    ) -> None:
+        """Record how the call admitted as (`generation`, `started`) ended at `now`.
+
+        Raises:
+            ValueError: the ticket was never issued, or this period already saw
+                more completions than it issued tickets. The state is untouched.
+        """
+        current = generation == self.generation
+        if current:
+            if self.in_flight <= 0:
+                raise ValueError(
+                    f"ticket (generation={generation}, started={started!r}) completed "
+                    "more than once: this state period has no ticket in flight"
+                )
+            if self.state is HALF_OPEN and started not in self.trial_starts:
+                raise ValueError(
+                    f"ticket (generation={generation}, started={started!r}) is not a "
+                    "trial in flight"
+                )
+        elif not 0 <= generation < self.generation:
+            raise ValueError(
+                f"ticket generation {generation!r} was never issued "
+                f"(the current one is {self.generation})"
+            )
+
+        if self.state is not CLOSED:
+            self._tick(now)
+        duration = now - started
+        if duration < 0.0:
+            duration = 0.0
+        slow = False
+        if outcome is IGNORED:
+            self.total_ignored += 1
+        else:
+            if outcome is SUCCESS:
+                self.total_successes += 1
+            else:
+                self.total_failures += 1
+            self.latency.record(duration)
+            limit = self._slow_call_duration
+            if limit is not None and duration >= limit:
+                slow = True
+                self.total_slow += 1
+        if self.listening:
+            self.events.append(self._call_event(outcome, now, duration, exception))
+
+        if generation != self.generation:
+            return  # a late result: totals only
+        self.in_flight -= 1
+        state = self.state
+        if state is CLOSED:
+            if outcome is IGNORED:
+                return
+            window = self.window
+            if window is None:
+                if outcome is FAILURE:
+                    self.consecutive_failures += 1
+                    if self.consecutive_failures >= self._failure_threshold:
+                        self._fire(Trigger.TRIP, now)
+                else:
+                    self.consecutive_failures = 0
+            else:
+                window.add(now, outcome is FAILURE, slow)
+                if self._window_trips(window):
+                    self._fire(Trigger.TRIP, now)
+        elif state is HALF_OPEN:
+            self.trial_starts.remove(started)
+            if outcome is SUCCESS:
+                self.trial_successes += 1
+                if self.trial_successes >= self._success_threshold:
+                    self._fire(Trigger.TRIALS_SUCCEEDED, now)
+            elif outcome is FAILURE:
+                self._fire(Trigger.TRIAL_FAILED, now)
+        # FORCED_CLOSED counts totals only; OPEN and FORCED_OPEN issue no tickets.
+
+    def _window_trips(self, window: TimeWindow) -> bool:
+        failures = window.total_failures
+        if failures >= self._failure_threshold:
+            return True
+        calls = window.total_calls
+        if calls < self._minimum_calls:
+            return False
+        percentage = self._failure_percentage
+        if percentage is not None and failures * 100 >= percentage * calls:
+            return True
+        rate = self._slow_call_rate
+        return rate is not None and window.total_slow * 100 >= rate * calls
+
+    def _call_event(
+        self, outcome: Outcome, now: float, duration: float, exception: BaseException | None
+    ) -> Event:
+        if outcome is SUCCESS:
+            return CallSucceeded(self.name, now, duration)
+        if outcome is FAILURE:
+            return CallFailed(self.name, now, duration, exception)
+        return CallIgnored(self.name, now, duration)
+
+    # -- manual control and reads ---------------------------------------------
+
+    def force_open(self, now: float) -> None:
+        self._tick(now)
+        self._fire(Trigger.FORCE_OPEN, now)
+
+    def force_closed(self, now: float) -> None:
+        self._tick(now)
+        self._fire(Trigger.FORCE_CLOSED, now)
+
+    def reset(self, now: float) -> None:
+        self._tick(now)
+        self._fire(Trigger.RESET, now)
+
+    def poll(self, now: float) -> CircuitState:
+        """Apply the transitions time alone makes; return the state."""
+        self._tick(now)
+        return self.state
+
+    def retry_after(self, now: float) -> float | None:
+        """Seconds until a trial may be let through; None when unknown."""
+        if self.state is not OPEN:
+            return None
+        return max(0.0, self.open_duration - (now - self.state_since))
+
+    def snapshot(self, now: float) -> CircuitMetrics:
+        """The metrics as of `now`."""
+        self._tick(now)
+        window = self.window
+        if window is None:
+            window_failures = self.consecutive_failures
+        else:
+            window.expire(now)
+            window_failures = window.total_failures
+        return CircuitMetrics(
+            name=self.name,
+            current_state=self.state,
+            time_in_state=max(0.0, now - self.state_since),
+            state_changes=self.state_changes,
+            total_allowed=self.total_allowed,
+            total_rejected=self.total_rejected,
+            total_successes=self.total_successes,
+            total_failures=self.total_failures,
+            total_ignored=self.total_ignored,
+            total_slow=self.total_slow,
+            window_failures=window_failures,
+            average_response_time=self.latency.mean(),
+            p95_response_time=self.latency.percentile(95),
+        )
+
+    def take_events(self) -> list[Event]:
+        """Hand the pending events over (oldest first) and start a new list."""
+        events = self.events
+        self.events = []
+        return events
+
+    # -- transitions ------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        state = self.state
+        if state is OPEN:
+            if now - self.state_since >= self.open_duration:
+                self._fire(Trigger.OPEN_PERIOD_ELAPSED, now)
+        elif state is HALF_OPEN:
+            wait = self._half_open_max_wait
+            if wait is not None and self.trial_starts and now - min(self.trial_starts) >= wait:
+                self._fire(Trigger.TRIAL_HUNG, now)
+
+    def _fire(self, trigger: Trigger, now: float) -> None:
+        """Make the transition `trigger` causes from the current state."""
+        old = self.state
+        new = _TRANSITIONS[old, trigger]
+        self.state = new
+        self.generation += 1
+        self.state_since = now
+        self.in_flight = 0
+        self.consecutive_failures = 0
+        if self.window is not None:
+            self.window.clear()
+        self.trial_starts.clear()
+        self.trial_successes = 0
+
+        config = self.config
+        if new is OPEN:
+            if trigger is Trigger.TRIP:
+                level = config.reset_timeout
+            else:  # a failed or hung trial: back off
+                level = min(
+                    self.backoff_level * config.reset_timeout_multiplier,
+                    config.max_reset_timeout or math.inf,
+                )
+            self.backoff_level = level
+            jitter = config.reset_timeout_jitter
+            if jitter:
+                level *= 1.0 + jitter * (2.0 * self.random() - 1.0)
+            self.open_duration = level
+        elif new is CLOSED or new is FORCED_CLOSED:
+            self.backoff_level = self.open_duration = config.reset_timeout
+
+        if new is not old:
+            self.state_changes += 1
+            self.events.append(StateChanged(self.name, now, old, new))

@@ -1,0 +1,79 @@
+"""A time-based sliding window of call outcomes, kept in buckets.
+
+The window of length W is cut into `BUCKETS` buckets of W / BUCKETS seconds,
+numbered by `floor(time / width)`. It holds the newest bucket and the
+BUCKETS - 1 before it, so a call that completed less than 0.9 * W ago always
+counts and one that completed more than W ago never does (the contract's
+bound). Work per call is O(1) amortised: moving the head forward clears at
+most BUCKETS buckets however much time passed, and memory is fixed whatever
+the call rate.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["TimeWindow"]
+
+BUCKETS = 10
+
+
+class TimeWindow:
+    """Counts of calls, failures and slow calls over the last `length` seconds."""
+
+    __slots__ = ("calls", "failures", "head", "slow", "total_calls", "total_failures",
+                 "total_slow", "width")
+
+    def __init__(self, length: float) -> None:
+        self.width = length / BUCKETS
+        self.calls = [0] * BUCKETS
+        self.failures = [0] * BUCKETS
+        self.slow = [0] * BUCKETS
+        self.head: int | None = None  # number of the newest bucket
+        self.total_calls = 0
+        self.total_failures = 0
+        self.total_slow = 0
+
+    def add(self, now: float, failed: bool, slow: bool) -> None:
+        """Count one completed call."""
+        i = self._advance(now) % BUCKETS
+        self.calls[i] += 1
+        self.total_calls += 1
+        if failed:
+            self.failures[i] += 1
+            self.total_failures += 1
+        if slow:
+            self.slow[i] += 1
+            self.total_slow += 1
+
+    def expire(self, now: float) -> None:
+        """Drop what has fallen out of the window by `now`."""
+        self._advance(now)
+
+    def clear(self) -> None:
+        for counts in (self.calls, self.failures, self.slow):
+            for i in range(BUCKETS):
+                counts[i] = 0
+        self.head = None
+        self.total_calls = self.total_failures = self.total_slow = 0
+
+    def _advance(self, now: float) -> int:
+        number = math.floor(now / self.width)
+        head = self.head
+        if head is None:
+            self.head = number
+            return number
+        if number <= head:
+            # Same bucket, or the clock stepped back: count it in the newest.
+            return head
+        if number - head >= BUCKETS:
+            self.clear()
+        else:
+            for n in range(head + 1, number + 1):
+                i = n % BUCKETS
+                self.total_calls -= self.calls[i]
+                self.total_failures -= self.failures[i]
+                self.total_slow -= self.slow[i]
+                self.calls[i] = self.failures[i] = self.slow[i] = 0
+        self.head = number
+        return number

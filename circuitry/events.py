@@ -1,0 +1,114 @@
+"""Events a circuit breaker emits, as small immutable values.
+
+Subscribe with `CircuitBreaker.subscribe(listener)`. Every event has `name`
+(the breaker's) and `at` (the breaker's clock time when it happened). A
+listener receives them in the order they happened, after the breaker's lock
+is released.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ._state import AlertLevel, CircuitState, alert_level_of
+
+__all__ = [
+    "Alert",
+    "CallFailed",
+    "CallIgnored",
+    "CallRejected",
+    "CallSucceeded",
+    "Event",
+    "StateChanged",
+]
+
+
+@attrs.frozen
+class StateChanged:
+    """The circuit moved from `old_state` to `new_state`."""
+
+    name: str
+    at: float
+    old_state: CircuitState
+    new_state: CircuitState
+
+
+@attrs.frozen
+class CallRejected:
+    """A call was rejected without running; `state` is the state that rejected it."""
+
+    name: str
+    at: float
+    state: CircuitState
+
+
+@attrs.frozen
+class CallSucceeded:
+    """A protected call succeeded after `duration` seconds."""
+
+    name: str
+    at: float
+    duration: float
+
+
+@attrs.frozen
+class CallFailed:
+    """A protected call failed after `duration` seconds.
+
+    `exception` is what it raised, or `None` for a returned value that
+    `result_is_failure` rejected, or a `Permit.record_failure()` without one.
+    """
+
+    name: str
+    at: float
+    duration: float
+    exception: BaseException | None
+
+
+@attrs.frozen
+class CallIgnored:
+    """A call ended neither in success nor failure (ignored, cancelled, interrupted)."""
+
+    name: str
+    at: float
+    duration: float
+
+
+Event = StateChanged | CallRejected | CallSucceeded | CallFailed | CallIgnored
+
+
+@attrs.frozen
+class Alert:
+    """What `alert_handler` receives on every state change.
+
+    The level says how bad the new state is: OPEN and FORCED_OPEN are
+    CRITICAL, HALF_OPEN is WARNING, CLOSED and FORCED_CLOSED are HEALTHY.
+    `str(alert)` is its message.
+    """
+
+    level: AlertLevel
+    name: str
+    old_state: CircuitState
+    new_state: CircuitState
+    message: str
+    at: float
+
+    def __str__(self) -> str:
+        return self.message
+
+    @classmethod
+    def from_state_change(cls, event: StateChanged) -> Alert:
+        """The alert for a `StateChanged` event."""
+        level = alert_level_of(event.new_state)
+        message = (
+            f"circuit {event.name!r} {event.old_state.value} -> "
+            f"{event.new_state.value} ({level.value})"
+        )
+        return cls(
+            level=level,
+            name=event.name,
+            old_state=event.old_state,
+            new_state=event.new_state,
+            message=message,
+            at=event.at,
+        )
