@@ -11,6 +11,7 @@ from ._base import Permit
 from ._breaker import CircuitBreaker
 from ._config import CircuitBreakerConfig, ServicePresets
 from ._errors import CircuitBreakerError, CircuitOpenError
+from ._manager import CircuitBreakerManager
 from ._metrics import CircuitMetrics
 from ._state import AlertLevel, CircuitState
 from .events import Alert
@@ -21,6 +22,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitBreakerConfig",
     "CircuitBreakerError",
+    "CircuitBreakerManager",
     "CircuitMetrics",
     "CircuitOpenError",
     "CircuitState",
