@@ -126,7 +126,11 @@ class BreakerBase:
     # -- events -------------------------------------------------------------------
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Send every event to `listener`; returns a function that unsubscribes it."""
+        """Send every event to `listener`; returns a function that unsubscribes it.
+
+        Once unsubscribed, the listener gets no further event, except one that
+        another thread was handing it at that very moment.
+        """
         if not callable(listener):
             raise TypeError(f"listener must be callable, got {listener!r}")
         with self._lock:
@@ -173,6 +177,8 @@ class BreakerBase:
 
     def _dispatch(self, event: Event, listeners: tuple[Listener, ...]) -> None:
         for listener in listeners:
+            if not any(present is listener for present in self._listeners):
+                continue  # unsubscribed while this batch was being delivered
             try:
                 listener(event)
             except Exception:
@@ -303,5 +309,3 @@ class Permit:
     def __repr__(self) -> str:
         status = "done" if self._done else "open"
         return f"<Permit {self._breaker.name!r} generation={self._generation} {status}>"
-
-

@@ -33,10 +33,18 @@ Seconds = float | datetime.timedelta
 ExceptionTypesIn = type[BaseException] | Iterable[type[BaseException]]
 
 
+def _float(value: float) -> float:
+    """`float(value)`; an int too large for a float becomes +-inf, which the checks reject."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _number(field: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{field} must be a number, got {value!r}")
-    result = float(value)
+    result = _float(value)
     if math.isnan(result):
         raise ValueError(f"{field} must not be NaN, got {value!r}")
     return result
@@ -48,7 +56,7 @@ def _duration(field: str, value: object) -> float:
     elif isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{field} must be seconds (float, int or timedelta), got {value!r}")
     else:
-        seconds = float(value)
+        seconds = _float(value)
     if not 0 < seconds < math.inf:  # also false for NaN
         raise ValueError(f"{field} must be a finite number of seconds > 0, got {value!r}")
     return seconds

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
-import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from ._base import BreakerBase
 from ._core import SUCCESS
@@ -17,14 +17,16 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class _Entered(threading.local):
-    """Per thread: the (breaker, generation, started) of each `with` block open in it."""
-
-    def __init__(self) -> None:
-        self.stack: list[tuple[BreakerBase, int, float]] = []
-
-
-_entered = _Entered()
+# The `with` blocks open in this context, newest first, as an immutable linked
+# list: (breaker, generation, started, next). A context variable rather than a
+# thread-local: each thread has its own context, and so does each asyncio task,
+# so a plain `with breaker:` around an `await` is not mixed up with the same
+# breaker's block in another task interleaved on the same thread. Immutable,
+# because a task started inside a block gets a copy of the context.
+_Node = tuple[BreakerBase, int, float, Any]
+_entered: contextvars.ContextVar[_Node | None] = contextvars.ContextVar(
+    "circuitry_sync_entered", default=None
+)
 
 
 class SyncAdapter(BreakerBase):
@@ -35,7 +37,7 @@ class SyncAdapter(BreakerBase):
     def __enter__(self) -> None:
         started = self._clock()
         generation = self._admit(started)
-        _entered.stack.append((self, generation, started))
+        _entered.set((self, generation, started, _entered.get()))
 
     def __exit__(
         self,
@@ -43,28 +45,29 @@ class SyncAdapter(BreakerBase):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        stack = _entered.stack
-        entry = stack.pop() if stack else None
-        if entry is None or entry[0] is not self:
-            entry = self._unwind(stack, entry)
-        _, generation, started = entry
+        _, generation, started, _ = self._pop_sync_entered()
         outcome = SUCCESS if exc is None else self._exception_outcome(exc)
         self._finish(generation, started, outcome, exc)
         # Returning None lets the exception, if any, propagate unchanged.
 
-    def _unwind(
-        self,
-        stack: list[tuple[BreakerBase, int, float]],
-        top: tuple[BreakerBase, int, float] | None,
-    ) -> tuple[BreakerBase, int, float]:
+    def _pop_sync_entered(self) -> _Node:
+        node = _entered.get()
+        if node is not None and node[0] is self:
+            _entered.set(node[3])
+            return node
         # Blocks of different breakers exited out of order (a generator holding
-        # one open, say): take this breaker's newest entry, keep the others.
-        if top is not None:
-            stack.append(top)
-        for i in range(len(stack) - 1, -1, -1):
-            if stack[i][0] is self:
-                return stack.pop(i)
-        raise RuntimeError(f"circuit {self._name!r}: __exit__ without a matching __enter__")
+        # one open, say): take this breaker's newest block, keep the others in order.
+        kept: list[_Node] = []
+        while node is not None and node[0] is not self:
+            kept.append(node)
+            node = node[3]
+        if node is None:
+            raise RuntimeError(f"circuit {self._name!r}: __exit__ without a matching __enter__")
+        rest = node[3]
+        for other in reversed(kept):
+            rest = (*other[:3], rest)
+        _entered.set(rest)
+        return node
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call `fn(*args, **kwargs)` under the breaker and return its result.

@@ -45,6 +45,10 @@ def _seconds(field: str, value: object) -> float:
         return value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{field} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value):
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    if not math.isfinite(seconds):
         raise ValueError(f"{field} must be finite, got {value!r}")
-    return float(value)
+    return seconds

@@ -1,0 +1,622 @@
+"""CircuitBreakerConfig: defaults, validation, conversion, builders; ServicePresets."""
+
+from __future__ import annotations
+
+import datetime
+import math
+from typing import Any
+
+import attrs
+import pytest
+
+from circuitry import CircuitBreakerConfig, ServicePresets
+
+NAN = math.nan
+INF = math.inf
+HUGE = 10**400  # an int too large for a float
+
+
+class _NotAnException:
+    pass
+
+
+# -- defaults ----------------------------------------------------------------
+
+CONTRACT_DEFAULTS: dict[str, Any] = {
+    "failure_threshold_count": 5,
+    "failure_threshold_percentage": None,
+    "failure_window": None,
+    "minimum_calls": 10,
+    "reset_timeout": 60.0,
+    "success_threshold_count": 1,
+    "test_request_count": 1,
+    "slow_call_duration": None,
+    "slow_call_rate_threshold": None,
+    "half_open_max_wait": None,
+    "reset_timeout_multiplier": 1.0,
+    "max_reset_timeout": None,
+    "reset_timeout_jitter": 0.0,
+    "record_exceptions": (Exception,),
+    "ignore_exceptions": (),
+    "failure_predicate": None,
+    "result_is_failure": None,
+    "call_timeout": None,
+    "alert_handler": None,
+}
+
+
+def test_defaults_equal_the_contract_table() -> None:
+    config = CircuitBreakerConfig()
+    actual = {field.name: getattr(config, field.name) for field in attrs.fields(type(config))}
+    assert actual == CONTRACT_DEFAULTS
+
+
+def test_default_durations_are_floats() -> None:
+    config = CircuitBreakerConfig()
+    assert type(config.reset_timeout) is float
+    assert type(config.reset_timeout_multiplier) is float
+    assert type(config.reset_timeout_jitter) is float
+
+
+def test_config_is_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        CircuitBreakerConfig(5)  # type: ignore[call-arg]
+
+
+# -- validation: every invalid value --------------------------------------------
+
+COUNT_FIELDS = [
+    "failure_threshold_count",
+    "minimum_calls",
+    "success_threshold_count",
+    "test_request_count",
+]
+DURATION_FIELDS = [
+    "failure_window",
+    "reset_timeout",
+    "slow_call_duration",
+    "half_open_max_wait",
+    "max_reset_timeout",
+    "call_timeout",
+]
+PERCENTAGE_FIELDS = ["failure_threshold_percentage", "slow_call_rate_threshold"]
+# What a percentage field needs besides itself to be valid.
+PERCENTAGE_CONTEXT: dict[str, dict[str, Any]] = {
+    "failure_threshold_percentage": {"failure_window": 60.0},
+    "slow_call_rate_threshold": {"failure_window": 60.0, "slow_call_duration": 1.0},
+}
+CALLABLE_FIELDS = ["failure_predicate", "result_is_failure", "alert_handler"]
+
+
+def _cases() -> list[Any]:
+    cases: list[Any] = []
+
+    def case(
+        field: str, value: object, error: type[Exception], *, shown: str | None = None, **extra: Any
+    ) -> None:
+        kwargs = {**extra, field: value}
+        cases.append(
+            pytest.param(
+                kwargs,
+                field,
+                shown if shown is not None else repr(value),
+                error,
+                id=f"{field}={value!r:.20}",
+            )
+        )
+
+    for field in COUNT_FIELDS:
+        case(field, 0, ValueError)
+        case(field, -1, ValueError)
+        case(field, True, TypeError)
+        case(field, False, TypeError)
+        case(field, "5", TypeError)
+        case(field, 5.0, TypeError)
+        case(field, 2.5, TypeError)
+        case(field, None, TypeError)
+        case(field, NAN, TypeError)
+
+    for field in DURATION_FIELDS:
+        case(field, 0, ValueError)
+        case(field, 0.0, ValueError)
+        case(field, -1, ValueError)
+        case(field, -0.5, ValueError)
+        case(field, NAN, ValueError)
+        case(field, INF, ValueError)
+        case(field, -INF, ValueError)
+        case(field, datetime.timedelta(0), ValueError)
+        case(field, datetime.timedelta(seconds=-1), ValueError)
+        case(field, True, TypeError)
+        case(field, "30", TypeError)
+        case(field, [30], TypeError)
+        case(field, HUGE, ValueError)  # too large for a float
+        case(field, -HUGE, ValueError)
+    # reset_timeout is the one duration that may not be None.
+    case("reset_timeout", None, TypeError)
+
+    for field in PERCENTAGE_FIELDS:
+        context = PERCENTAGE_CONTEXT[field]
+        case(field, 0, ValueError, **context)
+        case(field, 0.0, ValueError, **context)
+        case(field, -10, ValueError, **context)
+        case(field, 100.01, ValueError, **context)
+        case(field, 150, ValueError, **context)
+        case(field, NAN, ValueError, **context)
+        case(field, INF, ValueError, **context)
+        case(field, True, TypeError, **context)
+        case(field, "50", TypeError, **context)
+        case(field, HUGE, ValueError, **context)
+
+    # A percentage or slow rate without the window; a slow rate without a duration.
+    case("failure_threshold_percentage", 50, ValueError, shown="50")
+    case("slow_call_rate_threshold", 50, ValueError, shown="50", slow_call_duration=1.0)
+    case("slow_call_rate_threshold", 50, ValueError, shown="50", failure_window=60.0)
+
+    case("reset_timeout_multiplier", 0.5, ValueError)
+    case("reset_timeout_multiplier", 0, ValueError)
+    case("reset_timeout_multiplier", -2, ValueError)
+    case("reset_timeout_multiplier", NAN, ValueError)
+    case("reset_timeout_multiplier", INF, ValueError)
+    case("reset_timeout_multiplier", True, TypeError)
+    case("reset_timeout_multiplier", "2", TypeError)
+    case("reset_timeout_multiplier", None, TypeError)
+    case("reset_timeout_multiplier", HUGE, ValueError)
+
+    case("max_reset_timeout", 30.0, ValueError, reset_timeout=60.0)
+    case("max_reset_timeout", 59.9, ValueError, reset_timeout=60.0)
+    case(
+        "max_reset_timeout",
+        datetime.timedelta(seconds=10),
+        ValueError,
+        shown="10.0",
+        reset_timeout=60,
+    )
+
+    case("reset_timeout_jitter", -0.1, ValueError)
+    case("reset_timeout_jitter", 1, ValueError)
+    case("reset_timeout_jitter", 1.0, ValueError)
+    case("reset_timeout_jitter", 1.5, ValueError)
+    case("reset_timeout_jitter", NAN, ValueError)
+    case("reset_timeout_jitter", INF, ValueError)
+    case("reset_timeout_jitter", True, TypeError)
+    case("reset_timeout_jitter", "0.1", TypeError)
+    case("reset_timeout_jitter", None, TypeError)
+    case("reset_timeout_jitter", HUGE, ValueError)
+    case("reset_timeout_jitter", -HUGE, ValueError)
+
+    for field in ("record_exceptions", "ignore_exceptions"):
+        case(field, int, TypeError)
+        case(field, _NotAnException, TypeError)
+        case(field, (ValueError, int), TypeError)
+        case(field, [ValueError, "KeyError"], TypeError)
+        case(field, ValueError(), TypeError)
+        case(field, "ValueError", TypeError)
+        case(field, None, TypeError)
+        case(field, 3, TypeError)
+
+    for field in CALLABLE_FIELDS:
+        case(field, 1, TypeError)
+        case(field, "print", TypeError)
+        case(field, True, TypeError)
+        case(field, [print], TypeError)
+
+    return cases
+
+
+@pytest.mark.parametrize(("kwargs", "field", "shown", "error"), _cases())
+def test_invalid_value_raises_naming_field_and_value(
+    kwargs: dict[str, Any], field: str, shown: str, error: type[Exception]
+) -> None:
+    with pytest.raises(error) as info:
+        CircuitBreakerConfig(**kwargs)
+    message = str(info.value)
+    assert field in message
+    assert shown in message
+
+
+def test_unknown_field_is_rejected() -> None:
+    with pytest.raises(TypeError):
+        CircuitBreakerConfig(failure_treshold_count=3)  # type: ignore[call-arg]
+
+
+# -- valid edge values and conversion ----------------------------------------------
+
+
+@pytest.mark.parametrize("field", DURATION_FIELDS)
+def test_duration_accepts_timedelta_and_stores_float_seconds(field: str) -> None:
+    kwargs: dict[str, Any] = {field: datetime.timedelta(minutes=2, milliseconds=500)}
+    config = CircuitBreakerConfig(**kwargs)
+    value = getattr(config, field)
+    assert type(value) is float
+    assert value == 120.5
+
+
+@pytest.mark.parametrize("field", DURATION_FIELDS)
+def test_duration_accepts_int_and_stores_float(field: str) -> None:
+    kwargs: dict[str, Any] = {field: 90}
+    config = CircuitBreakerConfig(**kwargs)
+    value = getattr(config, field)
+    assert type(value) is float
+    assert value == 90.0
+
+
+@pytest.mark.parametrize("field", PERCENTAGE_FIELDS)
+@pytest.mark.parametrize("value", [100, 100.0, 0.001, 50])
+def test_percentage_accepts_values_in_zero_exclusive_to_hundred_inclusive(
+    field: str, value: float
+) -> None:
+    config = CircuitBreakerConfig(**{field: value, **PERCENTAGE_CONTEXT[field]})
+    stored = getattr(config, field)
+    assert type(stored) is float
+    assert stored == value
+
+
+def test_int_multiplier_and_jitter_are_stored_as_float() -> None:
+    config = CircuitBreakerConfig(reset_timeout_multiplier=2, reset_timeout_jitter=0)
+    assert type(config.reset_timeout_multiplier) is float
+    assert config.reset_timeout_multiplier == 2.0
+    assert type(config.reset_timeout_jitter) is float
+
+
+def test_edge_values_are_accepted() -> None:
+    config = CircuitBreakerConfig(
+        failure_threshold_count=1,
+        minimum_calls=1,
+        success_threshold_count=1,
+        test_request_count=1,
+        reset_timeout=1e-6,
+        reset_timeout_multiplier=1.0,
+        reset_timeout_jitter=0.999,
+        max_reset_timeout=1e-6,
+    )
+    assert config.max_reset_timeout == config.reset_timeout
+
+
+def test_max_reset_timeout_equal_to_reset_timeout_is_accepted() -> None:
+    config = CircuitBreakerConfig(
+        reset_timeout=30, max_reset_timeout=datetime.timedelta(seconds=30)
+    )
+    assert config.max_reset_timeout == 30.0
+
+
+def test_single_exception_type_becomes_a_tuple() -> None:
+    config = CircuitBreakerConfig(record_exceptions=OSError, ignore_exceptions=KeyError)
+    assert config.record_exceptions == (OSError,)
+    assert config.ignore_exceptions == (KeyError,)
+
+
+def test_list_of_exception_types_becomes_a_tuple() -> None:
+    config = CircuitBreakerConfig(record_exceptions=[OSError, TimeoutError])
+    assert config.record_exceptions == (OSError, TimeoutError)
+
+
+def test_base_exception_types_are_accepted() -> None:
+    config = CircuitBreakerConfig(record_exceptions=(KeyboardInterrupt,))
+    assert config.record_exceptions == (KeyboardInterrupt,)
+
+
+def test_callables_are_kept_as_given() -> None:
+    def predicate(exc: BaseException) -> bool:
+        return True
+
+    def handler(alert: object) -> None:
+        pass
+
+    config = CircuitBreakerConfig(
+        failure_predicate=predicate, result_is_failure=bool, alert_handler=handler
+    )
+    assert config.failure_predicate is predicate
+    assert config.result_is_failure is bool
+    assert config.alert_handler is handler
+
+
+# -- frozen ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["failure_threshold_count", "reset_timeout", "alert_handler"])
+def test_config_is_frozen(field: str) -> None:
+    config = CircuitBreakerConfig()
+    with pytest.raises(AttributeError):
+        setattr(config, field, 3)
+    assert getattr(config, field) == CONTRACT_DEFAULTS[field]
+
+
+def test_equal_configs_compare_equal_and_hash_equal() -> None:
+    assert CircuitBreakerConfig(reset_timeout=30) == CircuitBreakerConfig(reset_timeout=30.0)
+    assert hash(CircuitBreakerConfig()) == hash(CircuitBreakerConfig())
+
+
+# -- builders --------------------------------------------------------------------------
+
+
+def _handler(alert: object) -> None:
+    pass
+
+
+WINDOWED = CircuitBreakerConfig(failure_window=60)
+
+BUILDERS: list[Any] = [
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_failure_threshold",
+        (3,),
+        {"failure_threshold_count": 3},
+        id="with_failure_threshold",
+    ),
+    pytest.param(
+        WINDOWED,
+        "with_failure_percentage",
+        (25,),
+        {"failure_threshold_percentage": 25.0},
+        id="with_failure_percentage",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_failure_window",
+        (datetime.timedelta(seconds=30),),
+        {"failure_window": 30.0},
+        id="with_failure_window",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_minimum_calls",
+        (4,),
+        {"minimum_calls": 4},
+        id="with_minimum_calls",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_reset_timeout",
+        (120,),
+        {"reset_timeout": 120.0},
+        id="with_reset_timeout",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_success_threshold",
+        (3,),
+        {"success_threshold_count": 3},
+        id="with_success_threshold",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_test_request_count",
+        (4,),
+        {"test_request_count": 4},
+        id="with_test_request_count",
+    ),
+    pytest.param(
+        WINDOWED,
+        "with_slow_calls",
+        (2, 40),
+        {"slow_call_duration": 2.0, "slow_call_rate_threshold": 40.0},
+        id="with_slow_calls",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_backoff",
+        (2, 600, 0.1),
+        {"reset_timeout_multiplier": 2.0, "max_reset_timeout": 600.0, "reset_timeout_jitter": 0.1},
+        id="with_backoff",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_alert_handler",
+        (_handler,),
+        {"alert_handler": _handler},
+        id="with_alert_handler",
+    ),
+]
+
+
+@pytest.mark.parametrize(("original", "method", "args", "changed"), BUILDERS)
+def test_builder_returns_new_config_and_leaves_original_unchanged(
+    original: CircuitBreakerConfig, method: str, args: tuple[Any, ...], changed: dict[str, Any]
+) -> None:
+    before = attrs.asdict(original, recurse=False)
+    built = getattr(original, method)(*args)
+    assert isinstance(built, CircuitBreakerConfig)
+    assert built is not original
+    assert attrs.asdict(original, recurse=False) == before
+    expected = {**before, **changed}
+    assert attrs.asdict(built, recurse=False) == expected
+
+
+BAD_BUILDER_CALLS: list[Any] = [
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_failure_threshold",
+        (0,),
+        "failure_threshold_count",
+        id="with_failure_threshold",
+    ),
+    pytest.param(
+        WINDOWED,
+        "with_failure_percentage",
+        (101,),
+        "failure_threshold_percentage",
+        id="with_failure_percentage-range",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_failure_percentage",
+        (50,),
+        "failure_threshold_percentage",
+        id="with_failure_percentage-no-window",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_failure_window",
+        (-1,),
+        "failure_window",
+        id="with_failure_window",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(), "with_minimum_calls", (0,), "minimum_calls", id="with_minimum_calls"
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_reset_timeout",
+        (NAN,),
+        "reset_timeout",
+        id="with_reset_timeout",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(max_reset_timeout=100),
+        "with_reset_timeout",
+        (200,),
+        "max_reset_timeout",
+        id="with_reset_timeout-above-max",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_success_threshold",
+        (True,),
+        "success_threshold_count",
+        id="with_success_threshold",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_test_request_count",
+        ("2",),
+        "test_request_count",
+        id="with_test_request_count",
+    ),
+    pytest.param(
+        WINDOWED, "with_slow_calls", (0, 50), "slow_call_duration", id="with_slow_calls-duration"
+    ),
+    pytest.param(
+        WINDOWED, "with_slow_calls", (1, 0), "slow_call_rate_threshold", id="with_slow_calls-rate"
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_slow_calls",
+        (1, 50),
+        "slow_call_rate_threshold",
+        id="with_slow_calls-no-window",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_backoff",
+        (0.5, None),
+        "reset_timeout_multiplier",
+        id="with_backoff-multiplier",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_backoff",
+        (2, 10),
+        "max_reset_timeout",
+        id="with_backoff-max-below-reset",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_backoff",
+        (2, 600, 1.0),
+        "reset_timeout_jitter",
+        id="with_backoff-jitter",
+    ),
+    pytest.param(
+        CircuitBreakerConfig(),
+        "with_alert_handler",
+        ("log",),
+        "alert_handler",
+        id="with_alert_handler",
+    ),
+]
+
+
+@pytest.mark.parametrize(("original", "method", "args", "field"), BAD_BUILDER_CALLS)
+def test_builder_validates_and_leaves_original_unchanged(
+    original: CircuitBreakerConfig, method: str, args: tuple[Any, ...], field: str
+) -> None:
+    before = attrs.asdict(original, recurse=False)
+    with pytest.raises((ValueError, TypeError)) as info:
+        getattr(original, method)(*args)
+    assert field in str(info.value)
+    assert attrs.asdict(original, recurse=False) == before
+
+
+def test_builder_chain_from_the_contract() -> None:
+    config = (
+        CircuitBreakerConfig()
+        .with_failure_threshold(5)
+        .with_reset_timeout(60)
+        .with_success_threshold(3)
+    )
+    assert config.failure_threshold_count == 5
+    assert config.reset_timeout == 60.0
+    assert config.success_threshold_count == 3
+
+
+def test_windowed_builder_chain() -> None:
+    config = (
+        CircuitBreakerConfig()
+        .with_failure_window(datetime.timedelta(minutes=1))
+        .with_failure_percentage(50)
+        .with_minimum_calls(20)
+        .with_slow_calls(datetime.timedelta(seconds=2), 80)
+        .with_test_request_count(2)
+    )
+    assert config.failure_window == 60.0
+    assert config.failure_threshold_percentage == 50.0
+    assert config.minimum_calls == 20
+    assert config.slow_call_duration == 2.0
+    assert config.slow_call_rate_threshold == 80.0
+    assert config.test_request_count == 2
+
+
+def test_with_backoff_defaults_jitter_to_zero_and_accepts_no_cap() -> None:
+    config = CircuitBreakerConfig(reset_timeout_jitter=0.5).with_backoff(3, None)
+    assert config.reset_timeout_multiplier == 3.0
+    assert config.max_reset_timeout is None
+    assert config.reset_timeout_jitter == 0.0
+
+
+def test_with_alert_handler_none_removes_the_handler() -> None:
+    config = CircuitBreakerConfig(alert_handler=_handler).with_alert_handler(None)
+    assert config.alert_handler is None
+
+
+# -- presets ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("preset", "threshold", "reset_timeout"),
+    [
+        (ServicePresets.http_api, 5, 30.0),
+        (ServicePresets.database, 3, 60.0),
+        (ServicePresets.critical_service, 2, 300.0),
+    ],
+)
+def test_consecutive_presets_match_the_contract(
+    preset: Any, threshold: int, reset_timeout: float
+) -> None:
+    config = preset()
+    assert isinstance(config, CircuitBreakerConfig)
+    assert config.failure_threshold_count == threshold
+    assert config.reset_timeout == reset_timeout
+
+
+def test_high_volume_preset_trips_on_20_failures_or_half_of_a_window() -> None:
+    config = ServicePresets.high_volume()
+    assert isinstance(config, CircuitBreakerConfig)
+    assert config.failure_threshold_count == 20
+    assert config.failure_threshold_percentage == 50.0
+    assert config.failure_window is not None
+    assert config.failure_window > 0
+    assert config.minimum_calls > 1
+    assert config.reset_timeout == 30.0
+
+
+def test_presets_are_static_and_return_fresh_equal_configs() -> None:
+    assert ServicePresets.http_api() == ServicePresets().http_api()
+    assert ServicePresets.database() is not ServicePresets.database()
+
+
+def test_preset_can_be_refined_with_builders() -> None:
+    base = ServicePresets.database()
+    refined = base.with_reset_timeout(120)
+    assert refined.failure_threshold_count == 3
+    assert refined.reset_timeout == 120.0
+    assert base.reset_timeout == 60.0

@@ -1,0 +1,384 @@
+"""Many threads on one breaker: no lost update, no more trials than allowed, no lost permit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
+from circuitry.events import CallFailed, CallIgnored, CallSucceeded, Event
+from circuitry.testing import FakeClock
+
+THREADS = 16
+JOIN_TIMEOUT = 60  # a guard against a hang, not a timing claim
+
+
+class Boom(Exception):
+    pass
+
+
+def run_threads(target: Callable[[int], None], count: int = THREADS) -> None:
+    """Run `target(index)` in `count` threads; re-raise the first error any of them hit."""
+    errors: list[BaseException] = []
+
+    def guarded(index: int) -> None:
+        try:
+            target(index)
+        except BaseException as exc:  # reported to the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(JOIN_TIMEOUT)
+    assert not any(t.is_alive() for t in threads), "a worker thread hung"
+    if errors:
+        raise errors[0]
+
+
+def outcome_of(index: int, i: int) -> str:
+    return ("success", "failure", "ignored", "other")[(index * 7 + i) % 4]
+
+
+def test_with_blocks_from_many_threads_lose_no_update() -> None:
+    calls = 400
+    breaker = CircuitBreaker(
+        CircuitBreakerConfig(failure_threshold_count=10**9, ignore_exceptions=(KeyError,)),
+        clock=FakeClock(),
+    )
+    barrier = threading.Barrier(THREADS)
+    expected = {"success": 0, "failure": 0, "ignored": 0, "other": 0}
+    for index in range(THREADS):
+        for i in range(calls):
+            expected[outcome_of(index, i)] += 1
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        for i in range(calls):
+            kind = outcome_of(index, i)
+            try:
+                with breaker:
+                    if kind == "failure":
+                        raise Boom
+                    if kind == "ignored":
+                        raise KeyError(i)
+                    if kind == "other":
+                        raise GeneratorExit  # a BaseException: ignored
+            except (Boom, KeyError, GeneratorExit):
+                pass
+
+    run_threads(worker)
+    m = breaker.metrics()
+    assert m.current_state is CircuitState.CLOSED
+    assert m.total_allowed == THREADS * calls
+    assert m.total_successes == expected["success"]
+    assert m.total_failures == expected["failure"]
+    assert m.total_ignored == expected["ignored"] + expected["other"]
+    assert m.total_allowed == m.total_successes + m.total_failures + m.total_ignored
+    assert m.total_rejected == 0
+
+
+def test_call_from_many_threads_with_tripping_and_recovery_keeps_exact_totals() -> None:
+    calls = 300
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        CircuitBreakerConfig(failure_threshold_count=3, reset_timeout=1, test_request_count=2),
+        clock=clock,
+    )
+    barrier = threading.Barrier(THREADS)
+    attempts = [0] * THREADS
+    rejected = [0] * THREADS
+    clock_lock = threading.Lock()
+
+    def work(fails: bool) -> int:
+        if fails:
+            raise Boom
+        return 1
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        for i in range(calls):
+            attempts[index] += 1
+            try:
+                breaker.call(work, i % 10 < 5)  # bursts of failures trip it
+            except Boom:
+                pass
+            except CircuitOpenError:
+                rejected[index] += 1
+                with clock_lock:
+                    clock.advance(0.25)  # the open period passes as rejections pile up
+
+    run_threads(worker)
+    m = breaker.metrics()
+    assert m.total_allowed + m.total_rejected == sum(attempts) == THREADS * calls
+    assert m.total_rejected == sum(rejected)
+    assert m.total_allowed == m.total_successes + m.total_failures + m.total_ignored
+    assert m.state_changes > 0
+
+
+def test_permits_from_many_threads_lose_no_update() -> None:
+    rounds = 400
+    breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold_count=10**9), clock=FakeClock())
+    barrier = threading.Barrier(THREADS)
+    counts = {"success": 0, "failure": 0, "ignored": 0}
+    counts_lock = threading.Lock()
+
+    def worker(index: int) -> None:
+        mine = {"success": 0, "failure": 0, "ignored": 0}
+        barrier.wait()
+        for i in range(rounds):
+            permit = breaker.try_acquire()
+            assert permit is not None
+            kind = outcome_of(index, i)
+            if kind == "success":
+                permit.record_success()
+                mine["success"] += 1
+            elif kind == "failure":
+                permit.record_failure(Boom())
+                mine["failure"] += 1
+            else:
+                permit.release()
+                mine["ignored"] += 1
+            # Later completions of the same permit have no effect.
+            permit.record_failure()
+            permit.record_success()
+            permit.release()
+        with counts_lock:
+            for key, value in mine.items():
+                counts[key] += value
+
+    run_threads(worker)
+    m = breaker.metrics()
+    assert m.total_allowed == THREADS * rounds
+    assert m.total_successes == counts["success"]
+    assert m.total_failures == counts["failure"]
+    assert m.total_ignored == counts["ignored"]
+
+
+def test_one_permit_completed_from_many_threads_at_once_counts_once() -> None:
+    breaker = CircuitBreaker(clock=FakeClock())
+    for _ in range(50):
+        permit = breaker.try_acquire()
+        assert permit is not None
+        barrier = threading.Barrier(THREADS)
+
+        def worker(index: int, permit: Any = permit, barrier: Any = barrier) -> None:
+            barrier.wait()
+            (permit.record_success, permit.record_failure, permit.release)[index % 3]()
+
+        run_threads(worker)
+    m = breaker.metrics()
+    assert m.total_successes + m.total_failures + m.total_ignored == 50
+
+
+def test_events_from_many_threads_match_the_totals() -> None:
+    calls = 200
+    breaker = CircuitBreaker(
+        CircuitBreakerConfig(failure_threshold_count=10**9, ignore_exceptions=(KeyError,)),
+        clock=FakeClock(),
+    )
+    events: list[Event] = []
+    breaker.subscribe(events.append)
+    barrier = threading.Barrier(THREADS)
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        for i in range(calls):
+            kind = outcome_of(index, i)
+            try:
+                with breaker:
+                    if kind == "failure":
+                        raise Boom
+                    if kind in ("ignored", "other"):
+                        raise KeyError
+            except (Boom, KeyError):
+                pass
+
+    run_threads(worker)
+    m = breaker.metrics()
+    assert len(events) == THREADS * calls
+    assert sum(isinstance(e, CallSucceeded) for e in events) == m.total_successes
+    assert sum(isinstance(e, CallFailed) for e in events) == m.total_failures
+    assert sum(isinstance(e, CallIgnored) for e in events) == m.total_ignored
+
+
+# -- HALF_OPEN under a storm -------------------------------------------------------------------
+
+
+class InFlight:
+    """Counts the blocks running at once, and the most ever seen."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+    def enter(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.now -= 1
+
+
+def half_open_breaker(clock: FakeClock, **config: Any) -> CircuitBreaker:
+    breaker = CircuitBreaker(
+        CircuitBreakerConfig(failure_threshold_count=1, reset_timeout=10, **config),
+        clock=clock,
+    )
+    with pytest.raises(Boom), breaker:
+        raise Boom
+    clock.advance(10)
+    assert breaker.state is CircuitState.HALF_OPEN
+    return breaker
+
+
+def storm_round(breaker: CircuitBreaker, form: str, in_flight: InFlight, *, ignored: bool) -> int:
+    """Every thread tries one trial at once; admitted trials hold their slot until all
+    threads have tried. Returns how many were admitted."""
+    admitted: list[int] = []
+    rejected: list[int] = []
+    tally = threading.Condition()
+    release = threading.Event()
+    barrier = threading.Barrier(THREADS)
+
+    def attempted(index: int, ok: bool) -> None:
+        with tally:
+            (admitted if ok else rejected).append(index)
+            tally.notify_all()
+
+    def trial() -> None:
+        in_flight.enter()
+        try:
+            release.wait(JOIN_TIMEOUT)  # hold the slot until every thread has tried
+        finally:
+            in_flight.leave()
+        if ignored:
+            raise KeyError  # an ignored trial: its permit comes back too
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        if form == "with":
+            try:
+                with breaker:
+                    attempted(index, True)
+                    trial()
+            except CircuitOpenError:
+                attempted(index, False)
+            except KeyError:
+                pass
+        else:
+            permit = breaker.try_acquire()
+            attempted(index, permit is not None)
+            if permit is None:
+                return
+            try:
+                trial()
+            except KeyError:
+                permit.release()
+            else:
+                permit.record_success()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
+    for t in threads:
+        t.start()
+    try:
+        with tally:
+            assert tally.wait_for(lambda: len(admitted) + len(rejected) == THREADS, JOIN_TIMEOUT)
+    finally:
+        release.set()
+        for t in threads:
+            t.join(JOIN_TIMEOUT)
+    assert not any(t.is_alive() for t in threads)
+    return len(admitted)
+
+
+@pytest.mark.parametrize("form", ["with", "try_acquire"])
+def test_half_open_storm_admits_at_most_test_request_count_and_returns_every_permit(
+    form: str,
+) -> None:
+    clock = FakeClock()
+    # Successes never reach the threshold, so the circuit stays HALF_OPEN round after round.
+    breaker = half_open_breaker(
+        clock, test_request_count=3, success_threshold_count=10**9, ignore_exceptions=(KeyError,)
+    )
+    in_flight = InFlight()
+    rounds = 15
+    for round_number in range(rounds):
+        admitted = storm_round(breaker, form, in_flight, ignored=round_number % 3 == 1)
+        assert admitted == 3, f"round {round_number}: {admitted} trials admitted"
+        assert breaker.state is CircuitState.HALF_OPEN
+
+    assert in_flight.most == 3
+    assert in_flight.now == 0
+    m = breaker.metrics()
+    assert m.total_rejected == rounds * (THREADS - 3)
+    # Every permit came back: all three slots are free again.
+    permits = [breaker.try_acquire() for _ in range(4)]
+    assert [p is not None for p in permits] == [True, True, True, False]
+
+
+def test_half_open_storm_of_with_blocks_never_exceeds_the_trial_limit() -> None:
+    clock = FakeClock()
+    breaker = half_open_breaker(clock, test_request_count=3, success_threshold_count=10**9)
+    in_flight = InFlight()
+    rounds = 200
+    barrier = threading.Barrier(THREADS)
+    admitted = [0] * THREADS
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        for i in range(rounds):
+            try:
+                with breaker:
+                    admitted[index] += 1
+                    in_flight.enter()
+                    in_flight.leave()
+                    if (index + i) % 5 == 0:
+                        raise KeyboardInterrupt  # ignored: gives the permit back
+            except (CircuitOpenError, KeyboardInterrupt):
+                pass
+
+    run_threads(worker)
+    assert in_flight.most <= 3
+    m = breaker.metrics()
+    assert m.current_state is CircuitState.HALF_OPEN
+    assert m.total_allowed - 1 == sum(admitted)  # minus the failure that tripped it
+    assert m.total_allowed + m.total_rejected == THREADS * rounds + 1
+    # No permit leaked: all three slots are free again.
+    permits = [breaker.try_acquire() for _ in range(4)]
+    assert [p is not None for p in permits] == [True, True, True, False]
+
+
+def test_half_open_storm_with_a_failing_trial_reopens_once() -> None:
+    clock = FakeClock()
+    breaker = half_open_breaker(clock, test_request_count=3, success_threshold_count=10**9)
+    barrier = threading.Barrier(THREADS)
+    outcomes: list[str] = []
+    outcomes_lock = threading.Lock()
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        try:
+            with breaker:
+                raise Boom
+        except Boom:
+            result = "failed"
+        except CircuitOpenError:
+            result = "rejected"
+        with outcomes_lock:
+            outcomes.append(result)
+
+    run_threads(worker)
+    m = breaker.metrics()
+    assert m.current_state is CircuitState.OPEN
+    # CLOSED -> OPEN, OPEN -> HALF_OPEN, then one HALF_OPEN -> OPEN however many trials failed.
+    assert m.state_changes == 3
+    assert 1 <= outcomes.count("failed") <= 3
+    assert outcomes.count("failed") + outcomes.count("rejected") == THREADS
