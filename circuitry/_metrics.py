@@ -50,7 +50,9 @@ class LatencyHistogram:
         """The nearest-rank `p`-th percentile (0 < p <= 100), or None before any."""
         if not self.count:
             return None
-        rank = max(1, math.ceil(p / 100 * self.count))
+        # p * count first: exact for whole p, where p / 100 * count can overshoot an
+        # integer (0.55 * 100 gives 55.00000000000001) and skip a rank.
+        rank = max(1, math.ceil(p * self.count / 100))
         seen = self.zeros
         if seen >= rank:
             return 0.0

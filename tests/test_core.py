@@ -1,0 +1,1080 @@
+"""The pure core, driven with literal `now=` values: no clock, no threads.
+
+Each test names one documented behaviour of `CircuitCore`. Times are plain
+floats chosen so the expected values can be read off the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from circuitry import CircuitBreakerConfig, CircuitState
+from circuitry._core import (
+    FAILURE,
+    IGNORED,
+    REJECTED,
+    SUCCESS,
+    CircuitCore,
+    Outcome,
+    classify_exception,
+    classify_result,
+)
+from circuitry.events import CallFailed, CallIgnored, CallRejected, CallSucceeded, StateChanged
+
+CLOSED = CircuitState.CLOSED
+OPEN = CircuitState.OPEN
+HALF_OPEN = CircuitState.HALF_OPEN
+FORCED_OPEN = CircuitState.FORCED_OPEN
+FORCED_CLOSED = CircuitState.FORCED_CLOSED
+
+NAME = "svc"
+
+
+# -- helpers ----------------------------------------------------------------------
+
+
+def make(
+    now: float = 0.0, *, random: Callable[[], float] | None = None, **config: Any
+) -> CircuitCore:
+    cfg = CircuitBreakerConfig(**config)
+    if random is None:
+        return CircuitCore(cfg, NAME, now)
+    return CircuitCore(cfg, NAME, now, random=random)
+
+
+def run(
+    core: CircuitCore,
+    started: float,
+    ended: float,
+    outcome: Outcome,
+    exception: BaseException | None = None,
+) -> int:
+    """One admitted call from `started` to `ended`; returns its generation."""
+    generation = core.acquire(started)
+    assert generation != REJECTED, f"call at {started} was rejected in {core.state}"
+    core.complete(generation, started, ended, outcome, exception)
+    return generation
+
+
+def fail(core: CircuitCore, now: float, duration: float = 0.0) -> None:
+    run(core, now, now + duration, FAILURE)
+
+
+def succeed(core: CircuitCore, now: float, duration: float = 0.0) -> None:
+    run(core, now, now + duration, SUCCESS)
+
+
+def ignore(core: CircuitCore, now: float, duration: float = 0.0) -> None:
+    run(core, now, now + duration, IGNORED)
+
+
+def changes(core: CircuitCore) -> list[tuple[CircuitState, CircuitState, float]]:
+    """The state changes recorded so far, as (old, new, at); drains the events."""
+    return [
+        (e.old_state, e.new_state, e.at) for e in core.take_events() if isinstance(e, StateChanged)
+    ]
+
+
+def raw_state(core: CircuitCore) -> tuple[object, ...]:
+    """Everything a misuse must leave untouched (read without applying time)."""
+    window = core.window
+    return (
+        core.state,
+        core.generation,
+        core.state_since,
+        core.in_flight,
+        core.consecutive_failures,
+        list(core.trial_starts),
+        core.trial_successes,
+        core.backoff_level,
+        core.open_duration,
+        core.total_allowed,
+        core.total_rejected,
+        core.total_successes,
+        core.total_failures,
+        core.total_ignored,
+        core.total_slow,
+        core.state_changes,
+        core.latency.count,
+        core.latency.total,
+        None if window is None else (window.total_calls, window.total_failures, window.head),
+        list(core.events),
+    )
+
+
+def sequence(*values: float) -> Callable[[], float]:
+    """A `random` that returns `values` in order and fails if asked for more."""
+    it: Iterator[float] = iter(values)
+
+    def random() -> float:
+        return next(it)
+
+    return random
+
+
+# -- a new core -------------------------------------------------------------------
+
+
+def test_new_core_is_closed_with_empty_metrics() -> None:
+    core = make(now=5.0)
+    m = core.snapshot(5.0)
+    assert m.name == NAME
+    assert m.current_state is CLOSED
+    assert m.time_in_state == 0.0
+    assert (m.state_changes, m.total_allowed, m.total_rejected) == (0, 0, 0)
+    assert (m.total_successes, m.total_failures, m.total_ignored, m.total_slow) == (0, 0, 0, 0)
+    assert m.window_failures == 0
+    assert m.average_response_time is None
+    assert m.p95_response_time is None
+    assert core.events == []
+
+
+def test_closed_admits_every_call_with_the_current_generation() -> None:
+    core = make(failure_threshold_count=1)
+    generations = [core.acquire(float(t)) for t in range(100)]
+    assert generations == [0] * 100
+    assert core.snapshot(100.0).total_allowed == 100
+    assert core.state is CLOSED
+
+
+# -- CLOSED: trip rules ---------------------------------------------------------------
+
+
+def test_consecutive_failures_trip_at_threshold() -> None:
+    core = make(failure_threshold_count=3, reset_timeout=10)
+    fail(core, 1.0)
+    fail(core, 2.0)
+    assert core.poll(2.0) is CLOSED
+    assert core.snapshot(2.0).window_failures == 2
+    fail(core, 3.0)
+    assert core.poll(3.0) is OPEN
+    assert changes(core) == [(CLOSED, OPEN, 3.0)]
+    assert core.retry_after(3.0) == 10.0
+
+
+def test_success_resets_consecutive_count() -> None:
+    core = make(failure_threshold_count=3)
+    fail(core, 1.0)
+    fail(core, 2.0)
+    succeed(core, 3.0)
+    assert core.snapshot(3.0).window_failures == 0
+    fail(core, 4.0)
+    fail(core, 5.0)
+    assert core.poll(5.0) is CLOSED
+    assert core.snapshot(5.0).window_failures == 2
+    fail(core, 6.0)
+    assert core.poll(6.0) is OPEN
+
+
+def test_ignored_call_neither_counts_nor_resets_consecutive_count() -> None:
+    core = make(failure_threshold_count=2)
+    fail(core, 1.0)
+    ignore(core, 2.0)
+    m = core.snapshot(2.0)
+    assert (m.window_failures, m.total_ignored, m.current_state) == (1, 1, CLOSED)
+    fail(core, 3.0)
+    assert core.poll(3.0) is OPEN
+
+
+def test_failure_trips_when_completed_not_when_admitted() -> None:
+    core = make(failure_threshold_count=1)
+    generation = core.acquire(0.0)
+    assert core.poll(4.0) is CLOSED
+    core.complete(generation, 0.0, 5.0, FAILURE)
+    assert changes(core) == [(CLOSED, OPEN, 5.0)]
+
+
+def test_window_count_trips_on_failures_in_window_even_with_successes_between() -> None:
+    core = make(failure_threshold_count=3, failure_window=10)
+    fail(core, 1.0)
+    succeed(core, 2.0)
+    fail(core, 3.0)
+    succeed(core, 4.0)
+    assert core.snapshot(4.0).window_failures == 2
+    assert core.state is CLOSED
+    fail(core, 5.0)
+    assert core.poll(5.0) is OPEN
+
+
+def test_failures_that_left_the_window_do_not_count() -> None:
+    core = make(failure_threshold_count=3, failure_window=10)
+    fail(core, 0.0)
+    fail(core, 5.0)
+    assert core.snapshot(8.9).window_failures == 2  # 8.9 < 0.9 * window: still counts
+    assert core.snapshot(10.5).window_failures == 1  # 10.5 > window: gone
+    fail(core, 10.5)
+    assert core.poll(10.5) is CLOSED  # the failure at 0.0 no longer counts
+    fail(core, 11.0)
+    assert core.poll(11.0) is OPEN
+
+
+def test_percentage_trips_only_after_minimum_calls() -> None:
+    core = make(
+        failure_threshold_count=100,
+        failure_threshold_percentage=50,
+        failure_window=60,
+        minimum_calls=4,
+    )
+    for t in (1.0, 2.0, 3.0):
+        fail(core, t)
+    assert core.poll(3.0) is CLOSED  # 100 % of 3 calls, but fewer than minimum_calls
+    assert core.snapshot(3.0).window_failures == 3
+    fail(core, 4.0)
+    assert changes(core) == [(CLOSED, OPEN, 4.0)]
+
+
+def test_success_can_trip_percentage() -> None:
+    # The success that brings the window up to minimum_calls makes the rate count.
+    core = make(
+        failure_threshold_count=100,
+        failure_threshold_percentage=50,
+        failure_window=60,
+        minimum_calls=4,
+    )
+    fail(core, 1.0)
+    fail(core, 2.0)
+    succeed(core, 3.0)
+    assert core.poll(3.0) is CLOSED
+    succeed(core, 4.0)  # 2 failures of 4 calls = 50 %
+    assert changes(core) == [(CLOSED, OPEN, 4.0)]
+
+
+def test_percentage_below_threshold_does_not_trip() -> None:
+    core = make(
+        failure_threshold_count=100,
+        failure_threshold_percentage=50,
+        failure_window=60,
+        minimum_calls=4,
+    )
+    fail(core, 1.0)
+    for t in (2.0, 3.0, 4.0, 5.0):
+        succeed(core, t)
+    fail(core, 6.0)  # 2 of 6 = 33 %
+    assert core.poll(6.0) is CLOSED
+    assert core.snapshot(6.0).window_failures == 2
+
+
+def test_count_rule_trips_before_minimum_calls() -> None:
+    # Count and percentage are alternatives: whichever is reached first trips.
+    core = make(
+        failure_threshold_count=2,
+        failure_threshold_percentage=90,
+        failure_window=60,
+        minimum_calls=10,
+    )
+    succeed(core, 1.0)
+    fail(core, 2.0)
+    fail(core, 3.0)
+    assert core.poll(3.0) is OPEN
+
+
+def test_ignored_calls_do_not_count_toward_minimum_calls() -> None:
+    core = make(
+        failure_threshold_count=100,
+        failure_threshold_percentage=50,
+        failure_window=60,
+        minimum_calls=2,
+    )
+    fail(core, 1.0)
+    ignore(core, 2.0)
+    ignore(core, 3.0)
+    assert core.poll(3.0) is CLOSED  # the window holds one call
+    succeed(core, 4.0)
+    assert core.poll(4.0) is OPEN
+
+
+def test_slow_call_rate_trips() -> None:
+    core = make(
+        failure_threshold_count=100,
+        failure_window=60,
+        minimum_calls=4,
+        slow_call_duration=2,
+        slow_call_rate_threshold=50,
+    )
+    succeed(core, 1.0, duration=2.0)  # slow: exactly the limit
+    succeed(core, 4.0, duration=0.5)
+    succeed(core, 5.0, duration=3.0)  # slow
+    assert core.poll(8.0) is CLOSED  # 2 slow of 3: fewer than minimum_calls
+    succeed(core, 9.0, duration=0.1)  # 2 slow of 4 = 50 %
+    assert core.poll(9.1) is OPEN
+    assert core.snapshot(9.1).total_slow == 2
+
+
+def test_slow_call_rate_below_threshold_does_not_trip() -> None:
+    core = make(
+        failure_threshold_count=100,
+        failure_window=60,
+        minimum_calls=2,
+        slow_call_duration=2,
+        slow_call_rate_threshold=50,
+    )
+    succeed(core, 1.0, duration=1.999)
+    succeed(core, 4.0, duration=0.5)
+    succeed(core, 5.0, duration=3.0)  # 1 slow of 3
+    assert core.poll(8.0) is CLOSED
+
+
+def test_slow_calls_count_successes_and_failures_not_ignored() -> None:
+    core = make(failure_threshold_count=100, slow_call_duration=1)
+    succeed(core, 0.0, duration=1.0)  # slow
+    fail(core, 2.0, duration=5.0)  # slow
+    ignore(core, 10.0, duration=5.0)  # ignored: not counted as slow
+    succeed(core, 20.0, duration=0.999)
+    assert core.snapshot(21.0).total_slow == 2
+
+
+# -- OPEN ---------------------------------------------------------------------------
+
+
+def test_open_rejects_until_reset_timeout_passes() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    fail(core, 0.0)
+    assert core.acquire(9.999) == REJECTED
+    assert core.state is OPEN
+    generation = core.acquire(10.0)  # elapsed >= reset_timeout: a trial
+    assert generation != REJECTED
+    assert core.state is HALF_OPEN
+    assert changes(core) == [(CLOSED, OPEN, 0.0), (OPEN, HALF_OPEN, 10.0)]
+    m = core.snapshot(10.0)
+    assert (m.total_allowed, m.total_rejected) == (2, 1)
+
+
+def test_rejected_calls_are_counted_and_change_nothing_else() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    fail(core, 0.0)
+    before = core.snapshot(1.0)
+    for t in (1.0, 2.0, 3.0):
+        assert core.acquire(t) == REJECTED
+    after = core.snapshot(3.0)
+    assert after.total_rejected == before.total_rejected + 3
+    assert after.total_allowed == before.total_allowed
+    assert after.state_changes == before.state_changes
+    assert core.retry_after(3.0) == 7.0
+
+
+@pytest.mark.parametrize("read", ["poll", "snapshot"])
+def test_open_period_end_is_applied_at_the_next_operation(read: str) -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    fail(core, 0.0)
+    core.take_events()
+    getattr(core, read)(25.0)
+    assert core.state is HALF_OPEN
+    assert changes(core) == [(OPEN, HALF_OPEN, 25.0)]
+    assert core.snapshot(30.0).time_in_state == 5.0
+
+
+# -- HALF_OPEN ------------------------------------------------------------------------
+
+
+def test_half_open_failure_reopens() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    fail(core, 0.0)
+    generation = core.acquire(10.0)
+    core.complete(generation, 10.0, 11.0, FAILURE)
+    assert changes(core) == [
+        (CLOSED, OPEN, 0.0),
+        (OPEN, HALF_OPEN, 10.0),
+        (HALF_OPEN, OPEN, 11.0),
+    ]
+    assert core.retry_after(11.0) == 10.0
+    assert core.acquire(20.5) == REJECTED
+
+
+def test_half_open_success_closes() -> None:
+    core = make(failure_threshold_count=2, reset_timeout=10)
+    fail(core, 0.0)
+    fail(core, 0.0)
+    succeed(core, 10.0, duration=1.0)
+    assert changes(core)[-1] == (HALF_OPEN, CLOSED, 11.0)
+    m = core.snapshot(11.0)
+    assert (m.current_state, m.window_failures, m.state_changes) == (CLOSED, 0, 3)
+    fail(core, 12.0)
+    assert core.poll(12.0) is CLOSED  # a new period starts with a zero count
+
+
+def test_success_threshold_closes() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10, success_threshold_count=3)
+    fail(core, 0.0)
+    succeed(core, 10.0)
+    succeed(core, 11.0)
+    assert core.poll(11.0) is HALF_OPEN
+    succeed(core, 12.0)
+    assert core.poll(12.0) is CLOSED
+
+
+def test_trial_failure_after_some_successes_reopens() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10, success_threshold_count=3)
+    fail(core, 0.0)
+    succeed(core, 10.0)
+    succeed(core, 11.0)
+    fail(core, 12.0)
+    assert core.poll(12.0) is OPEN
+    # The successes of the earlier HALF_OPEN period do not carry over.
+    succeed(core, 22.0)
+    succeed(core, 23.0)
+    assert core.poll(23.0) is HALF_OPEN
+
+
+def test_test_request_count_limits_trials() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10, test_request_count=2)
+    fail(core, 0.0)
+    core.listening = True
+    first = core.acquire(10.0)
+    second = core.acquire(10.5)
+    assert REJECTED not in (first, second)
+    assert core.acquire(11.0) == REJECTED  # two trials in flight: full
+    assert core.retry_after(11.0) is None
+    core.complete(first, 10.0, 12.0, IGNORED)  # gives its slot back
+    third = core.acquire(12.0)
+    assert third != REJECTED
+    assert core.acquire(12.5) == REJECTED
+    rejected = [e for e in core.take_events() if isinstance(e, CallRejected)]
+    assert rejected == [CallRejected(NAME, 11.0, HALF_OPEN), CallRejected(NAME, 12.5, HALF_OPEN)]
+    assert core.state is HALF_OPEN
+
+
+def test_ignored_trial_gives_its_slot_back_and_counts_as_ignored() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    fail(core, 0.0)
+    ignore(core, 10.0)
+    m = core.snapshot(11.0)
+    assert (m.current_state, m.total_ignored) == (HALF_OPEN, 1)
+    succeed(core, 11.0)
+    assert core.poll(11.0) is CLOSED
+
+
+def test_half_open_max_wait_reopens_with_backoff() -> None:
+    core = make(
+        failure_threshold_count=1,
+        reset_timeout=10,
+        half_open_max_wait=5,
+        reset_timeout_multiplier=2,
+        max_reset_timeout=100,
+    )
+    fail(core, 0.0)
+    trial = core.acquire(10.0)
+    assert core.poll(14.9) is HALF_OPEN
+    assert core.poll(15.0) is OPEN
+    assert changes(core)[-1] == (HALF_OPEN, OPEN, 15.0)
+    assert core.retry_after(15.0) == 20.0  # backed off as a failed trial would
+    core.complete(trial, 10.0, 16.0, SUCCESS)  # the hung trial is now a late result
+    m = core.snapshot(16.0)
+    assert (m.current_state, m.total_successes) == (OPEN, 1)
+
+
+def test_half_open_max_wait_is_applied_at_the_next_operation() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10, half_open_max_wait=5)
+    fail(core, 0.0)
+    core.acquire(10.0)
+    core.take_events()
+    assert core.acquire(40.0) == REJECTED
+    assert changes(core) == [(HALF_OPEN, OPEN, 40.0)]
+    assert core.retry_after(40.0) == 10.0
+
+
+def test_half_open_without_trial_in_flight_never_expires() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10, half_open_max_wait=5)
+    fail(core, 0.0)
+    assert core.poll(10.0) is HALF_OPEN
+    assert core.poll(1000.0) is HALF_OPEN
+    ignore(core, 1000.0, duration=1.0)  # a trial that ended: nothing in flight again
+    assert core.poll(5000.0) is HALF_OPEN
+
+
+def test_half_open_max_wait_counts_from_the_oldest_trial_in_flight() -> None:
+    core = make(
+        failure_threshold_count=1, reset_timeout=10, half_open_max_wait=5, test_request_count=2
+    )
+    fail(core, 0.0)
+    first = core.acquire(10.0)
+    core.acquire(13.0)
+    core.complete(first, 10.0, 14.0, IGNORED)
+    assert core.poll(17.5) is HALF_OPEN  # the first trial would have hung at 15.0
+    assert core.poll(18.0) is OPEN
+
+
+def test_half_open_max_wait_fires_when_the_oldest_of_several_trials_hangs() -> None:
+    core = make(
+        failure_threshold_count=1, reset_timeout=10, half_open_max_wait=5, test_request_count=2
+    )
+    fail(core, 0.0)
+    first = core.acquire(10.0)
+    second = core.acquire(13.0)
+    assert core.poll(14.9) is HALF_OPEN
+    assert core.poll(15.0) is OPEN  # the trial from 10.0 hung; the one from 13.0 had not yet
+    core.complete(second, 13.0, 16.0, SUCCESS)
+    core.complete(first, 10.0, 16.0, SUCCESS)
+    m = core.snapshot(16.0)
+    assert (m.current_state, m.total_successes) == (OPEN, 2)  # both late
+
+
+def test_pending_hang_is_applied_before_the_trial_result() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10, half_open_max_wait=5)
+    fail(core, 0.0)
+    trial = core.acquire(10.0)
+    core.complete(trial, 10.0, 15.0, SUCCESS)  # at 15.0 the trial has hung
+    assert core.state is OPEN
+    assert core.snapshot(15.0).total_successes == 1
+
+
+def test_half_open_keeps_no_window() -> None:
+    core = make(failure_threshold_count=2, failure_window=60, reset_timeout=10)
+    fail(core, 0.0)
+    fail(core, 1.0)
+    assert core.snapshot(11.0).current_state is HALF_OPEN
+    assert core.snapshot(11.0).window_failures == 0
+    succeed(core, 11.0)
+    fail(core, 12.0)
+    assert core.poll(12.0) is CLOSED  # the window started empty when it closed
+
+
+# -- backoff and jitter ---------------------------------------------------------------
+
+
+def _fail_trial(core: CircuitCore, now: float) -> None:
+    fail(core, now)
+    assert core.state is OPEN
+
+
+def test_backoff_multiplies_and_caps() -> None:
+    core = make(
+        failure_threshold_count=1,
+        reset_timeout=10,
+        reset_timeout_multiplier=2,
+        max_reset_timeout=35,
+    )
+    fail(core, 0.0)
+    assert core.retry_after(0.0) == 10.0
+    _fail_trial(core, 10.0)
+    assert core.retry_after(10.0) == 20.0
+    assert core.acquire(29.9) == REJECTED
+    _fail_trial(core, 30.0)
+    assert core.retry_after(30.0) == 35.0  # 40 capped
+    _fail_trial(core, 65.0)
+    assert core.retry_after(65.0) == 35.0
+
+
+def test_backoff_without_cap_keeps_growing() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=1, reset_timeout_multiplier=3)
+    fail(core, 0.0)
+    _fail_trial(core, 1.0)
+    _fail_trial(core, 4.0)
+    _fail_trial(core, 13.0)
+    assert core.retry_after(13.0) == 27.0
+
+
+def test_default_multiplier_keeps_the_open_period() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    fail(core, 0.0)
+    _fail_trial(core, 10.0)
+    _fail_trial(core, 20.0)
+    assert core.retry_after(20.0) == 10.0
+
+
+def test_closing_restores_reset_timeout() -> None:
+    core = make(
+        failure_threshold_count=1,
+        reset_timeout=10,
+        reset_timeout_multiplier=2,
+        max_reset_timeout=100,
+    )
+    fail(core, 0.0)
+    _fail_trial(core, 10.0)
+    assert core.retry_after(10.0) == 20.0
+    succeed(core, 30.0)  # closes
+    fail(core, 31.0)  # trips again
+    assert core.retry_after(31.0) == 10.0
+    _fail_trial(core, 41.0)
+    assert core.retry_after(41.0) == 20.0  # backoff starts over from reset_timeout
+
+
+def test_reset_restores_reset_timeout() -> None:
+    core = make(
+        failure_threshold_count=1,
+        reset_timeout=10,
+        reset_timeout_multiplier=2,
+        max_reset_timeout=100,
+    )
+    fail(core, 0.0)
+    _fail_trial(core, 10.0)
+    _fail_trial(core, 30.0)
+    assert core.retry_after(30.0) == 40.0
+    core.force_open(31.0)
+    core.reset(32.0)
+    fail(core, 33.0)
+    _fail_trial(core, 43.0)
+    assert core.retry_after(43.0) == 20.0
+
+
+def test_jitter_uses_injected_random() -> None:
+    calls: list[float] = []
+    values = iter([0.0, 0.75, 0.25])
+
+    def random() -> float:
+        calls.append(0.0)
+        return next(values)
+
+    core = make(
+        random=random,
+        failure_threshold_count=1,
+        reset_timeout=10,
+        reset_timeout_multiplier=2,
+        max_reset_timeout=100,
+        reset_timeout_jitter=0.5,
+    )
+    fail(core, 0.0)
+    assert core.retry_after(0.0) == 5.0  # 10 * (1 + 0.5 * (2 * 0.0 - 1))
+    assert core.acquire(4.9) == REJECTED
+    _fail_trial(core, 5.0)
+    # The backoff grows from the un-jittered 10, not from the jittered 5.
+    assert core.retry_after(5.0) == 25.0  # 20 * (1 + 0.5 * 0.5)
+    _fail_trial(core, 30.0)
+    assert core.retry_after(30.0) == 30.0  # 40 * (1 - 0.5 * 0.5)
+    assert len(calls) == 3  # once per open period
+
+
+def test_without_jitter_random_is_not_called() -> None:
+    core = make(random=sequence(), failure_threshold_count=1, reset_timeout=10)
+    fail(core, 0.0)
+    _fail_trial(core, 10.0)
+    assert core.retry_after(10.0) == 10.0
+
+
+# -- manual control -------------------------------------------------------------------
+
+
+def test_force_open_rejects_everything() -> None:
+    core = make()
+    core.force_open(1.0)
+    assert core.acquire(2.0) == REJECTED
+    assert core.acquire(1e9) == REJECTED
+    assert core.retry_after(1e9) is None
+    m = core.snapshot(1e9)
+    assert (m.current_state, m.total_rejected, m.total_allowed) == (FORCED_OPEN, 2, 0)
+    assert changes(core) == [(CLOSED, FORCED_OPEN, 1.0)]
+
+
+@pytest.mark.parametrize("window", [None, 60.0])
+def test_force_closed_admits_everything_and_never_trips(window: float | None) -> None:
+    core = make(failure_threshold_count=1, failure_window=window)
+    core.force_closed(0.0)
+    for t in range(50):
+        fail(core, float(t))
+    m = core.snapshot(50.0)
+    assert m.current_state is FORCED_CLOSED
+    assert (m.total_allowed, m.total_failures, m.window_failures) == (50, 50, 0)
+    assert core.retry_after(50.0) is None
+
+
+def test_reset_returns_to_closed_with_empty_window() -> None:
+    core = make(failure_threshold_count=3, failure_window=60)
+    fail(core, 0.0)
+    fail(core, 1.0)
+    assert core.snapshot(1.0).window_failures == 2
+    core.reset(2.0)
+    m = core.snapshot(2.0)
+    assert (m.current_state, m.window_failures, m.state_changes) == (CLOSED, 0, 0)
+    assert core.events == []  # CLOSED -> CLOSED is not a state change
+    fail(core, 3.0)
+    fail(core, 4.0)
+    assert core.poll(4.0) is CLOSED
+
+
+def test_reset_from_open_closes() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    fail(core, 0.0)
+    core.reset(1.0)
+    assert changes(core) == [(CLOSED, OPEN, 0.0), (OPEN, CLOSED, 1.0)]
+    succeed(core, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("operation", "state"),
+    [("force_open", FORCED_OPEN), ("force_closed", FORCED_CLOSED), ("reset", CLOSED)],
+)
+def test_manual_op_on_the_same_state_starts_a_new_period_without_a_state_change(
+    operation: str, state: CircuitState
+) -> None:
+    core = make(failure_threshold_count=1)
+    getattr(core, operation)(0.0)
+    core.take_events()
+    before = core.snapshot(0.0).state_changes
+    in_flight = core.acquire(1.0)  # REJECTED when FORCED_OPEN
+    getattr(core, operation)(2.0)
+    assert core.state is state
+    assert core.events == []
+    assert core.snapshot(2.0).state_changes == before
+    assert core.snapshot(2.0).time_in_state == 0.0  # a new state period
+    if in_flight != REJECTED:
+        assert core.acquire(3.0) != in_flight  # a new generation
+        core.complete(in_flight, 1.0, 3.0, FAILURE)  # late: does not trip
+        assert core.state is state
+
+
+def test_manual_ops_apply_pending_open_period_end_first() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    fail(core, 0.0)
+    core.force_open(12.0)
+    assert changes(core) == [
+        (CLOSED, OPEN, 0.0),
+        (OPEN, HALF_OPEN, 12.0),
+        (HALF_OPEN, FORCED_OPEN, 12.0),
+    ]
+    assert core.snapshot(12.0).state_changes == 3
+
+
+def test_manual_ops_apply_pending_hang_first() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10, half_open_max_wait=5)
+    fail(core, 0.0)
+    core.acquire(10.0)
+    core.take_events()
+    core.force_closed(20.0)
+    assert changes(core) == [(HALF_OPEN, OPEN, 20.0), (OPEN, FORCED_CLOSED, 20.0)]
+
+
+def test_calls_in_flight_at_a_manual_op_become_late_results() -> None:
+    core = make(failure_threshold_count=1)
+    generation = core.acquire(0.0)
+    core.reset(1.0)
+    core.complete(generation, 0.0, 2.0, FAILURE)
+    m = core.snapshot(2.0)
+    assert (m.current_state, m.total_failures, m.window_failures) == (CLOSED, 1, 0)
+
+
+# -- late results ---------------------------------------------------------------------
+
+
+def test_late_result_does_not_move_state() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    early = core.acquire(0.0)
+    fail(core, 1.0)  # trips: `early` now belongs to an earlier state period
+    assert core.poll(11.0) is HALF_OPEN
+    core.complete(early, 0.0, 12.0, SUCCESS)  # a success, but late: does not close
+    assert core.state is HALF_OPEN
+    assert core.acquire(12.0) != REJECTED  # nor did it use or free the trial slot
+    m = core.snapshot(12.0)
+    assert (m.total_successes, m.total_failures) == (1, 1)
+    assert changes(core) == [(CLOSED, OPEN, 1.0), (OPEN, HALF_OPEN, 11.0)]
+
+
+def test_late_success_in_open_changes_nothing_but_totals() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    early = core.acquire(0.0)
+    fail(core, 1.0)
+    core.complete(early, 0.0, 2.0, SUCCESS)
+    assert core.state is OPEN
+    assert core.retry_after(2.0) == 9.0
+    assert core.snapshot(2.0).total_successes == 1
+
+
+def test_late_failure_does_not_reopen_half_open() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    early = core.acquire(0.0)
+    fail(core, 1.0)
+    trial = core.acquire(11.0)
+    core.complete(early, 0.0, 12.0, FAILURE)  # late
+    assert core.state is HALF_OPEN
+    core.complete(trial, 11.0, 13.0, SUCCESS)
+    assert core.state is CLOSED
+    assert core.snapshot(13.0).total_failures == 2
+
+
+def test_late_result_does_not_enter_the_new_window() -> None:
+    core = make(failure_threshold_count=2, failure_window=60)
+    early = core.acquire(0.0)
+    core.reset(1.0)
+    core.complete(early, 0.0, 2.0, FAILURE)
+    fail(core, 3.0)
+    m = core.snapshot(3.0)
+    assert (m.current_state, m.window_failures, m.total_failures) == (CLOSED, 1, 2)
+
+
+def test_late_result_updates_latency_and_slow_totals() -> None:
+    core = make(failure_threshold_count=1, slow_call_duration=1)
+    early = core.acquire(0.0)
+    core.force_open(1.0)
+    core.complete(early, 0.0, 4.0, FAILURE)
+    m = core.snapshot(4.0)
+    assert (m.total_failures, m.total_slow) == (1, 1)
+    assert m.average_response_time == 4.0
+    assert m.p95_response_time == pytest.approx(4.0, rel=0.05)
+
+
+# -- misuse -------------------------------------------------------------------------
+
+
+def test_double_completion_raises_and_leaves_state_untouched() -> None:
+    core = make(failure_threshold_count=2)
+    generation = core.acquire(0.0)
+    core.complete(generation, 0.0, 1.0, FAILURE)
+    before = raw_state(core)
+    with pytest.raises(ValueError, match="more than once"):
+        core.complete(generation, 0.0, 2.0, FAILURE)
+    assert raw_state(core) == before
+    fail(core, 3.0)  # the count is 2, not 3: the bad completion was not counted
+    m = core.snapshot(3.0)
+    assert (m.current_state, m.total_failures) == (OPEN, 2)
+
+
+def test_double_completion_of_a_trial_raises_and_leaves_state_untouched() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10, success_threshold_count=2)
+    fail(core, 0.0)
+    trial = core.acquire(10.0)
+    core.complete(trial, 10.0, 11.0, SUCCESS)
+    before = raw_state(core)
+    with pytest.raises(ValueError, match="more than once"):
+        core.complete(trial, 10.0, 12.0, SUCCESS)
+    assert raw_state(core) == before
+    assert core.state is HALF_OPEN  # one success of two
+    succeed(core, 13.0)
+    assert core.state is CLOSED
+
+
+def test_misuse_does_not_apply_pending_time_transitions() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    generation = core.acquire(0.0)
+    core.complete(generation, 0.0, 0.0, FAILURE)
+    before = raw_state(core)
+    with pytest.raises(ValueError):
+        core.complete(core.generation, 0.0, 100.0, SUCCESS)  # nothing in flight while OPEN
+    assert raw_state(core) == before
+    assert core.state is OPEN
+
+
+@pytest.mark.parametrize("generation", [REJECTED, 1, 5])
+def test_completing_a_never_issued_generation_raises(generation: int) -> None:
+    core = make()
+    core.acquire(0.0)
+    before = raw_state(core)
+    with pytest.raises(ValueError, match="never issued"):
+        core.complete(generation, 0.0, 1.0, SUCCESS)
+    assert raw_state(core) == before
+
+
+def test_completing_an_unknown_trial_raises() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10, test_request_count=2)
+    fail(core, 0.0)
+    trial = core.acquire(10.0)
+    before = raw_state(core)
+    with pytest.raises(ValueError, match="not a trial"):
+        core.complete(trial, 9.0, 11.0, SUCCESS)
+    assert raw_state(core) == before
+    core.complete(trial, 10.0, 11.0, SUCCESS)
+    assert core.state is CLOSED
+
+
+# -- retry_after ----------------------------------------------------------------------
+
+
+def test_retry_after_counts_down_while_open() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    fail(core, 0.0)
+    assert core.retry_after(0.0) == 10.0
+    assert core.retry_after(4.0) == 6.0
+    assert core.retry_after(10.0) == 0.0
+    assert core.retry_after(15.0) == 0.0  # never negative
+
+
+def test_retry_after_is_none_unless_open() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    assert core.retry_after(0.0) is None  # CLOSED
+    fail(core, 0.0)
+    core.poll(10.0)
+    assert core.retry_after(10.0) is None  # HALF_OPEN
+    core.force_open(11.0)
+    assert core.retry_after(11.0) is None
+    core.force_closed(12.0)
+    assert core.retry_after(12.0) is None
+
+
+# -- snapshot ---------------------------------------------------------------------------
+
+
+def test_snapshot_reports_totals_and_latency() -> None:
+    core = make(failure_threshold_count=3, slow_call_duration=2)
+    succeed(core, 0.0, duration=1.0)
+    fail(core, 1.0, duration=3.0)
+    ignore(core, 4.0, duration=50.0)
+    assert core.acquire(5.0) != REJECTED  # in flight
+    m = core.snapshot(6.0)
+    assert m.current_state is CLOSED
+    assert m.time_in_state == 6.0
+    assert (m.total_allowed, m.total_rejected) == (4, 0)
+    assert (m.total_successes, m.total_failures, m.total_ignored) == (1, 1, 1)
+    assert m.total_slow == 1
+    assert m.window_failures == 1
+    assert m.average_response_time == 2.0
+    assert m.p95_response_time == pytest.approx(3.0, rel=0.05)
+
+
+def test_time_in_state_counts_from_the_last_transition() -> None:
+    core = make(now=100.0, failure_threshold_count=1, reset_timeout=10)
+    assert core.snapshot(130.0).time_in_state == 30.0
+    fail(core, 131.0)
+    assert core.snapshot(135.0).time_in_state == 4.0
+    assert core.snapshot(145.0).time_in_state == 0.0  # became HALF_OPEN at 145
+    assert core.snapshot(150.0).time_in_state == 5.0
+
+
+def test_window_failures_in_window_expire_with_time() -> None:
+    core = make(failure_threshold_count=10, failure_window=10)
+    fail(core, 0.0)
+    fail(core, 4.0)
+    succeed(core, 5.0)
+    assert core.snapshot(5.0).window_failures == 2
+    assert core.snapshot(12.0).window_failures == 1
+    assert core.snapshot(20.0).window_failures == 0
+
+
+def test_window_failures_is_the_consecutive_count_without_window() -> None:
+    core = make(failure_threshold_count=10)
+    for t in range(4):
+        fail(core, float(t))
+    assert core.snapshot(1000.0).window_failures == 4  # no window: never expires
+    succeed(core, 1000.0)
+    assert core.snapshot(1000.0).window_failures == 0
+
+
+# -- events -------------------------------------------------------------------------
+
+
+def test_state_changes_are_recorded_without_listening() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    assert core.listening is False
+    succeed(core, 0.0)
+    fail(core, 1.0, duration=0.5)
+    assert core.acquire(2.0) == REJECTED
+    assert core.events == [StateChanged(NAME, 1.5, CLOSED, OPEN)]
+
+
+def test_call_events_only_when_listening() -> None:
+    core = make(failure_threshold_count=2, reset_timeout=10)
+    core.listening = True
+    error = OSError("down")
+    run(core, 0.0, 0.5, SUCCESS)
+    run(core, 1.0, 3.0, FAILURE, error)
+    run(core, 4.0, 4.25, IGNORED, KeyboardInterrupt())
+    run(core, 5.0, 6.0, FAILURE)
+    assert core.acquire(7.0) == REJECTED
+    assert core.take_events() == [
+        CallSucceeded(NAME, 0.5, 0.5),
+        CallFailed(NAME, 3.0, 2.0, error),
+        CallIgnored(NAME, 4.25, 0.25),
+        CallFailed(NAME, 6.0, 1.0, None),
+        StateChanged(NAME, 6.0, CLOSED, OPEN),
+        CallRejected(NAME, 7.0, OPEN),
+    ]
+    core.listening = False
+    succeed(core, 16.0)
+    assert core.take_events() == [
+        StateChanged(NAME, 16.0, OPEN, HALF_OPEN),
+        StateChanged(NAME, 16.0, HALF_OPEN, CLOSED),
+    ]
+
+
+def test_take_events_hands_over_and_clears() -> None:
+    core = make(failure_threshold_count=1)
+    fail(core, 0.0)
+    events = core.take_events()
+    assert events == [StateChanged(NAME, 0.0, CLOSED, OPEN)]
+    assert core.events == []
+    assert core.take_events() == []
+
+
+def test_hung_trial_state_change_precedes_its_late_result() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10, half_open_max_wait=5)
+    fail(core, 0.0)
+    core.listening = True
+    core.take_events()
+    run(core, 10.0, 20.0, SUCCESS)
+    assert core.take_events() == [
+        StateChanged(NAME, 10.0, OPEN, HALF_OPEN),
+        StateChanged(NAME, 20.0, HALF_OPEN, OPEN),
+        CallSucceeded(NAME, 20.0, 10.0),
+    ]
+
+
+# -- classification -------------------------------------------------------------------
+
+
+class _Recorded(Exception):
+    pass
+
+
+class _Ignored(_Recorded):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("config", "exception", "expected"),
+    [
+        ({}, ValueError("x"), FAILURE),
+        ({}, KeyboardInterrupt(), IGNORED),
+        ({}, SystemExit(1), IGNORED),
+        ({}, GeneratorExit(), IGNORED),
+        ({}, asyncio.CancelledError(), IGNORED),
+        ({"record_exceptions": (_Recorded,)}, _Recorded(), FAILURE),
+        ({"record_exceptions": (_Recorded,)}, ValueError("answered"), SUCCESS),
+        (
+            {"record_exceptions": (_Recorded,), "ignore_exceptions": (_Ignored,)},
+            _Ignored(),
+            IGNORED,
+        ),
+        ({"ignore_exceptions": (ValueError,)}, ValueError("x"), IGNORED),
+        ({"ignore_exceptions": (ValueError,)}, TypeError("x"), FAILURE),
+        ({"record_exceptions": (KeyboardInterrupt,)}, KeyboardInterrupt(), FAILURE),
+        ({"failure_predicate": lambda e: "boom" in str(e)}, OSError("boom"), FAILURE),
+        ({"failure_predicate": lambda e: "boom" in str(e)}, OSError("fine"), SUCCESS),
+        ({"failure_predicate": lambda e: False}, KeyboardInterrupt(), IGNORED),
+        (
+            {"ignore_exceptions": (OSError,), "failure_predicate": lambda e: True},
+            OSError("x"),
+            IGNORED,
+        ),
+    ],
+)
+def test_classify_exception(
+    config: dict[str, Any], exception: BaseException, expected: Outcome
+) -> None:
+    assert classify_exception(CircuitBreakerConfig(**config), exception) is expected
+
+
+def test_classify_result_uses_result_is_failure() -> None:
+    assert classify_result(CircuitBreakerConfig(), None) is SUCCESS
+    assert classify_result(CircuitBreakerConfig(), {"status": 500}) is SUCCESS
+    config = CircuitBreakerConfig(result_is_failure=lambda r: r == 500)
+    assert classify_result(config, 500) is FAILURE
+    assert classify_result(config, 200) is SUCCESS
+
+
+# -- odd clocks -----------------------------------------------------------------------
+
+
+def test_clock_going_backwards_does_not_crash() -> None:
+    core = make(now=100.0, failure_threshold_count=2, failure_window=10, reset_timeout=10)
+    succeed(core, 100.0)
+    run(core, 100.0, 95.0, SUCCESS)  # ended before it started: duration 0
+    m = core.snapshot(50.0)
+    assert m.time_in_state == 0.0
+    assert m.average_response_time == 0.0
+    fail(core, 90.0)  # earlier than the window's newest call: counted there
+    fail(core, 101.0)  # 2 failures in the window
+    assert core.state is OPEN
+    assert core.acquire(95.0) == REJECTED  # before the trip: still open
+    assert core.retry_after(95.0) == 16.0
+    assert core.poll(95.0) is OPEN
+    assert core.poll(111.0) is HALF_OPEN
+
+
+def test_latency_covers_successes_and_failures_not_ignored() -> None:
+    core = make(failure_threshold_count=10)
+    succeed(core, 0.0, duration=1.0)
+    fail(core, 1.0, duration=3.0)
+    ignore(core, 4.0, duration=100.0)
+    m = core.snapshot(104.0)
+    assert m.average_response_time == 2.0
+    assert m.p95_response_time == pytest.approx(3.0, rel=0.05)

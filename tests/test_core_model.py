@@ -1,0 +1,449 @@
+"""`CircuitCore` against a small reference model, step by step (hypothesis.stateful).
+
+Hypothesis draws a config, then a random sequence of acquire / complete
+(success, failure, ignored) / advance-time / poll / snapshot / force_open /
+force_closed / reset, and after every step compares the core with `Model`.
+
+Times are integers and `failure_window` is 10.0, so the core's buckets are
+1.0 wide and its bucketed window is exact: a call completed at `t` counts at
+`now` iff `now - t <= 9`. The model keeps that window as a plain list, the
+calls in flight as a plain list of tickets, and writes every transition
+straight from the contract (API.md), with none of the core's shortcuts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from circuitry import CircuitBreakerConfig, CircuitState
+from circuitry._core import FAILURE, IGNORED, REJECTED, SUCCESS, CircuitCore, Outcome
+from circuitry.events import (
+    CallFailed,
+    CallIgnored,
+    CallRejected,
+    CallSucceeded,
+    Event,
+    StateChanged,
+)
+
+CLOSED = CircuitState.CLOSED
+OPEN = CircuitState.OPEN
+HALF_OPEN = CircuitState.HALF_OPEN
+FORCED_OPEN = CircuitState.FORCED_OPEN
+FORCED_CLOSED = CircuitState.FORCED_CLOSED
+
+NAME = "model"
+WINDOW = 10.0  # buckets of 1.0: with integer times a call counts iff now - t <= 9
+RANDOMS = (0.0, 0.9, 0.25, 0.5, 0.75)  # what the injected `random` returns, in a cycle
+
+
+def cycle_random() -> Callable[[], float]:
+    values: Iterator[float] = itertools.cycle(RANDOMS)
+    return lambda: next(values)
+
+
+@dataclass
+class Ticket:
+    generation: int
+    started: int
+
+
+@dataclass
+class Model:
+    """The contract, written out plainly."""
+
+    config: CircuitBreakerConfig
+    now: int
+    listening: bool
+    random: Callable[[], float] = field(default_factory=cycle_random)
+
+    state: CircuitState = CLOSED
+    period: int = 0  # which state period we are in; every transition starts one
+    since: int = 0
+    tickets: list[Ticket] = field(default_factory=list)  # admitted, not yet completed
+    window: list[tuple[int, bool, bool]] = field(default_factory=list)  # (at, failed, slow)
+    consecutive: int = 0
+    trial_successes: int = 0
+    level: float = 0.0  # the open period before jitter
+    open_for: float = 0.0  # the open period in force
+
+    allowed: int = 0
+    rejected: int = 0
+    successes: int = 0
+    failures: int = 0
+    ignored: int = 0
+    slow: int = 0
+    state_changes: int = 0
+    durations: list[int] = field(default_factory=list)  # successes and failures
+    events: list[Event] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.since = self.now
+        self.level = self.open_for = self.config.reset_timeout
+
+    # -- derived ------------------------------------------------------------
+
+    def in_flight(self) -> list[Ticket]:
+        return [t for t in self.tickets if t.generation == self.period]
+
+    def counted(self) -> list[tuple[int, bool, bool]]:
+        return [c for c in self.window if self.now - c[0] <= 9]
+
+    def window_failures(self) -> int:
+        if self.config.failure_window is None:
+            return self.consecutive
+        return sum(1 for _, failed, _ in self.counted() if failed)
+
+    def retry_after(self) -> float | None:
+        if self.state is not OPEN:
+            return None
+        return max(0.0, self.open_for - (self.now - self.since))
+
+    # -- transitions ----------------------------------------------------------
+
+    def move(self, new: CircuitState, *, back_off: bool = False) -> None:
+        old = self.state
+        self.state = new
+        self.period += 1
+        self.since = self.now
+        self.window = []
+        self.consecutive = 0
+        self.trial_successes = 0
+        c = self.config
+        if new is OPEN:
+            if back_off:
+                cap = c.max_reset_timeout if c.max_reset_timeout is not None else math.inf
+                self.level = min(self.level * c.reset_timeout_multiplier, cap)
+            else:
+                self.level = c.reset_timeout
+            self.open_for = self.level
+            if c.reset_timeout_jitter:
+                r = self.random()
+                self.open_for = self.level * (1 + c.reset_timeout_jitter * (2 * r - 1))
+        if new in (CLOSED, FORCED_CLOSED):
+            self.level = self.open_for = c.reset_timeout
+        if new is not old:
+            self.state_changes += 1
+            self.events.append(StateChanged(NAME, self.now, old, new))
+
+    def apply_time(self) -> None:
+        if self.state is OPEN and self.now - self.since >= self.open_for:
+            self.move(HALF_OPEN)
+        elif self.state is HALF_OPEN and self.config.half_open_max_wait is not None:
+            wait = self.config.half_open_max_wait
+            if any(self.now - t.started >= wait for t in self.in_flight()):
+                self.move(OPEN, back_off=True)
+
+    def trips(self) -> bool:
+        c = self.config
+        if c.failure_window is None:
+            return self.consecutive >= c.failure_threshold_count
+        calls = self.counted()
+        failed = sum(1 for _, f, _ in calls if f)
+        slow = sum(1 for _, _, s in calls if s)
+        if failed >= c.failure_threshold_count:
+            return True
+        if len(calls) < c.minimum_calls:
+            return False
+        pct = c.failure_threshold_percentage
+        rate = c.slow_call_rate_threshold
+        # Percentages are drawn as integers: this arithmetic is exact.
+        return (pct is not None and 100 * failed >= pct * len(calls)) or (
+            rate is not None and 100 * slow >= rate * len(calls)
+        )
+
+    # -- operations -------------------------------------------------------------
+
+    def acquire(self) -> Ticket | None:
+        self.apply_time()
+        admit = self.state in (CLOSED, FORCED_CLOSED) or (
+            self.state is HALF_OPEN and len(self.in_flight()) < self.config.test_request_count
+        )
+        if not admit:
+            self.rejected += 1
+            if self.listening:
+                self.events.append(CallRejected(NAME, self.now, self.state))
+            return None
+        ticket = Ticket(self.period, self.now)
+        self.tickets.append(ticket)
+        self.allowed += 1
+        return ticket
+
+    def complete(self, ticket: Ticket, outcome: Outcome) -> None:
+        self.apply_time()
+        self.tickets.remove(ticket)
+        duration = self.now - ticket.started
+        is_slow = False
+        if outcome is IGNORED:
+            self.ignored += 1
+        else:
+            if outcome is SUCCESS:
+                self.successes += 1
+            else:
+                self.failures += 1
+            self.durations.append(duration)
+            limit = self.config.slow_call_duration
+            is_slow = limit is not None and duration >= limit
+            self.slow += is_slow
+        if self.listening:
+            event: Event
+            if outcome is SUCCESS:
+                event = CallSucceeded(NAME, self.now, duration)
+            elif outcome is FAILURE:
+                event = CallFailed(NAME, self.now, duration, None)
+            else:
+                event = CallIgnored(NAME, self.now, duration)
+            self.events.append(event)
+
+        if ticket.generation != self.period or outcome is IGNORED:
+            return  # a late result, or neither success nor failure
+        if self.state is CLOSED:
+            self.window.append((self.now, outcome is FAILURE, is_slow))
+            self.consecutive = self.consecutive + 1 if outcome is FAILURE else 0
+            if self.trips():
+                self.move(OPEN)
+        elif self.state is HALF_OPEN:
+            if outcome is FAILURE:
+                self.move(OPEN, back_off=True)
+            else:
+                self.trial_successes += 1
+                if self.trial_successes >= self.config.success_threshold_count:
+                    self.move(CLOSED)
+
+    def manual(self, new: CircuitState) -> None:
+        self.apply_time()
+        self.move(new)
+
+
+def nearest_rank(values: list[int], p: int) -> float:
+    ordered = sorted(values)
+    return float(ordered[(p * len(ordered) + 99) // 100 - 1])
+
+
+# -- the config hypothesis draws ----------------------------------------------------
+
+
+# Round percentages make "failures / calls == threshold" (the boundary) common.
+PERCENTAGES = st.sampled_from([20, 25, 50, 75, 100]) | st.integers(1, 100)
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> CircuitBreakerConfig:
+    windowed = draw(st.sampled_from([True, True, False]))
+    slow_call_duration = draw(st.none() | st.integers(1, 4))
+    reset_timeout = draw(st.integers(1, 8))
+    return CircuitBreakerConfig(
+        # Up to 8, so that with a window the rates often decide before the count.
+        failure_threshold_count=draw(st.integers(1, 8)),
+        failure_window=WINDOW if windowed else None,
+        failure_threshold_percentage=draw(st.none() | PERCENTAGES) if windowed else None,
+        minimum_calls=draw(st.integers(1, 6)),
+        slow_call_duration=slow_call_duration,
+        slow_call_rate_threshold=(
+            draw(st.none() | PERCENTAGES) if windowed and slow_call_duration is not None else None
+        ),
+        reset_timeout=reset_timeout,
+        success_threshold_count=draw(st.integers(1, 3)),
+        test_request_count=draw(st.integers(1, 3)),
+        half_open_max_wait=draw(st.none() | st.integers(1, 8)),
+        reset_timeout_multiplier=draw(st.sampled_from([1.0, 1.5, 2.0, 3.0])),
+        max_reset_timeout=draw(st.none() | st.integers(reset_timeout, 4 * reset_timeout)),
+        reset_timeout_jitter=draw(st.sampled_from([0.0, 0.0, 0.5])),
+    )
+
+
+# Swarm testing: each run draws its own mix of outcomes (a mostly-failing
+# service, a mostly-healthy one, ...) and its steps pick from that mix.
+PALETTES = st.lists(st.sampled_from([SUCCESS, FAILURE, IGNORED]), min_size=1, max_size=5)
+PICK = st.integers(0, 4)
+
+
+class CoreMatchesModel(RuleBasedStateMachine):
+    core: CircuitCore
+    model: Model
+
+    @initialize(
+        config=configs(),
+        start=st.integers(0, 1000),
+        listening=st.booleans(),
+        manual=st.booleans(),
+        palette=PALETTES,
+    )
+    def build(
+        self,
+        config: CircuitBreakerConfig,
+        start: int,
+        listening: bool,
+        manual: bool,
+        palette: list[Outcome],
+    ) -> None:
+        self.palette = palette
+        self.manual = manual  # half the runs never force or reset: longer organic runs
+        self.core = CircuitCore(config, NAME, float(start), random=cycle_random())
+        self.core.listening = listening
+        self.model = Model(config, start, listening)
+        self.completed: list[Ticket] = []  # for misuse: tickets already completed
+
+    # -- rules ----------------------------------------------------------------
+
+    @rule(dt=st.integers(0, 6) | st.sampled_from([9, 10, 11, 30]))
+    def advance(self, dt: int) -> None:
+        self.model.now += dt  # the core sees time only at its next operation
+
+    @rule(n=st.integers(1, 3), gap=st.integers(0, 3))
+    def acquire(self, n: int, gap: int) -> None:
+        """`n` calls admitted (or not) `gap` apart, left in flight."""
+        for i in range(n):
+            self.model.now += gap if i else 0
+            generation = self.core.acquire(float(self.model.now))
+            ticket = self.model.acquire()
+            if ticket is None:
+                assert generation == REJECTED
+            else:
+                assert generation == ticket.generation
+                assert generation != REJECTED
+
+    @precondition(lambda self: self.model.tickets)
+    @rule(index=st.integers(0, 1000), pick=PICK)
+    def complete(self, index: int, pick: int) -> None:
+        """Complete any ticket in flight: late ones included."""
+        self.finish(self.model.tickets[index % len(self.model.tickets)], pick)
+
+    @precondition(lambda self: self.model.in_flight())
+    @rule(index=st.integers(0, 1000), pick=PICK)
+    def complete_current(self, index: int, pick: int) -> None:
+        """Complete a ticket of the current state period (a trial, in HALF_OPEN)."""
+        current = self.model.in_flight()
+        self.finish(current[index % len(current)], pick)
+
+    def finish(self, ticket: Ticket, pick: int) -> None:
+        outcome = self.palette[pick % len(self.palette)]
+        self.core.complete(ticket.generation, float(ticket.started), float(self.model.now), outcome)
+        self.model.complete(ticket, outcome)
+        self.completed.append(ticket)
+
+    @rule(
+        calls=st.lists(
+            st.tuples(PICK, st.integers(0, 5), st.integers(0, 2)), min_size=1, max_size=6
+        )
+    )
+    def call(self, calls: list[tuple[int, int, int]]) -> None:
+        """Whole calls, one after another: each admitted (or not), then completed
+        `duration` later, the next starting `gap` after that."""
+        for pick, duration, gap in calls:
+            generation = self.core.acquire(float(self.model.now))
+            ticket = self.model.acquire()
+            assert generation == (REJECTED if ticket is None else ticket.generation)
+            if ticket is not None:
+                self.model.now += duration
+                self.finish(ticket, pick)
+            self.model.now += gap
+
+    # Manual control and misuse share one rule, so that calls and time make up
+    # most of each run and the circuit gets to trip, probe and close.
+    @precondition(lambda self: self.manual)
+    @rule(
+        action=st.sampled_from(
+            ["force_open", "force_closed", "reset", "complete_again", "never_issued"]
+        ),
+        ahead=st.integers(1, 3),
+        pick=PICK,
+    )
+    def rare(self, action: str, ahead: int, pick: int) -> None:
+        outcome = self.palette[pick % len(self.palette)]
+        now = float(self.model.now)
+        if action == "force_open":
+            self.core.force_open(now)
+            self.model.manual(FORCED_OPEN)
+        elif action == "force_closed":
+            self.core.force_closed(now)
+            self.model.manual(FORCED_CLOSED)
+        elif action == "reset":
+            self.core.reset(now)
+            self.model.manual(CLOSED)
+        elif action == "complete_again":
+            # Detectable only when this period has no ticket left in flight.
+            done = [t for t in self.completed if t.generation == self.model.period]
+            if done and not self.model.in_flight():
+                self.misuse(done[0].generation, float(done[0].started), outcome)
+        else:
+            self.misuse(self.model.period + ahead, 0.0, outcome)
+
+    def misuse(self, generation: int, started: float, outcome: Outcome) -> None:
+        """A bad completion raises and changes nothing, not even pending time."""
+        before = self.raw()
+        with pytest.raises(ValueError):
+            self.core.complete(generation, started, float(self.model.now), outcome)
+        assert self.raw() == before
+
+    # -- after every step ---------------------------------------------------------
+
+    @invariant()
+    def matches_model(self) -> None:
+        core, model = self.core, self.model
+        assert core.state is model.state
+        assert core.generation == model.period
+        assert core.state_changes == model.state_changes
+        assert core.in_flight == len(model.in_flight())
+        assert (
+            core.total_allowed,
+            core.total_rejected,
+            core.total_successes,
+            core.total_failures,
+            core.total_ignored,
+            core.total_slow,
+        ) == (
+            model.allowed,
+            model.rejected,
+            model.successes,
+            model.failures,
+            model.ignored,
+            model.slow,
+        )
+        assert core.retry_after(float(model.now)) == model.retry_after()
+        assert core.take_events() == model.events
+        model.events = []
+
+    def raw(self) -> tuple[object, ...]:
+        core = self.core
+        window = core.window
+        return (
+            core.state,
+            core.generation,
+            core.state_since,
+            core.in_flight,
+            core.consecutive_failures,
+            list(core.trial_starts),
+            core.trial_successes,
+            core.open_duration,
+            core.total_allowed,
+            core.total_successes,
+            core.total_failures,
+            core.total_ignored,
+            core.latency.count,
+            None if window is None else (window.total_calls, window.total_failures, window.head),
+            list(core.events),
+        )
+
+
+CoreMatchesModel.TestCase.settings = settings(
+    max_examples=600,
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_core_matches_model = CoreMatchesModel.TestCase
