@@ -8,3 +8,9 @@ from circuitry.testing import FakeClock
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Run every `@pytest.mark.anyio` test on asyncio and on trio."""
+    return str(request.param)

@@ -1,0 +1,126 @@
+"""Checked by `mypy --strict circuitry tests/typing_check.py`: the breaker keeps types.
+
+Each check is an assignment to an annotated variable or a return with a
+declared type, so a wrong inferred type is an error. The lines marked
+`# type: ignore[...]` must stay errors: under `--strict` (warn_unused_ignores)
+an ignore that is no longer needed is itself an error, so they prove that the
+wrappers still reject wrong arguments and are not `Any`.
+
+Importing this module does nothing; `main()` runs every check harmlessly (the
+test suite calls it on asyncio and trio; `python tests/typing_check.py` runs it
+on asyncio).
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
+
+breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold_count=3), name="typing")
+
+
+async def fetch_raw(user_id: int, *, scale: float = 1.0) -> int:
+    """An undecorated async function."""
+    await anyio.sleep(0)
+    return int(user_id * scale)
+
+
+def compute_raw(x: int, label: str = "") -> str:
+    """An undecorated plain function."""
+    return f"{label}{x}"
+
+
+@breaker
+async def fetch(user_id: int, *, scale: float = 1.0) -> int:
+    """A decorated async function."""
+    return await fetch_raw(user_id, scale=scale)
+
+
+@breaker
+def compute(x: int, label: str = "") -> str:
+    """A decorated plain function."""
+    return compute_raw(x, label)
+
+
+class Client:
+    @breaker
+    async def get(self, path: str) -> bytes:
+        await anyio.sleep(0)
+        return path.encode()
+
+    @breaker
+    def size(self, path: str) -> int:
+        return len(path)
+
+
+async def decorated_async() -> int:
+    value: int = await fetch(1, scale=2.0)
+    body: bytes = await Client().get("/a")
+    return value + len(body)
+
+
+async def call_async_keeps_the_return_type() -> int:
+    direct: int = await breaker.call_async(fetch_raw, 3, scale=1.0)
+    return direct
+
+
+async def async_with_does_not_swallow() -> int:
+    # `__aexit__` returns None, so the return inside the block needs no return after it.
+    async with breaker:
+        return await fetch_raw(4)
+
+
+def decorated_sync() -> str:
+    text: str = compute(1, "x")
+    size: int = Client().size("/abc")
+    return text + str(size)
+
+
+def call_keeps_the_return_type() -> str:
+    text: str = breaker.call(compute_raw, 2, label="y")
+    return text
+
+
+def with_does_not_swallow() -> str:
+    with breaker:
+        return compute_raw(5)
+
+
+async def wrong_uses_are_errors() -> None:
+    # Kept unevaluated: only mypy looks at these lines.
+    if breaker.name == "never":
+        await fetch("1")  # type: ignore[arg-type]
+        await fetch(1, scale="x")  # type: ignore[arg-type]
+        await breaker.call_async(fetch_raw, "1")  # type: ignore[arg-type]
+        wrong: str = await fetch(1)  # type: ignore[assignment]
+        not_awaited: int = fetch(1)  # type: ignore[assignment]
+        compute("1")  # type: ignore[arg-type]
+        breaker.call(compute_raw, 1, bad=True)  # type: ignore[call-arg]
+        wrong_sync: int = compute(1)  # type: ignore[assignment]
+        del wrong, not_awaited, wrong_sync
+
+
+async def main() -> None:
+    """Run every check once (the breaker stays closed)."""
+    breaker.reset()
+    assert await decorated_async() == 4
+    assert await call_async_keeps_the_return_type() == 3
+    assert await async_with_does_not_swallow() == 4
+    assert decorated_sync() == "x14"
+    assert call_keeps_the_return_type() == "y2"
+    assert with_does_not_swallow() == "5"
+    await wrong_uses_are_errors()
+    breaker.force_open()
+    rejected_by: str | None = None
+    try:
+        await fetch(1)
+    except CircuitOpenError as error:
+        rejected_by = error.name
+    finally:
+        breaker.reset()
+    assert rejected_by == "typing"
+
+
+if __name__ == "__main__":
+    anyio.run(main)
