@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from math import log2
 
 import attrs
 
@@ -10,64 +11,70 @@ from ._state import AlertLevel, CircuitState
 
 __all__ = ["CircuitMetrics", "LatencyHistogram"]
 
-# Sub-buckets per power of two. A duration d = m * 2**e (0.5 <= m < 1) falls in
-# sub-bucket floor(m * 2 * _SUB); the bucket's midpoint is within 1 / (4 * _SUB)
-# of any value in it, relative to its lower edge 0.5: 1 / (2 * _SUB) = 3.1 %,
-# inside the contract's 5 %. Memory: one dict entry per bucket in use, at most
-# _SUB per power of two between the fastest and slowest call seen.
-_SUB = 16
-_SCALE = 2 * _SUB
+# Buckets per power of two. A duration d > MIN_DURATION falls in bucket
+# floor(log2(d) * PER_OCTAVE) (shifted by OFFSET so that int() truncation is a
+# floor); each bucket spans a factor 2 ** (1 / PER_OCTAVE) = 1.044, and its
+# geometric middle is within 2 ** (1 / (2 * PER_OCTAVE)) - 1 = 2.2 % of every
+# value in it, inside the contract's 5 %. Memory: one dict entry per bucket in
+# use, at most PER_OCTAVE per power of two between the fastest and slowest call.
+PER_OCTAVE = 16.0
+OFFSET = 2048.0  # keeps keys positive down to 2 ** -128 s
+MIN_DURATION = 1e-9  # shorter (a frozen or fake clock) counts as zero
+ZERO = -1  # the bucket of zero durations
 
 
 class LatencyHistogram:
-    """Log-bucketed durations: bounded memory, percentiles within 3.1 %."""
+    """Log-bucketed durations: bounded memory, percentiles within 2.2 %.
 
-    __slots__ = ("buckets", "count", "total", "zeros")
+    `CircuitCore.complete` inlines `record` (it runs on every call).
+    """
+
+    __slots__ = ("buckets", "total")
 
     def __init__(self) -> None:
         self.buckets: dict[int, int] = {}
-        self.count = 0
         self.total = 0.0
-        self.zeros = 0  # durations too small to bucket (a frozen or fake clock)
 
     def record(self, duration: float) -> None:
         """Add one duration in seconds (negative ones count as zero)."""
-        self.count += 1
-        if duration <= 1e-9:
-            self.zeros += 1
-            return
-        self.total += duration
-        m, e = math.frexp(duration)
-        key = e * _SCALE + int(m * _SCALE)
+        if duration > MIN_DURATION:
+            key = int(log2(duration) * PER_OCTAVE + OFFSET)
+            self.total += duration
+        else:
+            key = ZERO
         buckets = self.buckets
         buckets[key] = buckets.get(key, 0) + 1
 
+    @property
+    def count(self) -> int:
+        """How many durations were recorded."""
+        return sum(self.buckets.values())
+
     def mean(self) -> float | None:
         """The average duration, or None before any."""
-        return self.total / self.count if self.count else None
+        count = self.count
+        return self.total / count if count else None
 
     def percentile(self, p: float) -> float | None:
         """The nearest-rank `p`-th percentile (0 < p <= 100), or None before any."""
-        if not self.count:
+        count = self.count
+        if not count:
             return None
         # p * count first: exact for whole p, where p / 100 * count can overshoot an
         # integer (0.55 * 100 gives 55.00000000000001) and skip a rank.
-        rank = max(1, math.ceil(p * self.count / 100))
-        seen = self.zeros
-        if seen >= rank:
-            return 0.0
+        rank = max(1, math.ceil(p * count / 100))
+        seen = 0
         for key in sorted(self.buckets):
             seen += self.buckets[key]
             if seen >= rank:
-                e, sub = divmod(key, _SCALE)
-                return math.ldexp((sub + 0.5) / _SCALE, e)
+                if key == ZERO:
+                    return 0.0
+                return 2.0 ** ((key - OFFSET + 0.5) / PER_OCTAVE)
         raise AssertionError("unreachable: bucket counts add up to count")  # pragma: no cover
 
     def clear(self) -> None:
         self.buckets.clear()
-        self.count = 0
         self.total = 0.0
-        self.zeros = 0
 
 
 @attrs.frozen(kw_only=True)
