@@ -10,19 +10,7 @@ counts as a failure; a cancellation from outside (an enclosing cancel scope,
 a `TimeoutError` the protected code raises itself is classified like any other
 exception.
 
-Which `async with` block is exiting
------------------------------------
-One breaker object serves every block at once, so `__aexit__` must find the
-ticket its own `__aenter__` took. Blocks are keyed by the frame that runs the
-`async with` statement (a coroutine or an async generator), because that frame
-both enters and exits the block whatever task or context it runs in: an async
-generator that yields inside a block may be resumed by its caller's task and
-finalized by the event loop in another task, and a task started inside a block
-copies the context of the task that started it. Blocks of one frame are
-nested, so the newest is the one exiting. A block entered and exited from
-different frames (`contextlib.AsyncExitStack`, a subclass overriding
-`__aenter__`) falls back to the newest open block of this breaker entered by
-the current task (its context).
+Which `async with` block is exiting: see `BreakerBase._open_block`.
 
 With `call_timeout` set, an `async with` block is a cancel scope, so the rule
 of every anyio and trio cancel scope applies: an async generator must not
@@ -36,13 +24,11 @@ protected function calling another) counts as a call of its own.
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import math
 import sys
-import threading
 from collections.abc import Awaitable, Callable
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import ParamSpec, TypeVar
 
 import anyio
@@ -56,40 +42,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class _Block:
-    """One open `async with breaker:` block: the ticket it holds and its timeout scope."""
-
-    __slots__ = ("breaker", "frame", "generation", "open", "scope", "started")
-
-    def __init__(
-        self,
-        breaker: BreakerBase,
-        generation: int,
-        started: float,
-        scope: anyio.CancelScope | None,
-        frame: FrameType,
-    ) -> None:
-        self.breaker = breaker
-        self.generation = generation
-        self.started = started
-        self.scope = scope
-        self.frame = frame
-        self.open = True
-
-
-# Open blocks by the frame running their `async with`, oldest first. Holding the
-# frame keeps its id from being reused while the block is open. Event loops in
-# several threads share this, hence the lock.
-_blocks_by_frame: dict[FrameType, list[_Block]] = {}
-_blocks_lock = threading.Lock()
-
-# The blocks entered by the current task, oldest first, for the fallback. An
-# immutable tuple: a task started inside a block copies the context and must
-# not share a mutable list with its parent. A block exited from another
-# context stays here, closed, until the blocks above it are gone.
-_task_blocks: contextvars.ContextVar[tuple[_Block, ...]] = contextvars.ContextVar(
-    "circuitry_task_blocks", default=()
-)
+_getframe = sys._getframe
 
 
 class AsyncAdapter(BreakerBase):
@@ -98,7 +51,7 @@ class AsyncAdapter(BreakerBase):
     __slots__ = ()
 
     async def __aenter__(self) -> None:
-        frame = sys._getframe(1)  # the frame running `async with` (see the module docstring)
+        frame = _getframe(1)  # the frame running `async with`
         scope = self._timeout_scope()
         started = self._clock()
         generation = self._admit(started)
@@ -108,14 +61,7 @@ class AsyncAdapter(BreakerBase):
             except BaseException:
                 self._finish(generation, started, IGNORED, None)
                 raise
-        block = _Block(self, generation, started, scope, frame)
-        with _blocks_lock:
-            blocks = _blocks_by_frame.get(frame)
-            if blocks is None:
-                _blocks_by_frame[frame] = [block]
-            else:
-                blocks.append(block)
-        _task_blocks.set((*_without_closed_tail(_task_blocks.get()), block))
+        self._open_block(frame, generation, started, scope)
 
     async def __aexit__(
         self,
@@ -125,8 +71,7 @@ class AsyncAdapter(BreakerBase):
     ) -> None:
         # Returns None (never swallows), so type checkers know the block's
         # exceptions propagate; `call_timeout` expiry raises TimeoutError instead.
-        block = self._take_block(sys._getframe(1))
-        generation, started, scope = block.generation, block.started, block.scope
+        generation, started, scope, _, _ = self._close_block(_getframe(1))
         if scope is not None:
             try:
                 scope.__exit__(exc_type, exc, tb)
@@ -152,38 +97,6 @@ class AsyncAdapter(BreakerBase):
                 self._finish(generation, started, FAILURE, error)
                 raise error
         self._finish(generation, started, self._block_outcome(exc), exc)
-
-    def _take_block(self, frame: FrameType) -> _Block:
-        """Remove and return the open block of this breaker that `frame` is exiting."""
-        with _blocks_lock:
-            block = _pop_block(frame, self)
-            if block is None:
-                block = self._take_fallback_block(frame)
-            block.open = False
-        current = _task_blocks.get()
-        if current and current[-1] is block:
-            _task_blocks.set(_without_closed_tail(current[:-1]))
-        elif block in current:
-            _task_blocks.set(tuple(other for other in current if other.open))
-        return block
-
-    def _take_fallback_block(self, frame: FrameType) -> _Block:
-        # Entered from another frame: this task's newest open block of this
-        # breaker, skipping those whose `async with` encloses the exit (their
-        # frame is on the stack, and they will exit from it).
-        enclosing: set[int] = set()
-        caller: FrameType | None = frame
-        while caller is not None:
-            enclosing.add(id(caller))
-            caller = caller.f_back
-        for candidate in reversed(_task_blocks.get()):
-            if not candidate.open or candidate.breaker is not self:
-                continue
-            if id(candidate.frame) not in enclosing:
-                block = _pop_block(candidate.frame, self, candidate)
-                if block is not None:
-                    return block
-        raise RuntimeError(f"circuit {self._name!r}: __aexit__ without a matching __aenter__")
 
     def _block_outcome(self, exc: BaseException | None) -> Outcome:
         return SUCCESS if exc is None else self._async_exception_outcome(exc)
@@ -249,31 +162,3 @@ class AsyncAdapter(BreakerBase):
         return TimeoutError(
             f"circuit {self._name!r}: call timed out after {self._config.call_timeout}s"
         )
-
-
-def _without_closed_tail(blocks: tuple[_Block, ...]) -> tuple[_Block, ...]:
-    # Blocks closed from another context (an async generator finalized in
-    # another task) are dropped once nothing open is above them.
-    while blocks and not blocks[-1].open:
-        blocks = blocks[:-1]
-    return blocks
-
-
-def _pop_block(
-    frame: FrameType, breaker: BreakerBase, wanted: _Block | None = None
-) -> _Block | None:
-    """Unregister and return the newest open block of `breaker` run by `frame` (or `wanted`).
-
-    The caller holds `_blocks_lock`.
-    """
-    blocks = _blocks_by_frame.get(frame)
-    if not blocks:
-        return None
-    for i in range(len(blocks) - 1, -1, -1):
-        block = blocks[i]
-        if (block is wanted) if wanted is not None else (block.breaker is breaker):
-            del blocks[i]
-            if not blocks:
-                del _blocks_by_frame[frame]
-            return block
-    return None

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 from ._clock import monotonic
 from ._config import CircuitBreakerConfig
@@ -26,6 +28,11 @@ logger = logging.getLogger("circuitry")
 
 Listener = Callable[[Event], object]
 
+# An open `with` / `async with` block: (generation, started, timeout scope or
+# None, thread that entered it, the block below it in the same frame or None).
+Block = tuple[int, float, Any, int, Any]
+_get_ident = threading.get_ident
+
 
 class BreakerBase:
     """State, locking and event delivery for `CircuitBreaker`."""
@@ -33,6 +40,7 @@ class BreakerBase:
     __slots__ = (
         "__weakref__",
         "_alert_handler",
+        "_blocks",
         "_clock",
         "_config",
         "_core",
@@ -64,6 +72,7 @@ class BreakerBase:
         self._lock = threading.RLock()
         self._core = CircuitCore(config, name, self._clock())
         self._listeners: tuple[Listener, ...] = ()
+        self._blocks: dict[FrameType, Block] = {}
         self._delivering = False
         self._alert_handler = config.alert_handler
         self._result_is_failure = config.result_is_failure
@@ -245,6 +254,48 @@ class BreakerBase:
         except Exception:
             logger.exception("circuit %r: result_is_failure raised", self._name)
             return SUCCESS
+
+    # -- which block is exiting -------------------------------------------------------
+    # One breaker serves every `with` and `async with` block at once, so the
+    # exit must find the ticket its own enter took. Blocks are keyed by the
+    # frame that runs the `with` statement: that frame both enters and exits
+    # the block, whatever thread, task or context runs it (an async generator
+    # holding a block across `yield`s may be resumed by another task and
+    # finalized by the event loop; a task started inside a block copies its
+    # context). Blocks of one frame nest, so the newest exits first. Only the
+    # frame's own code touches its key, so plain dict operations are enough.
+
+    def _open_block(self, frame: FrameType, generation: int, started: float, scope: Any) -> None:
+        blocks = self._blocks
+        blocks[frame] = (generation, started, scope, _get_ident(), blocks.get(frame))
+
+    def _close_block(self, frame: FrameType) -> Block:
+        blocks = self._blocks
+        block = blocks.pop(frame, None)
+        if block is None:
+            frame, block = self._stray_block(frame)
+            del blocks[frame]
+        if block[4] is not None:
+            blocks[frame] = block[4]
+        return block
+
+    def _stray_block(self, exiting: FrameType) -> tuple[FrameType, Block]:
+        """The block being exited from another frame than the one that entered it.
+
+        That happens with `contextlib.ExitStack` and with a subclass that
+        overrides `__enter__`: take the newest block this thread entered whose
+        frame is not running on this stack (a frame that is will exit its own).
+        """
+        running = set()
+        frame: FrameType | None = exiting
+        while frame is not None:
+            running.add(id(frame))
+            frame = frame.f_back
+        thread = _get_ident()
+        for frame, block in reversed(list(self._blocks.items())):
+            if block[3] == thread and id(frame) not in running:
+                return frame, block
+        raise RuntimeError(f"circuit {self._name!r}: a block exited that was never entered")
 
     # -- the two-step form ------------------------------------------------------------
 

@@ -58,9 +58,21 @@ class CircuitBreaker(SyncAdapter, AsyncAdapter):
         """Decorate `fn`: a plain function gets a sync wrapper, an `async def` an async one.
 
         The wrapper keeps `fn`'s name, docstring and signature.
+
+        Raises:
+            TypeError: `fn` is not callable, or is a generator function (its
+                body runs after the call returns, outside any wrapper: use
+                `with breaker:` or `async with breaker:` inside it instead).
         """
         if not callable(fn):
             raise TypeError(f"@breaker decorates a function, got {fn!r}")
-        if inspect.iscoroutinefunction(fn):
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TypeError(
+                f"@breaker cannot protect the generator function {fn!r}: its body runs "
+                "after the call returns; use `with breaker:` or `async with breaker:` inside it"
+            )
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(type(fn), "__call__", None)
+        ):
             return cast("Callable[P, Any]", self._wrap_async(fn))
         return self._wrap_sync(fn)

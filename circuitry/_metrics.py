@@ -69,7 +69,7 @@ class LatencyHistogram:
             if seen >= rank:
                 if key == ZERO:
                     return 0.0
-                return 2.0 ** ((key - OFFSET + 0.5) / PER_OCTAVE)
+                return math.pow(2.0, (key - OFFSET + 0.5) / PER_OCTAVE)
         raise AssertionError("unreachable: bucket counts add up to count")  # pragma: no cover
 
     def clear(self) -> None:

@@ -1119,3 +1119,101 @@ def test_without_half_open_max_wait_a_hung_trial_holds_its_slot(clock: FakeClock
     assert breaker.try_acquire() is None
     hung.record_success()
     assert breaker.state is CLOSED
+
+
+# -- blocks entered and exited away from a plain nested `with` ------------------------
+
+
+def test_generator_holding_a_block_keeps_its_own_ticket(clock: FakeClock) -> None:
+    # The generator's block and the caller's block of the same breaker overlap
+    # without nesting; each must record its own duration.
+    breaker = make(clock)
+    durations: list[float] = []
+    breaker.subscribe(lambda e: durations.append(e.duration) if hasattr(e, "duration") else None)
+
+    def numbers() -> Any:
+        with breaker:  # entered at t=0
+            yield 1
+            clock.advance(20)
+            yield 2  # exits at t=25 when closed below
+
+    gen = numbers()
+    next(gen)
+    clock.advance(1)
+    with breaker:  # entered at t=1
+        clock.advance(4)
+        next(gen)  # t=25 after the advance inside
+    # the caller's block exited at t=25: it lasted 24 s; the generator's is still open
+    gen.close()  # exits the generator's block at t=25: it lasted 25 s
+    assert sorted(durations) == [24.0, 25.0]
+    assert breaker._blocks == {}
+
+
+def test_generator_closed_in_another_thread_gives_its_trial_slot_back(clock: FakeClock) -> None:
+    breaker = make(clock, failure_threshold_count=1, reset_timeout=10)
+    half_open(breaker, clock)
+
+    def trial() -> Any:
+        with breaker:
+            yield
+
+    gen = trial()
+    next(gen)  # holds the only trial slot
+    assert breaker.try_acquire() is None
+    closer = threading.Thread(target=gen.close)
+    closer.start()
+    closer.join()
+    assert breaker.metrics().total_ignored == 1  # GeneratorExit is ignored...
+    permit = breaker.try_acquire()  # ...and the slot came back
+    assert permit is not None
+    permit.record_success()
+    assert breaker.state is CLOSED
+
+
+def test_exit_stack_blocks_record_their_outcomes(clock: FakeClock) -> None:
+    breaker = make(clock)
+    with breaker:  # an enclosing block in this frame, exited last
+        with pytest.raises(Boom), contextlib.ExitStack() as stack:
+            stack.enter_context(breaker)
+            clock.advance(2)
+            raise Boom
+        m = breaker.metrics()
+        assert (m.total_allowed, m.total_failures, m.total_successes) == (2, 1, 0)
+    m = breaker.metrics()
+    assert (m.total_failures, m.total_successes) == (1, 1)
+    assert breaker._blocks == {}
+
+
+def test_exit_without_enter_is_a_clear_error(clock: FakeClock) -> None:
+    breaker = make(clock)
+    with pytest.raises(RuntimeError, match="never entered"):
+        breaker.__exit__(None, None, None)
+
+
+def test_decorating_a_generator_function_is_refused(clock: FakeClock) -> None:
+    breaker = make(clock)
+
+    def numbers() -> Any:
+        yield 1
+
+    async def async_numbers() -> Any:
+        yield 1
+
+    with pytest.raises(TypeError, match="generator function"):
+        breaker(numbers)
+    with pytest.raises(TypeError, match="generator function"):
+        breaker(async_numbers)
+
+
+def test_decorating_an_object_with_async_call_gives_an_async_wrapper(clock: FakeClock) -> None:
+    breaker = make(clock)
+
+    class Service:
+        async def __call__(self, x: int) -> int:
+            raise Boom
+
+    protected = breaker(Service())
+    assert inspect.iscoroutinefunction(protected)
+    with pytest.raises(Boom):
+        asyncio.run(protected(1))
+    assert breaker.metrics().total_failures == 1
