@@ -71,8 +71,7 @@ class CircuitBreaker(SyncAdapter, AsyncAdapter):
                 f"@breaker cannot protect the generator function {fn!r}: its body runs "
                 "after the call returns; use `with breaker:` or `async with breaker:` inside it"
             )
-        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            getattr(type(fn), "__call__", None)
-        ):
+        call_method = None if inspect.isroutine(fn) else getattr(type(fn), "__call__", None)  # noqa: B004
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call_method):
             return cast("Callable[P, Any]", self._wrap_async(fn))
         return self._wrap_sync(fn)
