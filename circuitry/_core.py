@@ -30,9 +30,11 @@ import enum
 import math
 import random as _random
 from collections.abc import Callable
+from math import log2
 
 from ._config import CircuitBreakerConfig
-from ._metrics import CircuitMetrics, LatencyHistogram
+from ._metrics import MIN_DURATION, OFFSET, PER_OCTAVE, CircuitMetrics, LatencyHistogram
+from ._metrics import ZERO as ZERO_DURATION
 from ._state import CircuitState
 from ._window import TimeWindow
 from .events import CallFailed, CallIgnored, CallRejected, CallSucceeded, Event, StateChanged
@@ -244,8 +246,71 @@ class CircuitCore:
             ValueError: the ticket was never issued, or this period already saw
                 more completions than it issued tickets. The state is untouched.
         """
-        current = generation == self.generation
-        if current:
+        state = self.state
+        if generation != self.generation or state is not CLOSED or self.in_flight <= 0:
+            self._check_ticket(generation, started)
+            if state is not CLOSED:
+                self._tick(now)
+                state = self.state
+
+        # Totals: every completion, late or not.
+        duration = now - started
+        slow = False
+        if outcome is IGNORED:
+            self.total_ignored += 1
+        else:
+            if outcome is SUCCESS:
+                self.total_successes += 1
+            else:
+                self.total_failures += 1
+            # LatencyHistogram.record, inlined: this runs on every call.
+            latency = self.latency
+            if duration > MIN_DURATION:
+                key = int(log2(duration) * PER_OCTAVE + OFFSET)
+                latency.total += duration
+            else:
+                key = ZERO_DURATION
+            buckets = latency.buckets
+            buckets[key] = buckets.get(key, 0) + 1
+            limit = self._slow_call_duration
+            if limit is not None and duration >= limit:
+                slow = True
+                self.total_slow += 1
+        if self.listening:
+            self.events.append(self._call_event(outcome, now, max(duration, 0.0), exception))
+
+        # The state machine: only tickets of the current period.
+        if generation != self.generation:
+            return  # a late result
+        self.in_flight -= 1
+        if state is CLOSED:
+            if outcome is IGNORED:
+                return
+            window = self.window
+            if window is None:
+                if outcome is SUCCESS:
+                    self.consecutive_failures = 0
+                else:
+                    self.consecutive_failures += 1
+                    if self.consecutive_failures >= self._failure_threshold:
+                        self._fire(Trigger.TRIP, now)
+            else:
+                window.add(now, outcome is FAILURE, slow)
+                if self._window_trips(window):
+                    self._fire(Trigger.TRIP, now)
+        elif state is HALF_OPEN:
+            self.trial_starts.remove(started)
+            if outcome is SUCCESS:
+                self.trial_successes += 1
+                if self.trial_successes >= self._success_threshold:
+                    self._fire(Trigger.TRIALS_SUCCEEDED, now)
+            elif outcome is FAILURE:
+                self._fire(Trigger.TRIAL_FAILED, now)
+        # FORCED_CLOSED counts totals only; OPEN and FORCED_OPEN issue no tickets.
+
+    def _check_ticket(self, generation: int, started: float) -> None:
+        """Raise ValueError for a ticket that cannot be completed now."""
+        if generation == self.generation:
             if self.in_flight <= 0:
                 raise ValueError(
                     f"ticket (generation={generation}, started={started!r}) completed "
@@ -261,56 +326,6 @@ class CircuitCore:
                 f"ticket generation {generation!r} was never issued "
                 f"(the current one is {self.generation})"
             )
-
-        if self.state is not CLOSED:
-            self._tick(now)
-        duration = now - started
-        if duration < 0.0:
-            duration = 0.0
-        slow = False
-        if outcome is IGNORED:
-            self.total_ignored += 1
-        else:
-            if outcome is SUCCESS:
-                self.total_successes += 1
-            else:
-                self.total_failures += 1
-            self.latency.record(duration)
-            limit = self._slow_call_duration
-            if limit is not None and duration >= limit:
-                slow = True
-                self.total_slow += 1
-        if self.listening:
-            self.events.append(self._call_event(outcome, now, duration, exception))
-
-        if generation != self.generation:
-            return  # a late result: totals only
-        self.in_flight -= 1
-        state = self.state
-        if state is CLOSED:
-            if outcome is IGNORED:
-                return
-            window = self.window
-            if window is None:
-                if outcome is FAILURE:
-                    self.consecutive_failures += 1
-                    if self.consecutive_failures >= self._failure_threshold:
-                        self._fire(Trigger.TRIP, now)
-                else:
-                    self.consecutive_failures = 0
-            else:
-                window.add(now, outcome is FAILURE, slow)
-                if self._window_trips(window):
-                    self._fire(Trigger.TRIP, now)
-        elif state is HALF_OPEN:
-            self.trial_starts.remove(started)
-            if outcome is SUCCESS:
-                self.trial_successes += 1
-                if self.trial_successes >= self._success_threshold:
-                    self._fire(Trigger.TRIALS_SUCCEEDED, now)
-            elif outcome is FAILURE:
-                self._fire(Trigger.TRIAL_FAILED, now)
-        # FORCED_CLOSED counts totals only; OPEN and FORCED_OPEN issue no tickets.
 
     def _window_trips(self, window: TimeWindow) -> bool:
         failures = window.total_failures

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._state import CircuitState
 
 __all__ = ["CircuitBreakerError", "CircuitOpenError"]
@@ -28,11 +30,27 @@ class CircuitOpenError(CircuitBreakerError):
             when unknown (FORCED_OPEN, or HALF_OPEN with every trial slot taken).
     """
 
-    def __init__(self, name: str, state: CircuitState, retry_after: float | None) -> None:
-        super().__init__(name, state, retry_after)
-        self.name = name
-        self.state = state
-        self.retry_after = retry_after
+    # No __init__ of our own: BaseException's (in C) keeps the arguments in
+    # `args`, which makes a rejection about three times cheaper to raise.
+    if TYPE_CHECKING:
+
+        def __init__(
+            self, name: str, state: CircuitState, retry_after: float | None, /
+        ) -> None: ...
+
+    args: tuple[str, CircuitState, float | None]
+
+    @property
+    def name(self) -> str:
+        return self.args[0]
+
+    @property
+    def state(self) -> CircuitState:
+        return self.args[1]
+
+    @property
+    def retry_after(self) -> float | None:
+        return self.args[2]
 
     def __str__(self) -> str:
         why = _WHY.get(self.state, f"is {self.state.value}")
