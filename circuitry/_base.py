@@ -9,6 +9,8 @@ in order, by one thread at a time.
 from __future__ import annotations
 
 import logging
+import math
+import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -32,6 +34,9 @@ Listener = Callable[[Event], object]
 # None, thread that entered it, the block below it in the same frame or None).
 Block = tuple[int, float, Any, int, Any]
 _get_ident = threading.get_ident
+
+# Without the GIL (free-threaded builds), take the lock for every rejection.
+_LOCK_FREE_COUNTS: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 class BreakerBase:
@@ -201,9 +206,40 @@ class BreakerBase:
 
     # -- the call protocol shared by every adapter ------------------------------------
 
+    def _reject_fast(self, now: float) -> float | None:
+        """Reject without the lock while the circuit is plainly open.
+
+        Returns the seconds until a trial may pass (`math.inf` when forced
+        open) for a rejection it counted, or None: take the locked path.
+        Reads `core.rejecting` once (a single attribute read is atomic), so
+        the rejection is right for the state at that instant. Only with the
+        GIL (where next() on itertools.count is atomic), and only when nobody
+        listens (CallRejected events are built under the lock).
+        """
+        core = self._core
+        rejecting = core.rejecting
+        if rejecting is None or not _LOCK_FREE_COUNTS or core.listening:
+            return None
+        since, period = rejecting
+        elapsed = now - since
+        if elapsed >= period:
+            return None  # the open period is over: the locked path moves to HALF_OPEN
+        next(core.fast_rejections)
+        return period - elapsed
+
     def _admit(self, now: float) -> int:
         """Admit a call starting at `now`: its generation, or raise CircuitOpenError."""
         core = self._core
+        if core.rejecting is not None:
+            retry_after = self._reject_fast(now)
+            if retry_after is not None:
+                # Raised as built, never kept in a local: a local holding an
+                # exception whose traceback holds this frame is a reference cycle.
+                raise (
+                    CircuitOpenError(self._name, CircuitState.OPEN, retry_after)
+                    if retry_after != math.inf
+                    else CircuitOpenError(self._name, CircuitState.FORCED_OPEN, None)
+                )
         lock = self._lock
         lock.acquire()
         try:
@@ -310,6 +346,8 @@ class BreakerBase:
         """
         now = self._clock()
         core = self._core
+        if core.rejecting is not None and self._reject_fast(now) is not None:
+            return None
         lock = self._lock
         lock.acquire()
         try:

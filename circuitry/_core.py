@@ -27,6 +27,7 @@ else assigns `self.state`.
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 import random as _random
 from collections.abc import Callable
@@ -165,6 +166,9 @@ class CircuitCore:
         "latency",
         "listening",
         "events",
+        "rejecting",
+        "fast_rejections",
+        "_fast_rejection_reads",
     )
 
     def __init__(
@@ -207,6 +211,14 @@ class CircuitCore:
         self.latency = LatencyHistogram()
         self.listening = False  # build call events only when someone listens
         self.events: list[Event] = []
+        # While OPEN or FORCED_OPEN: (state_since, open period; inf when forced);
+        # None otherwise. One attribute, so that an adapter may read it without
+        # the lock and reject a call at once while `now - since < period`,
+        # counting the rejection with next(fast_rejections) (atomic): see
+        # BreakerBase._fast_rejection. The locked path stays the reference.
+        self.rejecting: tuple[float, float] | None = None
+        self.fast_rejections = itertools.count()
+        self._fast_rejection_reads = 0
 
     # -- calls ----------------------------------------------------------------
 
@@ -214,23 +226,17 @@ class CircuitCore:
         """Admit or reject a call starting at `now`: a generation, or REJECTED."""
         state = self.state
         if state is not CLOSED and state is not FORCED_CLOSED:
-            return self._acquire_guarded(now)
+            self._tick(now)
+            state = self.state
+            if state is not HALF_OPEN or self.in_flight >= self._test_requests:
+                self.total_rejected += 1
+                if self.listening:
+                    self.events.append(CallRejected(self.name, now, state))
+                return REJECTED
+            self.trial_starts.append(now)
         self.total_allowed += 1
         self.in_flight += 1
         return self.generation
-
-    def _acquire_guarded(self, now: float) -> int:
-        self._tick(now)
-        state = self.state
-        if state is HALF_OPEN and self.in_flight < self._test_requests:
-            self.trial_starts.append(now)
-            self.total_allowed += 1
-            self.in_flight += 1
-            return self.generation
-        self.total_rejected += 1
-        if self.listening:
-            self.events.append(CallRejected(self.name, now, state))
-        return REJECTED
 
     def complete(
         self,
@@ -389,7 +395,7 @@ class CircuitCore:
             time_in_state=max(0.0, now - self.state_since),
             state_changes=self.state_changes,
             total_allowed=self.total_allowed,
-            total_rejected=self.total_rejected,
+            total_rejected=self.total_rejected + self._count_fast_rejections(),
             total_successes=self.total_successes,
             total_failures=self.total_failures,
             total_ignored=self.total_ignored,
@@ -398,6 +404,13 @@ class CircuitCore:
             average_response_time=self.latency.mean(),
             p95_response_time=self.latency.percentile(95),
         )
+
+    def _count_fast_rejections(self) -> int:
+        # next() returns how often it was called before: every fast rejection
+        # plus each of our own earlier reads.
+        count = next(self.fast_rejections) - self._fast_rejection_reads
+        self._fast_rejection_reads += 1
+        return count
 
     def take_events(self) -> list[Event]:
         """Hand the pending events over (oldest first) and start a new list."""
@@ -447,6 +460,13 @@ class CircuitCore:
             self.open_duration = level
         elif new is CLOSED or new is FORCED_CLOSED:
             self.backoff_level = self.open_duration = config.reset_timeout
+
+        if new is OPEN:
+            self.rejecting = (now, self.open_duration)
+        elif new is FORCED_OPEN:
+            self.rejecting = (now, math.inf)
+        else:
+            self.rejecting = None
 
         if new is not old:
             self.state_changes += 1

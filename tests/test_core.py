@@ -7,6 +7,7 @@ floats chosen so the expected values can be read off the test.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -1078,3 +1079,29 @@ def test_latency_covers_successes_and_failures_not_ignored() -> None:
     m = core.snapshot(104.0)
     assert m.average_response_time == 2.0
     assert m.p95_response_time == pytest.approx(3.0, rel=0.05)
+
+
+def test_rejecting_tells_adapters_the_open_period_in_force() -> None:
+    # `rejecting` is what an adapter reads without the lock to reject at once.
+    core = make(failure_threshold_count=1, reset_timeout=10, reset_timeout_multiplier=2)
+    assert core.rejecting is None
+    fail(core, 5.0)
+    assert core.rejecting == (5.0, 10.0)
+    assert core.acquire(15.0) != REJECTED  # HALF_OPEN: no longer plainly rejecting
+    assert core.rejecting is None
+    core.complete(core.generation, 15.0, 16.0, FAILURE)
+    assert core.rejecting == (16.0, 20.0)  # backoff
+    core.force_open(17.0)
+    assert core.rejecting == (17.0, math.inf)
+    core.force_closed(18.0)
+    assert core.rejecting is None
+
+
+def test_fast_rejections_add_to_the_rejected_total() -> None:
+    core = make(failure_threshold_count=1)
+    fail(core, 0.0)
+    assert core.acquire(1.0) == REJECTED
+    for _ in range(5):
+        next(core.fast_rejections)  # what the adapter does
+    assert core.snapshot(2.0).total_rejected == 6
+    assert core.snapshot(2.0).total_rejected == 6  # reading does not count

@@ -382,3 +382,35 @@ def test_half_open_storm_with_a_failing_trial_reopens_once() -> None:
     assert m.state_changes == 3
     assert 1 <= outcomes.count("failed") <= 3
     assert outcomes.count("failed") + outcomes.count("rejected") == THREADS
+
+
+def test_rejections_from_many_threads_are_all_counted() -> None:
+    # While OPEN, rejections skip the lock (an atomic counter): none may be lost,
+    # also while other threads read the metrics at the same time.
+    calls = 2_000
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        CircuitBreakerConfig(failure_threshold_count=1, reset_timeout=10**6), clock=clock
+    )
+    with pytest.raises(Boom), breaker:
+        raise Boom
+    assert breaker.state is CircuitState.OPEN
+    barrier = threading.Barrier(THREADS)
+    seen: list[int] = []
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        for i in range(calls):
+            if index % 4 == 0 and i % 100 == 0:
+                seen.append(breaker.metrics().total_rejected)
+            if i % 2:
+                assert breaker.try_acquire() is None
+            else:
+                with pytest.raises(CircuitOpenError):
+                    breaker.call(lambda: None)
+
+    run_threads(worker)
+    m = breaker.metrics()
+    assert m.total_rejected == THREADS * calls
+    assert (m.total_allowed, m.total_failures) == (1, 1)
+    assert all(0 <= n <= THREADS * calls for n in seen)

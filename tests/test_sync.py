@@ -1213,3 +1213,46 @@ def test_decorating_an_object_with_async_call_gives_an_async_wrapper(clock: Fake
     with pytest.raises(Boom):
         asyncio.run(protected(1))
     assert breaker.metrics().total_failures == 1
+
+
+def test_rejections_while_open_count_and_carry_the_time_left(clock: FakeClock) -> None:
+    breaker = make(clock, failure_threshold_count=1, reset_timeout=10)
+    fail(breaker)
+    for step in range(1, 10):
+        clock.advance(1)
+        with pytest.raises(CircuitOpenError) as info:
+            breaker.call(lambda: None)
+        assert info.value.state is OPEN
+        assert info.value.retry_after == pytest.approx(10 - step)
+        assert breaker.try_acquire() is None
+    assert breaker.metrics().total_rejected == 18
+    clock.advance(1)  # the open period is over: the next call is the trial
+    assert breaker.call(lambda: 7) == 7
+    m = breaker.metrics()
+    assert (m.current_state, m.total_rejected, m.total_allowed) == (CLOSED, 18, 2)
+
+
+def test_forced_open_rejects_without_retry_after_and_counts(clock: FakeClock) -> None:
+    breaker = make(clock)
+    breaker.force_open()
+    for _ in range(3):
+        with pytest.raises(CircuitOpenError) as info, breaker:
+            pass
+        assert (info.value.state, info.value.retry_after) == (FORCED_OPEN, None)
+    assert breaker.try_acquire() is None
+    assert breaker.metrics().total_rejected == 4
+    breaker.reset()
+    succeed(breaker)
+    assert breaker.metrics().total_rejected == 4
+
+
+def test_rejections_are_events_when_someone_listens(clock: FakeClock) -> None:
+    breaker = make(clock, failure_threshold_count=1)
+    fail(breaker)
+    events: list[object] = []
+    breaker.subscribe(events.append)
+    with pytest.raises(CircuitOpenError):
+        breaker.call(lambda: None)
+    assert breaker.try_acquire() is None
+    assert [type(e).__name__ for e in events] == ["CallRejected", "CallRejected"]
+    assert breaker.metrics().total_rejected == 2
