@@ -34,9 +34,9 @@ class FlakyService:
         self.recovers_at = time.monotonic() + broken_for
 
     async def fetch(self, item: int) -> str:
+        if rng.random() < 0.03:
+            await asyncio.sleep(10)  # hangs now and then: call_timeout cuts it off
         if time.monotonic() < self.recovers_at:
-            if rng.random() < 0.2:
-                await asyncio.sleep(10)  # hangs: call_timeout cuts it off
             await asyncio.sleep(rng.uniform(0.002, 0.01))
             raise ConnectionError("service unavailable")
         await asyncio.sleep(rng.uniform(0.002, 0.01))
