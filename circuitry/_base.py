@@ -75,7 +75,10 @@ class BreakerBase:
         self._name = name
         self._clock: Callable[[], float] = monotonic if clock is None else clock
         self._lock = threading.RLock()
-        self._core = CircuitCore(config, name, self._clock())
+        now = self._clock()
+        if isinstance(now, bool) or not isinstance(now, (int, float)):
+            raise TypeError(f"clock must return seconds as a float, got {now!r} from {clock!r}")
+        self._core = CircuitCore(config, name, float(now))
         self._listeners: tuple[Listener, ...] = ()
         self._blocks: dict[FrameType, Block] = {}
         self._delivering = False
@@ -264,7 +267,23 @@ class BreakerBase:
         exception: BaseException | None,
     ) -> None:
         """Report how an admitted call ended."""
-        now = self._clock()
+        try:
+            now = self._clock()
+        except BaseException:
+            # A broken clock must not keep the ticket (a half-open slot) forever:
+            # give it back as ignored, then let the clock's error out.
+            self._complete(generation, started, started, IGNORED, None)
+            raise
+        self._complete(generation, started, now, outcome, exception)
+
+    def _complete(
+        self,
+        generation: int,
+        started: float,
+        now: float,
+        outcome: Outcome,
+        exception: BaseException | None,
+    ) -> None:
         core = self._core
         lock = self._lock
         lock.acquire()

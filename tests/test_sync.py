@@ -1256,3 +1256,32 @@ def test_rejections_are_events_when_someone_listens(clock: FakeClock) -> None:
     assert breaker.try_acquire() is None
     assert [type(e).__name__ for e in events] == ["CallRejected", "CallRejected"]
     assert breaker.metrics().total_rejected == 2
+
+
+def test_a_clock_that_breaks_at_the_end_of_a_trial_gives_the_slot_back() -> None:
+    clock = FakeClock()
+    broken = False
+
+    def flaky_clock() -> float:
+        if broken:
+            raise OSError("clock unavailable")
+        return clock()
+
+    breaker = CircuitBreaker(
+        CircuitBreakerConfig(failure_threshold_count=1, reset_timeout=10), clock=flaky_clock
+    )
+    fail(breaker)
+    clock.advance(10)
+    with pytest.raises(OSError, match="clock unavailable"), breaker:  # the trial
+        broken = True
+    broken = False
+    m = breaker.metrics()
+    assert (m.current_state, m.total_ignored) == (HALF_OPEN, 1)
+    succeed(breaker)  # the slot came back: the next trial is admitted and closes
+    assert breaker.state is CLOSED
+
+
+@pytest.mark.parametrize("bad", [None, "now", True])
+def test_a_clock_that_returns_no_number_is_refused(bad: object) -> None:
+    with pytest.raises(TypeError, match="clock must return seconds"):
+        CircuitBreaker(clock=lambda: bad)  # type: ignore[arg-type, return-value]
