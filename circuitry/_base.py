@@ -50,6 +50,7 @@ class BreakerBase:
         "_config",
         "_core",
         "_delivering",
+        "_dropped",
         "_listeners",
         "_lock",
         "_name",
@@ -81,6 +82,9 @@ class BreakerBase:
         self._core = CircuitCore(config, name, float(now))
         self._listeners: tuple[Listener, ...] = ()
         self._blocks: dict[FrameType, Block] = {}
+        # Tickets of permits garbage-collected before completion (Permit.__del__
+        # appends: atomic, no lock, safe wherever the GC runs).
+        self._dropped: list[tuple[int, float]] = []
         self._delivering = False
         self._alert_handler = config.alert_handler
         self._result_is_failure = config.result_is_failure
@@ -102,6 +106,8 @@ class BreakerBase:
         """The current state; reading it applies transitions that time alone makes."""
         now = self._clock()
         with self._lock:
+            if self._dropped:
+                self._reclaim_dropped(now)
             state = self._core.poll(now)
         if self._core.events:
             self._deliver()
@@ -111,6 +117,8 @@ class BreakerBase:
         """A snapshot of the state and counters."""
         now = self._clock()
         with self._lock:
+            if self._dropped:
+                self._reclaim_dropped(now)
             snapshot = self._core.snapshot(now)
         if self._core.events:
             self._deliver()
@@ -246,6 +254,8 @@ class BreakerBase:
         lock = self._lock
         lock.acquire()
         try:
+            if self._dropped:
+                self._reclaim_dropped(now)
             generation = core.acquire(now)
             if generation < 0:
                 state = core.state
@@ -293,6 +303,13 @@ class BreakerBase:
             lock.release()
         if core.events:
             self._deliver()
+
+    def _reclaim_dropped(self, now: float) -> None:
+        """Complete, as ignored, the tickets of permits dropped uncompleted. Hold the lock."""
+        dropped = self._dropped
+        while dropped:
+            generation, started = dropped.pop()
+            self._core.complete(generation, started, now, IGNORED)
 
     def _exception_outcome(self, exc: BaseException) -> Outcome:
         try:
@@ -370,6 +387,8 @@ class BreakerBase:
         lock = self._lock
         lock.acquire()
         try:
+            if self._dropped:
+                self._reclaim_dropped(now)
             generation = core.acquire(now)
         finally:
             lock.release()
@@ -384,7 +403,9 @@ class Permit:
     """Leave to make one call, from `CircuitBreaker.try_acquire()`.
 
     Only the first of `record_success()`, `record_failure()` and `release()`
-    has any effect; later ones do nothing.
+    has any effect; later ones do nothing. A permit garbage-collected before
+    any of them is released (counted as ignored) at the breaker's next use,
+    so a dropped permit cannot hold a half-open slot forever.
     """
 
     __slots__ = ("_breaker", "_done", "_generation", "_started")
@@ -411,6 +432,10 @@ class Permit:
     def release(self) -> None:
         """The call counts as neither success nor failure (ignored); its slot is freed."""
         self._complete(IGNORED, None)
+
+    def __del__(self) -> None:
+        if not self._done:
+            self._breaker._dropped.append((self._generation, self._started))
 
     def _complete(self, outcome: Outcome, exception: BaseException | None) -> None:
         breaker = self._breaker

@@ -1285,3 +1285,28 @@ def test_a_clock_that_breaks_at_the_end_of_a_trial_gives_the_slot_back() -> None
 def test_a_clock_that_returns_no_number_is_refused(bad: object) -> None:
     with pytest.raises(TypeError, match="clock must return seconds"):
         CircuitBreaker(clock=lambda: bad)  # type: ignore[arg-type, return-value]
+
+
+def test_a_dropped_permit_gives_its_half_open_slot_back(clock: FakeClock) -> None:
+    breaker = make(clock, failure_threshold_count=1, reset_timeout=10)
+    half_open(breaker, clock)
+    permit = breaker.try_acquire()
+    assert permit is not None
+    assert breaker.try_acquire() is None  # the only trial slot is taken
+    del permit  # dropped without record_*: garbage
+    trial = breaker.try_acquire()  # no wedge: the slot came back
+    assert trial is not None
+    assert breaker.metrics().total_ignored == 1
+    trial.record_success()
+    assert breaker.state is CLOSED
+
+
+def test_a_dropped_permit_counts_as_ignored_once(clock: FakeClock) -> None:
+    breaker = make(clock)
+    permit = breaker.try_acquire()
+    assert permit is not None
+    permit.record_failure()
+    del permit  # completed first: nothing more to give back
+    breaker.try_acquire()  # dropped at once, uncompleted
+    m = breaker.metrics()
+    assert (m.total_allowed, m.total_failures, m.total_ignored) == (2, 1, 1)
