@@ -1310,3 +1310,21 @@ def test_a_dropped_permit_counts_as_ignored_once(clock: FakeClock) -> None:
     breaker.try_acquire()  # dropped at once, uncompleted
     m = breaker.metrics()
     assert (m.total_allowed, m.total_failures, m.total_ignored) == (2, 1, 1)
+
+
+def test_a_generator_dropped_inside_a_block_gives_its_trial_slot_back(clock: FakeClock) -> None:
+    breaker = make(clock, failure_threshold_count=1, reset_timeout=10)
+    half_open(breaker, clock)
+
+    def trial() -> Any:
+        with breaker:
+            yield
+
+    gen = trial()
+    next(gen)
+    assert breaker.try_acquire() is None
+    del gen  # finalized: GeneratorExit runs the block's exit
+    assert breaker.metrics().total_ignored == 1
+    assert breaker._blocks == {}
+    permit = breaker.try_acquire()
+    assert permit is not None
