@@ -21,7 +21,9 @@ a trial hanging past `half_open_max_wait`) are applied lazily by `_tick`
 whenever the core is used or read, at that `now`.
 
 Every transition is in `_TRANSITIONS` below and is made by `_fire`; nothing
-else assigns `self.state`.
+else assigns `self.state`. `_fire` also publishes `rejecting`, the one value
+an adapter may read without the lock: while the circuit is plainly open it
+rejects there and then, and only counts (see `BreakerBase._reject_fast`).
 """
 
 from __future__ import annotations
@@ -215,7 +217,7 @@ class CircuitCore:
         # None otherwise. One attribute, so that an adapter may read it without
         # the lock and reject a call at once while `now - since < period`,
         # counting the rejection with next(fast_rejections) (atomic): see
-        # BreakerBase._fast_rejection. The locked path stays the reference.
+        # BreakerBase._reject_fast. The locked path stays the reference.
         self.rejecting: tuple[float, float] | None = None
         self.fast_rejections = itertools.count()
         self._fast_rejection_reads = 0
