@@ -18,7 +18,15 @@ from typing import Any
 
 from ._clock import monotonic
 from ._config import CircuitBreakerConfig
-from ._core import FAILURE, IGNORED, SUCCESS, CircuitCore, Outcome, classify_exception
+from ._core import (
+    FAILURE,
+    IGNORED,
+    SUCCESS,
+    CircuitCore,
+    Outcome,
+    classify_exception,
+    classify_result,
+)
 from ._errors import CircuitOpenError
 from ._metrics import CircuitMetrics
 from ._state import CircuitState
@@ -320,11 +328,10 @@ class BreakerBase:
             return FAILURE
 
     def _result_outcome(self, result: object) -> Outcome:
-        predicate = self._result_is_failure
-        if predicate is None:
-            return SUCCESS
+        if self._result_is_failure is None:
+            return SUCCESS  # the common case, without a call into the core
         try:
-            return FAILURE if predicate(result) else SUCCESS
+            return classify_result(self._config, result)
         except Exception:
             logger.exception("circuit %r: result_is_failure raised", self._name)
             return SUCCESS
