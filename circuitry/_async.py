@@ -52,7 +52,8 @@ class AsyncAdapter(BreakerBase):
 
     async def __aenter__(self) -> None:
         frame = _getframe(1)  # the frame running `async with`
-        scope = self._timeout_scope()
+        timeout = self._config.call_timeout
+        scope = None if timeout is None else self._timeout_scope(timeout)
         started = self._clock()
         generation = self._admit(started)
         if scope is not None:
@@ -113,7 +114,8 @@ class AsyncAdapter(BreakerBase):
             BaseException: whatever `fn` raised, unchanged (a cancellation
                 counts as ignored).
         """
-        scope = self._timeout_scope()
+        timeout = self._config.call_timeout
+        scope = None if timeout is None else self._timeout_scope(timeout)
         started = self._clock()
         generation = self._admit(started)
         try:
@@ -142,15 +144,12 @@ class AsyncAdapter(BreakerBase):
 
         return protected
 
-    def _timeout_scope(self) -> anyio.CancelScope | None:
-        """A cancel scope (not yet entered) with the `call_timeout` deadline, if one is set.
+    def _timeout_scope(self, timeout: float) -> anyio.CancelScope:
+        """A cancel scope (not yet entered) with the `call_timeout` deadline.
 
         Made before the call is admitted: if anyio cannot tell which async
         library runs, the error comes out without taking a ticket.
         """
-        timeout = self._config.call_timeout
-        if timeout is None:
-            return None
         return anyio.CancelScope(deadline=anyio.current_time() + timeout)
 
     def _async_exception_outcome(self, exc: BaseException) -> Outcome:
