@@ -10,7 +10,7 @@ counts as a failure; a cancellation from outside (an enclosing cancel scope,
 a `TimeoutError` the protected code raises itself is classified like any other
 exception.
 
-Which `async with` block is exiting: see `BreakerBase._open_block`.
+Which `async with` block is exiting: see `BreakerBase._unwind_block`.
 
 With `call_timeout` set, an `async with` block is a cancel scope, so the rule
 of every anyio and trio cancel scope applies: an async generator must not
@@ -29,11 +29,11 @@ import math
 import sys
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import anyio
 
-from ._base import BreakerBase
+from ._base import BreakerBase, get_ident
 from ._core import FAILURE, IGNORED, SUCCESS, Outcome
 
 __all__ = ["AsyncAdapter"]
@@ -55,14 +55,20 @@ class AsyncAdapter(BreakerBase):
         timeout = self._config.call_timeout
         scope = None if timeout is None else self._timeout_scope(timeout)
         started = self._clock()
-        generation = self._admit(started)
+        core = self._core
+        generation = core.admitting
+        if generation is None:
+            generation = self._admit(started)
+        else:
+            core.tickets.append(started)  # admitted without the lock: see _core
         if scope is not None:
             try:
                 scope.__enter__()
             except BaseException:
                 self._finish(generation, started, IGNORED, None)
                 raise
-        self._open_block(frame, generation, started, scope)
+        blocks = self._blocks
+        blocks[frame] = (generation, started, scope, get_ident(), blocks.get(frame))
 
     async def __aexit__(
         self,
@@ -72,7 +78,11 @@ class AsyncAdapter(BreakerBase):
     ) -> None:
         # Returns None (never swallows), so type checkers know the block's
         # exceptions propagate; `call_timeout` expiry raises TimeoutError instead.
-        generation, started, scope, _, _ = self._close_block(_getframe(1))
+        frame = _getframe(1)
+        block = self._blocks.pop(frame, None)
+        if block is None or block[4] is not None:
+            block = self._unwind_block(frame, block)
+        generation, started, scope, _, _ = block
         if scope is not None:
             try:
                 scope.__exit__(exc_type, exc, tb)
@@ -114,10 +124,22 @@ class AsyncAdapter(BreakerBase):
             BaseException: whatever `fn` raised, unchanged (a cancellation
                 counts as ignored).
         """
+        return await self._call_async(fn, args, kwargs)
+
+    async def _call_async(
+        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
+        # `call_async` and every decorated coroutine function come here (see
+        # SyncAdapter._call).
         timeout = self._config.call_timeout
         scope = None if timeout is None else self._timeout_scope(timeout)
         started = self._clock()
-        generation = self._admit(started)
+        core = self._core
+        generation = core.admitting
+        if generation is None:
+            generation = self._admit(started)
+        else:
+            core.tickets.append(started)  # admitted without the lock: see _core
         try:
             if scope is None:
                 result = await fn(*args, **kwargs)
@@ -132,15 +154,20 @@ class AsyncAdapter(BreakerBase):
             error = self._timeout_error()
             self._finish(generation, started, FAILURE, error)
             raise error
-        self._finish(generation, started, self._result_outcome(result), None)
+        self._finish(
+            generation,
+            started,
+            SUCCESS if self._result_is_failure is None else self._result_outcome(result),
+            None,
+        )
         return result
 
     def _wrap_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-        call_async = self.call_async
+        call_async = self._call_async
 
         @functools.wraps(fn)
         async def protected(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await call_async(fn, *args, **kwargs)
+            return await call_async(fn, args, kwargs)
 
         return protected
 

@@ -32,7 +32,7 @@ from ._metrics import CircuitMetrics
 from ._state import CircuitState
 from .events import Alert, Event, StateChanged
 
-__all__ = ["BreakerBase", "Permit", "logger"]
+__all__ = ["BreakerBase", "Permit", "get_ident", "logger"]
 
 logger = logging.getLogger("circuitry")
 
@@ -41,7 +41,7 @@ Listener = Callable[[Event], object]
 # An open `with` / `async with` block: (generation, started, timeout scope or
 # None, thread that entered it, the block below it in the same frame or None).
 Block = tuple[int, float, Any, int, Any]
-_get_ident = threading.get_ident
+get_ident = threading.get_ident
 
 # Without the GIL (free-threaded builds), take the lock for every rejection.
 _LOCK_FREE_COUNTS: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
@@ -247,7 +247,11 @@ class BreakerBase:
         return period - elapsed
 
     def _admit(self, now: float) -> int:
-        """Admit a call starting at `now`: its generation, or raise CircuitOpenError."""
+        """Admit a call starting at `now` the long way: its generation, or raise CircuitOpenError.
+
+        The adapters first try the short way, inline: while `core.admitting`
+        is a generation they admit at once by appending `now` to `core.tickets`.
+        """
         core = self._core
         if core.rejecting is not None:
             retry_after = self._reject_fast(now)
@@ -290,27 +294,22 @@ class BreakerBase:
         except BaseException:
             # A broken clock must not keep the ticket (a half-open slot) forever:
             # give it back as ignored, then let the clock's error out.
-            self._complete(generation, started, started, IGNORED, None)
+            now = started
+            outcome = IGNORED
+            exception = None
             raise
-        self._complete(generation, started, now, outcome, exception)
-
-    def _complete(
-        self,
-        generation: int,
-        started: float,
-        now: float,
-        outcome: Outcome,
-        exception: BaseException | None,
-    ) -> None:
-        core = self._core
-        lock = self._lock
-        lock.acquire()
-        try:
-            core.complete(generation, started, now, outcome, exception)
         finally:
-            lock.release()
-        if core.events:
-            self._deliver()
+            core = self._core
+            lock = self._lock
+            lock.acquire()
+            try:
+                if self._dropped:
+                    self._reclaim_dropped(now)
+                core.complete(generation, started, now, outcome, exception)
+            finally:
+                lock.release()
+            if core.events:
+                self._deliver()
 
     def _reclaim_dropped(self, now: float) -> None:
         """Complete, as ignored, the tickets of permits dropped uncompleted. Hold the lock."""
@@ -328,8 +327,6 @@ class BreakerBase:
             return FAILURE
 
     def _result_outcome(self, result: object) -> Outcome:
-        if self._result_is_failure is None:
-            return SUCCESS  # the common case, without a call into the core
         try:
             return classify_result(self._config, result)
         except Exception:
@@ -345,14 +342,15 @@ class BreakerBase:
     # finalized by the event loop; a task started inside a block copies its
     # context). Blocks of one frame nest, so the newest exits first. Only the
     # frame's own code touches its key, so plain dict operations are enough.
+    #
+    # The adapters inline the common case, as `Block`s in `self._blocks`:
+    #     enter: blocks[frame] = (generation, started, scope, get_ident(), blocks.get(frame))
+    #     exit:  block = blocks.pop(frame, None), then `_unwind_block` unless it
+    #            was there with nothing below it.
 
-    def _open_block(self, frame: FrameType, generation: int, started: float, scope: Any) -> None:
+    def _unwind_block(self, frame: FrameType, block: Block | None) -> Block:
+        """The exit's long way: restore the block below `block`, or find a stray one."""
         blocks = self._blocks
-        blocks[frame] = (generation, started, scope, _get_ident(), blocks.get(frame))
-
-    def _close_block(self, frame: FrameType) -> Block:
-        blocks = self._blocks
-        block = blocks.pop(frame, None)
         if block is None:
             frame, block = self._stray_block(frame)
             del blocks[frame]
@@ -372,7 +370,7 @@ class BreakerBase:
         while frame is not None:
             running.add(id(frame))
             frame = frame.f_back
-        thread = _get_ident()
+        thread = get_ident()
         for frame, block in reversed(list(self._blocks.items())):
             if block[3] == thread and id(frame) not in running:
                 return frame, block

@@ -21,9 +21,19 @@ a trial hanging past `half_open_max_wait`) are applied lazily by `_tick`
 whenever the core is used or read, at that `now`.
 
 Every transition is in `_TRANSITIONS` below and is made by `_fire`; nothing
-else assigns `self.state`. `_fire` also publishes `rejecting`, the one value
-an adapter may read without the lock: while the circuit is plainly open it
-rejects there and then, and only counts (see `BreakerBase._reject_fast`).
+else assigns `self.state`. `_fire` also publishes the two values an adapter
+may read without the lock, so that the two commonest decisions take none:
+
+- `admitting`: the generation while CLOSED or FORCED_CLOSED, else None. While
+  it is a generation, every call is admitted, so the adapter admits at once
+  and appends the call's start to `tickets` (list.append is atomic).
+- `rejecting`: `(since, period)` while OPEN or FORCED_OPEN, else None. While
+  `now - since < period` every call is rejected, so the adapter rejects at
+  once and counts with `next(fast_rejections)` (see `BreakerBase._reject_fast`).
+
+Either is right for the state at the instant it was read, as a locked
+decision made at that instant would be. Completions and everything else go
+through the lock.
 """
 
 from __future__ import annotations
@@ -146,11 +156,13 @@ class CircuitCore:
         "_slow_call_duration",
         "_slow_call_rate",
         "_half_open_max_wait",
+        "_counts_only",
         # the state machine
         "state",
         "generation",
         "state_since",
-        "in_flight",
+        "admitting",
+        "tickets",
         "consecutive_failures",
         "window",
         "trial_starts",
@@ -158,7 +170,7 @@ class CircuitCore:
         "backoff_level",
         "open_duration",
         # totals and outputs
-        "total_allowed",
+        "_allowed",
         "total_rejected",
         "total_successes",
         "total_failures",
@@ -191,11 +203,18 @@ class CircuitCore:
         self._slow_call_duration = config.slow_call_duration
         self._slow_call_rate = config.slow_call_rate_threshold
         self._half_open_max_wait = config.half_open_max_wait
+        # A CLOSED success only updates counters: no window, no slow-call rule.
+        self._counts_only = config.failure_window is None and config.slow_call_duration is None
 
         self.state = CLOSED
         self.generation = 0
         self.state_since = now
-        self.in_flight = 0  # tickets of this generation not yet completed
+        # The generation while CLOSED or FORCED_CLOSED, else None: see the module doc.
+        self.admitting: int | None = 0
+        # When each CLOSED or FORCED_CLOSED call of this generation in flight
+        # began, in no particular order: one entry per ticket, appended by
+        # `acquire` or, without the lock, by an adapter while `admitting` is set.
+        self.tickets: list[float] = []
         self.consecutive_failures = 0
         self.window = TimeWindow(config.failure_window) if config.failure_window else None
         self.trial_starts: list[float] = []  # when each HALF_OPEN trial in flight began
@@ -203,7 +222,7 @@ class CircuitCore:
         self.backoff_level = config.reset_timeout  # the open period before jitter
         self.open_duration = config.reset_timeout
 
-        self.total_allowed = 0
+        self._allowed = 0  # admitted calls whose entry has left `tickets`
         self.total_rejected = 0
         self.total_successes = 0
         self.total_failures = 0
@@ -227,18 +246,32 @@ class CircuitCore:
     def acquire(self, now: float) -> int:
         """Admit or reject a call starting at `now`: a generation, or REJECTED."""
         state = self.state
-        if state is not CLOSED and state is not FORCED_CLOSED:
-            self._tick(now)
-            state = self.state
-            if state is not HALF_OPEN or self.in_flight >= self._test_requests:
-                self.total_rejected += 1
-                if self.listening:
-                    self.events.append(CallRejected(self.name, now, state))
-                return REJECTED
-            self.trial_starts.append(now)
-        self.total_allowed += 1
-        self.in_flight += 1
+        if state is CLOSED or state is FORCED_CLOSED:
+            self.tickets.append(now)  # what an adapter does without the lock
+            return self.generation
+        self._tick(now)
+        state = self.state
+        if state is not HALF_OPEN or len(self.trial_starts) >= self._test_requests:
+            self.total_rejected += 1
+            if self.listening:
+                self.events.append(CallRejected(self.name, now, state))
+            return REJECTED
+        self.trial_starts.append(now)
+        self._allowed += 1
         return self.generation
+
+    @property
+    def total_allowed(self) -> int:
+        """Calls admitted so far (those in flight included)."""
+        return self._allowed + len(self.tickets)
+
+    @property
+    def in_flight(self) -> int:
+        """Tickets of the current generation not yet completed."""
+        state = self.state
+        if state is CLOSED or state is FORCED_CLOSED:
+            return len(self.tickets)
+        return len(self.trial_starts)  # empty unless HALF_OPEN
 
     def complete(
         self,
@@ -254,8 +287,37 @@ class CircuitCore:
             ValueError: the ticket was never issued, or this period already saw
                 more completions than it issued tickets. The state is untouched.
         """
+        tickets = self.tickets
+        if (
+            generation == self.admitting
+            and outcome is SUCCESS
+            and self._counts_only
+            and tickets
+            and not self.listening
+        ):
+            # The commonest completion, in short: a success while CLOSED or
+            # FORCED_CLOSED, with no window and no slow-call rule to feed. The
+            # general path below does the same for it, step by step.
+            tickets.pop()
+            self._allowed += 1
+            self.total_successes += 1
+            self.consecutive_failures = 0
+            duration = now - started
+            # LatencyHistogram.record, inlined: this runs on every call.
+            latency = self.latency
+            if duration > MIN_DURATION:
+                key = int(log2(duration) * PER_OCTAVE + OFFSET)
+                latency.total += duration
+            else:
+                key = ZERO_DURATION
+            try:
+                latency.buckets[key] += 1
+            except KeyError:
+                latency.buckets[key] = 1
+            return
+
         state = self.state
-        if generation != self.generation or state is not CLOSED or self.in_flight <= 0:
+        if generation != self.generation or state is not CLOSED or not tickets:
             self._check_ticket(generation, started)
             if state is not CLOSED:
                 self._tick(now)
@@ -271,15 +333,7 @@ class CircuitCore:
                 self.total_successes += 1
             else:
                 self.total_failures += 1
-            # LatencyHistogram.record, inlined: this runs on every call.
-            latency = self.latency
-            if duration > MIN_DURATION:
-                key = int(log2(duration) * PER_OCTAVE + OFFSET)
-                latency.total += duration
-            else:
-                key = ZERO_DURATION
-            buckets = latency.buckets
-            buckets[key] = buckets.get(key, 0) + 1
+            self.latency.record(duration)
             limit = self._slow_call_duration
             if limit is not None and duration >= limit:
                 slow = True
@@ -290,7 +344,9 @@ class CircuitCore:
         # The state machine: only tickets of the current period.
         if generation != self.generation:
             return  # a late result
-        self.in_flight -= 1
+        if state is CLOSED or state is FORCED_CLOSED:
+            tickets.pop()
+            self._allowed += 1
         if state is CLOSED:
             if outcome is IGNORED:
                 return
@@ -319,12 +375,17 @@ class CircuitCore:
     def _check_ticket(self, generation: int, started: float) -> None:
         """Raise ValueError for a ticket that cannot be completed now."""
         if generation == self.generation:
-            if self.in_flight <= 0:
+            state = self.state
+            if state is CLOSED or state is FORCED_CLOSED:
+                in_flight: list[float] = self.tickets
+            else:
+                in_flight = self.trial_starts  # empty unless HALF_OPEN
+            if not in_flight:
                 raise ValueError(
                     f"ticket (generation={generation}, started={started!r}) completed "
                     "more than once: this state period has no ticket in flight"
                 )
-            if self.state is HALF_OPEN and started not in self.trial_starts:
+            if state is HALF_OPEN and started not in in_flight:
                 raise ValueError(
                     f"ticket (generation={generation}, started={started!r}) is not a "
                     "trial in flight"
@@ -436,10 +497,18 @@ class CircuitCore:
         """Make the transition `trigger` causes from the current state."""
         old = self.state
         new = _TRANSITIONS[old, trigger]
+        self.admitting = None  # first: adapters stop admitting without the lock
         self.state = new
         self.generation += 1
         self.state_since = now
-        self.in_flight = 0
+        # The calls in flight become late results; they stay counted as allowed.
+        # Only the entries there now move: an adapter may be appending (one that
+        # read `admitting` just before may even append after this; its entry
+        # then counts in the next period's list, once, until the next transition).
+        tickets = self.tickets
+        swept = len(tickets)
+        del tickets[:swept]
+        self._allowed += swept
         self.consecutive_failures = 0
         if self.window is not None:
             self.window.clear()
@@ -469,6 +538,8 @@ class CircuitCore:
             self.rejecting = (now, math.inf)
         else:
             self.rejecting = None
+        if new is CLOSED or new is FORCED_CLOSED:
+            self.admitting = self.generation
 
         if new is not old:
             self.state_changes += 1

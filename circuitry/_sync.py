@@ -6,9 +6,9 @@ import functools
 import sys
 from collections.abc import Callable
 from types import TracebackType
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from ._base import BreakerBase
+from ._base import BreakerBase, get_ident
 from ._core import SUCCESS
 
 __all__ = ["SyncAdapter"]
@@ -26,9 +26,16 @@ class SyncAdapter(BreakerBase):
 
     def __enter__(self) -> None:
         started = self._clock()
-        generation = self._admit(started)
-        # The frame running `with` finds its block again (see BreakerBase._open_block).
-        self._open_block(_getframe(1), generation, started, None)
+        core = self._core
+        generation = core.admitting
+        if generation is None:
+            generation = self._admit(started)
+        else:
+            core.tickets.append(started)  # admitted without the lock: see _core
+        # The frame running `with` finds its block again (see BreakerBase._unwind_block).
+        blocks = self._blocks
+        frame = _getframe(1)
+        blocks[frame] = (generation, started, None, get_ident(), blocks.get(frame))
 
     def __exit__(
         self,
@@ -36,7 +43,11 @@ class SyncAdapter(BreakerBase):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        generation, started, _, _, _ = self._close_block(_getframe(1))
+        frame = _getframe(1)
+        block = self._blocks.pop(frame, None)
+        if block is None or block[4] is not None:
+            block = self._unwind_block(frame, block)
+        generation, started, _, _, _ = block
         outcome = SUCCESS if exc is None else self._exception_outcome(exc)
         self._finish(generation, started, outcome, exc)
         # Returning None lets the exception, if any, propagate unchanged.
@@ -48,21 +59,36 @@ class SyncAdapter(BreakerBase):
             CircuitOpenError: the call was rejected; `fn` did not run.
             BaseException: whatever `fn` raised, unchanged.
         """
+        return self._call(fn, args, kwargs)
+
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        # `call` and every decorated function come here, with the arguments as
+        # they were packed: passing them on with * and ** would pack them again.
         started = self._clock()
-        generation = self._admit(started)
+        core = self._core
+        generation = core.admitting
+        if generation is None:
+            generation = self._admit(started)
+        else:
+            core.tickets.append(started)  # admitted without the lock: see _core
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
             self._finish(generation, started, self._exception_outcome(exc), exc)
             raise
-        self._finish(generation, started, self._result_outcome(result), None)
+        self._finish(
+            generation,
+            started,
+            SUCCESS if self._result_is_failure is None else self._result_outcome(result),
+            None,
+        )
         return result
 
     def _wrap_sync(self, fn: Callable[P, T]) -> Callable[P, T]:
-        call = self.call
+        call = self._call
 
         @functools.wraps(fn)
         def protected(*args: P.args, **kwargs: P.kwargs) -> T:
-            return call(fn, *args, **kwargs)
+            return call(fn, args, kwargs)
 
         return protected

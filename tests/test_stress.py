@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -414,3 +415,59 @@ def test_rejections_from_many_threads_are_all_counted() -> None:
     assert m.total_rejected == THREADS * calls
     assert (m.total_allowed, m.total_failures) == (1, 1)
     assert all(0 <= n <= THREADS * calls for n in seen)
+
+
+def test_admissions_racing_transitions_are_each_counted_once() -> None:
+    # While CLOSED, calls are admitted without the lock. One thread keeps moving
+    # the circuit (reset, force_open, force_closed: each a new period) while the
+    # others call: every admitted call must still be counted exactly once, and
+    # nothing may raise but the rejections of FORCED_OPEN.
+    calls = 2_000
+    breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold_count=10**9), clock=FakeClock())
+    barrier = threading.Barrier(THREADS + 1)
+    done = threading.Event()
+    attempts = [0] * THREADS
+    rejected = [0] * THREADS
+    moves = [breaker.reset, breaker.force_open, breaker.force_closed, breaker.reset]
+
+    def mover() -> None:
+        barrier.wait()
+        i = 0
+        while not done.is_set():
+            moves[i % len(moves)]()
+            i += 1
+        breaker.reset()
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        for i in range(calls):
+            attempts[index] += 1
+            try:
+                if i % 3 == 0:
+                    with breaker:
+                        pass
+                elif i % 3 == 1:
+                    breaker.call(lambda: None)
+                else:
+                    permit = breaker.try_acquire()
+                    if permit is None:
+                        raise CircuitOpenError("x", CircuitState.FORCED_OPEN, None)
+                    permit.record_success()
+            except CircuitOpenError:
+                rejected[index] += 1
+
+    thread = threading.Thread(target=mover)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: more races
+    thread.start()
+    try:
+        run_threads(worker)
+    finally:
+        done.set()
+        thread.join(JOIN_TIMEOUT)
+        sys.setswitchinterval(interval)
+    m = breaker.metrics()
+    assert m.state_changes > 0
+    assert m.total_allowed + m.total_rejected == sum(attempts) == THREADS * calls
+    assert m.total_rejected == sum(rejected)
+    assert m.total_allowed == m.total_successes == THREADS * calls - sum(rejected)
