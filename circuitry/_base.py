@@ -387,6 +387,10 @@ class BreakerBase:
         """
         now = self._clock()
         core = self._core
+        generation = core.admitting
+        if generation is not None and not self._dropped:
+            core.tickets.append(now)  # admitted without the lock: see _core
+            return Permit(self, generation, now)
         if core.rejecting is not None and self._reject_fast(now) is not None:
             return None
         lock = self._lock

@@ -1312,6 +1312,21 @@ def test_a_dropped_permit_counts_as_ignored_once(clock: FakeClock) -> None:
     assert (m.total_allowed, m.total_failures, m.total_ignored) == (2, 1, 1)
 
 
+def test_permits_dropped_while_closed_are_released_at_the_next_acquire(
+    clock: FakeClock,
+) -> None:
+    # While CLOSED, try_acquire admits without the lock; a dropped permit must
+    # still be released at the next one, not pile up until a metrics() read.
+    breaker = make(clock)
+    for _ in range(1_000):
+        breaker.try_acquire()  # dropped at once, uncompleted
+        assert len(breaker._dropped) <= 1
+        assert breaker._core.in_flight <= 2
+    m = breaker.metrics()
+    assert (m.total_allowed, m.total_ignored) == (1_000, 1_000)
+    assert breaker._core.in_flight == 0
+
+
 def test_a_generator_dropped_inside_a_block_gives_its_trial_slot_back(clock: FakeClock) -> None:
     breaker = make(clock, failure_threshold_count=1, reset_timeout=10)
     half_open(breaker, clock)
