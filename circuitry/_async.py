@@ -34,7 +34,7 @@ from typing import Any, ParamSpec, TypeVar
 import anyio
 
 from ._base import BreakerBase, get_ident
-from ._core import FAILURE, IGNORED, SUCCESS, Outcome
+from ._core import FAILURE, FOLD_AT, IGNORED, SUCCESS, Outcome
 
 __all__ = ["AsyncAdapter"]
 
@@ -154,12 +154,19 @@ class AsyncAdapter(BreakerBase):
             error = self._timeout_error()
             self._finish(generation, started, FAILURE, error)
             raise error
-        self._finish(
-            generation,
-            started,
-            SUCCESS if self._result_is_failure is None else self._result_outcome(result),
-            None,
-        )
+        if generation == core.deferring and self._result_is_failure is None:
+            # BreakerBase._finish for a success, inlined (see SyncAdapter._call).
+            try:
+                now = self._clock()
+            except BaseException:
+                self._clock_broke(generation, started)
+                raise
+            pending = core.pending
+            pending.append((generation, now - started))
+            if len(pending) >= FOLD_AT:
+                self._fold()
+        else:
+            self._finish(generation, started, self._result_outcome(result), None)
         return result
 
     def _wrap_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:

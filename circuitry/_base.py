@@ -20,6 +20,7 @@ from ._clock import monotonic
 from ._config import CircuitBreakerConfig
 from ._core import (
     FAILURE,
+    FOLD_AT,
     IGNORED,
     SUCCESS,
     CircuitCore,
@@ -292,24 +293,51 @@ class BreakerBase:
         try:
             now = self._clock()
         except BaseException:
-            # A broken clock must not keep the ticket (a half-open slot) forever:
-            # give it back as ignored, then let the clock's error out.
-            now = started
-            outcome = IGNORED
-            exception = None
+            self._clock_broke(generation, started)
             raise
+        core = self._core
+        if generation == core.deferring and outcome is SUCCESS:
+            pending = core.pending
+            pending.append((generation, now - started))  # without the lock: see _core
+            if len(pending) >= FOLD_AT:
+                self._fold()
+        else:
+            self._settle(generation, started, now, outcome, exception)
+
+    def _clock_broke(self, generation: int, started: float) -> None:
+        # A broken clock must not keep the ticket (a half-open slot) forever:
+        # give it back as ignored; the caller lets the clock's error out.
+        self._settle(generation, started, started, IGNORED, None)
+
+    def _settle(
+        self,
+        generation: int,
+        started: float,
+        now: float,
+        outcome: Outcome,
+        exception: BaseException | None,
+    ) -> None:
+        """Hand a completion to the core, under the lock."""
+        core = self._core
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._dropped:
+                self._reclaim_dropped(now)
+            core.complete(generation, started, now, outcome, exception)
         finally:
-            core = self._core
-            lock = self._lock
-            lock.acquire()
-            try:
-                if self._dropped:
-                    self._reclaim_dropped(now)
-                core.complete(generation, started, now, outcome, exception)
-            finally:
-                lock.release()
-            if core.events:
-                self._deliver()
+            lock.release()
+        if core.events:
+            self._deliver()
+
+    def _fold(self) -> None:
+        """Count the successes waiting in `core.pending`."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._core.fold()
+        finally:
+            lock.release()
 
     def _reclaim_dropped(self, now: float) -> None:
         """Complete, as ignored, the tickets of permits dropped uncompleted. Hold the lock."""

@@ -30,10 +30,17 @@ may read without the lock, so that the two commonest decisions take none:
 - `rejecting`: `(since, period)` while OPEN or FORCED_OPEN, else None. While
   `now - since < period` every call is rejected, so the adapter rejects at
   once and counts with `next(fast_rejections)` (see `BreakerBase._reject_fast`).
+- `deferring`: the generation while a success of that generation changes
+  nothing but counters (CLOSED or FORCED_CLOSED, no window, no slow-call
+  rule, nobody listening), else None. The adapter then appends
+  `(generation, duration)` to `pending` instead of calling `complete`, and
+  calls `fold` under the lock once `FOLD_AT` are waiting.
 
-Either is right for the state at the instant it was read, as a locked
-decision made at that instant would be. Completions and everything else go
-through the lock.
+Each is right for the state at the instant it was read, as a locked decision
+made at that instant would be. Every other operation takes the lock, and
+first folds `pending` in (`_fold`): successes recorded before it count before
+it, in the state they were recorded in; one of an earlier generation is a
+late result, like any other.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ __all__ = [
     "IGNORED",
     "REJECTED",
     "SUCCESS",
+    "FOLD_AT",
     "CircuitCore",
     "Outcome",
     "Trigger",
@@ -72,6 +80,9 @@ FORCED_CLOSED = CircuitState.FORCED_CLOSED
 
 REJECTED = -1
 """What `acquire` returns for a rejected call (generations are >= 0)."""
+
+FOLD_AT = 16
+"""How many `pending` successes an adapter lets wait before it calls `fold`."""
 
 
 class Outcome(enum.Enum):
@@ -163,6 +174,8 @@ class CircuitCore:
         "state_since",
         "admitting",
         "tickets",
+        "deferring",
+        "pending",
         "consecutive_failures",
         "window",
         "trial_starts",
@@ -178,7 +191,7 @@ class CircuitCore:
         "total_slow",
         "state_changes",
         "latency",
-        "listening",
+        "_listening",
         "events",
         "rejecting",
         "fast_rejections",
@@ -215,6 +228,10 @@ class CircuitCore:
         # began, in no particular order: one entry per ticket, appended by
         # `acquire` or, without the lock, by an adapter while `admitting` is set.
         self.tickets: list[float] = []
+        # The generation while a success may skip `complete`: see the module doc.
+        self.deferring: int | None = 0 if self._counts_only else None
+        # Successes recorded without the lock, oldest first: (generation, duration).
+        self.pending: list[tuple[int, float]] = []
         self.consecutive_failures = 0
         self.window = TimeWindow(config.failure_window) if config.failure_window else None
         self.trial_starts: list[float] = []  # when each HALF_OPEN trial in flight began
@@ -230,7 +247,7 @@ class CircuitCore:
         self.total_slow = 0
         self.state_changes = 0
         self.latency = LatencyHistogram()
-        self.listening = False  # build call events only when someone listens
+        self._listening = False  # build call events only when someone listens
         self.events: list[Event] = []
         # While OPEN or FORCED_OPEN: (state_since, open period; inf when forced);
         # None otherwise. One attribute, so that an adapter may read it without
@@ -253,7 +270,7 @@ class CircuitCore:
         state = self.state
         if state is not HALF_OPEN or len(self.trial_starts) >= self._test_requests:
             self.total_rejected += 1
-            if self.listening:
+            if self._listening:
                 self.events.append(CallRejected(self.name, now, state))
             return REJECTED
         self.trial_starts.append(now)
@@ -264,6 +281,24 @@ class CircuitCore:
     def total_allowed(self) -> int:
         """Calls admitted so far (those in flight included)."""
         return self._allowed + len(self.tickets)
+
+    @property
+    def listening(self) -> bool:
+        """Whether call events are built (someone listens); successes then take `complete`."""
+        return self._listening
+
+    @listening.setter
+    def listening(self, listening: bool) -> None:
+        self._listening = listening
+        self._publish_deferring()
+
+    def _publish_deferring(self) -> None:
+        quiet = self._counts_only and not self._listening
+        state = self.state
+        if quiet and (state is CLOSED or state is FORCED_CLOSED):
+            self.deferring = self.generation
+        else:
+            self.deferring = None
 
     @property
     def in_flight(self) -> int:
@@ -287,35 +322,9 @@ class CircuitCore:
             ValueError: the ticket was never issued, or this period already saw
                 more completions than it issued tickets. The state is untouched.
         """
+        if self.pending:
+            self._fold()
         tickets = self.tickets
-        if (
-            generation == self.admitting
-            and outcome is SUCCESS
-            and self._counts_only
-            and tickets
-            and not self.listening
-        ):
-            # The commonest completion, in short: a success while CLOSED or
-            # FORCED_CLOSED, with no window and no slow-call rule to feed. The
-            # general path below does the same for it, step by step.
-            tickets.pop()
-            self._allowed += 1
-            self.total_successes += 1
-            self.consecutive_failures = 0
-            duration = now - started
-            # LatencyHistogram.record, inlined: this runs on every call.
-            latency = self.latency
-            if duration > MIN_DURATION:
-                key = int(log2(duration) * PER_OCTAVE + OFFSET)
-                latency.total += duration
-            else:
-                key = ZERO_DURATION
-            try:
-                latency.buckets[key] += 1
-            except KeyError:
-                latency.buckets[key] = 1
-            return
-
         state = self.state
         if generation != self.generation or state is not CLOSED or not tickets:
             self._check_ticket(generation, started)
@@ -338,7 +347,7 @@ class CircuitCore:
             if limit is not None and duration >= limit:
                 slow = True
                 self.total_slow += 1
-        if self.listening:
+        if self._listening:
             self.events.append(self._call_event(outcome, now, max(duration, 0.0), exception))
 
         # The state machine: only tickets of the current period.
@@ -395,6 +404,42 @@ class CircuitCore:
                 f"ticket generation {generation!r} was never issued "
                 f"(the current one is {self.generation})"
             )
+
+    def fold(self) -> None:
+        """Count the successes waiting in `pending` (the adapter's cue: FOLD_AT of them)."""
+        if self.pending:
+            self._fold()
+
+    def _fold(self) -> None:
+        pending = self.pending
+        count = len(pending)
+        batch = pending[:count]
+        del pending[:count]  # only those: an adapter may be appending
+        generation = self.generation
+        current = 0
+        latency = self.latency
+        buckets = latency.buckets
+        total = latency.total
+        for issued, duration in batch:
+            if issued == generation:
+                current += 1
+            # LatencyHistogram.record, inlined: this runs for every call.
+            if duration > MIN_DURATION:
+                key = int(log2(duration) * PER_OCTAVE + OFFSET)
+                total += duration
+            else:
+                key = ZERO_DURATION
+            buckets[key] = buckets.get(key, 0) + 1
+        latency.total = total
+        self.total_successes += count
+        if current:
+            # This period's: no transition since, so the state is still the
+            # CLOSED or FORCED_CLOSED that `deferring` was published for, and
+            # each has its entry in `tickets` (any one will do).
+            del self.tickets[-current:]
+            self._allowed += current
+            self.consecutive_failures = 0
+        # The others are late results: totals only, their entries were swept.
 
     def _window_trips(self, window: TimeWindow) -> bool:
         failures = window.total_failures
@@ -484,6 +529,8 @@ class CircuitCore:
     # -- transitions ------------------------------------------------------------
 
     def _tick(self, now: float) -> None:
+        if self.pending:
+            self._fold()
         state = self.state
         if state is OPEN:
             if now - self.state_since >= self.open_duration:
@@ -497,7 +544,7 @@ class CircuitCore:
         """Make the transition `trigger` causes from the current state."""
         old = self.state
         new = _TRANSITIONS[old, trigger]
-        self.admitting = None  # first: adapters stop admitting without the lock
+        self.admitting = self.deferring = None  # first: adapters stop skipping the lock
         self.state = new
         self.generation += 1
         self.state_since = now
@@ -540,6 +587,7 @@ class CircuitCore:
             self.rejecting = None
         if new is CLOSED or new is FORCED_CLOSED:
             self.admitting = self.generation
+        self._publish_deferring()
 
         if new is not old:
             self.state_changes += 1

@@ -1012,3 +1012,57 @@ def test_examples_run_and_show_the_whole_cycle() -> None:
         ]
         assert -1 not in positions, f"{name} did not show the cycle:\n{out}"
         assert positions == sorted(positions), out
+
+
+# -- successes recorded without the lock (see test_sync.py) ---------------------------
+
+
+async def timed_async_call(
+    breaker: CircuitBreaker, clock: FakeClock, seconds: float, how: str
+) -> None:
+    async def work() -> None:
+        clock.advance(seconds)
+        await anyio.lowlevel.checkpoint()
+
+    if how == "async_with":
+        async with breaker:
+            await work()
+    elif how == "call_async":
+        await breaker.call_async(work)
+    else:
+        await breaker(work)()
+
+
+@pytest.mark.parametrize("how", ["async_with", "call_async", "decorator"])
+async def test_async_successes_show_in_the_next_metrics_exactly(
+    clock: FakeClock, how: str
+) -> None:
+    breaker = make(clock)
+    assert breaker._core.deferring is not None  # the unlocked path is the one under test
+    for seconds in (0.1, 0.2, 0.3):
+        await timed_async_call(breaker, clock, seconds, how)
+    assert len(breaker._core.pending) == 3
+    m = breaker.metrics()
+    assert (m.total_allowed, m.total_successes, m.total_failures) == (3, 3, 0)
+    assert m.average_response_time == pytest.approx(0.2)
+    assert breaker._core.in_flight == 0
+
+
+@pytest.mark.parametrize("how", ["async_with", "call_async", "decorator"])
+async def test_async_failure_counts_after_the_successes_before_it(
+    clock: FakeClock, how: str
+) -> None:
+    breaker = make(clock, failure_threshold_count=2)
+
+    async def boom() -> None:
+        raise Boom("down")
+
+    with pytest.raises(Boom):
+        await breaker.call_async(boom)
+    await timed_async_call(breaker, clock, 0.1, how)  # resets the consecutive count, unlocked
+    with pytest.raises(Boom):
+        await breaker.call_async(boom)
+    assert breaker.state is CLOSED
+    with pytest.raises(Boom):
+        await breaker.call_async(boom)
+    assert breaker.state is OPEN

@@ -3,6 +3,10 @@
 Hypothesis draws a config, then a random sequence of acquire / complete
 (success, failure, ignored) / advance-time / poll / snapshot / force_open /
 force_closed / reset, and after every step compares the core with `Model`.
+In half the runs a success is recorded the way adapters record it without
+the lock whenever the core allows (appended to `pending`, folded in later, at
+the next operation or an explicit `fold`), so that those records meet every
+other step too.
 
 Times are integers and `failure_window` is 10.0, so the core's buckets are
 1.0 wide and its bucketed window is exact: a call completed at `t` counts at
@@ -18,6 +22,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -281,6 +286,7 @@ class CoreMatchesModel(RuleBasedStateMachine):
         start=st.integers(0, 1000),
         listening=st.booleans(),
         manual=st.booleans(),
+        defer=st.booleans(),
         palette=PALETTES,
     )
     def build(
@@ -289,10 +295,12 @@ class CoreMatchesModel(RuleBasedStateMachine):
         start: int,
         listening: bool,
         manual: bool,
+        defer: bool,
         palette: list[Outcome],
     ) -> None:
         self.palette = palette
         self.manual = manual  # half the runs never force or reset: longer organic runs
+        self.defer = defer  # half the runs record successes as adapters do, unlocked
         self.core = CircuitCore(config, NAME, float(start), random=cycle_random())
         self.core.listening = listening
         self.model = Model(config, start, listening)
@@ -332,9 +340,17 @@ class CoreMatchesModel(RuleBasedStateMachine):
 
     def finish(self, ticket: Ticket, pick: int) -> None:
         outcome = self.palette[pick % len(self.palette)]
-        self.core.complete(ticket.generation, float(ticket.started), float(self.model.now), outcome)
+        core = self.core
+        if self.defer and outcome is SUCCESS and ticket.generation == core.deferring:
+            core.pending.append((ticket.generation, float(self.model.now - ticket.started)))
+        else:
+            core.complete(ticket.generation, float(ticket.started), float(self.model.now), outcome)
         self.model.complete(ticket, outcome)
         self.completed.append(ticket)
+
+    @rule()
+    def fold(self) -> None:
+        self.core.fold()
 
     @rule(
         calls=st.lists(
@@ -385,6 +401,7 @@ class CoreMatchesModel(RuleBasedStateMachine):
 
     def misuse(self, generation: int, started: float, outcome: Outcome) -> None:
         """A bad completion raises and changes nothing, not even pending time."""
+        self.core.fold()  # what complete() does first, whatever the ticket
         before = self.raw()
         with pytest.raises(ValueError):
             self.core.complete(generation, started, float(self.model.now), outcome)
@@ -398,11 +415,13 @@ class CoreMatchesModel(RuleBasedStateMachine):
         assert core.state is model.state
         assert core.generation == model.period
         assert core.state_changes == model.state_changes
-        assert core.in_flight == len(model.in_flight())
+        # Successes still in `pending` count, and still hold their ticket entry.
+        pending_here = sum(1 for generation, _ in core.pending if generation == core.generation)
+        assert core.in_flight - pending_here == len(model.in_flight())
         assert (
             core.total_allowed,
             core.total_rejected,
-            core.total_successes,
+            core.total_successes + len(core.pending),
             core.total_failures,
             core.total_ignored,
             core.total_slow,
@@ -447,3 +466,61 @@ CoreMatchesModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_core_matches_model = CoreMatchesModel.TestCase
+
+
+class DeferredSuccessesMatchModel(CoreMatchesModel):
+    """The same, where every success that may skip `complete` does.
+
+    That is: no window, no slow-call rule, nobody listening. The main machine
+    draws such a run only now and then.
+    """
+
+    @initialize(
+        config=configs(),
+        start=st.integers(0, 1000),
+        manual=st.booleans(),
+        palette=PALETTES,
+    )
+    def build_deferring(
+        self, config: CircuitBreakerConfig, start: int, manual: bool, palette: list[Outcome]
+    ) -> None:
+        config = attrs.evolve(
+            config,
+            failure_window=None,
+            failure_threshold_percentage=None,
+            slow_call_duration=None,
+            slow_call_rate_threshold=None,
+        )
+        CoreMatchesModel.build(self, config, start, False, manual, True, palette)
+        assert self.core.deferring == 0
+
+    def build(self, *args: object, **kwargs: object) -> None:  # type: ignore[override]
+        raise AssertionError("replaced by build_deferring")
+
+    @precondition(lambda self: self.model.in_flight() and self.core.deferring is not None)
+    @rule(index=st.integers(0, 1000), force=st.booleans())
+    def success_racing_a_transition(self, index: int, force: bool) -> None:
+        """An adapter checked `deferring`, then another thread moved the
+        circuit, then the adapter appended: the record is a late result."""
+        current = self.model.in_flight()
+        ticket = current[index % len(current)]
+        assert ticket.generation == self.core.deferring  # the adapter's check
+        now = float(self.model.now)
+        if force:
+            self.core.force_open(now)
+            self.model.manual(FORCED_OPEN)
+        else:
+            self.core.reset(now)
+            self.model.manual(CLOSED)
+        self.core.pending.append((ticket.generation, float(self.model.now - ticket.started)))
+        self.model.complete(ticket, SUCCESS)
+        self.completed.append(ticket)
+
+
+DeferredSuccessesMatchModel.TestCase.settings = settings(
+    max_examples=300,
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_deferred_successes_match_model = DeferredSuccessesMatchModel.TestCase

@@ -21,6 +21,7 @@ from circuitry import (
     CircuitState,
     Permit,
 )
+from circuitry._core import FOLD_AT
 from circuitry.testing import FakeClock
 
 CLOSED = CircuitState.CLOSED
@@ -1343,3 +1344,85 @@ def test_a_generator_dropped_inside_a_block_gives_its_trial_slot_back(clock: Fak
     assert breaker._blocks == {}
     permit = breaker.try_acquire()
     assert permit is not None
+
+
+# -- successes recorded without the lock ------------------------------------------
+# With no window, no slow-call rule and nobody listening, a success in CLOSED is
+# appended to the core's `pending` list without the lock and counted at the
+# breaker's next locked step. None of that may show.
+
+
+def timed_call(breaker: CircuitBreaker, clock: FakeClock, seconds: float, how: str) -> None:
+    def work() -> None:
+        clock.advance(seconds)
+
+    if how == "with":
+        with breaker:
+            work()
+    elif how == "call":
+        breaker.call(work)
+    elif how == "decorator":
+        breaker(work)()
+    else:
+        permit = breaker.try_acquire()
+        assert permit is not None
+        work()
+        permit.record_success()
+
+
+@pytest.mark.parametrize("how", ["with", "call", "decorator", "permit"])
+def test_successes_show_in_the_next_metrics_exactly(clock: FakeClock, how: str) -> None:
+    breaker = make(clock)
+    assert breaker._core.deferring is not None  # the unlocked path is the one under test
+    for seconds in (0.1, 0.2, 0.3):
+        timed_call(breaker, clock, seconds, how)
+    assert len(breaker._core.pending) == 3  # not counted yet...
+    m = breaker.metrics()  # ...but every read counts them first
+    assert (m.total_allowed, m.total_successes, m.total_failures) == (3, 3, 0)
+    assert m.average_response_time == pytest.approx(0.2)
+    assert m.p95_response_time == pytest.approx(0.3, rel=0.05)
+    assert breaker._core.in_flight == 0
+
+
+@pytest.mark.parametrize("how", ["with", "call", "decorator", "permit"])
+def test_a_failure_counts_after_the_successes_before_it(clock: FakeClock, how: str) -> None:
+    breaker = make(clock, failure_threshold_count=2)
+    fail(breaker)
+    timed_call(breaker, clock, 0.1, how)  # resets the consecutive count, unlocked
+    fail(breaker)
+    assert breaker.state is CLOSED  # 1 consecutive failure, not 2
+    fail(breaker)
+    assert breaker.state is OPEN
+
+
+def test_successes_wait_uncounted_in_bounded_number(clock: FakeClock) -> None:
+    breaker = make(clock)
+    for _ in range(1_000):
+        succeed(breaker)
+        assert len(breaker._core.pending) < FOLD_AT
+    assert breaker.metrics().total_successes == 1_000
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"failure_window": 60},
+        {"slow_call_duration": 1},
+    ],
+)
+def test_successes_that_feed_a_rule_take_the_lock(clock: FakeClock, config: dict[str, Any]) -> None:
+    breaker = make(clock, **config)
+    assert breaker._core.deferring is None
+    succeed(breaker)
+    assert breaker._core.pending == []
+    assert breaker._core.total_successes == 1
+
+
+def test_successes_take_the_lock_while_someone_listens(clock: FakeClock) -> None:
+    breaker = make(clock)
+    unsubscribe = breaker.subscribe(lambda event: None)
+    assert breaker._core.deferring is None
+    succeed(breaker)
+    assert breaker._core.pending == []
+    unsubscribe()
+    assert breaker._core.deferring is not None
