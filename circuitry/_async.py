@@ -25,9 +25,10 @@ protected function calling another) counts as a call of its own.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
@@ -43,6 +44,11 @@ T = TypeVar("T")
 
 
 _getframe = sys._getframe
+
+if sys.version_info >= (3, 12):
+    _mark_coroutine_function = inspect.markcoroutinefunction
+else:
+    _mark_coroutine_function = None
 
 
 class AsyncAdapter(BreakerBase):
@@ -112,10 +118,15 @@ class AsyncAdapter(BreakerBase):
     def _block_outcome(self, exc: BaseException | None) -> Outcome:
         return SUCCESS if exc is None else self._async_exception_outcome(exc)
 
-    async def call_async(
+    def call_async(
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T:
+    ) -> Coroutine[Any, Any, T]:
         """Await `fn(*args, **kwargs)` under the breaker and return its result.
+
+        Returns the coroutine that does it (nothing runs before it is awaited):
+        a coroutine of our own around the call would add a frame to every call
+        and to every rejection's traceback. On Python 3.12+ it is marked, so
+        `inspect.iscoroutinefunction(breaker.call_async)` holds there too.
 
         Raises:
             CircuitOpenError: the call was rejected; `fn` did not run.
@@ -124,7 +135,7 @@ class AsyncAdapter(BreakerBase):
             BaseException: whatever `fn` raised, unchanged (a cancellation
                 counts as ignored).
         """
-        return await self._call_async(fn, args, kwargs)
+        return self._call_async(fn, args, kwargs)
 
     async def _call_async(
         self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -171,12 +182,21 @@ class AsyncAdapter(BreakerBase):
 
     def _wrap_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         call_async = self._call_async
+        if _mark_coroutine_function is None:  # before 3.12, only an async def is one
 
+            @functools.wraps(fn)
+            async def protected(*args: P.args, **kwargs: P.kwargs) -> T:
+                return await call_async(fn, args, kwargs)
+
+            return protected
+
+        # Hands out `_call_async`'s own coroutine, marked so that
+        # inspect.iscoroutinefunction(protected) holds: one frame less per call.
         @functools.wraps(fn)
-        async def protected(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await call_async(fn, args, kwargs)
+        def returns_the_coroutine(*args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
+            return call_async(fn, args, kwargs)
 
-        return protected
+        return _mark_coroutine_function(returns_the_coroutine)
 
     def _timeout_scope(self, timeout: float) -> anyio.CancelScope:
         """A cancel scope (not yet entered) with the `call_timeout` deadline.
@@ -195,3 +215,7 @@ class AsyncAdapter(BreakerBase):
         return TimeoutError(
             f"circuit {self._name!r}: call timed out after {self._config.call_timeout}s"
         )
+
+
+if _mark_coroutine_function is not None:
+    _mark_coroutine_function(AsyncAdapter.call_async)

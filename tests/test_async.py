@@ -321,6 +321,33 @@ async def test_decorator_keeps_name_doc_and_signature_and_stays_a_coroutine_func
     assert counts(breaker) == (1, 0, 1, 0, 0)
 
 
+@pytest.mark.parametrize("how", ["call_async", "decorator"])
+async def test_nothing_is_admitted_before_the_coroutine_is_awaited(
+    clock: FakeClock, how: str
+) -> None:
+    breaker = make(clock)
+    ran: list[int] = []
+
+    async def work() -> int:
+        ran.append(1)
+        return 1
+
+    coroutine = breaker.call_async(work) if how == "call_async" else breaker(work)()
+    assert inspect.iscoroutine(coroutine)
+    assert counts(breaker) == (0, 0, 0, 0, 0)
+    assert await coroutine == 1
+    assert (ran, counts(breaker)) == ([1], (1, 0, 1, 0, 0))
+    unawaited = breaker.call_async(work) if how == "call_async" else breaker(work)()
+    unawaited.close()  # never awaited: no ticket was ever taken
+    assert counts(breaker) == (1, 0, 1, 0, 0)
+    assert breaker._core.in_flight == 0
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="inspect.markcoroutinefunction is 3.12+")
+async def test_call_async_counts_as_a_coroutine_function(clock: FakeClock) -> None:
+    assert inspect.iscoroutinefunction(make(clock).call_async)
+
+
 async def test_decorator_works_on_async_methods(clock: FakeClock) -> None:
     breaker = make(clock)
 
