@@ -38,7 +38,7 @@ may read without the lock, so that the two commonest decisions take none:
 
 Each is right for the state at the instant it was read, as a locked decision
 made at that instant would be. Every other operation takes the lock, and
-first folds `pending` in (`_fold`): successes recorded before it count before
+first folds `pending` in (`fold`): successes recorded before it count before
 it, in the state they were recorded in; one of an earlier generation is a
 late result, like any other.
 """
@@ -81,8 +81,12 @@ FORCED_CLOSED = CircuitState.FORCED_CLOSED
 REJECTED = -1
 """What `acquire` returns for a rejected call (generations are >= 0)."""
 
-FOLD_AT = 16
-"""How many `pending` successes an adapter lets wait before it calls `fold`."""
+FOLD_AT = 32
+"""How many `pending` successes an adapter lets wait before it calls `fold`.
+
+Folding costs a lock round trip and a few calls, shared by the batch; each
+waiting success holds about 80 bytes.
+"""
 
 
 class Outcome(enum.Enum):
@@ -323,7 +327,7 @@ class CircuitCore:
                 more completions than it issued tickets. The state is untouched.
         """
         if self.pending:
-            self._fold()
+            self.fold()
         tickets = self.tickets
         state = self.state
         if generation != self.generation or state is not CLOSED or not tickets:
@@ -407,10 +411,6 @@ class CircuitCore:
 
     def fold(self) -> None:
         """Count the successes waiting in `pending` (the adapter's cue: FOLD_AT of them)."""
-        if self.pending:
-            self._fold()
-
-    def _fold(self) -> None:
         pending = self.pending
         count = len(pending)
         batch = pending[:count]
@@ -530,7 +530,7 @@ class CircuitCore:
 
     def _tick(self, now: float) -> None:
         if self.pending:
-            self._fold()
+            self.fold()
         state = self.state
         if state is OPEN:
             if now - self.state_since >= self.open_duration:
