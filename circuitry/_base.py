@@ -226,27 +226,6 @@ class BreakerBase:
 
     # -- the call protocol shared by every adapter ------------------------------------
 
-    def _reject_fast(self, now: float) -> float | None:
-        """Reject without the lock while the circuit is plainly open.
-
-        Returns the seconds until a trial may pass (`math.inf` when forced
-        open) for a rejection it counted, or None: take the locked path.
-        Reads `core.rejecting` once (a single attribute read is atomic), so
-        the rejection is right for the state at that instant. Only with the
-        GIL (where next() on itertools.count is atomic), and only when nobody
-        listens (CallRejected events are built under the lock).
-        """
-        core = self._core
-        rejecting = core.rejecting
-        if rejecting is None or not _LOCK_FREE_COUNTS or core.listening:
-            return None
-        since, period = rejecting
-        elapsed = now - since
-        if elapsed >= period:
-            return None  # the open period is over: the locked path moves to HALF_OPEN
-        next(core.fast_rejections)
-        return period - elapsed
-
     def _admit(self, now: float) -> int:
         """Admit a call starting at `now` the long way: its generation, or raise CircuitOpenError.
 
@@ -254,14 +233,21 @@ class BreakerBase:
         is a generation they admit at once by appending `now` to `core.tickets`.
         """
         core = self._core
-        if core.rejecting is not None:
-            retry_after = self._reject_fast(now)
-            if retry_after is not None:
+        rejecting = core.rejecting
+        if rejecting is not None and _LOCK_FREE_COUNTS:
+            # Plainly open: reject without the lock while the open period runs,
+            # counting with next() on an itertools.count (atomic with the GIL).
+            # The state machine is untouched: a period that is over is left to
+            # the locked path below, which moves to HALF_OPEN.
+            since, period = rejecting
+            elapsed = now - since
+            if elapsed < period:
+                next(core.fast_rejections)
                 # Raised as built, never kept in a local: a local holding an
                 # exception whose traceback holds this frame is a reference cycle.
                 raise (
-                    CircuitOpenError(self._name, CircuitState.OPEN, retry_after)
-                    if retry_after != math.inf
+                    CircuitOpenError(self._name, CircuitState.OPEN, period - elapsed)
+                    if period != math.inf
                     else CircuitOpenError(self._name, CircuitState.FORCED_OPEN, None)
                 )
         lock = self._lock
@@ -419,7 +405,9 @@ class BreakerBase:
         if generation is not None and not self._dropped:
             core.tickets.append(now)  # admitted without the lock: see _core
             return Permit(self, generation, now)
-        if core.rejecting is not None and self._reject_fast(now) is not None:
+        rejecting = core.rejecting
+        if rejecting is not None and _LOCK_FREE_COUNTS and now - rejecting[0] < rejecting[1]:
+            next(core.fast_rejections)  # as in _admit
             return None
         lock = self._lock
         lock.acquire()

@@ -27,9 +27,9 @@ may read without the lock, so that the two commonest decisions take none:
 - `admitting`: the generation while CLOSED or FORCED_CLOSED, else None. While
   it is a generation, every call is admitted, so the adapter admits at once
   and appends the call's start to `tickets` (list.append is atomic).
-- `rejecting`: `(since, period)` while OPEN or FORCED_OPEN, else None. While
-  `now - since < period` every call is rejected, so the adapter rejects at
-  once and counts with `next(fast_rejections)` (see `BreakerBase._reject_fast`).
+- `rejecting`: `(since, period)` while OPEN or FORCED_OPEN and nobody
+  listens, else None. While `now - since < period` every call is rejected,
+  so the adapter rejects at once and counts with `next(fast_rejections)`.
 - `deferring`: the generation while a success of that generation changes
   nothing but counters (CLOSED or FORCED_CLOSED, no window, no slow-call
   rule, nobody listening), else None. The adapter then appends
@@ -253,11 +253,9 @@ class CircuitCore:
         self.latency = LatencyHistogram()
         self._listening = False  # build call events only when someone listens
         self.events: list[Event] = []
-        # While OPEN or FORCED_OPEN: (state_since, open period; inf when forced);
-        # None otherwise. One attribute, so that an adapter may read it without
-        # the lock and reject a call at once while `now - since < period`,
-        # counting the rejection with next(fast_rejections) (atomic): see
-        # BreakerBase._reject_fast. The locked path stays the reference.
+        # While OPEN or FORCED_OPEN and nobody listens: (state_since, open
+        # period; inf when forced), else None; see the module doc. Rejections
+        # counted there come in through next(fast_rejections).
         self.rejecting: tuple[float, float] | None = None
         self.fast_rejections = itertools.count()
         self._fast_rejection_reads = 0
@@ -294,15 +292,24 @@ class CircuitCore:
     @listening.setter
     def listening(self, listening: bool) -> None:
         self._listening = listening
-        self._publish_deferring()
+        self._publish()
 
-    def _publish_deferring(self) -> None:
-        quiet = self._counts_only and not self._listening
+    def _publish(self) -> None:
+        """Set what adapters read without the lock, for the current state (module doc)."""
         state = self.state
-        if quiet and (state is CLOSED or state is FORCED_CLOSED):
-            self.deferring = self.generation
+        quiet = not self._listening  # events are built under the lock
+        if state is CLOSED or state is FORCED_CLOSED:
+            self.admitting = self.generation
+            self.deferring = self.generation if quiet and self._counts_only else None
+            self.rejecting = None
         else:
-            self.deferring = None
+            self.admitting = self.deferring = None
+            if quiet and state is OPEN:
+                self.rejecting = (self.state_since, self.open_duration)
+            elif quiet and state is FORCED_OPEN:
+                self.rejecting = (self.state_since, math.inf)
+            else:
+                self.rejecting = None
 
     @property
     def in_flight(self) -> int:
@@ -544,7 +551,8 @@ class CircuitCore:
         """Make the transition `trigger` causes from the current state."""
         old = self.state
         new = _TRANSITIONS[old, trigger]
-        self.admitting = self.deferring = None  # first: adapters stop skipping the lock
+        # First of all: adapters stop deciding without the lock.
+        self.admitting = self.deferring = self.rejecting = None
         self.state = new
         self.generation += 1
         self.state_since = now
@@ -579,15 +587,7 @@ class CircuitCore:
         elif new is CLOSED or new is FORCED_CLOSED:
             self.backoff_level = self.open_duration = config.reset_timeout
 
-        if new is OPEN:
-            self.rejecting = (now, self.open_duration)
-        elif new is FORCED_OPEN:
-            self.rejecting = (now, math.inf)
-        else:
-            self.rejecting = None
-        if new is CLOSED or new is FORCED_CLOSED:
-            self.admitting = self.generation
-        self._publish_deferring()
+        self._publish()
 
         if new is not old:
             self.state_changes += 1

@@ -1097,6 +1097,36 @@ def test_rejecting_tells_adapters_the_open_period_in_force() -> None:
     assert core.rejecting is None
 
 
+def test_values_read_without_the_lock_follow_the_state_and_the_listeners() -> None:
+    def published(core: CircuitCore) -> tuple[object, ...]:
+        return (core.admitting, core.deferring, core.rejecting)
+
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    assert published(core) == (0, 0, None)  # CLOSED: admit, and defer successes
+    core.listening = True  # call events are built under the lock
+    assert published(core) == (0, None, None)
+    fail(core, 5.0)
+    assert published(core) == (None, None, None)  # OPEN, but rejections make events
+    core.listening = False
+    assert published(core) == (None, None, (5.0, 10.0))
+    assert core.acquire(15.0) != REJECTED  # HALF_OPEN: every call takes the lock
+    assert published(core) == (None, None, None)
+    core.force_closed(16.0)
+    assert published(core) == (core.generation, core.generation, None)
+    core.force_open(17.0)
+    assert published(core) == (None, None, (17.0, math.inf))
+    core.reset(18.0)
+    assert published(core) == (core.generation, core.generation, None)
+
+
+@pytest.mark.parametrize("config", [{"failure_window": 60}, {"slow_call_duration": 1}])
+def test_successes_that_feed_a_rule_are_never_deferred(config: dict[str, Any]) -> None:
+    core = make(**config)
+    assert (core.admitting, core.deferring) == (0, None)
+    core.force_closed(1.0)
+    assert (core.admitting, core.deferring) == (core.generation, None)
+
+
 def test_fast_rejections_add_to_the_rejected_total() -> None:
     core = make(failure_threshold_count=1)
     fail(core, 0.0)
