@@ -1,9 +1,8 @@
 """Where the time of one protected call goes, piece by piece (CLOSED, no listener).
 
 Each row times one piece of the `with breaker:` / `breaker.call(f)` path in
-isolation (best of 7 runs of 300,000), so that the sum can be compared with
-the whole. Pieces that complete a call first append the ticket entry an
-admission would have appended. Run:
+isolation (best of 7 runs of 300,000), so that the pieces can be set against
+the whole. Run:
 
     python benchmarks/profile_hot_path.py
 """
@@ -16,7 +15,7 @@ import timeit
 
 from circuitry import CircuitBreaker
 from circuitry._base import get_ident
-from circuitry._core import SUCCESS
+from circuitry._core import FOLD_AT
 
 N = 300_000
 
@@ -49,35 +48,46 @@ def main() -> None:
     def f() -> int:
         return 1
 
+    def fold_batch() -> None:
+        # FOLD_AT admitted calls' worth of successes, then one fold under the lock.
+        tickets, pending = core.tickets, core.pending
+        for _ in range(FOLD_AT):
+            tickets.append(1.0)
+            pending.append((0, 0.001))
+        breaker._fold()
+
     names = {
         "f": f,
         "b": breaker,
         "decorated": breaker(f),
         "core": core,
         "tickets": core.tickets,
+        "pending": core.pending,
         "noop": Noop(),
         "blocks": BlocksOnly(),
         "lock": threading.RLock(),
-        "SUCCESS": SUCCESS,
+        "fold_batch": fold_batch,
+        "latency": core.latency,
     }
     rows = [
-        ("bare call f()", "f()"),
-        ("with <empty __enter__/__exit__>: f()", "with noop: f()"),
-        ("  + finding the block again (frame-keyed)", "with blocks: f()"),
-        ("clock() (time.monotonic via circuitry._clock)", "b._clock()"),
-        ("admission without the lock (+ the pop of complete)", "core.admitting; tickets.append(1.0); tickets.pop()"),
-        ("lock.acquire() + lock.release()", "lock.acquire(); lock.release()"),
-        ("_finish: clock + lock + core.complete", "tickets.append(1.0); b._finish(0, 1.0, SUCCESS, None)"),
-        ("  core.complete alone (incl. latency histogram)", "tickets.append(1.0); core.complete(0, 1.0, 1.001, SUCCESS)"),
-        ("  latency histogram alone", "core.latency.record(0.001)"),
-        ("whole: with b: f()", "with b: f()"),
-        ("whole: b.call(f)", "b.call(f)"),
-        ("whole: decorated f()", "decorated()"),
+        ("bare call f()", "f()", 1),
+        ("with <empty __enter__/__exit__>: f()", "with noop: f()", 1),
+        ("  + finding the block again (frame-keyed)", "with blocks: f()", 1),
+        ("clock() (time.monotonic via circuitry._clock)", "b._clock()", 1),
+        ("admission without the lock (+ the pop of its fold)", "core.admitting; tickets.append(1.0); tickets.pop()", 1),
+        ("a success recorded without the lock", "core.deferring; pending.append((0, 0.001)); pending.pop()", 1),
+        ("  its share of a fold (lock, latency histogram)", "fold_batch()", FOLD_AT),
+        ("  latency histogram alone (LatencyHistogram.record)", "latency.record(0.001)", 1),
+        ("lock.acquire() + lock.release() (failures, folds)", "lock.acquire(); lock.release()", 1),
+        ("whole: with b: f()", "with b: f()", 1),
+        ("whole: b.call(f)", "b.call(f)", 1),
+        ("whole: decorated f()", "decorated()", 1),
     ]
-    print(f"# python {sys.version.split()[0]}; best of 7 x {N:,}")
-    for label, stmt in rows:
-        best = min(timeit.repeat(stmt, globals=names, number=N, repeat=7)) / N * 1e9
-        print(f"{label:52} {best:8.1f} ns")
+    print(f"# python {sys.version.split()[0]}; best of 7 x {N:,}; FOLD_AT={FOLD_AT}")
+    for label, stmt, per in rows:
+        number = N // per
+        best = min(timeit.repeat(stmt, globals=names, number=number, repeat=7)) / (number * per)
+        print(f"{label:54} {best * 1e9:8.1f} ns")
 
 
 if __name__ == "__main__":

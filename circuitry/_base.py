@@ -4,6 +4,12 @@ The lock is held only around calls into the core, never around user code (the
 protected function, a predicate, a listener, an alert handler, the clock).
 Events the core emits while locked are delivered after the lock is released,
 in order, by one thread at a time.
+
+Three steps skip the lock, each on a value the core publishes for it (see the
+`_core` module doc): admitting a call while CLOSED (`core.admitting`),
+recording a success that only updates counters (`core.deferring`, with a
+locked `_fold` every FOLD_AT of them) and rejecting while plainly OPEN
+(`core.rejecting`). The adapters inline them: they are every call's path.
 """
 
 from __future__ import annotations
