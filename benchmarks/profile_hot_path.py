@@ -73,7 +73,7 @@ def main() -> None:
         ("bare call f()", "f()", 1),
         ("with <empty __enter__/__exit__>: f()", "with noop: f()", 1),
         ("  + finding the block again (frame-keyed)", "with blocks: f()", 1),
-        ("clock() (time.monotonic via circuitry._clock)", "b._clock()", 1),
+        ("clock read (b._clock.monotonic(): time.monotonic)", "b._clock.monotonic()", 1),
         ("admission without the lock (+ the pop of its fold)", "core.admitting; tickets.append(1.0); tickets.pop()", 1),
         ("a success recorded without the lock", "core.deferring; pending.append((0, 0.001)); pending.pop()", 1),
         ("  its share of a fold (lock, latency histogram)", "fold_batch()", FOLD_AT),

@@ -60,7 +60,7 @@ class AsyncAdapter(BreakerBase):
         frame = _getframe(1)  # the frame running `async with`
         timeout = self._config.call_timeout
         scope = None if timeout is None else self._timeout_scope(timeout)
-        started = self._clock()
+        started = self._clock.monotonic()
         core = self._core
         generation = core.admitting
         if generation is None:
@@ -144,7 +144,7 @@ class AsyncAdapter(BreakerBase):
         # SyncAdapter._call).
         timeout = self._config.call_timeout
         scope = None if timeout is None else self._timeout_scope(timeout)
-        started = self._clock()
+        started = self._clock.monotonic()
         core = self._core
         generation = core.admitting
         if generation is None:
@@ -168,7 +168,7 @@ class AsyncAdapter(BreakerBase):
         if generation == core.deferring and self._result_is_failure is None:
             # BreakerBase._finish for a success, inlined (see SyncAdapter._call).
             try:
-                now = self._clock()
+                now = self._clock.monotonic()
             except BaseException:
                 self._clock_broke(generation, started)
                 raise

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from ._clock import monotonic
+from ._clock import Clock, clock_from
 from ._config import CircuitBreakerConfig
 from ._core import (
     FAILURE,
@@ -89,9 +89,9 @@ class BreakerBase:
             raise TypeError(f"clock must be callable or None, got {clock!r}")
         self._config = config
         self._name = name
-        self._clock: Callable[[], float] = monotonic if clock is None else clock
+        self._clock: Clock = clock_from(clock)
         self._lock = threading.RLock()
-        now = self._clock()
+        now = self._clock.monotonic()
         if isinstance(now, bool) or not isinstance(now, (int, float)):
             raise TypeError(f"clock must return seconds as a float, got {now!r} from {clock!r}")
         self._core = CircuitCore(config, name, float(now))
@@ -119,7 +119,7 @@ class BreakerBase:
     @property
     def state(self) -> CircuitState:
         """The current state; reading it applies transitions that time alone makes."""
-        now = self._clock()
+        now = self._clock.monotonic()
         with self._lock:
             if self._dropped:
                 self._reclaim_dropped(now)
@@ -130,7 +130,7 @@ class BreakerBase:
 
     def metrics(self) -> CircuitMetrics:
         """A snapshot of the state and counters."""
-        now = self._clock()
+        now = self._clock.monotonic()
         with self._lock:
             if self._dropped:
                 self._reclaim_dropped(now)
@@ -157,7 +157,7 @@ class BreakerBase:
         self._control(CircuitCore.reset)
 
     def _control(self, operation: Callable[[CircuitCore, float], None]) -> None:
-        now = self._clock()
+        now = self._clock.monotonic()
         with self._lock:
             operation(self._core, now)
         if self._core.events:
@@ -283,7 +283,7 @@ class BreakerBase:
     ) -> None:
         """Report how an admitted call ended."""
         try:
-            now = self._clock()
+            now = self._clock.monotonic()
         except BaseException:
             self._clock_broke(generation, started)
             raise
@@ -405,7 +405,7 @@ class BreakerBase:
         `release()`. In HALF_OPEN a permit never completed holds its trial slot
         until `half_open_max_wait` (if set) reopens the circuit.
         """
-        now = self._clock()
+        now = self._clock.monotonic()
         core = self._core
         generation = core.admitting
         if generation is not None and not self._dropped:

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import time as _time
+from collections.abc import Callable
+from typing import Protocol
 
-__all__ = ["monotonic"]
+__all__ = ["Clock", "clock_from"]
 
 
-def monotonic() -> float:
-    """The default clock: `time.monotonic()`, looked up at every call.
+class Clock(Protocol):
+    """Where a breaker reads the time: `clock.monotonic()`, in seconds."""
 
-    Looking it up each time (instead of keeping a reference to the function)
-    is what lets `freezegun` move the clock of a breaker built before
-    `freeze_time` started.
+    def monotonic(self) -> float: ...
+
+
+class _Given:
+    """A clock function, as a `Clock`."""
+
+    __slots__ = ("monotonic",)
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.monotonic = clock
+
+
+def clock_from(clock: Callable[[], float] | None) -> Clock:
+    """The `Clock` for a breaker's `clock=` argument.
+
+    For the default it is the `time` module itself: `clock.monotonic()` then
+    looks `time.monotonic` up at every call, which is what lets `freezegun`
+    move the clock of a breaker built before `freeze_time` started, and costs
+    no Python frame (a wrapper function cost ~15 ns per read, two reads per
+    call).
     """
-    return _time.monotonic()
+    return _time if clock is None else _Given(clock)

@@ -25,7 +25,7 @@ class SyncAdapter(BreakerBase):
     __slots__ = ()
 
     def __enter__(self) -> None:
-        started = self._clock()
+        started = self._clock.monotonic()
         core = self._core
         generation = core.admitting
         if generation is None:
@@ -64,7 +64,7 @@ class SyncAdapter(BreakerBase):
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         # `call` and every decorated function come here, with the arguments as
         # they were packed: passing them on with * and ** would pack them again.
-        started = self._clock()
+        started = self._clock.monotonic()
         core = self._core
         generation = core.admitting
         if generation is None:
@@ -79,7 +79,7 @@ class SyncAdapter(BreakerBase):
         if generation == core.deferring and self._result_is_failure is None:
             # BreakerBase._finish for a success, inlined: this is the hot path.
             try:
-                now = self._clock()
+                now = self._clock.monotonic()
             except BaseException:
                 self._clock_broke(generation, started)
                 raise
