@@ -358,7 +358,8 @@ def bench_memory(args, out):
         per = traced_bytes_per_breaker(build, kk)
         _, _, rows = owned(build)
         total = sum(s for _, _, s in rows)
-        out.append(f"| {label} | {per:.0f} | {total} | {'yes' if per < 2048 else 'NO'} |")
+        verdict = ("yes" if per < 2048 else "NO") if label.startswith("idle") else "(not idle)"
+        out.append(f"| {label} | {per:.0f} | {total} | {verdict} |")
         if label.startswith("idle, shared"):
             breakdowns.append((label, rows, total))
     out.append("")
