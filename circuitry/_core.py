@@ -21,8 +21,8 @@ a trial hanging past `half_open_max_wait`) are applied lazily by `_tick`
 whenever the core is used or read, at that `now`.
 
 Every transition is in `_TRANSITIONS` below and is made by `_fire`; nothing
-else assigns `self.state`. `_fire` also publishes the two values an adapter
-may read without the lock, so that the two commonest decisions take none:
+else assigns `self.state`. `_fire` also publishes (`_publish`) three values
+an adapter may read without the lock, so that the commonest steps take none:
 
 - `admitting`: the generation while CLOSED or FORCED_CLOSED, else None. While
   it is a generation, every call is admitted, so the adapter admits at once
@@ -61,10 +61,10 @@ from .events import CallFailed, CallIgnored, CallRejected, CallSucceeded, Event,
 
 __all__ = [
     "FAILURE",
+    "FOLD_AT",
     "IGNORED",
     "REJECTED",
     "SUCCESS",
-    "FOLD_AT",
     "CircuitCore",
     "Outcome",
     "Trigger",
@@ -328,6 +328,8 @@ class CircuitCore:
         exception: BaseException | None = None,
     ) -> None:
         """Record how the call admitted as (`generation`, `started`) ended at `now`.
+
+        Successes waiting in `pending` are counted first, as by every operation.
 
         Raises:
             ValueError: the ticket was never issued, or this period already saw
