@@ -471,3 +471,51 @@ def test_admissions_racing_transitions_are_each_counted_once() -> None:
     assert m.total_allowed + m.total_rejected == sum(attempts) == THREADS * calls
     assert m.total_rejected == sum(rejected)
     assert m.total_allowed == m.total_successes == THREADS * calls - sum(rejected)
+
+
+def test_unlocked_successes_against_failures_reads_and_subscriptions_stay_exact() -> None:
+    # Successes skip the lock (recorded in core.pending, folded in later) while
+    # other threads fail calls, read metrics and subscribe / unsubscribe (which
+    # switches successes between the unlocked and the locked path). Totals must
+    # add up at every read and exactly at the end, with nothing left in flight.
+    calls = 1_500
+    breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold_count=10**9), clock=FakeClock())
+    barrier = threading.Barrier(THREADS)
+    failures = [0] * THREADS
+    reads: list[tuple[int, int, int]] = []
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        unsubscribe = None
+        for i in range(calls):
+            if index == 0 and i % 50 == 0:
+                if unsubscribe is None:
+                    unsubscribe = breaker.subscribe(lambda event: None)
+                else:
+                    unsubscribe()
+                    unsubscribe = None
+                m = breaker.metrics()
+                reads.append((m.total_allowed, m.total_successes, m.total_failures))
+            if (index + i) % 7 == 0:
+                failures[index] += 1
+                with pytest.raises(Boom), breaker:
+                    raise Boom
+            elif i % 2:
+                breaker.call(lambda: None)
+            else:
+                with breaker:
+                    pass
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        run_threads(worker)
+    finally:
+        sys.setswitchinterval(interval)
+    m = breaker.metrics()
+    assert m.total_allowed == THREADS * calls
+    assert m.total_failures == sum(failures)
+    assert m.total_successes == THREADS * calls - sum(failures)
+    assert breaker._core.in_flight == 0
+    assert breaker._core.pending == []
+    assert all(successes + failures_ <= allowed for allowed, successes, failures_ in reads)
