@@ -76,7 +76,7 @@ def main() -> None:
         ("clock read (b._clock.monotonic(): time.monotonic)", "b._clock.monotonic()", 1),
         ("admission without the lock (+ the pop of its fold)", "core.admitting; tickets.append(1.0); tickets.pop()", 1),
         ("a success recorded without the lock", "core.deferring; pending.append((0, 0.001)); pending.pop()", 1),
-        ("  its share of a fold (lock, latency histogram)", "fold_batch()", FOLD_AT),
+        ("  its share of a fold, with the 2 appends feeding it", "fold_batch()", FOLD_AT),
         ("  latency histogram alone (LatencyHistogram.record)", "latency.record(0.001)", 1),
         ("lock.acquire() + lock.release() (failures, folds)", "lock.acquire(); lock.release()", 1),
         ("whole: with b: f()", "with b: f()", 1),
