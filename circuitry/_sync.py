@@ -87,6 +87,8 @@ class SyncAdapter(BreakerBase):
             pending.append((generation, now - started))
             if len(pending) >= FOLD_AT:
                 self._fold()
+        elif self._result_is_failure is None:
+            self._finish(generation, started, SUCCESS, None)
         else:
             self._finish(generation, started, self._result_outcome(result), None)
         return result
