@@ -439,18 +439,20 @@ class Permit:
     so a dropped permit cannot hold a half-open slot forever.
     """
 
-    __slots__ = ("_breaker", "_done", "_generation", "_started")
+    __slots__ = ("_breaker", "_generation", "_open", "_started")
 
     def __init__(self, breaker: BreakerBase, generation: int, started: float) -> None:
         self._breaker = breaker
         self._generation = generation
         self._started = started
-        self._done = False
+        # One token, taken by the first completion: list.pop() is atomic, so
+        # exactly one of any number of racing threads gets it, without a lock.
+        self._open: list[None] = [None]
 
     @property
     def done(self) -> bool:
         """Whether the permit has been completed."""
-        return self._done
+        return not self._open
 
     def record_success(self) -> None:
         """The call succeeded."""
@@ -465,17 +467,16 @@ class Permit:
         self._complete(IGNORED, None)
 
     def __del__(self) -> None:
-        if not self._done:
+        if self._open:
             self._breaker._dropped.append((self._generation, self._started))
 
     def _complete(self, outcome: Outcome, exception: BaseException | None) -> None:
-        breaker = self._breaker
-        with breaker._lock:
-            if self._done:
-                return
-            self._done = True
-        breaker._finish(self._generation, self._started, outcome, exception)
+        try:
+            self._open.pop()
+        except IndexError:
+            return  # completed already
+        self._breaker._finish(self._generation, self._started, outcome, exception)
 
     def __repr__(self) -> str:
-        status = "done" if self._done else "open"
+        status = "open" if self._open else "done"
         return f"<Permit {self._breaker.name!r} generation={self._generation} {status}>"
