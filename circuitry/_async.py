@@ -61,12 +61,7 @@ class AsyncAdapter(BreakerBase):
         timeout = self._config.call_timeout
         scope = None if timeout is None else self._timeout_scope(timeout)
         started = self._clock.monotonic()
-        core = self._core
-        generation = core.admitting
-        if generation is None:
-            generation = self._admit(started)
-        else:
-            core.tickets.append(started)  # admitted without the lock: see _core
+        generation = self._admit(started)
         if scope is not None:
             try:
                 scope.__enter__()

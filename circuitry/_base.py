@@ -233,12 +233,15 @@ class BreakerBase:
     # -- the call protocol shared by every adapter ------------------------------------
 
     def _admit(self, now: float) -> int:
-        """Admit a call starting at `now` the long way: its generation, or raise CircuitOpenError.
+        """Admit a call starting at `now`: its generation, or raise CircuitOpenError.
 
-        The adapters first try the short way, inline: while `core.admitting`
-        is a generation they admit at once by appending `now` to `core.tickets`.
+        `_call` and `_call_async` inline the first step: they are every call's path.
         """
         core = self._core
+        generation = core.admitting
+        if generation is not None:
+            core.tickets.append(now)  # admitted without the lock: see _core
+            return generation
         rejecting = core.rejecting
         if rejecting is not None and _LOCK_FREE_COUNTS:
             # Plainly open: reject without the lock while the open period runs,

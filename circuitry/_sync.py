@@ -26,12 +26,7 @@ class SyncAdapter(BreakerBase):
 
     def __enter__(self) -> None:
         started = self._clock.monotonic()
-        core = self._core
-        generation = core.admitting
-        if generation is None:
-            generation = self._admit(started)
-        else:
-            core.tickets.append(started)  # admitted without the lock: see _core
+        generation = self._admit(started)
         # The frame running `with` finds its block again (see BreakerBase._unwind_block).
         blocks = self._blocks
         frame = _getframe(1)
