@@ -20,7 +20,7 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from ._clock import Clock, clock_from
 from ._config import CircuitBreakerConfig
@@ -44,6 +44,7 @@ __all__ = ["BreakerBase", "Permit", "get_ident", "logger"]
 logger = logging.getLogger("circuitry")
 
 Listener = Callable[[Event], object]
+R = TypeVar("R")
 
 # An open `with` / `async with` block: (generation, started, timeout scope or
 # None, thread that entered it, the block below it in the same frame or None).
@@ -119,25 +120,11 @@ class BreakerBase:
     @property
     def state(self) -> CircuitState:
         """The current state; reading it applies transitions that time alone makes."""
-        now = self._clock.monotonic()
-        with self._lock:
-            if self._dropped:
-                self._reclaim_dropped(now)
-            state = self._core.poll(now)
-        if self._core.events:
-            self._deliver()
-        return state
+        return self._locked(CircuitCore.poll)
 
     def metrics(self) -> CircuitMetrics:
         """A snapshot of the state and counters."""
-        now = self._clock.monotonic()
-        with self._lock:
-            if self._dropped:
-                self._reclaim_dropped(now)
-            snapshot = self._core.snapshot(now)
-        if self._core.events:
-            self._deliver()
-        return snapshot
+        return self._locked(CircuitCore.snapshot)
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self._name!r} {self._core.state.value}>"
@@ -146,22 +133,26 @@ class BreakerBase:
 
     def force_open(self) -> None:
         """Hold the circuit open: reject every call until `reset()` or `force_closed()`."""
-        self._control(CircuitCore.force_open)
+        self._locked(CircuitCore.force_open)
 
     def force_closed(self) -> None:
         """Hold the circuit closed: allow every call, never trip, keep counting totals."""
-        self._control(CircuitCore.force_closed)
+        self._locked(CircuitCore.force_closed)
 
     def reset(self) -> None:
         """Back to CLOSED with an empty window and the base reset timeout."""
-        self._control(CircuitCore.reset)
+        self._locked(CircuitCore.reset)
 
-    def _control(self, operation: Callable[[CircuitCore, float], None]) -> None:
+    def _locked(self, operation: Callable[[CircuitCore, float], R]) -> R:
+        """Run a core operation at the current time, under the lock; deliver its events."""
         now = self._clock.monotonic()
         with self._lock:
-            operation(self._core, now)
+            if self._dropped:
+                self._reclaim_dropped(now)
+            result = operation(self._core, now)
         if self._core.events:
             self._deliver()
+        return result
 
     # -- events -------------------------------------------------------------------
 
