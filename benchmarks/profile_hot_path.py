@@ -53,7 +53,7 @@ def main() -> None:
         tickets, pending = core.tickets, core.pending
         for _ in range(FOLD_AT):
             tickets.append(1.0)
-            pending.append((0, 0.001))
+            pending.append((0, 1.0, 1.001))
         breaker._fold()
 
     names = {
@@ -75,7 +75,7 @@ def main() -> None:
         ("  + finding the block again (frame-keyed)", "with blocks: f()", 1),
         ("clock read (b._clock.monotonic(): time.monotonic)", "b._clock.monotonic()", 1),
         ("admission without the lock (+ the pop of its fold)", "core.admitting; tickets.append(1.0); tickets.pop()", 1),
-        ("a success recorded without the lock", "core.deferring; pending.append((0, 0.001)); pending.pop()", 1),
+        ("a success recorded without the lock", "core.deferring; pending.append((0, 1.0, 1.001)); pending.pop()", 1),
         ("  its share of a fold, with the 2 appends feeding it", "fold_batch()", FOLD_AT),
         ("  latency histogram alone (LatencyHistogram.record)", "latency.record(0.001)", 1),
         ("lock.acquire() + lock.release() (failures, folds)", "lock.acquire(); lock.release()", 1),

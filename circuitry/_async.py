@@ -168,7 +168,7 @@ class AsyncAdapter(BreakerBase):
                 self._clock_broke(generation, started)
                 raise
             pending = core.pending
-            pending.append((generation, now - started))
+            pending.append((generation, started, now))
             if len(pending) >= FOLD_AT:
                 self._fold()
         elif self._result_is_failure is None:

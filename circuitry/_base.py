@@ -7,7 +7,7 @@ in order, by one thread at a time.
 
 Three steps skip the lock, each on a value the core publishes for it (see the
 `_core` module doc): admitting a call while CLOSED (`core.admitting`),
-recording a success that only updates counters (`core.deferring`, with a
+recording a success that cannot move the circuit (`core.deferring`, with a
 locked `_fold` every FOLD_AT of them) and rejecting while plainly OPEN
 (`core.rejecting`). The adapters inline them: they are every call's path.
 """
@@ -284,7 +284,7 @@ class BreakerBase:
         core = self._core
         if generation == core.deferring and outcome is SUCCESS:
             pending = core.pending
-            pending.append((generation, now - started))  # without the lock: see _core
+            pending.append((generation, started, now))  # without the lock: see _core
             if len(pending) >= FOLD_AT:
                 self._fold()
         else:
@@ -317,13 +317,16 @@ class BreakerBase:
             self._deliver()
 
     def _fold(self) -> None:
-        """Count the successes waiting in `core.pending`."""
+        """Count the successes waiting in `core.pending` (one that raced a failure may trip)."""
+        core = self._core
         lock = self._lock
         lock.acquire()
         try:
-            self._core.fold()
+            core.fold()
         finally:
             lock.release()
+        if core.events:
+            self._deliver()
 
     def _reclaim_dropped(self, now: float) -> None:
         """Complete, as ignored, the tickets of permits dropped uncompleted. Hold the lock."""

@@ -30,17 +30,19 @@ an adapter may read without the lock, so that the commonest steps take none:
 - `rejecting`: `(since, period)` while OPEN or FORCED_OPEN and nobody
   listens, else None. While `now - since < period` every call is rejected,
   so the adapter rejects at once and counts with `next(fast_rejections)`.
-- `deferring`: the generation while a success of that generation changes
-  nothing but counters (CLOSED or FORCED_CLOSED, no window, no slow-call
-  rule, nobody listening), else None. The adapter then appends
-  `(generation, duration)` to `pending` instead of calling `complete`, and
-  calls `fold` under the lock once `FOLD_AT` are waiting.
+- `deferring`: the generation while a success of that generation cannot
+  move the circuit, else None: CLOSED or FORCED_CLOSED, no slow-call rule,
+  nobody listening, and no failure in the window (the rates need one to trip,
+  and failures only leave the window as time passes). The adapter then
+  appends `(generation, started, now)` to `pending` instead of calling
+  `complete`, and calls `fold` under the lock once `FOLD_AT` are waiting.
 
 Each is right for the state at the instant it was read, as a locked decision
 made at that instant would be. Every other operation takes the lock, and
-first folds `pending` in (`fold`): successes recorded before it count before
-it, in the state they were recorded in; one of an earlier generation is a
-late result, like any other.
+first folds `pending` in (`fold`), in order, each success as `complete` would
+count it at that point: one of an earlier generation is a late result, and
+one that arrived after a failure it raced with is counted after it (trip
+rules included), as it would be had its thread been the slower to the lock.
 """
 
 from __future__ import annotations
@@ -171,7 +173,7 @@ class CircuitCore:
         "_slow_call_duration",
         "_slow_call_rate",
         "_half_open_max_wait",
-        "_counts_only",
+        "_can_defer",
         # the state machine
         "state",
         "generation",
@@ -220,8 +222,8 @@ class CircuitCore:
         self._slow_call_duration = config.slow_call_duration
         self._slow_call_rate = config.slow_call_rate_threshold
         self._half_open_max_wait = config.half_open_max_wait
-        # A CLOSED success only updates counters: no window, no slow-call rule.
-        self._counts_only = config.failure_window is None and config.slow_call_duration is None
+        # Without a slow-call rule a success needs no look at its duration to count.
+        self._can_defer = config.slow_call_duration is None
 
         self.state = CLOSED
         self.generation = 0
@@ -233,9 +235,9 @@ class CircuitCore:
         # `acquire` or, without the lock, by an adapter while `admitting` is set.
         self.tickets: list[float] = []
         # The generation while a success may skip `complete`: see the module doc.
-        self.deferring: int | None = 0 if self._counts_only else None
-        # Successes recorded without the lock, oldest first: (generation, duration).
-        self.pending: list[tuple[int, float]] = []
+        self.deferring: int | None = 0 if self._can_defer else None
+        # Successes recorded without the lock, oldest first: (generation, started, now).
+        self.pending: list[tuple[int, float, float]] = []
         self.consecutive_failures = 0
         self.window = TimeWindow(config.failure_window) if config.failure_window else None
         self.trial_starts: list[float] = []  # when each HALF_OPEN trial in flight began
@@ -300,7 +302,11 @@ class CircuitCore:
         quiet = not self._listening  # events are built under the lock
         if state is CLOSED or state is FORCED_CLOSED:
             self.admitting = self.generation
-            self.deferring = self.generation if quiet and self._counts_only else None
+            window = self.window
+            if quiet and self._can_defer and (window is None or not window.total_failures):
+                self.deferring = self.generation
+            else:
+                self.deferring = None
             self.rejecting = None
         else:
             self.admitting = self.deferring = None
@@ -384,6 +390,8 @@ class CircuitCore:
                 window.add(now, outcome is FAILURE, slow)
                 if self._window_trips(window):
                     self._fire(Trigger.TRIP, now)
+                elif (self.deferring is None) is not bool(window.total_failures):
+                    self._publish()  # the window's failures came or went
         elif state is HALF_OPEN:
             self.trial_starts.remove(started)
             if outcome is SUCCESS:
@@ -429,9 +437,10 @@ class CircuitCore:
         latency = self.latency
         buckets = latency.buckets
         total = latency.total
-        for issued, duration in batch:
+        for issued, started, now in batch:
             if issued == generation:
-                current += 1
+                current += 1  # the others are late results: totals only
+            duration = now - started
             # LatencyHistogram.record, inlined: this runs for every call.
             if duration > MIN_DURATION:
                 key = int(log2(duration) * PER_OCTAVE + OFFSET)
@@ -441,14 +450,35 @@ class CircuitCore:
             buckets[key] = buckets.get(key, 0) + 1
         latency.total = total
         self.total_successes += count
-        if current:
-            # This period's: no transition since, so the state is still the
-            # CLOSED or FORCED_CLOSED that `deferring` was published for, and
-            # each has its entry in `tickets` (any one will do).
+        if not current:
+            return
+        window = self.window
+        if window is None or self.state is not CLOSED:
+            # No transition since they were recorded, so the state is still
+            # the CLOSED or FORCED_CLOSED they were recorded in, and each has
+            # its entry in `tickets` (any one will do).
             del self.tickets[-current:]
             self._allowed += current
             self.consecutive_failures = 0
-        # The others are late results: totals only, their entries were swept.
+        else:
+            self._fold_into_window(batch, window)
+
+    def _fold_into_window(self, batch: list[tuple[int, float, float]], window: TimeWindow) -> None:
+        """Count this period's successes of `batch` into the window, in order, as `complete` does.
+
+        One that raced a failure may trip the circuit here; the rest are late then.
+        """
+        generation = self.generation
+        tickets = self.tickets
+        for issued, _, now in batch:
+            if issued != generation:
+                continue
+            tickets.pop()
+            self._allowed += 1
+            window.add(now, False, False)
+            if self._window_trips(window):
+                self._fire(Trigger.TRIP, now)
+                return
 
     def _window_trips(self, window: TimeWindow) -> bool:
         failures = window.total_failures

@@ -1119,12 +1119,57 @@ def test_values_read_without_the_lock_follow_the_state_and_the_listeners() -> No
     assert published(core) == (core.generation, core.generation, None)
 
 
-@pytest.mark.parametrize("config", [{"failure_window": 60}, {"slow_call_duration": 1}])
-def test_successes_that_feed_a_rule_are_never_deferred(config: dict[str, Any]) -> None:
-    core = make(**config)
+@pytest.mark.parametrize("window", [None, 60])
+def test_successes_under_a_slow_call_rule_are_never_deferred(window: float | None) -> None:
+    # Whether a success is slow (and counts toward the slow-call rate) takes a
+    # look at its duration: under the lock.
+    core = make(slow_call_duration=1, failure_window=window)
     assert (core.admitting, core.deferring) == (0, None)
     core.force_closed(1.0)
     assert (core.admitting, core.deferring) == (core.generation, None)
+
+
+def test_a_window_with_a_failure_stops_deferring_until_the_failure_expires() -> None:
+    core = make(failure_window=10, failure_threshold_percentage=50, minimum_calls=4)
+    assert core.deferring == 0  # no failure in the window: a success cannot trip
+    fail(core, 1.0)
+    assert core.deferring is None  # now one could (by bringing calls up to 4)
+    succeed(core, 2.0)
+    assert core.deferring is None
+    succeed(core, 12.0)  # the failure has left the window
+    assert core.deferring == core.generation
+
+
+def test_a_success_that_raced_a_failure_is_counted_after_it_and_may_trip() -> None:
+    # Thread A saw `deferring` and was about to append its success; thread B
+    # completed a failure meanwhile (under the lock). A's record, folded in at
+    # the next locked step, counts after B's failure, trip rules included.
+    core = make(failure_window=10, failure_threshold_percentage=50, minimum_calls=2)
+    a = core.acquire(0.0)
+    b = core.acquire(0.0)
+    assert core.deferring == a  # what A read
+    core.complete(b, 0.0, 1.0, FAILURE)  # 1 call, 1 failure: under minimum_calls
+    assert (core.state, core.deferring) == (CLOSED, None)
+    core.pending.append((a, 0.0, 1.5))  # A appends after all
+    assert core.state is CLOSED  # not counted yet
+    core.fold()  # 2 calls, 50 % failures: trips, at A's completion time
+    assert (core.state, core.state_since) == (OPEN, 1.5)
+    m = core.snapshot(2.0)
+    assert (m.total_allowed, m.total_successes, m.total_failures) == (2, 1, 1)
+    assert core.in_flight == 0
+
+
+def test_successes_after_a_trip_in_one_fold_are_late_results() -> None:
+    core = make(failure_window=10, failure_threshold_percentage=50, minimum_calls=2)
+    a, c, d = core.acquire(0.0), core.acquire(0.0), core.acquire(0.0)
+    b = core.acquire(0.0)
+    core.complete(b, 0.0, 1.0, FAILURE)
+    core.pending.extend([(a, 0.0, 1.5), (c, 0.0, 1.6), (d, 0.0, 1.7)])
+    core.fold()  # a trips it; c and d then belong to the closed period
+    assert (core.state, core.state_since) == (OPEN, 1.5)
+    m = core.snapshot(2.0)
+    assert (m.total_allowed, m.total_successes, m.window_failures) == (4, 3, 0)
+    assert core.in_flight == 0
 
 
 def test_fast_rejections_add_to_the_rejected_total() -> None:

@@ -342,7 +342,7 @@ class CoreMatchesModel(RuleBasedStateMachine):
         outcome = self.palette[pick % len(self.palette)]
         core = self.core
         if self.defer and outcome is SUCCESS and ticket.generation == core.deferring:
-            core.pending.append((ticket.generation, float(self.model.now - ticket.started)))
+            core.pending.append((ticket.generation, float(ticket.started), float(self.model.now)))
         else:
             core.complete(ticket.generation, float(ticket.started), float(self.model.now), outcome)
         self.model.complete(ticket, outcome)
@@ -416,7 +416,7 @@ class CoreMatchesModel(RuleBasedStateMachine):
         assert core.generation == model.period
         assert core.state_changes == model.state_changes
         # Successes still in `pending` count, and still hold their ticket entry.
-        pending_here = sum(1 for generation, _ in core.pending if generation == core.generation)
+        pending_here = sum(1 for record in core.pending if record[0] == core.generation)
         assert core.in_flight - pending_here == len(model.in_flight())
         assert (
             core.total_allowed,
@@ -471,8 +471,8 @@ test_core_matches_model = CoreMatchesModel.TestCase
 class DeferredSuccessesMatchModel(CoreMatchesModel):
     """The same, where every success that may skip `complete` does.
 
-    That is: no window, no slow-call rule, nobody listening. The main machine
-    draws such a run only now and then.
+    That is: no slow-call rule and nobody listening (with a window, only while
+    it holds no failure). The main machine draws such a run only now and then.
     """
 
     @initialize(
@@ -484,13 +484,7 @@ class DeferredSuccessesMatchModel(CoreMatchesModel):
     def build_deferring(
         self, config: CircuitBreakerConfig, start: int, manual: bool, palette: list[Outcome]
     ) -> None:
-        config = attrs.evolve(
-            config,
-            failure_window=None,
-            failure_threshold_percentage=None,
-            slow_call_duration=None,
-            slow_call_rate_threshold=None,
-        )
+        config = attrs.evolve(config, slow_call_duration=None, slow_call_rate_threshold=None)
         CoreMatchesModel.build(self, config, start, False, manual, True, palette)
         assert self.core.deferring == 0
 
@@ -498,22 +492,39 @@ class DeferredSuccessesMatchModel(CoreMatchesModel):
         raise AssertionError("replaced by build_deferring")
 
     @precondition(lambda self: self.model.in_flight() and self.core.deferring is not None)
-    @rule(index=st.integers(0, 1000), force=st.booleans())
-    def success_racing_a_transition(self, index: int, force: bool) -> None:
-        """An adapter checked `deferring`, then another thread moved the
-        circuit, then the adapter appended: the record is a late result."""
+    @rule(index=st.integers(0, 1000), race=st.sampled_from(["force_open", "reset", "failure"]))
+    def success_racing_another_thread(self, index: int, race: str) -> None:
+        """An adapter checked `deferring`, then another thread moved the circuit
+        or completed a failure, then the adapter appended its success.
+
+        After a transition the record is a late result. After a failure it
+        counts as a success completed after that failure, and may trip the
+        circuit itself (as if its thread had been the slower to the lock):
+        it does so when folded in, which the next locked step does first.
+        """
         current = self.model.in_flight()
         ticket = current[index % len(current)]
         assert ticket.generation == self.core.deferring  # the adapter's check
-        now = float(self.model.now)
-        if force:
-            self.core.force_open(now)
-            self.model.manual(FORCED_OPEN)
+        core, model = self.core, self.model
+        now = float(model.now)
+        if race == "force_open":
+            core.force_open(now)
+            model.manual(FORCED_OPEN)
+        elif race == "reset":
+            core.reset(now)
+            model.manual(CLOSED)
         else:
-            self.core.reset(now)
-            self.model.manual(CLOSED)
-        self.core.pending.append((ticket.generation, float(self.model.now - ticket.started)))
-        self.model.complete(ticket, SUCCESS)
+            others = [t for t in current if t is not ticket]
+            if not others:
+                return
+            other = others[index % len(others)]
+            core.complete(other.generation, float(other.started), now, FAILURE)
+            model.complete(other, FAILURE)
+            self.completed.append(other)
+        core.pending.append((ticket.generation, float(ticket.started), now))
+        if race == "failure":
+            core.fold()  # the next locked step
+        model.complete(ticket, SUCCESS)
         self.completed.append(ticket)
 
 

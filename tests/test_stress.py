@@ -519,3 +519,59 @@ def test_unlocked_successes_against_failures_reads_and_subscriptions_stay_exact(
     assert breaker._core.in_flight == 0
     assert breaker._core.pending == []
     assert all(successes + failures_ <= allowed for allowed, successes, failures_ in reads)
+
+
+def test_windowed_breaker_under_load_with_trips_keeps_exact_totals() -> None:
+    # With a window, successes skip the lock only while the window holds no
+    # failure; one that raced a failure is counted after it and may trip the
+    # circuit when folded in. Bursts of failures trip it; time moves on so the
+    # window empties and the circuit recovers. Every attempt must be counted
+    # once, as allowed or rejected, and every allowed call exactly once.
+    calls = 1_000
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        CircuitBreakerConfig(
+            failure_window=1,
+            failure_threshold_percentage=50,
+            minimum_calls=8,
+            reset_timeout=0.5,
+            test_request_count=2,
+        ),
+        clock=clock,
+    )
+    barrier = threading.Barrier(THREADS)
+    clock_lock = threading.Lock()
+    rejected = [0] * THREADS
+
+    def work(fails: bool) -> None:
+        if fails:
+            raise Boom
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        for i in range(calls):
+            if i % 50 == 0:
+                with clock_lock:
+                    clock.advance(0.05)
+            burst = (i // 200) % 2 == 1  # every other 200 calls, a failing patch
+            fails = (index + i) % 40 < 3 or (burst and i % 3 == 0)
+            try:
+                breaker.call(work, fails)
+            except Boom:
+                pass
+            except CircuitOpenError:
+                rejected[index] += 1
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        run_threads(worker)
+    finally:
+        sys.setswitchinterval(interval)
+    m = breaker.metrics()
+    assert m.state_changes > 0
+    assert m.total_allowed + m.total_rejected == THREADS * calls
+    assert m.total_rejected == sum(rejected)
+    assert m.total_allowed == m.total_successes + m.total_failures + m.total_ignored
+    assert breaker._core.in_flight == 0
+    assert breaker._core.pending == []

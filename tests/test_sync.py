@@ -1403,19 +1403,49 @@ def test_successes_wait_uncounted_in_bounded_number(clock: FakeClock) -> None:
     assert breaker.metrics().total_successes == 1_000
 
 
-@pytest.mark.parametrize(
-    "config",
-    [
-        {"failure_window": 60},
-        {"slow_call_duration": 1},
-    ],
-)
-def test_successes_that_feed_a_rule_take_the_lock(clock: FakeClock, config: dict[str, Any]) -> None:
-    breaker = make(clock, **config)
+def test_successes_under_a_slow_call_rule_take_the_lock(clock: FakeClock) -> None:
+    breaker = make(clock, slow_call_duration=1)
     assert breaker._core.deferring is None
     succeed(breaker)
     assert breaker._core.pending == []
     assert breaker._core.total_successes == 1
+
+
+def test_with_a_window_successes_take_the_lock_while_it_holds_a_failure(
+    clock: FakeClock,
+) -> None:
+    breaker = make(clock, failure_window=10, failure_threshold_percentage=50, minimum_calls=4)
+    succeed(breaker)
+    assert len(breaker._core.pending) == 1  # no failure in the window: unlocked
+    fail(breaker)
+    assert breaker._core.pending == []  # the failure folded it in first
+    succeed(breaker)
+    assert breaker._core.pending == []  # with a failure in the window: locked
+    succeed(breaker)  # 4 calls, 1 failure: 25 %, no trip
+    assert breaker.state is CLOSED
+    clock.advance(11)  # the failure leaves the window
+    succeed(breaker)  # locked, and then the window has no failure left
+    succeed(breaker)
+    assert len(breaker._core.pending) == 1
+    m = breaker.metrics()
+    assert (m.total_successes, m.total_failures, m.window_failures) == (5, 1, 0)
+
+
+@pytest.mark.parametrize("how", ["with", "call", "decorator", "permit"])
+def test_with_a_window_an_unlocked_success_still_brings_it_to_minimum_calls(
+    clock: FakeClock, how: str
+) -> None:
+    # Three successes without the lock, then two failures (5 calls, 40 %, under
+    # minimum_calls). The 6th call succeeds and brings the window to
+    # minimum_calls at 33 %: it trips, as it must, so it took the lock.
+    breaker = make(clock, failure_window=10, failure_threshold_percentage=30, minimum_calls=6)
+    for _ in range(3):
+        timed_call(breaker, clock, 0.1, how)
+    fail(breaker)
+    fail(breaker)  # 5 calls, 2 failures: 40 %, but under minimum_calls
+    assert breaker.state is CLOSED
+    timed_call(breaker, clock, 0.1, how)  # the 6th call: 33 % >= 30 %: trips
+    assert breaker.state is OPEN
 
 
 def test_successes_take_the_lock_while_someone_listens(clock: FakeClock) -> None:
