@@ -32,8 +32,8 @@ an adapter may read without the lock, so that the commonest steps take none:
   so the adapter rejects at once and counts with `next(fast_rejections)`.
 - `deferring`: the generation while a success of that generation cannot
   move the circuit, else None: CLOSED or FORCED_CLOSED, no slow-call rule,
-  nobody listening, and no failure in the window (the rates need one to trip,
-  and failures only leave the window as time passes). The adapter then
+  nobody listening, and with a window too few failures in it for any
+  success to trip the failure rate (`_cannot_trip`). The adapter then
   appends `(generation, started, now)` to `pending` instead of calling
   `complete`, and calls `fold` under the lock once `FOLD_AT` are waiting.
 
@@ -303,7 +303,7 @@ class CircuitCore:
         if state is CLOSED or state is FORCED_CLOSED:
             self.admitting = self.generation
             window = self.window
-            if quiet and self._can_defer and (window is None or not window.total_failures):
+            if quiet and self._can_defer and (window is None or self._cannot_trip(window)):
                 self.deferring = self.generation
             else:
                 self.deferring = None
@@ -390,8 +390,8 @@ class CircuitCore:
                 window.add(now, outcome is FAILURE, slow)
                 if self._window_trips(window):
                     self._fire(Trigger.TRIP, now)
-                elif (self.deferring is None) is not bool(window.total_failures):
-                    self._publish()  # the window's failures came or went
+                elif (self.deferring is None) is self._cannot_trip(window):
+                    self._publish()  # failures came or went: successes may (not) skip the lock
         elif state is HALF_OPEN:
             self.trial_starts.remove(started)
             if outcome is SUCCESS:
@@ -479,6 +479,23 @@ class CircuitCore:
             if self._window_trips(window):
                 self._fire(Trigger.TRIP, now)
                 return
+
+    def _cannot_trip(self, window: TimeWindow) -> bool:
+        """Whether no success can trip the circuit while the window holds no more failures.
+
+        A success leaves the failure count alone and only dilutes the
+        failure rate, except where it brings the window up to minimum_calls.
+        The worst case, as calls in the window expire and new successes come
+        in, is a window of its f failures and just enough successes to reach
+        minimum_calls (at least one): safe while that rate is under the
+        threshold. Failures only leave the window, so it stays true until a
+        failure comes in (under the lock, which publishes again).
+        """
+        percentage = self._failure_percentage
+        if percentage is None:
+            return True  # the count rule ignores successes
+        failures = window.total_failures
+        return failures * 100 < percentage * max(self._minimum_calls, failures + 1)
 
     def _window_trips(self, window: TimeWindow) -> bool:
         failures = window.total_failures

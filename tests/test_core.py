@@ -1129,15 +1129,41 @@ def test_successes_under_a_slow_call_rule_are_never_deferred(window: float | Non
     assert (core.admitting, core.deferring) == (core.generation, None)
 
 
-def test_a_window_with_a_failure_stops_deferring_until_the_failure_expires() -> None:
+def test_deferring_stops_while_the_window_holds_failures_enough_for_a_success_to_trip() -> None:
     core = make(failure_window=10, failure_threshold_percentage=50, minimum_calls=4)
     assert core.deferring == 0  # no failure in the window: a success cannot trip
     fail(core, 1.0)
-    assert core.deferring is None  # now one could (by bringing calls up to 4)
+    assert core.deferring == 0  # 1 failure: at 4 calls at least, 25 % at most
+    fail(core, 1.5)
+    assert core.deferring is None  # 2: two successes would make 2 of 4, 50 %
     succeed(core, 2.0)
-    assert core.deferring is None
-    succeed(core, 12.0)  # the failure has left the window
+    assert (core.state, core.deferring) == (CLOSED, None)
+    succeed(core, 12.0)  # both failures have left the window
     assert core.deferring == core.generation
+
+
+@pytest.mark.parametrize(
+    ("percentage", "minimum_calls", "failures_still_safe"),
+    [(50, 4, 1), (50, 1, 0), (50, 20, 9), (100, 5, 4), (10, 10, 0), (None, 5, 4)],
+)
+def test_cannot_trip_holds_exactly_while_no_number_of_successes_can_trip(
+    percentage: float | None, minimum_calls: int, failures_still_safe: int
+) -> None:
+    core = make(
+        failure_window=10,
+        failure_threshold_percentage=percentage,
+        minimum_calls=minimum_calls,
+        failure_threshold_count=5,
+    )
+    window = core.window
+    assert window is not None
+    for failures in range(5):
+        window.total_failures = failures
+        # The worst case: these failures, and successes up to minimum_calls (>= 1).
+        calls = max(minimum_calls, failures + 1)
+        trips = percentage is not None and failures * 100 >= percentage * calls
+        assert core._cannot_trip(window) is (not trips)
+        assert core._cannot_trip(window) is (failures <= failures_still_safe)
 
 
 def test_a_success_that_raced_a_failure_is_counted_after_it_and_may_trip() -> None:

@@ -1411,24 +1411,18 @@ def test_successes_under_a_slow_call_rule_take_the_lock(clock: FakeClock) -> Non
     assert breaker._core.total_successes == 1
 
 
-def test_with_a_window_successes_take_the_lock_while_it_holds_a_failure(
-    clock: FakeClock,
-) -> None:
-    breaker = make(clock, failure_window=10, failure_threshold_percentage=50, minimum_calls=4)
+def test_with_a_window_successes_take_the_lock_while_one_could_trip(clock: FakeClock) -> None:
+    breaker = make(clock, failure_window=10, failure_threshold_percentage=25, minimum_calls=4)
     succeed(breaker)
     assert len(breaker._core.pending) == 1  # no failure in the window: unlocked
-    fail(breaker)
+    fail(breaker)  # 2 calls, 1 failure: under minimum_calls
     assert breaker._core.pending == []  # the failure folded it in first
-    succeed(breaker)
-    assert breaker._core.pending == []  # with a failure in the window: locked
-    succeed(breaker)  # 4 calls, 1 failure: 25 %, no trip
-    assert breaker.state is CLOSED
-    clock.advance(11)  # the failure leaves the window
-    succeed(breaker)  # locked, and then the window has no failure left
-    succeed(breaker)
-    assert len(breaker._core.pending) == 1
+    succeed(breaker)  # 3 calls: locked, since a 4th success would make 25 %
+    assert (breaker._core.pending, breaker.state) == ([], CLOSED)
+    succeed(breaker)  # 4 calls, 25 %: trips at once
+    assert breaker.state is OPEN
     m = breaker.metrics()
-    assert (m.total_successes, m.total_failures, m.window_failures) == (5, 1, 0)
+    assert (m.total_successes, m.total_failures) == (3, 1)
 
 
 @pytest.mark.parametrize("how", ["with", "call", "decorator", "permit"])
