@@ -387,11 +387,12 @@ class CircuitCore:
                     if self.consecutive_failures >= self._failure_threshold:
                         self._fire(Trigger.TRIP, now)
             else:
+                failures = window.total_failures
                 window.add(now, outcome is FAILURE, slow)
                 if self._window_trips(window):
                     self._fire(Trigger.TRIP, now)
-                elif (self.deferring is None) is self._cannot_trip(window):
-                    self._publish()  # failures came or went: successes may (not) skip the lock
+                else:
+                    self._failures_moved(window, failures)
         elif state is HALF_OPEN:
             self.trial_starts.remove(started)
             if outcome is SUCCESS:
@@ -470,6 +471,7 @@ class CircuitCore:
         """
         generation = self.generation
         tickets = self.tickets
+        failures = window.total_failures  # expiry may take some out
         for issued, _, now in batch:
             if issued != generation:
                 continue
@@ -479,6 +481,12 @@ class CircuitCore:
             if self._window_trips(window):
                 self._fire(Trigger.TRIP, now)
                 return
+        self._failures_moved(window, failures)
+
+    def _failures_moved(self, window: TimeWindow, before: int) -> None:
+        """Publish again if the window's failures changed: successes may skip the lock, or not."""
+        if window.total_failures != before and self._can_defer:
+            self._publish()
 
     def _cannot_trip(self, window: TimeWindow) -> bool:
         """Whether no success can trip the circuit while the window holds no more failures.
@@ -551,7 +559,9 @@ class CircuitCore:
         if window is None:
             window_failures = self.consecutive_failures
         else:
+            window_failures = window.total_failures
             window.expire(now)
+            self._failures_moved(window, window_failures)
             window_failures = window.total_failures
         return CircuitMetrics(
             name=self.name,

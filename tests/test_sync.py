@@ -1425,6 +1425,24 @@ def test_with_a_window_successes_take_the_lock_while_one_could_trip(clock: FakeC
     assert (m.total_successes, m.total_failures) == (3, 1)
 
 
+@pytest.mark.parametrize("read", ["metrics", "success"])
+def test_with_a_window_successes_skip_the_lock_again_once_failures_expire(
+    clock: FakeClock, read: str
+) -> None:
+    breaker = make(clock, failure_window=10, failure_threshold_percentage=25, minimum_calls=4)
+    fail(breaker)
+    fail(breaker)
+    succeed(breaker)
+    assert breaker._core.pending == []  # locked: two more successes would make 50 %
+    clock.advance(11)  # the failures leave the window...
+    if read == "metrics":
+        assert breaker.metrics().window_failures == 0  # ...seen by a read
+    else:
+        succeed(breaker)  # ...or by the next (locked) completion
+    succeed(breaker)
+    assert len(breaker._core.pending) == 1  # unlocked again
+
+
 @pytest.mark.parametrize("how", ["with", "call", "decorator", "permit"])
 def test_with_a_window_an_unlocked_success_still_brings_it_to_minimum_calls(
     clock: FakeClock, how: str
