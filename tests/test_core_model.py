@@ -459,12 +459,16 @@ class CoreMatchesModel(RuleBasedStateMachine):
         )
 
 
-CoreMatchesModel.TestCase.settings = settings(
-    max_examples=600,
-    stateful_step_count=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+def runs(examples: int) -> settings:
+    return settings(
+        max_examples=examples,
+        stateful_step_count=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+
+CoreMatchesModel.TestCase.settings = runs(600)
 test_core_matches_model = CoreMatchesModel.TestCase
 
 
@@ -528,10 +532,5 @@ class DeferredSuccessesMatchModel(CoreMatchesModel):
         self.completed.append(ticket)
 
 
-DeferredSuccessesMatchModel.TestCase.settings = settings(
-    max_examples=300,
-    stateful_step_count=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+DeferredSuccessesMatchModel.TestCase.settings = runs(300)
 test_deferred_successes_match_model = DeferredSuccessesMatchModel.TestCase

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -39,6 +40,17 @@ def run_threads(target: Callable[[int], None], count: int = THREADS) -> None:
     assert not any(t.is_alive() for t in threads), "a worker thread hung"
     if errors:
         raise errors[0]
+
+
+@contextlib.contextmanager
+def switching_often() -> Iterator[None]:
+    """Switch threads as often as the interpreter can: more interleavings, more races."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
 
 
 def outcome_of(index: int, i: int) -> str:
@@ -457,15 +469,13 @@ def test_admissions_racing_transitions_are_each_counted_once() -> None:
                 rejected[index] += 1
 
     thread = threading.Thread(target=mover)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as possible: more races
-    thread.start()
-    try:
-        run_threads(worker)
-    finally:
-        done.set()
-        thread.join(JOIN_TIMEOUT)
-        sys.setswitchinterval(interval)
+    with switching_often():
+        thread.start()
+        try:
+            run_threads(worker)
+        finally:
+            done.set()
+            thread.join(JOIN_TIMEOUT)
     m = breaker.metrics()
     assert m.state_changes > 0
     assert m.total_allowed + m.total_rejected == sum(attempts) == THREADS * calls
@@ -506,12 +516,8 @@ def test_unlocked_successes_against_failures_reads_and_subscriptions_stay_exact(
                 with breaker:
                     pass
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
+    with switching_often():
         run_threads(worker)
-    finally:
-        sys.setswitchinterval(interval)
     m = breaker.metrics()
     assert m.total_allowed == THREADS * calls
     assert m.total_failures == sum(failures)
@@ -562,12 +568,8 @@ def test_windowed_breaker_under_load_with_trips_keeps_exact_totals() -> None:
             except CircuitOpenError:
                 rejected[index] += 1
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
+    with switching_often():
         run_threads(worker)
-    finally:
-        sys.setswitchinterval(interval)
     m = breaker.metrics()
     assert m.state_changes > 0
     assert m.total_allowed + m.total_rejected == THREADS * calls
