@@ -228,14 +228,14 @@ class CircuitCore:
         self.state = CLOSED
         self.generation = 0
         self.state_since = now
-        # The generation while CLOSED or FORCED_CLOSED, else None: see the module doc.
-        self.admitting: int | None = 0
+        # What adapters read without the lock (see the module doc): set by _publish.
+        self.admitting: int | None = None
+        self.deferring: int | None = None
+        self.rejecting: tuple[float, float] | None = None
         # When each CLOSED or FORCED_CLOSED call of this generation in flight
         # began, in no particular order: one entry per ticket, appended by
         # `acquire` or, without the lock, by an adapter while `admitting` is set.
         self.tickets: list[float] = []
-        # The generation while a success may skip `complete`: see the module doc.
-        self.deferring: int | None = 0 if self._can_defer else None
         # Successes recorded without the lock, oldest first: (generation, started, now).
         self.pending: list[tuple[int, float, float]] = []
         self.consecutive_failures = 0
@@ -255,12 +255,10 @@ class CircuitCore:
         self.latency = LatencyHistogram()
         self._listening = False  # build call events only when someone listens
         self.events: list[Event] = []
-        # While OPEN or FORCED_OPEN and nobody listens: (state_since, open
-        # period; inf when forced), else None; see the module doc. Rejections
-        # counted there come in through next(fast_rejections).
-        self.rejecting: tuple[float, float] | None = None
+        # Rejections an adapter made on `rejecting` come in through next().
         self.fast_rejections = itertools.count()
         self._fast_rejection_reads = 0
+        self._publish()
 
     # -- calls ----------------------------------------------------------------
 
@@ -387,12 +385,7 @@ class CircuitCore:
                     if self.consecutive_failures >= self._failure_threshold:
                         self._fire(Trigger.TRIP, now)
             else:
-                failures = window.total_failures
-                window.add(now, outcome is FAILURE, slow)
-                if self._window_trips(window):
-                    self._fire(Trigger.TRIP, now)
-                else:
-                    self._failures_moved(window, failures)
+                self._into_window(window, now, outcome is FAILURE, slow)
         elif state is HALF_OPEN:
             self.trial_starts.remove(started)
             if outcome is SUCCESS:
@@ -471,17 +464,23 @@ class CircuitCore:
         """
         generation = self.generation
         tickets = self.tickets
-        failures = window.total_failures  # expiry may take some out
         for issued, _, now in batch:
             if issued != generation:
                 continue
             tickets.pop()
             self._allowed += 1
-            window.add(now, False, False)
-            if self._window_trips(window):
-                self._fire(Trigger.TRIP, now)
+            if self._into_window(window, now, False, False):
                 return
+
+    def _into_window(self, window: TimeWindow, now: float, failed: bool, slow: bool) -> bool:
+        """Count a completed call into the window, then the trip rules: whether it tripped."""
+        failures = window.total_failures
+        window.add(now, failed, slow)
+        if self._window_trips(window):
+            self._fire(Trigger.TRIP, now)
+            return True
         self._failures_moved(window, failures)
+        return False
 
     def _failures_moved(self, window: TimeWindow, before: int) -> None:
         """Publish again if the window's failures changed: successes may skip the lock, or not."""
