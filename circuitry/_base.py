@@ -9,7 +9,8 @@ Three steps skip the lock, each on a value the core publishes for it (see the
 `_core` module doc): admitting a call while CLOSED (`core.admitting`),
 recording a success that cannot move the circuit (`core.deferring`, with a
 locked `_fold` every FOLD_AT of them) and rejecting while plainly OPEN
-(`core.rejecting`). The adapters inline them: they are every call's path.
+(`core.rejecting`). `_call` and `_call_async`, every call's path, inline the
+first two; `_admit` and `_finish` hold them for everything else.
 """
 
 from __future__ import annotations
@@ -250,23 +251,28 @@ class BreakerBase:
                     if period != math.inf
                     else CircuitOpenError(self._name, CircuitState.FORCED_OPEN, None)
                 )
+        generation, state, retry_after = self._acquire(now)
+        if generation < 0:
+            # Built here rather than under the lock: measurably cheaper to raise.
+            raise CircuitOpenError(self._name, state, retry_after)
+        return generation
+
+    def _acquire(self, now: float) -> tuple[int, CircuitState, float | None]:
+        """Ask the core, under the lock: (generation or REJECTED, state, retry_after)."""
+        core = self._core
         lock = self._lock
         lock.acquire()
         try:
             if self._dropped:
                 self._reclaim_dropped(now)
             generation = core.acquire(now)
-            if generation < 0:
-                state = core.state
-                retry_after = core.retry_after(now)
+            state = core.state
+            retry_after = core.retry_after(now) if generation < 0 else None
         finally:
             lock.release()
         if core.events:
             self._deliver()
-        if generation < 0:
-            # Built here rather than under the lock: measurably cheaper to raise.
-            raise CircuitOpenError(self._name, state, retry_after)
-        return generation
+        return generation, state, retry_after
 
     def _finish(
         self,
@@ -412,16 +418,7 @@ class BreakerBase:
         if rejecting is not None and _LOCK_FREE_COUNTS and now - rejecting[0] < rejecting[1]:
             next(core.fast_rejections)  # as in _admit
             return None
-        lock = self._lock
-        lock.acquire()
-        try:
-            if self._dropped:
-                self._reclaim_dropped(now)
-            generation = core.acquire(now)
-        finally:
-            lock.release()
-        if core.events:
-            self._deliver()
+        generation = self._acquire(now)[0]
         if generation < 0:
             return None
         return Permit(self, generation, now)
