@@ -42,17 +42,12 @@ from time import perf_counter_ns
 from circuitry import CircuitBreaker, CircuitBreakerConfig
 from circuitry.testing import FakeClock
 
+try:
+    from _common import NoopCM
+except ImportError:  # run as `python -m benchmarks.bench_internals`
+    from benchmarks._common import NoopCM
+
 STEP = 0.0001  # seconds of simulated time per call: 10k calls/s
-
-
-class NoopCM:
-    __slots__ = ()
-
-    def __enter__(self):
-        return None
-
-    def __exit__(self, et, ev, tb):
-        return None
 
 
 class NoopPermit:

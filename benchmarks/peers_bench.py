@@ -55,6 +55,11 @@ import traceback
 from datetime import timedelta
 from time import perf_counter_ns
 
+try:
+    from _common import NoopCM
+except ImportError:  # run as `python -m benchmarks.peers_bench`
+    from benchmarks._common import NoopCM
+
 KINDS = ("sync", "asyncio", "trio")
 
 # --------------------------------------------------------------------------- trivial targets
@@ -95,16 +100,6 @@ def f_probe():
 async def g_probe():
     ran.append(1)
     return 1
-
-
-class NoopCM:
-    __slots__ = ()
-
-    def __enter__(self):
-        return None
-
-    def __exit__(self, et, ev, tb):
-        return None
 
 
 class NoopACM:
@@ -499,6 +494,117 @@ def bare_cases():
     return cases
 
 
+# --------------------------------------------------------------------------- shared row builders
+# Most libraries offer the same API shapes, so their rows are built alike from two
+# factories of their own: mk() -> a CLOSED breaker, opened() -> a breaker that is
+# OPEN (for the decorator rows: anything that, applied to a function, wraps it in
+# such a breaker). Each helper returns the (closed, reject) pair of build()
+# functions (see Case) for one shape. Only the setup and the honesty probes are
+# shared here; what is timed is still one of the written-out loop templates
+# above, given the library's own bound method, breaker or decorated function.
+# A breaker is built when its row is prepared, never when the case list is made.
+
+
+def _with_once(opened):
+    """Honesty probe body for `with` rows: one `with b: f_probe()` on a fresh OPEN breaker."""
+    b = opened()
+
+    def once():
+        with b:
+            f_probe()
+    return once
+
+
+def _awith_once(opened):
+    """Honesty probe body for `async with` rows: one `async with b: await g_probe()`."""
+    b = opened()
+
+    async def once():
+        async with b:
+            await g_probe()
+    return once
+
+
+def call_rows(mk, opened, exc):
+    """`b.call(f)` CLOSED, and while OPEN (raising `exc`)."""
+    def closed():
+        b = mk()
+        o = opened()
+        return (loop_call(b.call, f), expect_value(lambda: b.call(f)),
+                probe_reject(lambda: o.call(f_probe), exc))
+
+    def reject():
+        b = opened()
+        return reject_call(b.call, f, exc), must_reject(probe_reject(lambda: b.call(f_probe), exc)), None
+    return closed, reject
+
+
+def deco_rows(mk, opened, exc):
+    """A decorated `def` CLOSED, and while OPEN."""
+    def closed():
+        w = mk()(f)
+        return loop_direct(w), expect_value(w), probe_reject(opened()(f_probe), exc)
+
+    def reject():
+        b = opened()
+        return reject_direct(b(f), exc), must_reject(probe_reject(b(f_probe), exc)), None
+    return closed, reject
+
+
+def with_rows(mk, opened, exc):
+    """`with b: f()` CLOSED, and while OPEN (the probe uses a second OPEN breaker)."""
+    def closed():
+        return loop_with(mk(), f), None, probe_reject(_with_once(opened), exc)
+
+    def reject():
+        return reject_with(opened(), f, exc), must_reject(probe_reject(_with_once(opened), exc)), None
+    return closed, reject
+
+
+def acall_rows(mk, opened, exc):
+    """`await b.call_async(g)` CLOSED, and while OPEN."""
+    def closed():
+        b = mk()
+        o = opened()
+
+        async def once():
+            return await o.call_async(g_probe)
+        return (aloop_call(b.call_async, g), expect_value(lambda: b.call_async(g), aw=True),
+                probe_reject(once, exc, aw=True))
+
+    def reject():
+        b = opened()
+
+        async def once():
+            return await b.call_async(g_probe)
+        return areject_call(b.call_async, g, exc), must_reject(probe_reject(once, exc, aw=True)), None
+    return closed, reject
+
+
+def adeco_rows(mk, opened, exc):
+    """A decorated `async def` CLOSED, and while OPEN."""
+    def closed():
+        w = mk()(g)
+        return aloop_direct(w), expect_value(w, aw=True), probe_reject(opened()(g_probe), exc, aw=True)
+
+    def reject():
+        b = opened()
+        return (areject_direct(b(g), exc), must_reject(probe_reject(b(g_probe), exc, aw=True)),
+                None)
+    return closed, reject
+
+
+def awith_rows(mk, opened, exc):
+    """`async with b: await g()` CLOSED, and while OPEN (the probe uses a second OPEN breaker)."""
+    def closed():
+        return aloop_with(mk(), g), None, probe_reject(_awith_once(opened), exc, aw=True)
+
+    def reject():
+        return (areject_with(opened(), g, exc),
+                must_reject(probe_reject(_awith_once(opened), exc, aw=True)), None)
+    return closed, reject
+
+
 # --------------------------------------------------------------------------- peers
 
 
@@ -523,27 +629,12 @@ def pybreaker_cases():
                 f_probe()
         return once
 
-    def c_call():
-        b = closed()
-        o = opened()
-        return loop_call(b.call, f), expect_value(lambda: b.call(f)), probe_reject(lambda: o.call(f_probe), E)
-
-    def c_deco():
-        b = closed()
-        w = b(f)
-        return loop_direct(w), expect_value(w), probe_reject(opened()(f_probe), E)
+    c_call, o_call = call_rows(closed, opened, E)
+    c_deco, o_deco = deco_rows(closed, opened, E)
 
     def c_ctx():
         b = closed()
         return loop_with_factory(b.calling, f), None, probe_reject(open_calling_once(), E)
-
-    def o_call():
-        b = opened()
-        return reject_call(b.call, f, E), must_reject(probe_reject(lambda: b.call(f_probe), E)), None
-
-    def o_deco():
-        b = opened()
-        return reject_direct(b(f), E), must_reject(probe_reject(b(f_probe), E)), None
 
     def o_ctx():
         b = opened()
@@ -586,38 +677,11 @@ def circuitbreaker_cases():
             raise Skip("could not trip breaker")
         return br
 
-    def open_with_once():
-        br = tripped()
-
-        def once():
-            with br:
-                f_probe()
-        return once
-
-    def c_deco():
-        w = mk()(f)
-        return loop_direct(w), expect_value(w), probe_reject(tripped()(f_probe), E)
-
-    def c_with():
-        br = mk()
-        return loop_with(br, f), None, probe_reject(open_with_once(), E)
-
-    def c_call():
-        br = mk()
-        o = tripped()
-        return loop_call(br.call, f), expect_value(lambda: br.call(f)), probe_reject(lambda: o.call(f_probe), E)
-
-    def o_deco():
-        br = tripped()
-        return reject_direct(br(f), E), must_reject(probe_reject(br(f_probe), E)), None
-
-    def o_with():
-        br = tripped()
-        return reject_with(br, f, E), must_reject(probe_reject(open_with_once(), E)), None
-
-    def o_call():
-        br = tripped()
-        return reject_call(br.call, f, E), must_reject(probe_reject(lambda: br.call(f_probe), E)), None
+    c_deco, o_deco = deco_rows(mk, tripped, E)
+    c_with, o_with = with_rows(mk, tripped, E)
+    c_call, o_call = call_rows(mk, tripped, E)
+    a_deco, ao_deco = adeco_rows(mk, tripped, E)
+    a_call, ao_call = acall_rows(mk, tripped, E)
 
     cases = [
         Case("circuitbreaker", "sync_closed.decorator", "sync", "call", c_deco),
@@ -629,29 +693,6 @@ def circuitbreaker_cases():
     ]
 
     for kind in ("asyncio", "trio"):
-        def a_deco():
-            w = mk()(g)
-            return aloop_direct(w), expect_value(w, aw=True), probe_reject(tripped()(g_probe), E, aw=True)
-
-        def a_call():
-            br = mk()
-            o = tripped()
-
-            async def once():
-                return await o.call_async(g_probe)
-            return aloop_call(br.call_async, g), expect_value(lambda: br.call_async(g), aw=True), probe_reject(once, E, aw=True)
-
-        def ao_deco():
-            br = tripped()
-            return areject_direct(br(g), E), must_reject(probe_reject(br(g_probe), E, aw=True)), None
-
-        def ao_call():
-            br = tripped()
-
-            async def once():
-                return await br.call_async(g_probe)
-            return areject_call(br.call_async, g, E), must_reject(probe_reject(once, E, aw=True)), None
-
         cases += [
             Case("circuitbreaker", f"{kind}_closed.decorator", kind, "async_call", a_deco),
             Case("circuitbreaker", f"{kind}_closed.call_async", kind, "async_call", a_call),
@@ -680,28 +721,22 @@ def purgatory_cases():
         trip_sync(fac)
         return fac
 
-    def open_with_once():
-        brk = open_sync().get_breaker("svc")
+    # the breakers are the factory's "svc" breaker; the decorator is fac("svc")
+    # (a stateless closure that looks the breaker up on every call)
+    def closed_breaker():
+        return sync_factory().get_breaker("svc")
 
-        def once():
-            with brk:
-                f_probe()
-        return once
+    def open_breaker():
+        return open_sync().get_breaker("svc")
 
-    def c_with():
-        brk = sync_factory().get_breaker("svc")
-        return loop_with(brk, f), None, probe_reject(open_with_once(), E)
+    def closed_deco():
+        return sync_factory()("svc")
 
-    def c_deco():
-        w = sync_factory()("svc")(f)
-        return loop_direct(w), expect_value(w), probe_reject(open_sync()("svc")(f_probe), E)
+    def open_deco():
+        return open_sync()("svc")
 
-    def o_with():
-        return reject_with(open_sync().get_breaker("svc"), f, E), must_reject(probe_reject(open_with_once(), E)), None
-
-    def o_deco():
-        fac = open_sync()
-        return reject_direct(fac("svc")(f), E), must_reject(probe_reject(fac("svc")(f_probe), E)), None
+    c_with, o_with = with_rows(closed_breaker, open_breaker, E)
+    c_deco, o_deco = deco_rows(closed_deco, open_deco, E)
 
     cases = [
         Case("purgatory", "sync_closed.with", "sync", "with", c_with),
@@ -729,29 +764,20 @@ def purgatory_cases():
             run_in(kind, trip)
             return fac
 
-        def open_awith_once(kind=kind):
-            brk = get(open_async(kind), kind)
+        def closed_abreaker(kind=kind):
+            return get(async_factory(), kind)
 
-            async def once():
-                async with brk:
-                    await g_probe()
-            return once
+        def open_abreaker(kind=kind):
+            return get(open_async(kind), kind)
 
-        def a_with(kind=kind):
-            brk = get(async_factory(), kind)
-            return aloop_with(brk, g), None, probe_reject(open_awith_once(kind), E, aw=True)
+        def closed_adeco():
+            return async_factory()("svc")
 
-        def a_deco(kind=kind):
-            w = async_factory()("svc")(g)
-            return aloop_direct(w), expect_value(w, aw=True), probe_reject(open_async(kind)("svc")(g_probe), E, aw=True)
+        def open_adeco(kind=kind):
+            return open_async(kind)("svc")
 
-        def ao_with(kind=kind):
-            brk = get(open_async(kind), kind)
-            return areject_with(brk, g, E), must_reject(probe_reject(open_awith_once(kind), E, aw=True)), None
-
-        def ao_deco(kind=kind):
-            fac = open_async(kind)
-            return areject_direct(fac("svc")(g), E), must_reject(probe_reject(fac("svc")(g_probe), E, aw=True)), None
+        a_with, ao_with = awith_rows(closed_abreaker, open_abreaker, E)
+        a_deco, ao_deco = adeco_rows(closed_adeco, open_adeco, E)
 
         cases += [
             Case("purgatory", f"{kind}_closed.async_with", kind, "async_with", a_with),
@@ -775,22 +801,10 @@ def aiobreaker_cases():
         b.open()
         return b
 
-    def c_call():
-        b = mk()
-        o = opened()
-        return loop_call(b.call, f), expect_value(lambda: b.call(f)), probe_reject(lambda: o.call(f_probe), E)
-
-    def c_deco():
-        w = mk()(f)
-        return loop_direct(w), expect_value(w), probe_reject(opened()(f_probe), E)
-
-    def o_call():
-        b = opened()
-        return reject_call(b.call, f, E), must_reject(probe_reject(lambda: b.call(f_probe), E)), None
-
-    def o_deco():
-        b = opened()
-        return reject_direct(b(f), E), must_reject(probe_reject(b(f_probe), E)), None
+    c_call, o_call = call_rows(mk, opened, E)
+    c_deco, o_deco = deco_rows(mk, opened, E)
+    a_call, ao_call = acall_rows(mk, opened, E)
+    a_deco, ao_deco = adeco_rows(mk, opened, E)
 
     cases = [
         Case("aiobreaker", "sync_closed.call", "sync", "call", c_call),
@@ -799,29 +813,6 @@ def aiobreaker_cases():
         Case("aiobreaker", "open_reject.decorator", "sync", "reject.call", o_deco),
     ]
     for kind in ("asyncio", "trio"):
-        def a_call():
-            b = mk()
-            o = opened()
-
-            async def once():
-                return await o.call_async(g_probe)
-            return aloop_call(b.call_async, g), expect_value(lambda: b.call_async(g), aw=True), probe_reject(once, E, aw=True)
-
-        def a_deco():
-            w = mk()(g)
-            return aloop_direct(w), expect_value(w, aw=True), probe_reject(opened()(g_probe), E, aw=True)
-
-        def ao_call():
-            b = opened()
-
-            async def once():
-                return await b.call_async(g_probe)
-            return areject_call(b.call_async, g, E), must_reject(probe_reject(once, E, aw=True)), None
-
-        def ao_deco():
-            b = opened()
-            return areject_direct(b(g), E), must_reject(probe_reject(b(g_probe), E, aw=True)), None
-
         cases += [
             Case("aiobreaker", f"{kind}_closed.call_async", kind, "async_call", a_call),
             Case("aiobreaker", f"{kind}_closed.decorator", kind, "async_call", a_deco),
@@ -849,18 +840,20 @@ def pyresilience_cases():
         b.force_open()
         return b
 
-    def c_deco():
-        w = pr.resilient(circuit_breaker=cfg())(f)
-        return loop_direct(w), expect_value(w), probe_reject(deco_open(f_probe), E)
+    def closed_deco():
+        return pr.resilient(circuit_breaker=cfg())
+
+    def open_deco():
+        return deco_open  # every function it wraps gets its own OPEN breaker
+
+    c_deco, o_deco = deco_rows(closed_deco, open_deco, E)
+    a_deco, ao_deco = adeco_rows(closed_deco, open_deco, E)
 
     def c_two_step():
         b = pr.CircuitBreaker(cfg())
         o = cb_open()
         return (loop_two_step_bool(b.allow_request, b.record_success, f),
                 None, probe_says_no(o.allow_request, False))
-
-    def o_deco():
-        return reject_direct(deco_open(f), E), must_reject(probe_reject(deco_open(f_probe), E)), None
 
     def o_check():
         b = cb_open()
@@ -875,13 +868,6 @@ def pyresilience_cases():
              "allow_request() -> False (rejection not counted)"),
     ]
     for kind in ("asyncio", "trio"):
-        def a_deco():
-            w = pr.resilient(circuit_breaker=cfg())(g)
-            return aloop_direct(w), expect_value(w, aw=True), probe_reject(deco_open(g_probe), E, aw=True)
-
-        def ao_deco():
-            return areject_direct(deco_open(g), E), must_reject(probe_reject(deco_open(g_probe), E, aw=True)), None
-
         cases += [
             Case("pyresilience", f"{kind}_closed.decorator", kind, "async_call", a_deco),
             Case("pyresilience", f"{kind}_reject.decorator", kind, "reject.async_call", ao_deco),
@@ -914,40 +900,16 @@ def circuitry_cases():
             raise Skip(f"could not trip breaker: {b.state}")
         return b
 
-    def open_with_once():
-        b = opened()
-
-        def once():
-            with b:
-                f_probe()
-        return once
-
-    def c_with():
-        return loop_with(mk(), f), None, probe_reject(open_with_once(), E)
-
-    def c_call():
-        b = mk()
-        o = opened()
-        return loop_call(b.call, f), expect_value(lambda: b.call(f)), probe_reject(lambda: o.call(f_probe), E)
-
-    def c_deco():
-        w = mk()(f)
-        return loop_direct(w), expect_value(w), probe_reject(opened()(f_probe), E)
+    c_with, o_with = with_rows(mk, opened, E)
+    c_call, o_call = call_rows(mk, opened, E)
+    c_deco, o_deco = deco_rows(mk, opened, E)
+    a_with, ao_with = awith_rows(mk, opened, E)
+    a_call, ao_call = acall_rows(mk, opened, E)
+    a_deco, ao_deco = adeco_rows(mk, opened, E)
 
     def c_two_step():
         b = mk()
         return loop_two_step_circuitry(b, f), None, probe_says_no(opened().try_acquire, None)
-
-    def o_call():
-        b = opened()
-        return reject_call(b.call, f, E), must_reject(probe_reject(lambda: b.call(f_probe), E)), None
-
-    def o_with():
-        return reject_with(opened(), f, E), must_reject(probe_reject(open_with_once(), E)), None
-
-    def o_deco():
-        b = opened()
-        return reject_direct(b(f), E), must_reject(probe_reject(b(f_probe), E)), None
 
     def o_try():
         b = opened()
@@ -966,43 +928,6 @@ def circuitry_cases():
     ]
 
     for kind in ("asyncio", "trio"):
-        def open_awith_once():
-            b = opened()
-
-            async def once():
-                async with b:
-                    await g_probe()
-            return once
-
-        def a_with():
-            return aloop_with(mk(), g), None, probe_reject(open_awith_once(), E, aw=True)
-
-        def a_call():
-            b = mk()
-            o = opened()
-
-            async def once():
-                return await o.call_async(g_probe)
-            return aloop_call(b.call_async, g), expect_value(lambda: b.call_async(g), aw=True), probe_reject(once, E, aw=True)
-
-        def a_deco():
-            w = mk()(g)
-            return aloop_direct(w), expect_value(w, aw=True), probe_reject(opened()(g_probe), E, aw=True)
-
-        def ao_with():
-            return areject_with(opened(), g, E), must_reject(probe_reject(open_awith_once(), E, aw=True)), None
-
-        def ao_call():
-            b = opened()
-
-            async def once():
-                return await b.call_async(g_probe)
-            return areject_call(b.call_async, g, E), must_reject(probe_reject(once, E, aw=True)), None
-
-        def ao_deco():
-            b = opened()
-            return areject_direct(b(g), E), must_reject(probe_reject(b(g_probe), E, aw=True)), None
-
         cases += [
             Case("circuitry", f"{kind}_closed.async_with", kind, "async_with", a_with),
             Case("circuitry", f"{kind}_closed.call_async", kind, "async_call", a_call),
