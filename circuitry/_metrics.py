@@ -72,10 +72,6 @@ class LatencyHistogram:
                 return math.pow(2.0, (key - OFFSET + 0.5) / PER_OCTAVE)
         raise AssertionError("unreachable: bucket counts add up to count")  # pragma: no cover
 
-    def clear(self) -> None:
-        self.buckets.clear()
-        self.total = 0.0
-
 
 @attrs.frozen(kw_only=True)
 class CircuitMetrics:

@@ -121,15 +121,6 @@ def test_zero_durations_take_the_lowest_ranks() -> None:
     assert_close(histogram_of([0.0] * 94 + [1.0] * 6).percentile(95), 1.0)
 
 
-def test_clear_forgets_everything() -> None:
-    histogram = histogram_of([1.0, 2.0, 0.0])
-    histogram.clear()
-    assert histogram.count == 0
-    assert histogram.mean() is None
-    assert histogram.percentile(95) is None
-    assert histogram.buckets == {}
-
-
 # -- CircuitMetrics ---------------------------------------------------------------------
 
 
