@@ -4,6 +4,9 @@ import pytest
 
 from circuitry.testing import FakeClock
 
+# helpers.py asserts too (half_open, run_in_threads): let pytest explain its failures.
+pytest.register_assert_rewrite("helpers")
+
 
 @pytest.fixture
 def clock() -> FakeClock:

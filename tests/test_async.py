@@ -13,40 +13,39 @@ import gc
 import inspect
 import subprocess
 import sys
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import pytest
 import trio
+from helpers import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    Boom,
+    Entry,
+    Interrupt,
+    entries,
+    half_open,
+    make,
+    trip,
+    via_async_with,
+    via_call_async,
+    via_decorator,
+)
 
-from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
+from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
 from circuitry.events import CallFailed, CallIgnored, CallSucceeded, Event
 from circuitry.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
-CLOSED = CircuitState.CLOSED
-OPEN = CircuitState.OPEN
-HALF_OPEN = CircuitState.HALF_OPEN
-
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 
 SHORT = 0.02  # seconds: long enough for a task to reach its await, short for the suite
-
-
-class Boom(Exception):
-    pass
-
-
-class Interrupt(BaseException):
-    """A BaseException that is neither an Exception nor a cancellation."""
-
-
-def make(clock: FakeClock, name: str = "svc", **config: Any) -> CircuitBreaker:
-    return CircuitBreaker(CircuitBreakerConfig(**config), name=name, clock=clock)
 
 
 def counts(breaker: CircuitBreaker) -> tuple[int, int, int, int, int]:
@@ -55,54 +54,9 @@ def counts(breaker: CircuitBreaker) -> tuple[int, int, int, int, int]:
     return (m.total_allowed, m.total_rejected, m.total_successes, m.total_failures, m.total_ignored)
 
 
-def trip(breaker: CircuitBreaker) -> None:
-    def boom() -> None:
-        raise Boom("down")
-
-    while breaker.state is not OPEN:
-        with pytest.raises(Boom):
-            breaker.call(boom)
-
-
-def half_open(breaker: CircuitBreaker, clock: FakeClock) -> None:
-    trip(breaker)
-    clock.advance(breaker.config.reset_timeout)
-    assert breaker.state is HALF_OPEN
-
-
 async def returns(value: T) -> T:
     await anyio.sleep(0)
     return value
-
-
-# -- the three ways to protect a call ------------------------------------------------
-
-Entry = Callable[[CircuitBreaker, Callable[[], Awaitable[Any]]], Coroutine[Any, Any, Any]]
-
-
-async def via_async_with(breaker: CircuitBreaker, fn: Callable[[], Awaitable[T]]) -> T:
-    async with breaker:
-        return await fn()
-
-
-async def via_call_async(breaker: CircuitBreaker, fn: Callable[[], Awaitable[T]]) -> T:
-    return await breaker.call_async(fn)
-
-
-async def via_decorator(breaker: CircuitBreaker, fn: Callable[[], Awaitable[T]]) -> T:
-    @breaker
-    async def protected() -> T:
-        return await fn()
-
-    return await protected()
-
-
-ENTRIES = [
-    pytest.param(via_async_with, id="async_with"),
-    pytest.param(via_call_async, id="call_async"),
-    pytest.param(via_decorator, id="decorator"),
-]
-entries = pytest.mark.parametrize("entry", ENTRIES)
 
 
 # -- outcomes --------------------------------------------------------------------------

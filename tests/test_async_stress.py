@@ -9,75 +9,17 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
 
 import anyio
 import pytest
+from helpers import CLOSED, HALF_OPEN, Boom, Entry, Interrupt, Skipped, entries, half_open
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
 from circuitry.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
-CLOSED = CircuitState.CLOSED
-OPEN = CircuitState.OPEN
-HALF_OPEN = CircuitState.HALF_OPEN
-
 SAFETY = 10  # seconds: only so that a bug fails the test instead of hanging it
-
-
-class Boom(Exception):
-    pass
-
-
-class Skipped(Exception):
-    """Listed in ignore_exceptions."""
-
-
-class Interrupt(BaseException):
-    pass
-
-
-def half_open(breaker: CircuitBreaker, clock: FakeClock) -> None:
-    def boom() -> None:
-        raise Boom
-
-    while breaker.state is not OPEN:
-        with pytest.raises(Boom):
-            breaker.call(boom)
-    clock.advance(breaker.config.reset_timeout)
-    assert breaker.state is HALF_OPEN
-
-
-Entry = Callable[[CircuitBreaker, Callable[[], Awaitable[Any]]], Coroutine[Any, Any, Any]]
-
-
-async def via_async_with(breaker: CircuitBreaker, fn: Callable[[], Awaitable[Any]]) -> Any:
-    async with breaker:
-        return await fn()
-
-
-async def via_call_async(breaker: CircuitBreaker, fn: Callable[[], Awaitable[Any]]) -> Any:
-    return await breaker.call_async(fn)
-
-
-async def via_decorator(breaker: CircuitBreaker, fn: Callable[[], Awaitable[Any]]) -> Any:
-    @breaker
-    async def protected() -> Any:
-        return await fn()
-
-    return await protected()
-
-
-entries = pytest.mark.parametrize(
-    "entry",
-    [
-        pytest.param(via_async_with, id="async_with"),
-        pytest.param(via_call_async, id="call_async"),
-        pytest.param(via_decorator, id="decorator"),
-    ],
-)
 
 
 @entries

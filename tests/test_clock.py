@@ -8,22 +8,14 @@ import time
 
 import pytest
 from freezegun import freeze_time
+from helpers import fail
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
 from circuitry.testing import FakeClock
 
 
-class Boom(Exception):
-    pass
-
-
 def state(breaker: CircuitBreaker) -> CircuitState:
     return breaker.state
-
-
-def fail(breaker: CircuitBreaker) -> None:
-    with pytest.raises(Boom), breaker:
-        raise Boom
 
 
 # -- the default clock under freezegun ---------------------------------------------------

@@ -7,11 +7,13 @@ floats chosen so the expected values can be read off the test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers import CLOSED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, raw_state
 
 from circuitry import CircuitBreakerConfig, CircuitState
 from circuitry._core import (
@@ -25,12 +27,6 @@ from circuitry._core import (
     classify_result,
 )
 from circuitry.events import CallFailed, CallIgnored, CallRejected, CallSucceeded, StateChanged
-
-CLOSED = CircuitState.CLOSED
-OPEN = CircuitState.OPEN
-HALF_OPEN = CircuitState.HALF_OPEN
-FORCED_OPEN = CircuitState.FORCED_OPEN
-FORCED_CLOSED = CircuitState.FORCED_CLOSED
 
 NAME = "svc"
 
@@ -80,31 +76,13 @@ def changes(core: CircuitCore) -> list[tuple[CircuitState, CircuitState, float]]
     ]
 
 
-def raw_state(core: CircuitCore) -> tuple[object, ...]:
-    """Everything a misuse must leave untouched (read without applying time)."""
-    window = core.window
-    return (
-        core.state,
-        core.generation,
-        core.state_since,
-        core.in_flight,
-        core.consecutive_failures,
-        list(core.trial_starts),
-        core.trial_successes,
-        core.backoff_level,
-        core.open_duration,
-        core.total_allowed,
-        core.total_rejected,
-        core.total_successes,
-        core.total_failures,
-        core.total_ignored,
-        core.total_slow,
-        core.state_changes,
-        core.latency.count,
-        core.latency.total,
-        None if window is None else (window.total_calls, window.total_failures, window.head),
-        list(core.events),
-    )
+@contextlib.contextmanager
+def raises_and_changes_nothing(core: CircuitCore, match: str | None = None) -> Iterator[None]:
+    """The block must raise ValueError (matching `match`) and leave `raw_state` as it was."""
+    before = raw_state(core)
+    with pytest.raises(ValueError, match=match):
+        yield
+    assert raw_state(core) == before
 
 
 def sequence(*values: float) -> Callable[[], float]:
@@ -812,10 +790,8 @@ def test_double_completion_raises_and_leaves_state_untouched() -> None:
     core = make(failure_threshold_count=2)
     generation = core.acquire(0.0)
     core.complete(generation, 0.0, 1.0, FAILURE)
-    before = raw_state(core)
-    with pytest.raises(ValueError, match="more than once"):
+    with raises_and_changes_nothing(core, match="more than once"):
         core.complete(generation, 0.0, 2.0, FAILURE)
-    assert raw_state(core) == before
     fail(core, 3.0)  # the count is 2, not 3: the bad completion was not counted
     m = core.snapshot(3.0)
     assert (m.current_state, m.total_failures) == (OPEN, 2)
@@ -826,10 +802,8 @@ def test_double_completion_of_a_trial_raises_and_leaves_state_untouched() -> Non
     fail(core, 0.0)
     trial = core.acquire(10.0)
     core.complete(trial, 10.0, 11.0, SUCCESS)
-    before = raw_state(core)
-    with pytest.raises(ValueError, match="more than once"):
+    with raises_and_changes_nothing(core, match="more than once"):
         core.complete(trial, 10.0, 12.0, SUCCESS)
-    assert raw_state(core) == before
     assert core.state is HALF_OPEN  # one success of two
     succeed(core, 13.0)
     assert core.state is CLOSED
@@ -839,10 +813,8 @@ def test_misuse_does_not_apply_pending_time_transitions() -> None:
     core = make(failure_threshold_count=1, reset_timeout=10)
     generation = core.acquire(0.0)
     core.complete(generation, 0.0, 0.0, FAILURE)
-    before = raw_state(core)
-    with pytest.raises(ValueError):
+    with raises_and_changes_nothing(core):
         core.complete(core.generation, 0.0, 100.0, SUCCESS)  # nothing in flight while OPEN
-    assert raw_state(core) == before
     assert core.state is OPEN
 
 
@@ -850,20 +822,16 @@ def test_misuse_does_not_apply_pending_time_transitions() -> None:
 def test_completing_a_never_issued_generation_raises(generation: int) -> None:
     core = make()
     core.acquire(0.0)
-    before = raw_state(core)
-    with pytest.raises(ValueError, match="never issued"):
+    with raises_and_changes_nothing(core, match="never issued"):
         core.complete(generation, 0.0, 1.0, SUCCESS)
-    assert raw_state(core) == before
 
 
 def test_completing_an_unknown_trial_raises() -> None:
     core = make(failure_threshold_count=1, reset_timeout=10, test_request_count=2)
     fail(core, 0.0)
     trial = core.acquire(10.0)
-    before = raw_state(core)
-    with pytest.raises(ValueError, match="not a trial"):
+    with raises_and_changes_nothing(core, match="not a trial"):
         core.complete(trial, 9.0, 11.0, SUCCESS)
-    assert raw_state(core) == before
     core.complete(trial, 10.0, 11.0, SUCCESS)
     assert core.state is CLOSED
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import attrs
 import pytest
+from helpers import CLOSED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, raw_state
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -44,12 +45,6 @@ from circuitry.events import (
     Event,
     StateChanged,
 )
-
-CLOSED = CircuitState.CLOSED
-OPEN = CircuitState.OPEN
-HALF_OPEN = CircuitState.HALF_OPEN
-FORCED_OPEN = CircuitState.FORCED_OPEN
-FORCED_CLOSED = CircuitState.FORCED_CLOSED
 
 NAME = "model"
 WINDOW = 10.0  # buckets of 1.0: with integer times a call counts iff now - t <= 9
@@ -402,10 +397,10 @@ class CoreMatchesModel(RuleBasedStateMachine):
     def misuse(self, generation: int, started: float, outcome: Outcome) -> None:
         """A bad completion raises and changes nothing, not even pending time."""
         self.core.fold()  # what complete() does first, whatever the ticket
-        before = self.raw()
+        before = raw_state(self.core)
         with pytest.raises(ValueError):
             self.core.complete(generation, started, float(self.model.now), outcome)
-        assert self.raw() == before
+        assert raw_state(self.core) == before
 
     # -- after every step ---------------------------------------------------------
 
@@ -436,27 +431,6 @@ class CoreMatchesModel(RuleBasedStateMachine):
         assert core.retry_after(float(model.now)) == model.retry_after()
         assert core.take_events() == model.events
         model.events = []
-
-    def raw(self) -> tuple[object, ...]:
-        core = self.core
-        window = core.window
-        return (
-            core.state,
-            core.generation,
-            core.state_since,
-            core.in_flight,
-            core.consecutive_failures,
-            list(core.trial_starts),
-            core.trial_successes,
-            core.open_duration,
-            core.total_allowed,
-            core.total_successes,
-            core.total_failures,
-            core.total_ignored,
-            core.latency.count,
-            None if window is None else (window.total_calls, window.total_failures, window.head),
-            list(core.events),
-        )
 
 
 def runs(examples: int) -> settings:

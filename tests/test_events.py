@@ -6,17 +6,16 @@ import itertools
 import logging
 import threading
 import time
-from typing import Any
 
 import attrs
 import pytest
+from helpers import CLOSED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, Boom, fail, make
 
 import circuitry._core
 from circuitry import (
     Alert,
     AlertLevel,
     CircuitBreaker,
-    CircuitBreakerConfig,
     CircuitOpenError,
     CircuitState,
 )
@@ -29,25 +28,6 @@ from circuitry.events import (
     StateChanged,
 )
 from circuitry.testing import FakeClock
-
-CLOSED = CircuitState.CLOSED
-OPEN = CircuitState.OPEN
-HALF_OPEN = CircuitState.HALF_OPEN
-FORCED_OPEN = CircuitState.FORCED_OPEN
-FORCED_CLOSED = CircuitState.FORCED_CLOSED
-
-
-class Boom(Exception):
-    pass
-
-
-def make(clock: FakeClock, name: str = "svc", **config: Any) -> CircuitBreaker:
-    return CircuitBreaker(CircuitBreakerConfig(**config), name=name, clock=clock)
-
-
-def fail(breaker: CircuitBreaker, error: BaseException) -> None:
-    with pytest.raises(type(error)), breaker:
-        raise error
 
 
 def test_listener_receives_every_event_type_in_order_with_name_and_at() -> None:

@@ -24,11 +24,6 @@ from circuitry import (
 from circuitry.testing import FakeClock
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 class ServiceDown(Exception):
     pass
 

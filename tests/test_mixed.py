@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import Boom, Skipped, run_in_threads
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
 from circuitry.events import CallFailed, CallIgnored, CallSucceeded, Event
@@ -24,14 +25,6 @@ from circuitry.events import CallFailed, CallIgnored, CallSucceeded, Event
 THREADS = 4
 LOOPS = ("asyncio", "trio")
 JOIN_TIMEOUT = 30  # seconds: only so that a deadlock fails instead of hanging
-
-
-class Boom(Exception):
-    pass
-
-
-class Skipped(Exception):
-    """Listed in ignore_exceptions."""
 
 
 class Tally:
@@ -52,35 +45,12 @@ def run_all(
     barrier: threading.Barrier,
 ) -> None:
     """Run THREADS thread workers and one loop per backend at once; re-raise any error."""
-    errors: list[BaseException] = []
-
-    def guarded(target: Callable[[], object]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                target()
-            except BaseException as exc:  # reported by the test, not lost in the thread
-                errors.append(exc)
-                barrier.abort()
-
-        return run
-
-    threads = [
-        threading.Thread(target=guarded(functools.partial(thread_worker, i)))
-        for i in range(THREADS)
+    workers = [functools.partial(thread_worker, i) for i in range(THREADS)]
+    workers += [
+        functools.partial(anyio.run, loop_worker, backend, backend=backend) for backend in LOOPS
     ]
-    threads += [
-        threading.Thread(
-            target=guarded(functools.partial(anyio.run, loop_worker, backend, backend=backend))
-        )
-        for backend in LOOPS
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(JOIN_TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads), "a worker hung"
-    if errors:
-        raise errors[0]
+    # A worker that fails breaks the barrier: the others must not wait for it forever.
+    run_in_threads(workers, timeout=JOIN_TIMEOUT, on_error=barrier.abort)
 
 
 def test_threads_and_two_event_loops_keep_exact_counts() -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers import Boom, run_in_threads
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
 from circuitry.events import CallFailed, CallIgnored, CallSucceeded, Event
@@ -18,28 +20,9 @@ THREADS = 16
 JOIN_TIMEOUT = 60  # a guard against a hang, not a timing claim
 
 
-class Boom(Exception):
-    pass
-
-
 def run_threads(target: Callable[[int], None], count: int = THREADS) -> None:
     """Run `target(index)` in `count` threads; re-raise the first error any of them hit."""
-    errors: list[BaseException] = []
-
-    def guarded(index: int) -> None:
-        try:
-            target(index)
-        except BaseException as exc:  # reported to the test below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(JOIN_TIMEOUT)
-    assert not any(t.is_alive() for t in threads), "a worker thread hung"
-    if errors:
-        raise errors[0]
+    run_in_threads([functools.partial(target, i) for i in range(count)], timeout=JOIN_TIMEOUT)
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 import pytest
+from helpers import CLOSED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, Boom, fail, make
 
 from circuitry import (
     AlertLevel,
@@ -18,33 +19,10 @@ from circuitry import (
     CircuitBreakerConfig,
     CircuitBreakerError,
     CircuitOpenError,
-    CircuitState,
     Permit,
 )
 from circuitry._core import FOLD_AT
 from circuitry.testing import FakeClock
-
-CLOSED = CircuitState.CLOSED
-OPEN = CircuitState.OPEN
-HALF_OPEN = CircuitState.HALF_OPEN
-FORCED_OPEN = CircuitState.FORCED_OPEN
-FORCED_CLOSED = CircuitState.FORCED_CLOSED
-
-
-class Boom(Exception):
-    pass
-
-
-def make(clock: FakeClock, name: str = "svc", **config: Any) -> CircuitBreaker:
-    return CircuitBreaker(CircuitBreakerConfig(**config), name=name, clock=clock)
-
-
-def fail(breaker: CircuitBreaker, exc: BaseException | None = None) -> BaseException:
-    """Run one failing `with` block; return what it raised."""
-    error = exc if exc is not None else Boom("down")
-    with pytest.raises(type(error)) as info, breaker:
-        raise error
-    return info.value
 
 
 def succeed(breaker: CircuitBreaker) -> None:
@@ -53,6 +31,7 @@ def succeed(breaker: CircuitBreaker) -> None:
 
 
 def trip(breaker: CircuitBreaker) -> None:
+    """Fail `with` blocks until the circuit opens (helpers.trip goes through `call`)."""
     while breaker.state is not OPEN:
         fail(breaker)
 

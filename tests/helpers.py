@@ -1,0 +1,169 @@
+"""What several test modules share: state names, exceptions, breakers, ways to call, threads.
+
+A plain module, imported as `from helpers import ...`: pytest (default import
+mode) puts this directory on sys.path, as it does for conftest.py. Fixtures go
+in conftest.py; this holds only what tests call directly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, TypeVar
+
+import pytest
+
+from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitState
+from circuitry._core import CircuitCore
+from circuitry.testing import FakeClock
+
+CLOSED = CircuitState.CLOSED
+OPEN = CircuitState.OPEN
+HALF_OPEN = CircuitState.HALF_OPEN
+FORCED_OPEN = CircuitState.FORCED_OPEN
+FORCED_CLOSED = CircuitState.FORCED_CLOSED
+
+T = TypeVar("T")
+
+
+class Boom(Exception):
+    """The failure the tests raise: recorded by the default config."""
+
+
+class Skipped(Exception):
+    """Listed in ignore_exceptions."""
+
+
+class Interrupt(BaseException):
+    """A BaseException that is neither an Exception nor a cancellation."""
+
+
+# -- breakers -----------------------------------------------------------------------------
+
+
+def make(clock: FakeClock, name: str = "svc", **config: Any) -> CircuitBreaker:
+    """A breaker on `clock` (test_core.py has its own `make`, for a bare CircuitCore)."""
+    return CircuitBreaker(CircuitBreakerConfig(**config), name=name, clock=clock)
+
+
+def fail(breaker: CircuitBreaker, exc: BaseException | None = None) -> BaseException:
+    """Run one failing `with` block; return what it raised."""
+    error = exc if exc is not None else Boom("down")
+    with pytest.raises(type(error)) as info, breaker:
+        raise error
+    return info.value
+
+
+def trip(breaker: CircuitBreaker) -> None:
+    """Fail calls through `breaker.call` until the circuit opens."""
+
+    def boom() -> None:
+        raise Boom("down")
+
+    while breaker.state is not OPEN:
+        with pytest.raises(Boom):
+            breaker.call(boom)
+
+
+def half_open(breaker: CircuitBreaker, clock: FakeClock) -> None:
+    """Trip the circuit with `trip`, then let the open period pass."""
+    trip(breaker)
+    clock.advance(breaker.config.reset_timeout)
+    assert breaker.state is HALF_OPEN
+
+
+# -- the three ways to protect an async call ------------------------------------------------
+
+Entry = Callable[[CircuitBreaker, Callable[[], Awaitable[Any]]], Coroutine[Any, Any, Any]]
+
+
+async def via_async_with(breaker: CircuitBreaker, fn: Callable[[], Awaitable[T]]) -> T:
+    async with breaker:
+        return await fn()
+
+
+async def via_call_async(breaker: CircuitBreaker, fn: Callable[[], Awaitable[T]]) -> T:
+    return await breaker.call_async(fn)
+
+
+async def via_decorator(breaker: CircuitBreaker, fn: Callable[[], Awaitable[T]]) -> T:
+    @breaker
+    async def protected() -> T:
+        return await fn()
+
+    return await protected()
+
+
+entries = pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param(via_async_with, id="async_with"),
+        pytest.param(via_call_async, id="call_async"),
+        pytest.param(via_decorator, id="decorator"),
+    ],
+)
+
+
+# -- threads ------------------------------------------------------------------------------
+
+
+def run_in_threads(
+    targets: Iterable[Callable[[], object]],
+    *,
+    timeout: float,
+    on_error: Callable[[], object] | None = None,
+) -> None:
+    """Run every target in a thread of its own, all at once; fail if one is still running
+    after `timeout`, and re-raise the first error any of them hit. `on_error` runs in the
+    failing thread (a barrier's `abort`, so that the others do not wait for it forever)."""
+    errors: list[BaseException] = []
+
+    def guarded(target: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:  # reported by the test, not lost in the thread
+                errors.append(exc)
+                if on_error is not None:
+                    on_error()
+
+        return run
+
+    threads = [threading.Thread(target=guarded(target)) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads), "a worker thread hung"
+    if errors:
+        raise errors[0]
+
+
+# -- the core --------------------------------------------------------------------------
+
+
+def raw_state(core: CircuitCore) -> tuple[object, ...]:
+    """Everything a misuse must leave untouched (read without applying time)."""
+    window = core.window
+    return (
+        core.state,
+        core.generation,
+        core.state_since,
+        core.in_flight,
+        core.consecutive_failures,
+        list(core.trial_starts),
+        core.trial_successes,
+        core.backoff_level,
+        core.open_duration,
+        core.total_allowed,
+        core.total_rejected,
+        core.total_successes,
+        core.total_failures,
+        core.total_ignored,
+        core.total_slow,
+        core.state_changes,
+        core.latency.count,
+        core.latency.total,
+        None if window is None else (window.total_calls, window.total_failures, window.head),
+        list(core.events),
+    )
