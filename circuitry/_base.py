@@ -9,7 +9,7 @@ Three steps skip the lock, each on a value the core publishes for it (see the
 `_core` module doc): admitting a call while CLOSED (`core.admitting`),
 recording a success that cannot move the circuit (`core.deferring`, with a
 locked `_fold` every FOLD_AT of them) and rejecting while plainly OPEN
-(`core.rejecting`). `_call` and `_call_async`, every call's path, inline the
+(`core.reject_until`). `_call` and `_call_async`, every call's path, inline the
 first two; `_admit` and `_finish` hold them for everything else.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -51,9 +50,6 @@ R = TypeVar("R")
 # None, thread that entered it, the block below it in the same frame or None).
 Block = tuple[int, float, Any, int, Any]
 get_ident = threading.get_ident
-
-# Without the GIL (free-threaded builds), take the lock for every rejection.
-_LOCK_FREE_COUNTS: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 class BreakerBase:
@@ -234,23 +230,20 @@ class BreakerBase:
         if generation is not None:
             core.tickets.append(now)  # admitted without the lock: see _core
             return generation
-        rejecting = core.rejecting
-        if rejecting is not None and _LOCK_FREE_COUNTS:
+        reject_until = core.reject_until
+        if now < reject_until:
             # Plainly open: reject without the lock while the open period runs,
             # counting with next() on an itertools.count (atomic with the GIL).
             # The state machine is untouched: a period that is over is left to
             # the locked path below, which moves to HALF_OPEN.
-            since, period = rejecting
-            elapsed = now - since
-            if elapsed < period:
-                next(core.fast_rejections)
-                # Raised as built, never kept in a local: a local holding an
-                # exception whose traceback holds this frame is a reference cycle.
-                raise (
-                    CircuitOpenError(self._name, CircuitState.OPEN, period - elapsed)
-                    if period != math.inf
-                    else CircuitOpenError(self._name, CircuitState.FORCED_OPEN, None)
-                )
+            next(core.fast_rejections)
+            # Raised as built, never kept in a local: a local holding an
+            # exception whose traceback holds this frame is a reference cycle.
+            raise (
+                CircuitOpenError(self._name, CircuitState.OPEN, reject_until - now)
+                if reject_until != math.inf
+                else CircuitOpenError(self._name, CircuitState.FORCED_OPEN, None)
+            )
         generation, state, retry_after = self._acquire(now)
         if generation < 0:
             # Built here rather than under the lock: measurably cheaper to raise.
@@ -410,14 +403,13 @@ class BreakerBase:
         """
         now = self._clock.monotonic()
         core = self._core
+        if now < core.reject_until:
+            next(core.fast_rejections)  # as in _admit
+            return None
         generation = core.admitting
         if generation is not None and not self._dropped:
             core.tickets.append(now)  # admitted without the lock: see _core
             return Permit(self, generation, now)
-        rejecting = core.rejecting
-        if rejecting is not None and _LOCK_FREE_COUNTS and now - rejecting[0] < rejecting[1]:
-            next(core.fast_rejections)  # as in _admit
-            return None
         generation = self._acquire(now)[0]
         if generation < 0:
             return None

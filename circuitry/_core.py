@@ -27,9 +27,11 @@ an adapter may read without the lock, so that the commonest steps take none:
 - `admitting`: the generation while CLOSED or FORCED_CLOSED, else None. While
   it is a generation, every call is admitted, so the adapter admits at once
   and appends the call's start to `tickets` (list.append is atomic).
-- `rejecting`: `(since, period)` while OPEN or FORCED_OPEN and nobody
-  listens, else None. While `now - since < period` every call is rejected,
-  so the adapter rejects at once and counts with `next(fast_rejections)`.
+- `reject_until`: the end of the open period (`inf` for FORCED_OPEN) while
+  OPEN or FORCED_OPEN and nobody listens, else `-inf`. While
+  `now < reject_until` every call is rejected, so the adapter rejects at
+  once and counts with `next(fast_rejections)`. The core moves OPEN to
+  HALF_OPEN on the same comparison (`_tick`), so the two never disagree.
 - `deferring`: the generation while a success of that generation cannot
   move the circuit, else None: CLOSED or FORCED_CLOSED, no slow-call rule,
   nobody listening, and with a window too few failures in it for any
@@ -51,6 +53,7 @@ import enum
 import itertools
 import math
 import random as _random
+import sys
 from collections.abc import Callable
 from math import log2
 
@@ -89,6 +92,10 @@ FOLD_AT = 32
 Folding costs a lock round trip and a few calls, shared by the batch; each
 waiting success holds about 80 bytes.
 """
+
+# next() on an itertools.count is atomic only with the GIL: without it
+# (free-threaded builds) nothing is published for unlocked rejections.
+_UNLOCKED_COUNTS: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 class Outcome(enum.Enum):
@@ -187,7 +194,7 @@ class CircuitCore:
         "trial_starts",
         "trial_successes",
         "backoff_level",
-        "open_duration",
+        "open_until",
         # totals and outputs
         "_allowed",
         "total_rejected",
@@ -199,7 +206,7 @@ class CircuitCore:
         "latency",
         "_listening",
         "events",
-        "rejecting",
+        "reject_until",
         "fast_rejections",
         "_fast_rejection_reads",
     )
@@ -231,7 +238,7 @@ class CircuitCore:
         # What adapters read without the lock (see the module doc): set by _publish.
         self.admitting: int | None = None
         self.deferring: int | None = None
-        self.rejecting: tuple[float, float] | None = None
+        self.reject_until = -math.inf
         # When each CLOSED or FORCED_CLOSED call of this generation in flight
         # began, in no particular order: one entry per ticket, appended by
         # `acquire` or, without the lock, by an adapter while `admitting` is set.
@@ -243,7 +250,7 @@ class CircuitCore:
         self.trial_starts: list[float] = []  # when each HALF_OPEN trial in flight began
         self.trial_successes = 0
         self.backoff_level = config.reset_timeout  # the open period before jitter
-        self.open_duration = config.reset_timeout
+        self.open_until = math.inf  # when OPEN: when the open period ends
 
         self._allowed = 0  # admitted calls whose entry has left `tickets`
         self.total_rejected = 0
@@ -255,7 +262,7 @@ class CircuitCore:
         self.latency = LatencyHistogram()
         self._listening = False  # build call events only when someone listens
         self.events: list[Event] = []
-        # Rejections an adapter made on `rejecting` come in through next().
+        # Rejections an adapter made on `reject_until` come in through next().
         self.fast_rejections = itertools.count()
         self._fast_rejection_reads = 0
         self._publish()
@@ -305,15 +312,13 @@ class CircuitCore:
                 self.deferring = self.generation
             else:
                 self.deferring = None
-            self.rejecting = None
+            self.reject_until = -math.inf
         else:
             self.admitting = self.deferring = None
-            if quiet and state is OPEN:
-                self.rejecting = (self.state_since, self.open_duration)
-            elif quiet and state is FORCED_OPEN:
-                self.rejecting = (self.state_since, math.inf)
+            if quiet and _UNLOCKED_COUNTS and (state is OPEN or state is FORCED_OPEN):
+                self.reject_until = self.open_until
             else:
-                self.rejecting = None
+                self.reject_until = -math.inf
 
     @property
     def in_flight(self) -> int:
@@ -549,7 +554,7 @@ class CircuitCore:
         """Seconds until a trial may be let through; None when unknown."""
         if self.state is not OPEN:
             return None
-        return max(0.0, self.open_duration - (now - self.state_since))
+        return max(0.0, self.open_until - now)
 
     def snapshot(self, now: float) -> CircuitMetrics:
         """The metrics as of `now`."""
@@ -598,7 +603,7 @@ class CircuitCore:
             self.fold()
         state = self.state
         if state is OPEN:
-            if now - self.state_since >= self.open_duration:
+            if now >= self.open_until:
                 self._fire(Trigger.OPEN_PERIOD_ELAPSED, now)
         elif state is HALF_OPEN:
             wait = self._half_open_max_wait
@@ -610,7 +615,8 @@ class CircuitCore:
         old = self.state
         new = _TRANSITIONS[old, trigger]
         # First of all: adapters stop deciding without the lock.
-        self.admitting = self.deferring = self.rejecting = None
+        self.admitting = self.deferring = None
+        self.reject_until = -math.inf
         self.state = new
         self.generation += 1
         self.state_since = now
@@ -641,9 +647,11 @@ class CircuitCore:
             jitter = config.reset_timeout_jitter
             if jitter:
                 level *= 1.0 + jitter * (2.0 * self.random() - 1.0)
-            self.open_duration = level
-        elif new is CLOSED or new is FORCED_CLOSED:
-            self.backoff_level = self.open_duration = config.reset_timeout
+            self.open_until = now + level
+        else:
+            self.open_until = math.inf  # FORCED_OPEN's never ends; no other state has one
+            if new is CLOSED or new is FORCED_CLOSED:
+                self.backoff_level = config.reset_timeout
 
         self._publish()
 

@@ -154,7 +154,7 @@ def raw_state(core: CircuitCore) -> tuple[object, ...]:
         list(core.trial_starts),
         core.trial_successes,
         core.backoff_level,
-        core.open_duration,
+        core.open_until,
         core.total_allowed,
         core.total_rejected,
         core.total_successes,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from helpers import CLOSED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, raw_state
 
-from circuitry import CircuitBreakerConfig, CircuitState
+from circuitry import CircuitBreakerConfig, CircuitState, _core
 from circuitry._core import (
     FAILURE,
     IGNORED,
@@ -1049,42 +1049,75 @@ def test_latency_covers_successes_and_failures_not_ignored() -> None:
     assert m.p95_response_time == pytest.approx(3.0, rel=0.05)
 
 
-def test_rejecting_tells_adapters_the_open_period_in_force() -> None:
-    # `rejecting` is what an adapter reads without the lock to reject at once.
+def test_reject_until_tells_adapters_when_the_open_period_ends() -> None:
+    # `reject_until` is what an adapter reads without the lock to reject at once.
     core = make(failure_threshold_count=1, reset_timeout=10, reset_timeout_multiplier=2)
-    assert core.rejecting is None
+    assert core.reject_until == -math.inf
     fail(core, 5.0)
-    assert core.rejecting == (5.0, 10.0)
+    assert core.reject_until == 15.0
     assert core.acquire(15.0) != REJECTED  # HALF_OPEN: no longer plainly rejecting
-    assert core.rejecting is None
+    assert core.reject_until == -math.inf
     core.complete(core.generation, 15.0, 16.0, FAILURE)
-    assert core.rejecting == (16.0, 20.0)  # backoff
+    assert core.reject_until == 36.0  # backoff
     core.force_open(17.0)
-    assert core.rejecting == (17.0, math.inf)
+    assert core.reject_until == math.inf
     core.force_closed(18.0)
-    assert core.rejecting is None
+    assert core.reject_until == -math.inf
+
+
+@pytest.mark.parametrize("opened", [0.1, 0.7, 1e9 + 0.3, 123456.789])
+@pytest.mark.parametrize("timeout", [0.2, 0.3, 1e-3, 30.0])
+def test_the_core_and_reject_until_agree_on_when_the_open_period_ends(
+    opened: float, timeout: float
+) -> None:
+    # An adapter rejects while `now < reject_until`; the core must admit a
+    # trial from the very first instant that is false, with no float gap.
+    core = make(failure_threshold_count=1, reset_timeout=timeout)
+    fail(core, opened)
+    until = core.reject_until
+    before = math.nextafter(until, -math.inf)
+    assert core.acquire(before) == REJECTED
+    assert core.state is OPEN
+    assert core.retry_after(before) > 0.0
+    assert core.acquire(until) != REJECTED
+    assert core.state is HALF_OPEN
+
+
+def test_nothing_is_published_for_unlocked_rejections_without_the_gil(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Free-threaded builds: next() on a count is not atomic, so every
+    # rejection takes the lock.
+    monkeypatch.setattr(_core, "_UNLOCKED_COUNTS", False)
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    fail(core, 5.0)
+    assert core.reject_until == -math.inf
+    core.force_open(6.0)
+    assert core.reject_until == -math.inf
+    assert core.acquire(7.0) == REJECTED
+    assert core.snapshot(7.0).total_rejected == 1
 
 
 def test_values_read_without_the_lock_follow_the_state_and_the_listeners() -> None:
     def published(core: CircuitCore) -> tuple[object, ...]:
-        return (core.admitting, core.deferring, core.rejecting)
+        return (core.admitting, core.deferring, core.reject_until)
 
     core = make(failure_threshold_count=1, reset_timeout=10)
-    assert published(core) == (0, 0, None)  # CLOSED: admit, and defer successes
+    assert published(core) == (0, 0, -math.inf)  # CLOSED: admit, and defer successes
     core.listening = True  # call events are built under the lock
-    assert published(core) == (0, None, None)
+    assert published(core) == (0, None, -math.inf)
     fail(core, 5.0)
-    assert published(core) == (None, None, None)  # OPEN, but rejections make events
+    assert published(core) == (None, None, -math.inf)  # OPEN, but rejections make events
     core.listening = False
-    assert published(core) == (None, None, (5.0, 10.0))
+    assert published(core) == (None, None, 15.0)
     assert core.acquire(15.0) != REJECTED  # HALF_OPEN: every call takes the lock
-    assert published(core) == (None, None, None)
+    assert published(core) == (None, None, -math.inf)
     core.force_closed(16.0)
-    assert published(core) == (core.generation, core.generation, None)
+    assert published(core) == (core.generation, core.generation, -math.inf)
     core.force_open(17.0)
-    assert published(core) == (None, None, (17.0, math.inf))
+    assert published(core) == (None, None, math.inf)
     core.reset(18.0)
-    assert published(core) == (core.generation, core.generation, None)
+    assert published(core) == (core.generation, core.generation, -math.inf)
 
 
 @pytest.mark.parametrize("window", [None, 60])

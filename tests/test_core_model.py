@@ -111,7 +111,9 @@ class Model:
     def retry_after(self) -> float | None:
         if self.state is not OPEN:
             return None
-        return max(0.0, self.open_for - (self.now - self.since))
+        # The open period ends at an instant, `since + open_for`, as a float:
+        # adapters compare the clock with that very value (`reject_until`).
+        return max(0.0, (self.since + self.open_for) - self.now)
 
     # -- transitions ----------------------------------------------------------
 
@@ -141,7 +143,7 @@ class Model:
             self.events.append(StateChanged(NAME, self.now, old, new))
 
     def apply_time(self) -> None:
-        if self.state is OPEN and self.now - self.since >= self.open_for:
+        if self.state is OPEN and self.now >= self.since + self.open_for:
             self.move(HALF_OPEN)
         elif self.state is HALF_OPEN and self.config.half_open_max_wait is not None:
             wait = self.config.half_open_max_wait
