@@ -93,6 +93,9 @@ Folding costs a lock round trip and a few calls, shared by the batch; each
 waiting success holds about 80 bytes.
 """
 
+NOT_REJECTING = -math.inf
+"""`reject_until` when adapters must not reject on their own (one shared float)."""
+
 # next() on an itertools.count is atomic only with the GIL: without it
 # (free-threaded builds) nothing is published for unlocked rejections.
 _UNLOCKED_COUNTS: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
@@ -238,7 +241,7 @@ class CircuitCore:
         # What adapters read without the lock (see the module doc): set by _publish.
         self.admitting: int | None = None
         self.deferring: int | None = None
-        self.reject_until = -math.inf
+        self.reject_until = NOT_REJECTING
         # When each CLOSED or FORCED_CLOSED call of this generation in flight
         # began, in no particular order: one entry per ticket, appended by
         # `acquire` or, without the lock, by an adapter while `admitting` is set.
@@ -312,13 +315,13 @@ class CircuitCore:
                 self.deferring = self.generation
             else:
                 self.deferring = None
-            self.reject_until = -math.inf
+            self.reject_until = NOT_REJECTING
         else:
             self.admitting = self.deferring = None
             if quiet and _UNLOCKED_COUNTS and (state is OPEN or state is FORCED_OPEN):
                 self.reject_until = self.open_until
             else:
-                self.reject_until = -math.inf
+                self.reject_until = NOT_REJECTING
 
     @property
     def in_flight(self) -> int:
@@ -616,7 +619,7 @@ class CircuitCore:
         new = _TRANSITIONS[old, trigger]
         # First of all: adapters stop deciding without the lock.
         self.admitting = self.deferring = None
-        self.reject_until = -math.inf
+        self.reject_until = NOT_REJECTING
         self.state = new
         self.generation += 1
         self.state_since = now
