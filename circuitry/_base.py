@@ -233,7 +233,7 @@ class BreakerBase:
         reject_until = core.reject_until
         if now < reject_until:
             # Plainly open: reject without the lock while the open period runs,
-            # counting with next() on an itertools.count (atomic with the GIL).
+            # counting with next() on core.fast_rejections (atomic with the GIL).
             # The state machine is untouched: a period that is over is left to
             # the locked path below, which moves to HALF_OPEN.
             next(core.fast_rejections)

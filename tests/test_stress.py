@@ -405,7 +405,8 @@ def test_rejections_from_many_threads_are_all_counted() -> None:
                 with pytest.raises(CircuitOpenError):
                     breaker.call(lambda: None)
 
-    run_threads(worker)
+    with switching_often():
+        run_threads(worker)
     m = breaker.metrics()
     assert m.total_rejected == THREADS * calls
     assert (m.total_allowed, m.total_failures) == (1, 1)
