@@ -1,8 +1,8 @@
-"""Where the time of one protected call goes, piece by piece (CLOSED, no listener).
+"""Where the time of one protected call goes, piece by piece (no listener).
 
 Each row times one piece of the `with breaker:` / `breaker.call(f)` path in
-isolation (best of 7 runs of 300,000), so that the pieces can be set against
-the whole. Run:
+CLOSED, or of `try_acquire()` rejecting while OPEN, in isolation (best of 7
+runs of 300,000), so that the pieces can be set against the whole. Run:
 
     python benchmarks/profile_hot_path.py
 """
@@ -13,7 +13,7 @@ import sys
 import threading
 import timeit
 
-from circuitry import CircuitBreaker
+from circuitry import CircuitBreaker, CircuitBreakerConfig
 from circuitry._base import get_ident
 from circuitry._core import FOLD_AT
 
@@ -23,6 +23,10 @@ N = 300_000
 def main() -> None:
     breaker = CircuitBreaker()
     core = breaker._core
+    opened = CircuitBreaker(CircuitBreakerConfig(failure_threshold_count=1, reset_timeout=3600))
+    permit = opened.try_acquire()
+    assert permit is not None
+    permit.record_failure()  # OPEN for an hour: rejections from here on
     getframe = sys._getframe
     blocks: dict[object, object] = {}
 
@@ -68,6 +72,8 @@ def main() -> None:
         "lock": threading.RLock(),
         "fold_batch": fold_batch,
         "latency": core.latency,
+        "opened": opened,
+        "open_core": opened._core,
     }
     rows = [
         ("bare call f()", "f()", 1),
@@ -82,6 +88,8 @@ def main() -> None:
         ("whole: with b: f()", "with b: f()", 1),
         ("whole: b.call(f)", "b.call(f)", 1),
         ("whole: decorated f()", "decorated()", 1),
+        ("OPEN: the unlocked rejection's check and count", "if 1.0 < open_core.reject_until: next(open_core.fast_rejections)", 1),
+        ("whole: opened.try_acquire() -> None", "opened.try_acquire()", 1),
     ]
     print(f"# python {sys.version.split()[0]}; best of 7 x {N:,}; FOLD_AT={FOLD_AT}")
     for label, stmt, per in rows:
