@@ -323,8 +323,11 @@ class CircuitCore:
             self.reject_until = NOT_REJECTING
         else:
             self.admitting = self.deferring = None
-            if quiet and _UNLOCKED_COUNTS and (state is OPEN or state is FORCED_OPEN):
-                self.reject_until = self.open_until
+            until = self.open_until
+            # An OPEN period backed off to infinity must not pass for FORCED_OPEN,
+            # whose `inf` tells the adapter the state: it takes the lock instead.
+            if quiet and _UNLOCKED_COUNTS and (state is FORCED_OPEN or until != math.inf):
+                self.reject_until = until
             else:
                 self.reject_until = NOT_REJECTING
 

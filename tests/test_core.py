@@ -19,6 +19,7 @@ from circuitry import CircuitBreakerConfig, CircuitState, _core
 from circuitry._core import (
     FAILURE,
     IGNORED,
+    NOT_REJECTING,
     REJECTED,
     SUCCESS,
     CircuitCore,
@@ -1063,6 +1064,20 @@ def test_reject_until_tells_adapters_when_the_open_period_ends() -> None:
     assert core.reject_until == math.inf
     core.force_closed(18.0)
     assert core.reject_until == -math.inf
+
+
+def test_an_open_period_backed_off_to_infinity_is_not_published_as_forced_open() -> None:
+    # `reject_until == inf` tells an adapter FORCED_OPEN: an OPEN whose backoff
+    # overflowed leaves rejections to the locked path, which knows the state.
+    core = make(failure_threshold_count=1, reset_timeout=1e308, reset_timeout_multiplier=10)
+    fail(core, 0.0)
+    assert core.reject_until == 1e308
+    assert core.acquire(1e308) != REJECTED  # the trial
+    core.complete(core.generation, 1e308, 1e308, FAILURE)
+    assert (core.state, core.open_until) == (OPEN, math.inf)
+    assert core.reject_until == NOT_REJECTING
+    assert core.acquire(1e308) == REJECTED
+    assert core.retry_after(1e308) == math.inf
 
 
 @pytest.mark.parametrize("opened", [0.1, 0.7, 1e9 + 0.3, 123456.789])

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import math
 import pickle
 import threading
 from typing import Any
@@ -1210,6 +1211,20 @@ def test_rejections_while_open_count_and_carry_the_time_left(clock: FakeClock) -
     assert breaker.call(lambda: 7) == 7
     m = breaker.metrics()
     assert (m.current_state, m.total_rejected, m.total_allowed) == (CLOSED, 18, 2)
+
+
+def test_an_open_period_backed_off_to_infinity_still_rejects_as_open(clock: FakeClock) -> None:
+    breaker = make(
+        clock, failure_threshold_count=1, reset_timeout=1e308, reset_timeout_multiplier=10
+    )
+    fail(breaker)
+    clock.advance(1e308)
+    fail(breaker)  # the trial: the next open period overflows to infinity
+    with pytest.raises(CircuitOpenError) as info:
+        breaker.call(lambda: None)
+    assert (info.value.state, info.value.retry_after) == (OPEN, math.inf)
+    assert breaker.try_acquire() is None
+    assert breaker.metrics().total_rejected == 2
 
 
 def test_forced_open_rejects_without_retry_after_and_counts(clock: FakeClock) -> None:
