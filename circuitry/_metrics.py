@@ -26,7 +26,7 @@ ZERO = -1  # the bucket of zero durations
 class LatencyHistogram:
     """Log-bucketed durations: bounded memory, percentiles within 2.2 %.
 
-    `CircuitCore.complete` inlines `record` (it runs on every call).
+    `CircuitCore.fold` inlines `record` (it runs for every deferred success).
     """
 
     __slots__ = ("buckets", "total")

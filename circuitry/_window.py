@@ -38,7 +38,7 @@ class TimeWindow:
         """Count one completed call."""
         number = math.floor(now / self.width)
         if number != self.head:  # the same bucket as the last call is the common case
-            number = self._advance(now)
+            number = self._advance(number)
         i = number % BUCKETS
         self.calls[i] += 1
         self.total_calls += 1
@@ -51,7 +51,7 @@ class TimeWindow:
 
     def expire(self, now: float) -> None:
         """Drop what has fallen out of the window by `now`."""
-        self._advance(now)
+        self._advance(math.floor(now / self.width))
 
     def clear(self) -> None:
         for counts in (self.calls, self.failures, self.slow):
@@ -60,8 +60,8 @@ class TimeWindow:
         self.head = None
         self.total_calls = self.total_failures = self.total_slow = 0
 
-    def _advance(self, now: float) -> int:
-        number = math.floor(now / self.width)
+    def _advance(self, number: int) -> int:
+        """Make bucket `number` the newest; the bucket to count in now."""
         head = self.head
         if head is None:
             self.head = number
