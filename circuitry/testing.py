@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import math
 
+from ._config import _float
+
 __all__ = ["FakeClock"]
 
 
@@ -45,10 +47,7 @@ def _seconds(field: str, value: object) -> float:
         return value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{field} must be a number of seconds, got {value!r}")
-    try:
-        seconds = float(value)
-    except OverflowError:  # an int too large for a float
-        seconds = math.inf
+    seconds = _float(value)  # an int too large for a float becomes +-inf
     if not math.isfinite(seconds):
         raise ValueError(f"{field} must be finite, got {value!r}")
     return seconds
