@@ -40,6 +40,16 @@ def outcome_of(index: int, i: int) -> str:
     return ("success", "failure", "ignored", "other")[(index * 7 + i) % 4]
 
 
+def end_as(kind: str, i: int) -> None:
+    """End a protected block as `outcome_of` said (KeyError is configured as ignored)."""
+    if kind == "failure":
+        raise Boom
+    if kind == "ignored":
+        raise KeyError(i)
+    if kind == "other":
+        raise GeneratorExit  # a BaseException: ignored
+
+
 def test_with_blocks_from_many_threads_lose_no_update() -> None:
     calls = 400
     breaker = CircuitBreaker(
@@ -58,12 +68,7 @@ def test_with_blocks_from_many_threads_lose_no_update() -> None:
             kind = outcome_of(index, i)
             try:
                 with breaker:
-                    if kind == "failure":
-                        raise Boom
-                    if kind == "ignored":
-                        raise KeyError(i)
-                    if kind == "other":
-                        raise GeneratorExit  # a BaseException: ignored
+                    end_as(kind, i)
             except (Boom, KeyError, GeneratorExit):
                 pass
 
@@ -187,11 +192,8 @@ def test_events_from_many_threads_match_the_totals() -> None:
             kind = outcome_of(index, i)
             try:
                 with breaker:
-                    if kind == "failure":
-                        raise Boom
-                    if kind in ("ignored", "other"):
-                        raise KeyError
-            except (Boom, KeyError):
+                    end_as(kind, i)
+            except (Boom, KeyError, GeneratorExit):
                 pass
 
     run_threads(worker)
