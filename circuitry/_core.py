@@ -27,8 +27,10 @@ an adapter may read without the lock, so that the commonest steps take none:
 - `admitting`: the generation while CLOSED or FORCED_CLOSED, else None. While
   it is a generation, every call is admitted, so the adapter admits at once
   and appends the call's start to `tickets` (list.append is atomic).
-- `reject_until`: the end of the open period (`inf` for FORCED_OPEN) while
-  OPEN or FORCED_OPEN and nobody listens, else `-inf`. While
+- `reject_until`: the end of the open period (`inf` for FORCED_OPEN, by
+  which the adapter tells the state, so an OPEN period backed off to
+  infinity is not published) while OPEN or FORCED_OPEN and nobody listens,
+  else `-inf`. While
   `now < reject_until` every call is rejected, so the adapter rejects at
   once and counts with `next(fast_rejections)`. The core moves OPEN to
   HALF_OPEN on the same comparison (`_tick`), so the two never disagree.
