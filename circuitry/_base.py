@@ -37,13 +37,36 @@ from ._core import (
 from ._errors import CircuitOpenError
 from ._metrics import CircuitMetrics
 from ._state import CircuitState
-from .events import Alert, Event, StateChanged
+from .events import (
+    Alert,
+    CallFailed,
+    CallIgnored,
+    CallRejected,
+    CallSucceeded,
+    Event,
+    StateChanged,
+)
 
 __all__ = ["BreakerBase", "Permit", "get_ident", "logger"]
 
 logger = logging.getLogger("circuitry")
 
 Listener = Callable[[Event], object]
+# A subscribed listener and the event types it wants.
+Subscription = tuple[Listener, tuple[type[Any], ...]]
+EVENT_TYPES: tuple[type[Any], ...] = (
+    StateChanged,
+    CallRejected,
+    CallSucceeded,
+    CallFailed,
+    CallIgnored,
+)
+_CALL_EVENTS = EVENT_TYPES[1:]
+
+
+def _wants_call_events(listeners: tuple[Subscription, ...]) -> bool:
+    return any(t in _CALL_EVENTS for _, wanted in listeners for t in wanted)
+
 R = TypeVar("R")
 
 # An open `with` / `async with` block: (generation, started, timeout scope or
@@ -93,7 +116,7 @@ class BreakerBase:
         if isinstance(now, bool) or not isinstance(now, (int, float)):
             raise TypeError(f"clock must return seconds as a float, got {now!r} from {clock!r}")
         self._core = CircuitCore(config, name, float(now))
-        self._listeners: tuple[Listener, ...] = ()
+        self._listeners: tuple[Subscription, ...] = ()
         self._blocks: dict[FrameType, Block] = {}
         # Tickets of permits garbage-collected before completion (Permit.__del__
         # appends: atomic, no lock, safe wherever the GC runs).
@@ -140,6 +163,27 @@ class BreakerBase:
         """Back to CLOSED with an empty window and the base reset timeout."""
         self._locked(CircuitCore.reset)
 
+    def trip(self, duration: float | None = None) -> None:
+        """Open the circuit now, as a trip would: HALF_OPEN after `duration` seconds.
+
+        For a dependency that says how long to stay away (HTTP `Retry-After`).
+        Without `duration`, the open period is the one a trip would start from
+        the current state: `reset_timeout` (with jitter), or from HALF_OPEN or
+        OPEN the backed-off one. Works from every state, FORCED_* included.
+
+        Raises:
+            ValueError: `duration` is not a finite number of seconds >= 0.
+        """
+        if duration is not None:
+            if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+                raise ValueError(f"duration must be seconds (a float) or None, got {duration!r}")
+            if not 0 <= duration < math.inf:
+                raise ValueError(
+                    f"duration must be a finite number of seconds >= 0, got {duration!r}"
+                )
+            duration = float(duration)
+        self._locked(lambda core, now: core.trip(now, duration))
+
     def _locked(self, operation: Callable[[CircuitCore, float], R]) -> R:
         """Run a core operation at the current time, under the lock; deliver its events."""
         now = self._clock.monotonic()
@@ -153,27 +197,37 @@ class BreakerBase:
 
     # -- events -------------------------------------------------------------------
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Send every event to `listener`; returns a function that unsubscribes it.
+    def subscribe(self, listener: Listener, *event_types: type[Event]) -> Callable[[], None]:
+        """Send events to `listener`; returns a function that unsubscribes it.
+
+        With `event_types` given, only events of those types are delivered to
+        it, and call events (`CallSucceeded`, `CallFailed`, `CallIgnored`,
+        `CallRejected`) are built only while some listener wants one: a
+        listener of `StateChanged` alone leaves calls as fast as no listener.
 
         Once unsubscribed, the listener gets no further event, except one that
         another thread was handing it at that very moment.
+
+        Raises:
+            TypeError: `listener` is not callable, or an event type is not one
+                of the classes in `circuitry.events`.
         """
         if not callable(listener):
             raise TypeError(f"listener must be callable, got {listener!r}")
+        for event_type in event_types:
+            if event_type not in EVENT_TYPES:
+                raise TypeError(
+                    f"event_types must be event classes of circuitry.events, got {event_type!r}"
+                )
+        entry: Subscription = (listener, event_types or EVENT_TYPES)
         with self._lock:
-            self._listeners += (listener,)
-            self._core.listening = True
+            self._listeners += (entry,)
+            self._core.listening = _wants_call_events(self._listeners)
 
         def unsubscribe() -> None:
             with self._lock:
-                listeners = list(self._listeners)
-                for i, present in enumerate(listeners):
-                    if present is listener:
-                        del listeners[i]
-                        break
-                self._listeners = tuple(listeners)
-                self._core.listening = bool(listeners)
+                self._listeners = tuple(e for e in self._listeners if e is not entry)
+                self._core.listening = _wants_call_events(self._listeners)
 
         return unsubscribe
 
@@ -203,9 +257,12 @@ class BreakerBase:
                 self._delivering = False
             raise
 
-    def _dispatch(self, event: Event, listeners: tuple[Listener, ...]) -> None:
-        for listener in listeners:
-            if not any(present is listener for present in self._listeners):
+    def _dispatch(self, event: Event, listeners: tuple[Subscription, ...]) -> None:
+        for entry in listeners:
+            listener, wanted = entry
+            if not isinstance(event, wanted):
+                continue
+            if not any(present is entry for present in self._listeners):
                 continue  # unsubscribed while this batch was being delivered
             try:
                 listener(event)

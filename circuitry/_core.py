@@ -131,6 +131,7 @@ class Trigger(enum.Enum):
     TRIALS_SUCCEEDED = "success_threshold_count trials succeeded"
     TRIAL_FAILED = "a trial failed"
     TRIAL_HUNG = "a trial has been in flight for half_open_max_wait"
+    TRIP_CALLED = "trip()"
     FORCE_OPEN = "force_open()"
     FORCE_CLOSED = "force_closed()"
     RESET = "reset()"
@@ -145,6 +146,7 @@ _TRANSITIONS: dict[tuple[CircuitState, Trigger], CircuitState] = {
     (HALF_OPEN, Trigger.TRIAL_HUNG): OPEN,  # with backoff, as a failed trial
 }
 for _state in CircuitState:  # the manual controls work from every state
+    _TRANSITIONS[_state, Trigger.TRIP_CALLED] = OPEN
     _TRANSITIONS[_state, Trigger.FORCE_OPEN] = FORCED_OPEN
     _TRANSITIONS[_state, Trigger.FORCE_CLOSED] = FORCED_CLOSED
     _TRANSITIONS[_state, Trigger.RESET] = CLOSED
@@ -558,6 +560,16 @@ class CircuitCore:
         self._tick(now)
         self._fire(Trigger.RESET, now)
 
+    def trip(self, now: float, duration: float | None = None) -> None:
+        """Open the circuit now, for `duration` seconds or the next open period.
+
+        The next open period is what a trip would get from the current state:
+        from HALF_OPEN or OPEN the backed-off one (as a failed trial), else
+        `reset_timeout`, with jitter. A given `duration` has no jitter.
+        """
+        self._tick(now)
+        self._fire(Trigger.TRIP_CALLED, now, duration)
+
     def poll(self, now: float) -> CircuitState:
         """Apply the transitions time alone makes; return the state."""
         self._tick(now)
@@ -592,6 +604,7 @@ class CircuitCore:
             total_ignored=self.total_ignored,
             total_slow=self.total_slow,
             window_failures=window_failures,
+            retry_after=self.retry_after(now),
             average_response_time=self.latency.mean(),
             p95_response_time=self.latency.percentile(95),
         )
@@ -619,8 +632,12 @@ class CircuitCore:
             if wait is not None and self.trial_starts and now - min(self.trial_starts) >= wait:
                 self._fire(Trigger.TRIAL_HUNG, now)
 
-    def _fire(self, trigger: Trigger, now: float) -> None:
-        """Make the transition `trigger` causes from the current state."""
+    def _fire(self, trigger: Trigger, now: float, period: float | None = None) -> None:
+        """Make the transition `trigger` causes from the current state.
+
+        `period`: the length of the OPEN period to start (`trip(duration)`), in
+        place of the config's.
+        """
         old = self.state
         new = _TRANSITIONS[old, trigger]
         # First of all: adapters stop deciding without the lock.
@@ -645,7 +662,9 @@ class CircuitCore:
 
         config = self.config
         if new is OPEN:
-            if trigger is Trigger.TRIP:
+            if trigger is Trigger.TRIP or (
+                trigger is Trigger.TRIP_CALLED and old is not HALF_OPEN and old is not OPEN
+            ):
                 level = config.reset_timeout
             else:  # a failed or hung trial: back off
                 level = min(
@@ -654,7 +673,9 @@ class CircuitCore:
                 )
             self.backoff_level = level
             jitter = config.reset_timeout_jitter
-            if jitter:
+            if period is not None:
+                level = period
+            elif jitter:
                 level *= 1.0 + jitter * (2.0 * self.random() - 1.0)
             self.open_until = now + level
         else:

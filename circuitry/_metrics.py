@@ -96,6 +96,8 @@ class CircuitMetrics:
     """Failures now counting toward a trip: the consecutive count, or failures in the window."""
     average_response_time: float | None
     p95_response_time: float | None
+    retry_after: float | None = None
+    """Seconds until a trial may be let through: OPEN only, else None."""
 
     def success_rate(self) -> float:
         """Percent of successes among successes and failures; 100.0 before any."""
