@@ -96,11 +96,14 @@ class AsyncAdapter(BreakerBase):
                     # cannot cancel whatever the entering task does next, and
                     # let the error out.
                     scope.deadline = math.inf
-                    outcome = self._block_outcome(exc)
+                    self._finish_classified(
+                        generation, started, self._block_outcome, exc, scope_exc
+                    )
                 else:
                     # What the scope did not swallow of an exception group.
-                    outcome = self._async_exception_outcome(scope_exc)
-                self._finish(generation, started, outcome, scope_exc)
+                    self._finish_classified(
+                        generation, started, self._async_exception_outcome, scope_exc, scope_exc
+                    )
                 raise
             if scope.cancelled_caught:
                 # Only our deadline cancels this scope: it swallowed our timeout.
@@ -108,7 +111,18 @@ class AsyncAdapter(BreakerBase):
                 error = self._timeout_error()
                 self._finish(generation, started, FAILURE, error)
                 raise error
-        self._finish(generation, started, self._block_outcome(exc), exc)
+        if exc is None:
+            self._finish(generation, started, SUCCESS, None)
+            return
+        receipt = [None]  # see SyncAdapter._call
+        try:
+            self._finish_classified(
+                generation, started, self._async_exception_outcome, exc, exc, receipt
+            )
+        except BaseException:
+            if receipt:
+                self._dropped.append((generation, started))
+            raise
 
     def _block_outcome(self, exc: BaseException | None) -> Outcome:
         return SUCCESS if exc is None else self._async_exception_outcome(exc)
@@ -153,7 +167,15 @@ class AsyncAdapter(BreakerBase):
                 with scope:
                     result = await fn(*args, **kwargs)
         except BaseException as exc:
-            self._finish(generation, started, self._async_exception_outcome(exc), exc)
+            receipt = [None]  # see SyncAdapter._call
+            try:
+                self._finish_classified(
+                    generation, started, self._async_exception_outcome, exc, exc, receipt
+                )
+            except BaseException:
+                if receipt:
+                    self._dropped.append((generation, started))
+                raise
             raise
         if scope is not None and scope.cancelled_caught:
             # Only our deadline cancels this scope: it swallowed our timeout.
@@ -174,7 +196,7 @@ class AsyncAdapter(BreakerBase):
         elif self._result_is_failure is None:
             self._finish(generation, started, SUCCESS, None)
         else:
-            self._finish(generation, started, self._result_outcome(result), None)
+            self._finish_classified(generation, started, self._result_outcome, result, None)
         return result
 
     def _wrap_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:

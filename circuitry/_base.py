@@ -235,13 +235,17 @@ class BreakerBase:
         """Deliver pending events, outside the lock, in order, one thread at a time.
 
         A thread that finds another delivering leaves its events to it: that
-        thread drains the queue until it is empty.
+        thread drains the queue until it is empty. A BaseException from a
+        listener or the alert handler (KeyboardInterrupt, SystemExit) stops
+        nothing: every event still reaches everyone, and the first such
+        exception is raised once the queue is drained.
         """
         lock = self._lock
         with lock:
             if self._delivering:
                 return
             self._delivering = True
+        interrupt: BaseException | None = None
         try:
             while True:
                 with lock:
@@ -249,15 +253,28 @@ class BreakerBase:
                     listeners = self._listeners
                     if not events:
                         self._delivering = False
-                        return
+                        break
                 for event in events:
-                    self._dispatch(event, listeners)
+                    raised = self._dispatch(event, listeners)
+                    if interrupt is None:
+                        interrupt = raised
         except BaseException:
             with lock:
                 self._delivering = False
             raise
+        if interrupt is not None:
+            try:
+                raise interrupt
+            finally:
+                del interrupt  # no cycle through this frame
 
-    def _dispatch(self, event: Event, listeners: tuple[Subscription, ...]) -> None:
+    def _dispatch(self, event: Event, listeners: tuple[Subscription, ...]) -> BaseException | None:
+        """Hand `event` to each listener that wants it, then to the alert handler.
+
+        An Exception from user code is logged; the first BaseException is
+        returned, after everyone had the event.
+        """
+        interrupt = None
         for entry in listeners:
             listener, wanted = entry
             if not isinstance(event, wanted):
@@ -268,12 +285,17 @@ class BreakerBase:
                 listener(event)
             except Exception:
                 logger.exception("circuit %r: listener %r raised", self._name, listener)
+            except BaseException as exc:
+                interrupt = interrupt or exc
         handler = self._alert_handler
         if handler is not None and isinstance(event, StateChanged):
             try:
                 handler(Alert.from_state_change(event))
             except Exception:
                 logger.exception("circuit %r: alert handler %r raised", self._name, handler)
+            except BaseException as exc:
+                interrupt = interrupt or exc
+        return interrupt
 
     # -- the call protocol shared by every adapter ------------------------------------
 
@@ -330,26 +352,36 @@ class BreakerBase:
         started: float,
         outcome: Outcome,
         exception: BaseException | None,
+        receipt: list[None] | None = None,
     ) -> None:
-        """Report how an admitted call ended."""
+        """Report how an admitted call ended.
+
+        `receipt`, when given, is emptied once the core has the call (see
+        `_settle`): a caller whose report raised can tell whether the ticket is
+        still out.
+        """
         try:
             now = self._clock.monotonic()
         except BaseException:
-            self._clock_broke(generation, started)
+            self._clock_broke(generation, started, receipt)
             raise
         core = self._core
         if generation == core.deferring and outcome is SUCCESS:
             pending = core.pending
             pending.append((generation, started, now))  # without the lock: see _core
+            if receipt is not None:
+                receipt.clear()
             if len(pending) >= FOLD_AT:
                 self._fold()
         else:
-            self._settle(generation, started, now, outcome, exception)
+            self._settle(generation, started, now, outcome, exception, receipt)
 
-    def _clock_broke(self, generation: int, started: float) -> None:
+    def _clock_broke(
+        self, generation: int, started: float, receipt: list[None] | None = None
+    ) -> None:
         # A broken clock must not keep the ticket (a half-open slot) forever:
         # give it back as ignored; the caller lets the clock's error out.
-        self._settle(generation, started, started, IGNORED, None)
+        self._settle(generation, started, started, IGNORED, None, receipt)
 
     def _settle(
         self,
@@ -358,15 +390,23 @@ class BreakerBase:
         now: float,
         outcome: Outcome,
         exception: BaseException | None,
+        receipt: list[None] | None = None,
     ) -> None:
-        """Hand a completion to the core, under the lock."""
+        """Hand a completion to the core, under the lock (`receipt`: see `_finish`)."""
         core = self._core
         lock = self._lock
         lock.acquire()
         try:
             if self._dropped:
                 self._reclaim_dropped(now)
-            core.complete(generation, started, now, outcome, exception)
+            completed = core.completed
+            try:
+                core.complete(generation, started, now, outcome, exception)
+            finally:
+                # Whether or not `complete` got to its end (the recursion limit
+                # can strike in it), the call is counted once `completed` moved.
+                if receipt is not None and core.completed != completed:
+                    receipt.clear()
         finally:
             lock.release()
         if core.events:
@@ -387,9 +427,38 @@ class BreakerBase:
     def _reclaim_dropped(self, now: float) -> None:
         """Complete, as ignored, the tickets of permits dropped uncompleted. Hold the lock."""
         dropped = self._dropped
+        core = self._core
         while dropped:
-            generation, started = dropped.pop()
-            self._core.complete(generation, started, now, IGNORED)
+            entry = dropped.pop()
+            completed = core.completed
+            try:
+                core.complete(entry[0], entry[1], now, IGNORED)
+            except BaseException as exc:
+                # Cut short before it counted (the recursion limit): keep it for later.
+                if core.completed == completed and not isinstance(exc, ValueError):
+                    dropped.append(entry)
+                raise
+
+    def _finish_classified(
+        self,
+        generation: int,
+        started: float,
+        classify: Callable[[Any], Outcome],
+        subject: object,
+        exception: BaseException | None,
+        receipt: list[None] | None = None,
+    ) -> None:
+        """Report an admitted call whose outcome `classify(subject)` decides.
+
+        `classify` runs user code (`failure_predicate`, `result_is_failure`):
+        a BaseException from it (KeyboardInterrupt, SystemExit) counts the call
+        as ignored, giving its ticket back, and propagates.
+        """
+        outcome = IGNORED
+        try:
+            outcome = classify(subject)
+        finally:
+            self._finish(generation, started, outcome, exception, receipt)
 
     def _exception_outcome(self, exc: BaseException) -> Outcome:
         try:

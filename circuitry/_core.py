@@ -211,6 +211,7 @@ class CircuitCore:
         "open_until",
         # totals and outputs
         "_allowed",
+        "completed",
         "total_rejected",
         "total_successes",
         "total_failures",
@@ -266,6 +267,9 @@ class CircuitCore:
         self.open_until = math.inf  # when OPEN: when the open period ends
 
         self._allowed = 0  # admitted calls whose entry has left `tickets`
+        # Completions counted by `complete` (late ones included), so that an
+        # adapter whose report broke off can tell whether it was counted.
+        self.completed = 0
         self.total_rejected = 0
         self.total_successes = 0
         self.total_failures = 0
@@ -369,6 +373,18 @@ class CircuitCore:
                 self._tick(now)
                 state = self.state
 
+        # The ticket first, counted in `completed`, before anything that calls
+        # a function (which the recursion limit can make fail): a report cut
+        # short holds no ticket and no trial slot, and says so (see _settle).
+        current = generation == self.generation
+        if current:
+            if state is CLOSED or state is FORCED_CLOSED:
+                tickets.pop()
+                self._allowed += 1
+            elif state is HALF_OPEN:
+                self.trial_starts.remove(started)
+        self.completed += 1
+
         # Totals: every completion, late or not.
         duration = now - started
         slow = False
@@ -388,11 +404,8 @@ class CircuitCore:
             self.events.append(self._call_event(outcome, now, max(duration, 0.0), exception))
 
         # The state machine: only tickets of the current period.
-        if generation != self.generation:
+        if not current:
             return  # a late result
-        if state is CLOSED or state is FORCED_CLOSED:
-            tickets.pop()
-            self._allowed += 1
         if state is CLOSED:
             if outcome is IGNORED:
                 return
@@ -407,7 +420,6 @@ class CircuitCore:
             else:
                 self._into_window(window, now, outcome is FAILURE, slow)
         elif state is HALF_OPEN:
-            self.trial_starts.remove(started)
             if outcome is SUCCESS:
                 self.trial_successes += 1
                 if self.trial_successes >= self._success_threshold:

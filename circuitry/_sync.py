@@ -43,8 +43,18 @@ class SyncAdapter(BreakerBase):
         if block is None or block[4] is not None:
             block = self._unwind_block(frame, block)
         generation, started, _, _, _ = block
-        outcome = SUCCESS if exc is None else self._exception_outcome(exc)
-        self._finish(generation, started, outcome, exc)
+        if exc is None:
+            self._finish(generation, started, SUCCESS, None)
+            return
+        receipt = [None]  # see _call
+        try:
+            self._finish_classified(
+                generation, started, self._exception_outcome, exc, exc, receipt
+            )
+        except BaseException:
+            if receipt:
+                self._dropped.append((generation, started))
+            raise
         # Returning None lets the exception, if any, propagate unchanged.
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -69,7 +79,19 @@ class SyncAdapter(BreakerBase):
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            self._finish(generation, started, self._exception_outcome(exc), exc)
+            # Emptied once the core has counted the call. Should the report
+            # break off before (the recursion limit, in a function recursing
+            # into it), the ticket is left for the next locked step to reclaim,
+            # as ignored: this frame's own code cannot fail for lack of stack.
+            receipt = [None]
+            try:
+                self._finish_classified(
+                    generation, started, self._exception_outcome, exc, exc, receipt
+                )
+            except BaseException:
+                if receipt:
+                    self._dropped.append((generation, started))
+                raise
             raise
         if generation == core.deferring and self._result_is_failure is None:
             # BreakerBase._finish for a success, inlined: this is the hot path.
@@ -85,7 +107,7 @@ class SyncAdapter(BreakerBase):
         elif self._result_is_failure is None:
             self._finish(generation, started, SUCCESS, None)
         else:
-            self._finish(generation, started, self._result_outcome(result), None)
+            self._finish_classified(generation, started, self._result_outcome, result, None)
         return result
 
     def _wrap_sync(self, fn: Callable[P, T]) -> Callable[P, T]:
