@@ -56,8 +56,9 @@ class AsyncAdapter(BreakerBase):
 
     __slots__ = ()
 
+
     async def __aenter__(self) -> None:
-        frame = _getframe(1)  # the frame running `async with`
+        frame = _getframe(self._aenter_depth)  # the frame running `async with`
         timeout = self._config.call_timeout
         scope = None if timeout is None else self._timeout_scope(timeout)
         started = self._clock.monotonic()
@@ -79,7 +80,7 @@ class AsyncAdapter(BreakerBase):
     ) -> None:
         # Returns None (never swallows), so type checkers know the block's
         # exceptions propagate; `call_timeout` expiry raises TimeoutError instead.
-        frame = _getframe(1)
+        frame = _getframe(self._aexit_depth)
         block = self._blocks.pop(frame, None)
         if block is None or block[4] is not None:
             block = self._unwind_block(frame, block)

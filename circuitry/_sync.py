@@ -24,12 +24,13 @@ class SyncAdapter(BreakerBase):
 
     __slots__ = ()
 
+
     def __enter__(self) -> None:
         started = self._clock.monotonic()
         generation = self._admit(started)
         # The frame running `with` finds its block again (see BreakerBase._unwind_block).
         blocks = self._blocks
-        frame = _getframe(1)
+        frame = _getframe(self._enter_depth)
         blocks[frame] = (generation, started, None, get_ident(), blocks.get(frame))
 
     def __exit__(
@@ -38,7 +39,7 @@ class SyncAdapter(BreakerBase):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        frame = _getframe(1)
+        frame = _getframe(self._exit_depth)
         block = self._blocks.pop(frame, None)
         if block is None or block[4] is not None:
             block = self._unwind_block(frame, block)
