@@ -18,8 +18,9 @@ of every anyio and trio cancel scope applies: an async generator must not
 Without `call_timeout` a generator may hold a block open across `yield`s, and
 one that is closed or finalized in another task still gives its ticket back.
 
-Each block is one call: a block nested in a block of the same breaker (a
-protected function calling another) counts as a call of its own.
+Each block is one call. A block nested in a block of the same breaker (a
+protected function calling another) counts as a call of its own in CLOSED;
+inside a HALF_OPEN trial it rides on the trial (see `CircuitCore.ride`).
 """
 
 from __future__ import annotations

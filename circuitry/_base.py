@@ -21,6 +21,7 @@ import math
 import sys
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ from ._core import (
     FAILURE,
     FOLD_AT,
     IGNORED,
+    REJECTED,
     SUCCESS,
     CircuitCore,
     Outcome,
@@ -93,7 +95,9 @@ class BreakerBase:
         "_listeners",
         "_lock",
         "_name",
+        "_marked",
         "_result_is_failure",
+        "_trial",
     )
 
     # How many frames up the adapters' `__enter__`, `__exit__`, `__aenter__`
@@ -140,6 +144,12 @@ class BreakerBase:
         self._delivering = False
         self._alert_handler = config.alert_handler
         self._result_is_failure = config.result_is_failure
+        # The trial (generation, started) the current thread or task is in:
+        # calls made inside it ride on it (see _acquire). `_marked` once any was.
+        self._trial: ContextVar[tuple[int, float] | None] = ContextVar(
+            f"circuitry trial of {name!r}", default=None
+        )
+        self._marked = False
 
     # -- public reads ----------------------------------------------------------
 
@@ -340,22 +350,36 @@ class BreakerBase:
                 else CircuitOpenError(self._name, CircuitState.FORCED_OPEN, None)
             )
         generation, state, retry_after = self._acquire(now)
-        if generation < 0:
+        if generation == REJECTED:
             # Built here rather than under the lock: measurably cheaper to raise.
             raise CircuitOpenError(self._name, state, retry_after)
         return generation
 
-    def _acquire(self, now: float) -> tuple[int, CircuitState, float | None]:
-        """Ask the core, under the lock: (generation or REJECTED, state, retry_after)."""
+    def _acquire(
+        self, now: float, *, nesting: bool = True
+    ) -> tuple[int, CircuitState, float | None]:
+        """Ask the core, under the lock: (ticket or REJECTED, state, retry_after).
+
+        With `nesting` (a call, not a permit): a call made inside a trial of
+        this breaker in the same thread or task rides on it (`CircuitCore.ride`),
+        and a trial admitted here is marked in the context until it completes.
+        """
         core = self._core
         lock = self._lock
+        trial = self._trial.get() if nesting else None
         lock.acquire()
         try:
             if self._dropped:
                 self._reclaim_dropped(now)
-            generation = core.acquire(now)
+            generation = None if trial is None else core.ride(now, trial)
+            if generation is None:
+                generation = core.acquire(now)
+                if nesting and generation >= 0 and core.state is CircuitState.HALF_OPEN:
+                    trial = (generation, now)
+                    self._trial.set(trial)
+                    self._marked = True
             state = core.state
-            retry_after = core.retry_after(now) if generation < 0 else None
+            retry_after = core.retry_after(now) if generation == REJECTED else None
         finally:
             lock.release()
         if core.events:
@@ -411,6 +435,8 @@ class BreakerBase:
         """Hand a completion to the core, under the lock (`receipt`: see `_finish`)."""
         core = self._core
         lock = self._lock
+        if self._marked and self._trial.get() == (generation, started):
+            self._trial.set(None)  # the trial this context was in is over
         lock.acquire()
         try:
             if self._dropped:
@@ -477,12 +503,26 @@ class BreakerBase:
             self._finish(generation, started, outcome, exception, receipt)
 
     def _exception_outcome(self, exc: BaseException) -> Outcome:
+        if type(exc) is CircuitOpenError and self._rejected_here(exc):
+            # This breaker's own rejection of a call nested in this one: no
+            # outcome of the dependency, so never this call's failure.
+            return IGNORED
         try:
             return classify_exception(self._config, exc)
         except Exception:
             # The exception was recorded and the predicate broke: count the failure.
             logger.exception("circuit %r: failure_predicate raised", self._name)
             return FAILURE
+
+    def _rejected_here(self, exc: CircuitOpenError) -> bool:
+        """Whether this breaker raised `exc` (its innermost frame is this breaker's `_admit`)."""
+        tb = exc.__traceback__
+        if tb is None:
+            return False
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        frame = tb.tb_frame
+        return frame.f_code is _ADMIT_CODE and frame.f_locals.get("self") is self
 
     def _result_outcome(self, result: object) -> Outcome:
         try:
@@ -583,7 +623,7 @@ class BreakerBase:
         if generation is not None and not self._dropped:
             core.tickets.append(now)  # admitted without the lock: see _core
             return Permit(self, generation, now)
-        generation = self._acquire(now)[0]
+        generation = self._acquire(now, nesting=False)[0]
         if generation < 0:
             return None
         return Permit(self, generation, now)
@@ -640,6 +680,8 @@ class Permit:
         status = "open" if self._open else "done"
         return f"<Permit {self._breaker.name!r} generation={self._generation} {status}>"
 
+
+_ADMIT_CODE = BreakerBase._admit.__code__
 
 _STACK_EXITS = frozenset(
     {contextlib.ExitStack.__exit__.__code__, contextlib.AsyncExitStack.__aexit__.__code__}

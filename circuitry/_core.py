@@ -16,6 +16,14 @@ number of the state period) or `REJECTED`; the adapter runs the call and hands
 new generation, so a result from an earlier period is recognised as late: it
 updates the totals but never moves the state machine.
 
+A call made inside a trial, in the same thread or task (a protected function
+recursing, or opening another block of the same breaker), rides on it
+(`ride`): it takes no slot of its own and gets a riding ticket, `RIDING -
+generation`; its failure fails the trial at once, and its success counts
+nothing for the trial, which the outermost call decides. (Otherwise the
+nested call would be rejected for want of a slot, and that rejection would
+fail the trial: a healthy dependency could never close the circuit.)
+
 Nothing runs on a timer. Time-driven transitions (the open period passing,
 a trial hanging past `half_open_max_wait`) are applied lazily by `_tick`
 whenever the core is used or read, at that `now`.
@@ -72,6 +80,7 @@ __all__ = [
     "FOLD_AT",
     "IGNORED",
     "REJECTED",
+    "RIDING",
     "SUCCESS",
     "CircuitCore",
     "Outcome",
@@ -88,6 +97,9 @@ FORCED_CLOSED = CircuitState.FORCED_CLOSED
 
 REJECTED = -1
 """What `acquire` returns for a rejected call (generations are >= 0)."""
+
+RIDING = -2
+"""A call riding on a trial of generation g has the ticket `RIDING - g` (see `ride`)."""
 
 FOLD_AT = 32
 """How many `pending` successes an adapter lets wait before it calls `fold`.
@@ -302,6 +314,25 @@ class CircuitCore:
         self._allowed += 1
         return self.generation
 
+    def ride(self, now: float, trial: tuple[int, float]) -> int | None:
+        """Admit a call made inside the trial `(generation, started)`, riding on it.
+
+        While that trial is in flight, the call takes no slot of its own: it
+        gets a riding ticket (`RIDING - generation`); if it fails, the trial
+        has failed; its success or an ignored outcome counts nothing for the
+        trial (totals only). Once the trial is over, None: ask `acquire`.
+        """
+        self._tick(now)
+        generation, started = trial
+        if (
+            self.state is not HALF_OPEN
+            or generation != self.generation
+            or started not in self.trial_starts
+        ):
+            return None
+        self._allowed += 1
+        return RIDING - generation
+
     @property
     def total_allowed(self) -> int:
         """Calls admitted so far (those in flight included)."""
@@ -367,8 +398,13 @@ class CircuitCore:
             self.fold()
         tickets = self.tickets
         state = self.state
+        riding = False
         if generation != self.generation or state is not CLOSED or not tickets:
-            self._check_ticket(generation, started)
+            if generation <= RIDING:
+                riding = True
+                generation = RIDING - generation
+            else:
+                self._check_ticket(generation, started)
             if state is not CLOSED:
                 self._tick(now)
                 state = self.state
@@ -376,7 +412,7 @@ class CircuitCore:
         # The ticket first, counted in `completed`, before anything that calls
         # a function (which the recursion limit can make fail): a report cut
         # short holds no ticket and no trial slot, and says so (see _settle).
-        current = generation == self.generation
+        current = generation == self.generation and not riding
         if current:
             if state is CLOSED or state is FORCED_CLOSED:
                 tickets.pop()
@@ -405,7 +441,10 @@ class CircuitCore:
 
         # The state machine: only tickets of the current period.
         if not current:
-            return  # a late result
+            ride_failed = riding and outcome is FAILURE and state is HALF_OPEN
+            if ride_failed and generation == self.generation:
+                self._fire(Trigger.TRIAL_FAILED, now)  # fails the trial it rode on
+            return  # a late result, or a ride that decides nothing
         if state is CLOSED:
             if outcome is IGNORED:
                 return
