@@ -18,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
 from types import FrameType, TracebackType
@@ -150,6 +152,7 @@ class BreakerBase:
             f"circuitry trial of {name!r}", default=None
         )
         self._marked = False
+        _BREAKERS.add(self)
 
     # -- public reads ----------------------------------------------------------
 
@@ -605,6 +608,33 @@ class BreakerBase:
         """
         return Guard(self)
 
+    # -- fork ---------------------------------------------------------------------------
+    # Before a fork every breaker's lock is taken, so that no other thread is
+    # half-way through a core operation in the copy the child gets (the lock
+    # is only ever held around core calls, never around user code, so this
+    # waits a moment at most). The child gets a new lock; the calls in flight
+    # are the parent threads', which do not exist there (see `_after_fork`).
+
+    def _after_fork(self, forking_thread: int, running: list[FrameType]) -> None:
+        """In the child: new lock, and none of the parent threads' calls held."""
+        self._lock = threading.RLock()
+        self._delivering = False
+        self._dropped = []
+        blocks = self._blocks
+        for frame in [f for f, block in blocks.items() if block[3] != forking_thread]:
+            del blocks[frame]
+        # The forking thread's calls in flight may still complete here: its
+        # blocks, and its `call` / `call_async` frames on the stack now.
+        kept = sum(_depth_of(block) for block in blocks.values())
+        kept += sum(
+            1
+            for frame in running
+            if frame.f_code in _CALL_CODES
+            and frame.f_locals.get("self") is self
+            and "generation" in frame.f_locals
+        )
+        self._core.after_fork(kept)
+
     # -- the two-step form ------------------------------------------------------------
 
     def try_acquire(self) -> Permit | None:
@@ -765,3 +795,50 @@ class Guard:
 
     def __repr__(self) -> str:
         return f"<Guard of {self._breaker!r}>"
+
+
+def _depth_of(block: Block | None) -> int:
+    """How many blocks nest in this frame's `block` (it and those below it)."""
+    depth = 0
+    while block is not None:
+        depth += 1
+        block = block[4]
+    return depth
+
+
+# Every breaker, for the fork hooks. A WeakSet: a breaker no longer used goes.
+_BREAKERS: weakref.WeakSet[BreakerBase] = weakref.WeakSet()
+_FORKING: list[BreakerBase] = []  # the breakers whose locks the fork holds
+_CALL_CODES: set[Any] = set()  # the adapters' `_call` and `_call_async` (they add them)
+
+
+def _before_fork() -> None:
+    _FORKING[:] = list(_BREAKERS)
+    for breaker in _FORKING:
+        breaker._lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for breaker in _FORKING:
+        breaker._lock.release()
+    _FORKING.clear()
+
+
+def _after_fork_in_child() -> None:
+    running = []
+    frame: FrameType | None = _getframe()
+    while frame is not None:
+        running.append(frame)
+        frame = frame.f_back
+    forking_thread = get_ident()
+    for breaker in _FORKING:
+        breaker._after_fork(forking_thread, running)
+    _FORKING.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

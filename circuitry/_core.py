@@ -24,6 +24,11 @@ nothing for the trial, which the outermost call decides. (Otherwise the
 nested call would be rejected for want of a slot, and that rejection would
 fail the trial: a healthy dependency could never close the circuit.)
 
+After a fork (`after_fork`, called by the adapters' fork hook in the child),
+the calls in flight are the parent's: a new period in the same state makes
+them late results, and those of threads the child does not have are counted
+as ignored, since they never complete there.
+
 Nothing runs on a timer. Time-driven transitions (the open period passing,
 a trial hanging past `half_open_max_wait`) are applied lazily by `_tick`
 whenever the core is used or read, at that `now`.
@@ -332,6 +337,27 @@ class CircuitCore:
             return None
         self._allowed += 1
         return RIDING - generation
+
+    def after_fork(self, kept: int) -> None:
+        """In a forked child: the calls in flight are the parent's, but `kept`.
+
+        The child's threads are gone but the forking one, so their calls will
+        never complete here: a new period in the same state makes every call
+        in flight a late result (freeing the trial slots), and those beyond
+        `kept` (the forking thread's own, which may still complete) are
+        counted as ignored now. No event: the state does not change.
+        """
+        if self.pending:
+            self.fold()
+        gone = max(0, self.in_flight - kept)
+        self.total_ignored += gone
+        self.completed += gone
+        tickets = self.tickets
+        self._allowed += len(tickets)
+        del tickets[:]
+        self.trial_starts.clear()
+        self.generation += 1
+        self._publish()
 
     @property
     def total_allowed(self) -> int:
