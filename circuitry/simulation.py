@@ -41,7 +41,15 @@ from ._core import FAILURE, IGNORED, SUCCESS, CircuitCore, Outcome
 from ._state import CircuitState
 from .events import StateChanged
 
-__all__ = ["Call", "Scenario", "SimulationReport", "scenario", "scenarios", "simulate"]
+__all__ = [
+    "Call",
+    "Scenario",
+    "SimulationReport",
+    "scenario",
+    "scenarios",
+    "simulate",
+    "simulate_rows",
+]
 
 CLOSED = CircuitState.CLOSED
 OPEN = CircuitState.OPEN
