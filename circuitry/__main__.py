@@ -246,6 +246,11 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def _at(seconds: float) -> str:
+    """Seconds as short as exact to the millisecond: 240, 12.5, 1764750060.25."""
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
 def _table(reports: dict[str, SimulationReport]) -> str:
     labels = list(reports)
     rows = [["", *labels]]
@@ -461,10 +466,15 @@ def plot(
         )
         summary += f", let {report.failures_admitted} failures through"
         if unhealthy:
+            detect, recover = report.detect_seconds, report.recover_seconds
+            summary += ", not detected" if detect is None else f", detected in {detect:.1f} s"
             summary += (
-                f", detected in {_cell(report.detect_seconds)} s"
-                f", recovered {_cell(report.recover_seconds)} s after"
+                ", not closed again by the end"
+                if recover is None
+                else f", closed {recover:.1f} s after"
             )
+        if report.services:
+            summary = f"worst of {len(report.services)} services; " + summary
         axis.text(1.0, 1.03, summary, transform=axis.transAxes, ha="right", va="bottom", fontsize=8)
     axes[-1].set_xlim(x(profile.first) if origin else 0.0, x(profile.last))
     axes[-1].set_xlabel(axis_name)
@@ -603,7 +613,7 @@ def _simulate(args: argparse.Namespace) -> int:
         return 0
     print(title)
     if unhealthy:
-        print("unhealthy: " + ", ".join(f"{a:g}-{b:g} s" for a, b in unhealthy))
+        print("unhealthy: " + ", ".join(f"{_at(a)}-{_at(b)} s" for a, b in unhealthy))
     print()
     print(_table(reports))
     if args.timeline:
