@@ -114,7 +114,9 @@ def _row(where: str, record: dict[str, Any]) -> Row:
     service = record.get("service")
     if service in (None, ""):
         service = None
-    elif not isinstance(service, str):
+    elif isinstance(service, str):
+        service = sys.intern(service)  # one string per service, not per row
+    else:
         raise InputError(f"{where}: field 'service' must be a string, got {service!r}")
     return start, duration, outcome, service
 
