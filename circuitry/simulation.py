@@ -566,8 +566,8 @@ _SCENARIOS: dict[
 ] = {
     "outage": ("every call fails (1 s timeouts) from 4 to 8 minutes", _outage),
     "brownout": ("40 % of calls fail from 4 to 9 minutes", _brownout),
-    "flapping": ("down 20 s in every minute from 3 to 10 minutes", _flapping),
-    "slow": ("latency climbs past 1 s from about 3.5 to 9.5 minutes, no errors", _slow),
+    "flapping": ("down 20 s in every minute, 7 times from 3 minutes on", _flapping),
+    "slow": ("latency climbs past 1 s from about 3.4 to 9.6 minutes, no errors", _slow),
 }
 
 

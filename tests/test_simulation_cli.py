@@ -390,3 +390,44 @@ def test_plot_of_a_trace_with_services_and_an_epoch_origin(tmp_path: Path) -> No
         == 0
     )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_is_a_clear_error(tmp_path: Path) -> None:
+    # matplotlib made unimportable in a child process, as on an install without the extra.
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from circuitry.__main__ import main\n"
+        f"argv = ['simulate', '--scenario', 'outage', '--plot', {str(tmp_path / 'x.png')!r}]\n"
+        "sys.exit(main(argv))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert "--plot needs matplotlib: pip install 'circuitry-breaker[plot]'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_the_simulator_imports_no_optional_extra() -> None:
+    code = (
+        "import sys, circuitry.simulation, circuitry.__main__\n"
+        "extras = ('matplotlib', 'numpy', 'httpx', 'prometheus_client')\n"
+        "print(sorted(m for m in extras if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_sorted_trace_is_streamed_and_an_unsorted_one_sorted(tmp_path: Path) -> None:
+    from circuitry.__main__ import Trace
+
+    in_order = Trace(str(write_csv(tmp_path / "a.csv", TRACE_ROWS)))
+    assert in_order.sorted
+    assert not isinstance(in_order.rows(), list)  # a generator over the file
+    shuffled = Trace(str(write_csv(tmp_path / "b.csv", list(reversed(TRACE_ROWS)))))
+    assert not shuffled.sorted
+    assert [row[0] for row in shuffled.rows()] == [float(row[0]) for row in TRACE_ROWS]
+    assert (in_order.count, in_order.first, in_order.last) == (8, 0.0, 65.5)
