@@ -302,7 +302,7 @@ class Progress:
             return
         step = max(1, self.total // 100)
         for done, row in enumerate(rows, 1):
-            if done % step == 0:
+            if done % step == 0 or done == self.total:
                 self.draw(done)
             yield row
         self.stream.write("\r" + " " * 60 + "\r")
@@ -545,7 +545,9 @@ def _parser() -> argparse.ArgumentParser:
         const="config",
         help="a TOML or JSON config (CircuitBreakerConfig.from_mapping); repeatable",
     )
-    sim.add_argument("--seed", type=int, default=0, help="the scenario's and jitter's seed")
+    sim.add_argument(
+        "--seed", metavar="N", type=int, default=0, help="the scenario's and jitter's seed"
+    )
     sim.add_argument(
         "--unhealthy",
         metavar="START:END",

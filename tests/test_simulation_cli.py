@@ -431,3 +431,33 @@ def test_a_sorted_trace_is_streamed_and_an_unsorted_one_sorted(tmp_path: Path) -
     assert not shuffled.sorted
     assert [row[0] for row in shuffled.rows()] == [float(row[0]) for row in TRACE_ROWS]
     assert (in_order.count, in_order.first, in_order.last) == (8, 0.0, 65.5)
+
+
+def test_progress_bar_on_a_real_terminal_and_the_output_unchanged() -> None:
+    import os
+    import pty
+
+    controller, terminal = pty.openpty()
+    argv = [sys.executable, "-m", "circuitry", "simulate", "--scenario", "outage", "--json"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=terminal) as process:
+        os.close(terminal)
+        out, _ = process.communicate()
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal is closed once the child has gone
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(controller)
+    assert process.returncode == 0
+    assert b"simulating [" in drawn
+    assert b"100% of 8881 calls" in drawn
+    assert set(json.loads(out)["reports"]) == {
+        "http_api",
+        "database",
+        "critical_service",
+        "high_volume",
+    }
