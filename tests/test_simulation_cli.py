@@ -436,22 +436,31 @@ def test_a_sorted_trace_is_streamed_and_an_unsorted_one_sorted(tmp_path: Path) -
 def test_progress_bar_on_a_real_terminal_and_the_output_unchanged() -> None:
     import os
     import pty
+    import threading
 
     controller, terminal = pty.openpty()
+    drawn = bytearray()
+
+    def read_terminal() -> None:  # read as it is drawn, so a full pty never blocks the child
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the child has gone and closed the terminal
+                return
+            if not chunk:
+                return
+            drawn.extend(chunk)
+
+    reader = threading.Thread(target=read_terminal)
+    reader.start()
     argv = [sys.executable, "-m", "circuitry", "simulate", "--scenario", "outage", "--json"]
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=terminal) as process:
-        os.close(terminal)
-        out, _ = process.communicate()
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # the terminal is closed once the child has gone
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    os.close(controller)
+    try:
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=terminal) as process:
+            os.close(terminal)
+            out, _ = process.communicate(timeout=120)
+    finally:
+        reader.join(timeout=10)
+        os.close(controller)
     assert process.returncode == 0
     assert b"simulating [" in drawn
     assert b"100% of 8881 calls" in drawn
