@@ -83,7 +83,11 @@ def _open(path: str) -> IO[str]:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _number(where: str, field: str, value: object, *, minimum: float | None = None) -> float:
+class _BadRow(Exception):
+    """A bad row; the reader adds where it is."""
+
+
+def _number(field: str, value: object, *, minimum: float | None = None) -> float:
     if isinstance(value, str):
         try:
             number = float(value)
@@ -95,35 +99,33 @@ def _number(where: str, field: str, value: object, *, minimum: float | None = No
         number = math.nan
     if not math.isfinite(number) or (minimum is not None and number < minimum):
         need = "a finite number of seconds" + (f" >= {minimum:g}" if minimum is not None else "")
-        raise InputError(f"{where}: field {field!r} must be {need}, got {value!r}")
+        raise _BadRow(f"field {field!r} must be {need}, got {value!r}")
     return number
 
 
-def _row(where: str, record: dict[str, Any]) -> Row:
+def _row(record: dict[str, Any]) -> Row:
     for field in ("start", "duration", "outcome"):
         if record.get(field) in (None, ""):
-            raise InputError(f"{where}: field {field!r} is missing")
-    start = _number(where, "start", record["start"])
-    duration = _number(where, "duration", record["duration"], minimum=0)
+            raise _BadRow(f"field {field!r} is missing")
+    start = _number("start", record["start"])
+    duration = _number("duration", record["duration"], minimum=0)
     raw = record["outcome"]
     outcome = OUTCOMES.get(raw.strip().lower()) if isinstance(raw, str) else None
     if outcome is None:
-        raise InputError(
-            f"{where}: field 'outcome' must be one of {', '.join(OUTCOMES)}, got {raw!r}"
-        )
+        raise _BadRow(f"field 'outcome' must be one of {', '.join(OUTCOMES)}, got {raw!r}")
     service = record.get("service")
     if service in (None, ""):
         service = None
     elif isinstance(service, str):
         service = sys.intern(service)  # one string per service, not per row
     else:
-        raise InputError(f"{where}: field 'service' must be a string, got {service!r}")
+        raise _BadRow(f"field 'service' must be a string, got {service!r}")
     return start, duration, outcome, service
 
 
 def _csv_rows(path: str) -> Iterator[Row]:
     with _open(path) as file:
-        reader = csv.DictReader(file)
+        reader = csv.DictReader(file, skipinitialspace=True)
         header = reader.fieldnames or []
         for field in ("start", "duration", "outcome"):
             if field not in header:
@@ -132,8 +134,8 @@ def _csv_rows(path: str) -> Iterator[Row]:
                 )
         try:
             for record in reader:
-                yield _row(f"{path}:{reader.line_num}", record)
-        except csv.Error as exc:
+                yield _row(record)
+        except (_BadRow, csv.Error) as exc:
             raise InputError(f"{path}:{reader.line_num}: {exc}") from None
 
 
@@ -142,14 +144,15 @@ def _jsonl_rows(path: str) -> Iterator[Row]:
         for number, line in enumerate(file, 1):
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             try:
                 record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise _BadRow(f"a row must be a JSON object, got {line.strip()!r}")
+                yield _row(record)
             except json.JSONDecodeError as exc:
-                raise InputError(f"{where}: not JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise InputError(f"{where}: a row must be a JSON object, got {line.strip()!r}")
-            yield _row(where, record)
+                raise InputError(f"{path}:{number}: not JSON ({exc.msg})") from None
+            except _BadRow as exc:
+                raise InputError(f"{path}:{number}: {exc}") from None
 
 
 class Trace:

@@ -470,3 +470,15 @@ def test_progress_bar_on_a_real_terminal_and_the_output_unchanged() -> None:
         "critical_service",
         "high_volume",
     }
+
+
+def test_csv_with_spaces_after_commas_and_extra_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = tmp_path / "spaced.csv"
+    trace.write_text("start, duration, outcome, host\n0, 0, fail, a\n1, 0, ok, b\n")
+    reports = run_json(
+        ["simulate", "--trace", str(trace), "--preset", "database", "--json"], capsys
+    )
+    assert reports["database"]["calls"] == 2
+    assert reports["database"]["failures_admitted"] == 1
