@@ -38,7 +38,7 @@ from .simulation import (
     simulate_rows,
 )
 
-__all__ = ["main"]
+__all__ = ["InputError", "Profile", "Progress", "Trace", "main", "plot"]
 
 PRESETS = sorted(name for name in vars(ServicePresets) if not name.startswith("_"))
 DEFAULT_PRESETS = ["http_api", "database", "critical_service", "high_volume"]
