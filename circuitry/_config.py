@@ -8,8 +8,9 @@ seconds: a `float`, an `int` or a `datetime.timedelta`, stored as `float`.
 from __future__ import annotations
 
 import datetime
+import importlib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -313,6 +314,105 @@ class CircuitBreakerConfig:
     def with_alert_handler(self, fn: Callable[[Alert], None] | None) -> CircuitBreakerConfig:
         """Call `fn(alert)` on every state change."""
         return attrs.evolve(self, alert_handler=fn)
+
+    # -- plain data: config files and the simulator ------------------------------
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, object]) -> CircuitBreakerConfig:
+        """Build a config from plain data, as read from a TOML or JSON file.
+
+        Keys are the field names; values are str, int, float, bool or None,
+        durations in seconds. `record_exceptions` and `ignore_exceptions` take
+        dotted import paths (`"httpx.TransportError"`; a bare name such as
+        `"TimeoutError"` is a builtin), one string or a list of them; the
+        callable fields take None or the dotted path of a callable.
+
+        Raises:
+            ValueError: an unknown key, or a bad value (the message names the key).
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a config must be a mapping of field names, got {data!r}")
+        names = {field.name for field in attrs.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in names:
+                raise ValueError(
+                    f"unknown config key {key!r} (known keys: {', '.join(sorted(names))})"
+                )
+            if key in _EXCEPTION_FIELDS:
+                value = _import_exception_types(key, value)
+            elif key in _CALLABLE_FIELDS and value is not None:
+                value = _import_object(key, value)
+            elif value is not None and not isinstance(value, (str, int, float, bool)):
+                raise ValueError(f"{key} must be plain data (a number, str, bool), got {value!r}")
+            kwargs[key] = value
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:  # the converters name the field
+            raise ValueError(str(exc)) from None
+
+    def to_mapping(self) -> dict[str, object]:
+        """This config as plain, JSON-ready data: the inverse of `from_mapping`.
+
+        Exception types become dotted paths (bare names for builtins); the
+        callable fields (`failure_predicate`, `result_is_failure`,
+        `alert_handler`) are left out.
+        """
+        result: dict[str, object] = {}
+        for field in attrs.fields(type(self)):
+            name = field.name
+            if name in _CALLABLE_FIELDS:
+                continue
+            value = getattr(self, name)
+            if name in _EXCEPTION_FIELDS:
+                value = [_dotted_path(t) for t in value]
+            result[name] = value
+        return result
+
+
+_EXCEPTION_FIELDS = frozenset({"record_exceptions", "ignore_exceptions"})
+_CALLABLE_FIELDS = frozenset({"failure_predicate", "result_is_failure", "alert_handler"})
+
+
+def _dotted_path(obj: type[BaseException]) -> str:
+    if obj.__module__ == "builtins":
+        return obj.__qualname__
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def _import_object(key: str, path: object) -> object:
+    """The object a dotted path such as `"httpx.TransportError"` names; bare names are builtins."""
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"{key} must be a dotted import path (str), got {path!r}")
+    parts = path.split(".")
+    if len(parts) == 1:
+        parts = ["builtins", *parts]
+    for split in range(len(parts) - 1, 0, -1):  # the longest importable module first
+        module_name = ".".join(parts[:split])
+        try:
+            obj: object = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        try:
+            for attribute in parts[split:]:
+                obj = getattr(obj, attribute)
+        except AttributeError:
+            break
+        return obj
+    raise ValueError(f"{key}: cannot import {path!r}")
+
+
+def _import_exception_types(key: str, value: object) -> tuple[type[BaseException], ...]:
+    paths = [value] if isinstance(value, str) else value
+    if not isinstance(paths, (list, tuple)):
+        raise ValueError(f"{key} must be a dotted path or a list of them, got {value!r}")
+    types = []
+    for path in paths:
+        obj = _import_object(key, path)
+        if not (isinstance(obj, type) and issubclass(obj, BaseException)):
+            raise ValueError(f"{key}: {path!r} is not an exception type, got {obj!r}")
+        types.append(obj)
+    return tuple(types)
 
 
 class ServicePresets:

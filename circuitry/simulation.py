@@ -1,0 +1,595 @@
+"""What-if simulator: replay calls through breaker configs and see what each would have done.
+
+```python
+from circuitry import ServicePresets
+from circuitry.simulation import Call, scenario, simulate
+
+outage = scenario("outage")
+reports = simulate(outage.calls, {"http_api": ServicePresets.http_api()}, outage.unhealthy)
+print(reports["http_api"].detect_seconds)
+```
+
+Each config replays the same calls through the library's own core
+(`circuitry._core.CircuitCore`) on simulated time: nothing sleeps, and no
+clock is read. A call is admitted or rejected at its `start` and completes at
+`start + duration`, so calls overlap as they did in the input: a call in
+flight when the circuit opens comes back as a late result, counted in the
+totals but never moving the circuit. Completions wait in a heap; at one
+instant, calls that end are counted before calls that start.
+
+Transitions that time alone makes (the open period passing, a trial hanging
+past `half_open_max_wait`) are applied at the instant they fall due, as a
+breaker whose `state` is read at that instant would show them.
+
+Calls with a `service` get one breaker per service (as a
+`CircuitBreakerManager` gives), each with the config under test.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from ._config import CircuitBreakerConfig
+from ._core import FAILURE, IGNORED, SUCCESS, CircuitCore, Outcome
+from ._state import CircuitState
+from .events import StateChanged
+
+__all__ = [
+    "Call",
+    "Scenario",
+    "SimulationReport",
+    "scenario",
+    "scenarios",
+    "simulate",
+    "simulate_rows",
+]
+
+CLOSED = CircuitState.CLOSED
+OPEN = CircuitState.OPEN
+HALF_OPEN = CircuitState.HALF_OPEN
+
+OUTCOMES: dict[str, Outcome] = {
+    "success": SUCCESS,
+    "failure": FAILURE,
+    "ignored": IGNORED,
+    "ok": SUCCESS,
+    "fail": FAILURE,
+    "ignore": IGNORED,
+}
+"""Outcome spellings a trace may use, and what each means."""
+
+Row = tuple[float, float, Outcome, "str | None"]
+"""A call as the replay loop takes it: (start, duration, outcome, service)."""
+
+Transition = tuple[float, CircuitState, CircuitState]
+
+
+# -- calls ------------------------------------------------------------------------
+
+
+def _start(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"start must be seconds (a number), got {value!r}")
+    start = float(value)
+    if not math.isfinite(start):
+        raise ValueError(f"start must be a finite number of seconds, got {value!r}")
+    return start
+
+
+def _duration(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"duration must be seconds (a number), got {value!r}")
+    duration = float(value)
+    if not 0 <= duration < math.inf:
+        raise ValueError(f"duration must be a finite number of seconds >= 0, got {value!r}")
+    return duration
+
+
+def _outcome(value: str) -> str:
+    outcome = OUTCOMES.get(value) if isinstance(value, str) else None
+    if outcome is None:
+        raise ValueError(f"outcome must be one of {', '.join(map(repr, OUTCOMES))}, got {value!r}")
+    return outcome.value
+
+
+def _service(value: str | None) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"service must be a str or None, got {value!r}")
+    return value
+
+
+@attrs.frozen
+class Call:
+    """One call to replay: it starts at `start` and ends `duration` seconds later.
+
+    `outcome` is `"success"`, `"failure"` or `"ignored"` (`"ok"`, `"fail"` and
+    `"ignore"` are accepted and stored in the long form). Calls with a
+    `service` go to that service's own breaker.
+    """
+
+    start: float = attrs.field(converter=_start)
+    duration: float = attrs.field(converter=_duration)
+    outcome: str = attrs.field(converter=_outcome)
+    service: str | None = attrs.field(default=None, converter=_service)
+
+    @property
+    def end(self) -> float:
+        """When the call completes."""
+        return self.start + self.duration
+
+
+# -- reports ----------------------------------------------------------------------
+
+
+@attrs.frozen
+class SimulationReport:
+    """What one config did with the calls replayed through it.
+
+    Attributes:
+        calls: calls replayed (`admitted + rejected`).
+        admitted: calls let through (trials included).
+        rejected: calls rejected.
+        failures_admitted: failed calls let through (what the dependency still saw fail).
+        rejected_would_succeed: rejected calls that would have succeeded.
+        rejected_would_fail: rejected calls that would have failed.
+        state_changes: transitions (`len(transitions)`).
+        seconds_not_closed: simulated seconds spent OPEN or HALF_OPEN, summed
+            over the breakers (one per service), up to the end of the replay.
+        detect_seconds: from the start of the first unhealthy period to the
+            first OPEN at or after it; None without unhealthy periods, or if the
+            circuit never opened then.
+        recover_seconds: from the end of the last unhealthy period to the first
+            instant from then on at which the circuit is CLOSED (0.0 if it is
+            closed then); None without unhealthy periods, or if it never closes
+            again. With many services: the last breaker to close decides.
+        transitions: `(at, old_state, new_state)` in time order, every breaker's.
+        rejection_times: when each rejection happened (only when asked for).
+        services: the report of each service's breaker, when calls name services.
+    """
+
+    calls: int
+    admitted: int
+    rejected: int
+    failures_admitted: int
+    rejected_would_succeed: int
+    rejected_would_fail: int
+    state_changes: int
+    seconds_not_closed: float
+    detect_seconds: float | None
+    recover_seconds: float | None
+    transitions: list[Transition]
+    rejection_times: Sequence[float] = ()
+    services: dict[str, SimulationReport] = attrs.field(factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data; states as their string values."""
+        data: dict[str, Any] = {
+            name: getattr(self, name)
+            for name in (
+                "calls",
+                "admitted",
+                "rejected",
+                "failures_admitted",
+                "rejected_would_succeed",
+                "rejected_would_fail",
+                "state_changes",
+                "seconds_not_closed",
+                "detect_seconds",
+                "recover_seconds",
+            )
+        }
+        data["transitions"] = [[at, old.value, new.value] for at, old, new in self.transitions]
+        if self.services:
+            data["services"] = {name: r.to_dict() for name, r in self.services.items()}
+        return data
+
+
+# -- the replay -------------------------------------------------------------------
+
+
+class _Breaker:
+    """One simulated breaker: the core, and what the report counts about it."""
+
+    __slots__ = (
+        "admitted",
+        "core",
+        "failures_admitted",
+        "not_closed",
+        "not_closed_since",
+        "rejected",
+        "rejected_failure",
+        "rejected_success",
+        "rejection_times",
+        "transitions",
+        "wait",
+    )
+
+    def __init__(
+        self,
+        config: CircuitBreakerConfig,
+        name: str,
+        now: float,
+        rng: Callable[[], float],
+        record_rejections: bool,
+    ) -> None:
+        self.core = CircuitCore(config, name, now, rng)
+        self.wait = config.half_open_max_wait
+        self.admitted = 0
+        self.rejected = 0
+        self.rejected_success = 0
+        self.rejected_failure = 0
+        self.failures_admitted = 0
+        self.not_closed = 0.0
+        self.not_closed_since = 0.0
+        self.transitions: list[Transition] = []
+        self.rejection_times: list[float] | None = [] if record_rejections else None
+
+    def advance(self, now: float) -> None:
+        """Make the transitions time alone makes before or at `now`, each at its instant."""
+        core = self.core
+        while True:
+            state = core.state
+            if state is OPEN and core.open_until <= now:
+                due = core.open_until
+            elif state is HALF_OPEN and self.wait is not None and core.trial_starts:
+                due = min(core.trial_starts) + self.wait
+                if due > now:
+                    return
+            else:
+                return
+            core.poll(due)
+            if core.state is state:  # rounding: (a + b) - a may fall short of b
+                core.poll(math.nextafter(due, math.inf))
+            self.collect()
+
+    def collect(self) -> None:
+        """Take the core's events: note each transition and the time spent not CLOSED."""
+        for event in self.core.take_events():
+            if isinstance(event, StateChanged):
+                old, new = event.old_state, event.new_state
+                self.transitions.append((event.at, old, new))
+                if old is CLOSED:
+                    self.not_closed_since = event.at
+                elif new is CLOSED:
+                    self.not_closed += event.at - self.not_closed_since
+
+
+class _Lane:
+    """One config under test: its breakers (one per service) and its calls in flight."""
+
+    __slots__ = ("breakers", "config", "heap", "record_rejections", "rng")
+
+    def __init__(self, config: CircuitBreakerConfig, seed: int, record_rejections: bool) -> None:
+        self.config = config
+        self.rng = random.Random(seed).random  # jitter, the same for every run
+        self.record_rejections = record_rejections
+        self.breakers: dict[str | None, _Breaker] = {}
+        # Calls in flight: (end, sequence number, generation, start, outcome, breaker).
+        self.heap: list[tuple[float, int, int, float, Outcome, _Breaker]] = []
+
+    def breaker(self, service: str | None, now: float) -> _Breaker:
+        breaker = _Breaker(self.config, service or "default", now, self.rng, self.record_rejections)
+        self.breakers[service] = breaker
+        return breaker
+
+
+def _finish(entry: tuple[float, int, int, float, Outcome, _Breaker]) -> None:
+    end, _, generation, started, outcome, breaker = entry
+    core = breaker.core
+    if core.state is not CLOSED:
+        breaker.advance(end)
+    core.complete(generation, started, end, outcome)
+    if core.events:
+        breaker.collect()
+
+
+def _replay(rows: Iterable[Row], lanes: Sequence[_Lane]) -> tuple[int, float]:
+    """Replay `rows` (in start order) through every lane: (calls, when the replay ended).
+
+    Raises:
+        ValueError: a row starts before the one before it.
+    """
+    sequence = itertools.count()
+    heappush, heappop = heapq.heappush, heapq.heappop
+    calls = 0
+    last = -math.inf
+    end = -math.inf
+    for start, duration, outcome, service in rows:
+        if start < last:
+            raise ValueError(f"calls must come in start order: {start!r} after {last!r}")
+        last = start
+        calls += 1
+        finish = start + duration
+        if finish > end:
+            end = finish
+        for lane in lanes:
+            heap = lane.heap
+            while heap and heap[0][0] <= start:  # ends before starts at one instant
+                _finish(heappop(heap))
+            breaker = lane.breakers.get(service)
+            if breaker is None:
+                breaker = lane.breaker(service, start)
+            core = breaker.core
+            if core.state is not CLOSED:
+                breaker.advance(start)
+            generation = core.acquire(start)
+            if generation < 0:
+                breaker.rejected += 1
+                if outcome is SUCCESS:
+                    breaker.rejected_success += 1
+                elif outcome is FAILURE:
+                    breaker.rejected_failure += 1
+                if breaker.rejection_times is not None:
+                    breaker.rejection_times.append(start)
+            else:
+                breaker.admitted += 1
+                if outcome is FAILURE:
+                    breaker.failures_admitted += 1
+                heappush(heap, (finish, next(sequence), generation, start, outcome, breaker))
+    for lane in lanes:
+        heap = lane.heap
+        while heap:
+            _finish(heappop(heap))
+        for breaker in lane.breakers.values():
+            breaker.advance(end)
+            if breaker.core.state is not CLOSED:
+                breaker.not_closed += end - breaker.not_closed_since
+    return calls, end
+
+
+def _detect(transitions: Sequence[Transition], since: float) -> float | None:
+    for at, _, new in transitions:
+        if new is OPEN and at >= since:
+            return at - since
+    return None
+
+
+def _recover(transitions: Sequence[Transition], since: float) -> float | None:
+    """Seconds from `since` to the first instant from then on at which the circuit is CLOSED."""
+    state = CLOSED
+    for at, _, new in transitions:
+        if at > since:
+            if state is CLOSED:
+                return 0.0
+            if new is CLOSED:
+                return at - since
+        state = new
+    return 0.0 if state is CLOSED else None
+
+
+def _report(
+    breakers: Sequence[_Breaker], unhealthy: Sequence[tuple[float, float]]
+) -> SimulationReport:
+    transitions = sorted(
+        (t for b in breakers for t in b.transitions), key=lambda transition: transition[0]
+    )
+    detect = recover = None
+    if unhealthy:
+        detect = _detect(transitions, min(start for start, _ in unhealthy))
+        since = max(end for _, end in unhealthy)
+        recoveries = [_recover(b.transitions, since) for b in breakers]
+        if recoveries and None not in recoveries:
+            recover = max(r for r in recoveries if r is not None)
+    rejection_times: Sequence[float] = ()
+    if breakers and breakers[0].rejection_times is not None:
+        rejection_times = sorted(t for b in breakers for t in b.rejection_times or ())
+    admitted = sum(b.admitted for b in breakers)
+    rejected = sum(b.rejected for b in breakers)
+    return SimulationReport(
+        calls=admitted + rejected,
+        admitted=admitted,
+        rejected=rejected,
+        failures_admitted=sum(b.failures_admitted for b in breakers),
+        rejected_would_succeed=sum(b.rejected_success for b in breakers),
+        rejected_would_fail=sum(b.rejected_failure for b in breakers),
+        state_changes=len(transitions),
+        seconds_not_closed=sum(b.not_closed for b in breakers),
+        detect_seconds=detect,
+        recover_seconds=recover,
+        transitions=transitions,
+        rejection_times=rejection_times,
+    )
+
+
+def _check_unhealthy(unhealthy: Iterable[tuple[float, float]] | None) -> list[tuple[float, float]]:
+    periods = []
+    for period in unhealthy or ():
+        try:
+            start, end = (float(x) for x in period)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"unhealthy must hold (start, end) pairs of seconds, got {period!r}"
+            ) from None
+        if not (math.isfinite(start) and math.isfinite(end) and start <= end):
+            raise ValueError(f"unhealthy period must have finite start <= end, got {period!r}")
+        periods.append((start, end))
+    return periods
+
+
+def simulate_rows(
+    rows: Iterable[Row],
+    configs: Mapping[str, CircuitBreakerConfig],
+    unhealthy: Iterable[tuple[float, float]] | None = None,
+    *,
+    seed: int = 0,
+    record_rejections: bool = False,
+) -> dict[str, SimulationReport]:
+    """`simulate` on rows already in start order, read once (a streamed trace).
+
+    Rows are `(start, duration, outcome, service)` with an `Outcome`; all
+    configs replay in one pass, so the rows may come from a generator.
+    """
+    periods = _check_unhealthy(unhealthy)
+    for label, config in configs.items():
+        if not isinstance(config, CircuitBreakerConfig):
+            raise TypeError(f"configs[{label!r}] must be a CircuitBreakerConfig, got {config!r}")
+    lanes = {label: _Lane(config, seed, record_rejections) for label, config in configs.items()}
+    _replay(rows, list(lanes.values()))
+    reports = {}
+    for label, lane in lanes.items():
+        report = _report(list(lane.breakers.values()), periods)
+        if any(service is not None for service in lane.breakers):
+            services = {
+                str(service): _report([breaker], periods)
+                for service, breaker in lane.breakers.items()
+            }
+            report = attrs.evolve(report, services=services)
+        reports[label] = report
+    return reports
+
+
+def simulate(
+    calls: Iterable[Call],
+    configs: Mapping[str, CircuitBreakerConfig],
+    unhealthy: Iterable[tuple[float, float]] | None = None,
+    *,
+    seed: int = 0,
+    record_rejections: bool = False,
+) -> dict[str, SimulationReport]:
+    """Replay `calls` through a breaker per config; a report per label.
+
+    Args:
+        calls: in any order (sorted by start here, stably).
+        configs: `{label: config}`; every config replays the same calls.
+        unhealthy: `(start, end)` periods in which the dependency was unwell,
+            for `detect_seconds` and `recover_seconds`.
+        seed: seeds each config's jitter (`reset_timeout_jitter`).
+        record_rejections: keep when each rejection happened
+            (`SimulationReport.rejection_times`, for plots).
+    """
+    items = list(calls)
+    for index, call in enumerate(items):
+        if not isinstance(call, Call):
+            raise TypeError(f"calls[{index}] must be a Call, got {call!r}")
+    if any(b.start < a.start for a, b in itertools.pairwise(items)):
+        items.sort(key=lambda call: call.start)
+    rows: Iterator[Row] = (
+        (call.start, call.duration, OUTCOMES[call.outcome], call.service) for call in items
+    )
+    return simulate_rows(rows, configs, unhealthy, seed=seed, record_rejections=record_rejections)
+
+
+# -- scenarios --------------------------------------------------------------------
+
+
+@attrs.frozen
+class Scenario:
+    """A built-in trace: its calls (in start order) and when the dependency was unwell."""
+
+    name: str
+    seed: int
+    description: str
+    calls: list[Call]
+    unhealthy: list[tuple[float, float]]
+
+
+_RATE = 10.0  # calls per second
+_LENGTH = 900.0  # seconds: 15 minutes
+_NOISE = 0.005  # failures while healthy
+
+
+def _arrivals(rng: random.Random) -> Iterator[float]:
+    t = rng.expovariate(_RATE)
+    while t < _LENGTH:
+        yield t
+        t += rng.expovariate(_RATE)
+
+
+def _latency(rng: random.Random, median: float = 0.05) -> float:
+    return median * rng.lognormvariate(0.0, 0.5)
+
+
+def _during(t: float, periods: Sequence[tuple[float, float]]) -> bool:
+    return any(start <= t < end for start, end in periods)
+
+
+def _outage(rng: random.Random) -> tuple[list[Call], list[tuple[float, float]]]:
+    down = [(240.0, 480.0)]
+    calls = []
+    for t in _arrivals(rng):
+        if _during(t, down):  # every call times out after a second
+            calls.append(Call(t, 1.0, "failure"))
+        else:
+            calls.append(Call(t, _latency(rng), "failure" if rng.random() < _NOISE else "success"))
+    return calls, down
+
+
+def _brownout(rng: random.Random) -> tuple[list[Call], list[tuple[float, float]]]:
+    unwell = [(240.0, 540.0)]
+    calls = []
+    for t in _arrivals(rng):
+        share = 0.4 if _during(t, unwell) else _NOISE
+        calls.append(Call(t, _latency(rng), "failure" if rng.random() < share else "success"))
+    return calls, unwell
+
+
+def _flapping(rng: random.Random) -> tuple[list[Call], list[tuple[float, float]]]:
+    down = [(float(start), start + 20.0) for start in range(180, 600, 60)]
+    calls = []
+    for t in _arrivals(rng):
+        if _during(t, down):
+            calls.append(Call(t, _latency(rng, 0.02), "failure"))
+        else:
+            calls.append(Call(t, _latency(rng), "failure" if rng.random() < _NOISE else "success"))
+    return calls, down
+
+
+def _slow(rng: random.Random) -> tuple[list[Call], list[tuple[float, float]]]:
+    # The median latency climbs from 50 ms to 2.5 s over 180-240 s, stays there
+    # until 540 s and falls back by 600 s; unwell while it is past one second.
+    low, high, ramp = 0.05, 2.5, 60.0
+    past_one = ramp * (1.0 - low) / (high - low)
+    unwell = [(180.0 + past_one, 600.0 - past_one)]
+
+    def median(t: float) -> float:
+        if 180.0 <= t < 240.0:
+            return low + (high - low) * (t - 180.0) / ramp
+        if 240.0 <= t < 540.0:
+            return high
+        if 540.0 <= t < 600.0:
+            return high - (high - low) * (t - 540.0) / ramp
+        return low
+
+    calls = [Call(t, _latency(rng, median(t)), "success") for t in _arrivals(rng)]
+    return calls, unwell
+
+
+_SCENARIOS: dict[
+    str, tuple[str, Callable[[random.Random], tuple[list[Call], list[tuple[float, float]]]]]
+] = {
+    "outage": ("every call fails (1 s timeouts) from 4 to 8 minutes", _outage),
+    "brownout": ("40 % of calls fail from 4 to 9 minutes", _brownout),
+    "flapping": ("down 20 s in every minute, 7 times from 3 minutes on", _flapping),
+    "slow": ("latency climbs past 1 s from about 3.4 to 9.6 minutes, no errors", _slow),
+}
+
+
+def scenarios() -> dict[str, str]:
+    """The built-in scenarios' names and one-line descriptions.
+
+    Each is 15 minutes of about 10 calls per second (Poisson arrivals,
+    log-normal latency around 50 ms, 0.5 % failures while healthy).
+    """
+    return {name: description for name, (description, _) in _SCENARIOS.items()}
+
+
+def scenario(name: str, seed: int = 0) -> Scenario:
+    """A built-in scenario, the same for the same `seed`.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+    """
+    if name not in _SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r} (known: {', '.join(_SCENARIOS)})")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    description, build = _SCENARIOS[name]
+    calls, unhealthy = build(random.Random(f"{name}:{seed}"))
+    return Scenario(name, seed, description, calls, unhealthy)
