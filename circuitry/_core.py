@@ -234,7 +234,9 @@ class CircuitCore:
         self.config = config
         self.name = name
         self.random = random
-        self._failure_threshold = config.failure_threshold_count
+        count = config.failure_threshold_count
+        # None: no count rule (the config then has a rate rule); no count reaches inf.
+        self._failure_threshold: float = math.inf if count is None else count
         self._failure_percentage = config.failure_threshold_percentage
         self._minimum_calls = config.minimum_calls
         self._success_threshold = config.success_threshold_count
