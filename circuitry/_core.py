@@ -587,6 +587,8 @@ class CircuitCore:
         """The metrics as of `now`."""
         self._tick(now)
         window = self.window
+        window_calls: int | None = None
+        failure_rate = slow_call_rate = None
         if window is None:
             window_failures = self.consecutive_failures
         else:
@@ -594,6 +596,12 @@ class CircuitCore:
             window.expire(now)
             self._failures_moved(window, window_failures)
             window_failures = window.total_failures
+            window_calls = window.total_calls
+            if window_calls and window_calls >= self._minimum_calls:
+                failure_rate = 100.0 * window_failures / window_calls
+                if self._slow_call_duration is not None:
+                    slow_call_rate = 100.0 * window.total_slow / window_calls
+        latency = self.latency
         return CircuitMetrics(
             name=self.name,
             current_state=self.state,
@@ -607,8 +615,13 @@ class CircuitCore:
             total_slow=self.total_slow,
             window_failures=window_failures,
             retry_after=self.retry_after(now),
-            average_response_time=self.latency.mean(),
-            p95_response_time=self.latency.percentile(95),
+            average_response_time=latency.mean(),
+            p95_response_time=latency.percentile(95),
+            window_calls=window_calls,
+            failure_rate=failure_rate,
+            slow_call_rate=slow_call_rate,
+            total_duration=latency.total,
+            durations=tuple(latency.buckets.items()),
         )
 
     def _count_fast_rejections(self) -> int:
