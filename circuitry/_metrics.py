@@ -39,18 +39,21 @@ def _middle(key: int) -> float:
     return math.pow(2.0, (key - OFFSET + 0.5) / PER_OCTAVE)
 
 
-def _bounds(bounds: Iterable[float]) -> tuple[float, ...]:
-    """Check upper bounds (strictly increasing seconds >= 0); end them with math.inf."""
+def _bounds(bounds: Iterable[float], field: str = "bounds") -> tuple[float, ...]:
+    """Check upper bounds (strictly increasing seconds >= 0); end them with math.inf.
+
+    `field` names them in the error messages.
+    """
     if isinstance(bounds, (str, bytes)) or not isinstance(bounds, Iterable):
-        raise TypeError(f"bounds must be an iterable of seconds, got {bounds!r}")
+        raise TypeError(f"{field} must be an iterable of seconds, got {bounds!r}")
     result = tuple(bounds)
     for bound in result:
         if isinstance(bound, bool) or not isinstance(bound, (int, float)):
-            raise TypeError(f"bounds must hold numbers of seconds, got {bound!r} in {bounds!r}")
+            raise TypeError(f"{field} must hold numbers of seconds, got {bound!r} in {bounds!r}")
         if not bound >= 0:  # also true for NaN
-            raise ValueError(f"bounds must be >= 0, got {bound!r} in {bounds!r}")
+            raise ValueError(f"{field} must be >= 0, got {bound!r} in {bounds!r}")
     if any(later <= earlier for earlier, later in pairwise(result)):
-        raise ValueError(f"bounds must be strictly increasing, got {bounds!r}")
+        raise ValueError(f"{field} must be strictly increasing, got {bounds!r}")
     if not result or result[-1] != math.inf:
         result += (math.inf,)
     return tuple(float(b) for b in result)
