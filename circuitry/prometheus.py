@@ -38,14 +38,11 @@ from prometheus_client.metrics import Histogram
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from ._breaker import CircuitBreaker
-from ._manager import CircuitBreakerManager
-from ._metrics import CircuitMetrics, _bounds
+from ._export import MetricsSource, Source
+from ._metrics import _bounds
 from ._state import CircuitState
 
 __all__ = ["CircuitBreakerCollector"]
-
-Source = CircuitBreakerManager | CircuitBreaker | Iterable[CircuitBreaker]
 
 _STATES = tuple(state.value for state in CircuitState)
 # How prometheus_client writes `le` ("0.005", "1.0", "+Inf"); it has no annotations.
@@ -73,29 +70,9 @@ class CircuitBreakerCollector(Collector):
     def __init__(
         self, source: Source, *, buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS
     ) -> None:
-        if isinstance(source, (CircuitBreakerManager, CircuitBreaker)):
-            self._source: CircuitBreakerManager | CircuitBreaker | Iterable[CircuitBreaker] = source
-        elif isinstance(source, Iterable) and not isinstance(source, (str, bytes)):
-            if iter(source) is source:  # an iterator: it cannot be read twice
-                source = tuple(source)
-            for item in source:
-                _check_breaker(item)
-            self._source = source
-        else:
-            raise TypeError(
-                "source must be a CircuitBreakerManager, a CircuitBreaker or an iterable "
-                f"of CircuitBreaker, got {source!r}"
-            )
+        self._source = MetricsSource(source)
         self._buckets = _bounds(buckets, "buckets")
         self._le = tuple(_le_of(bound) for bound in self._buckets)
-
-    def _snapshots(self) -> list[CircuitMetrics]:
-        source = self._source
-        if isinstance(source, CircuitBreakerManager):
-            return list(source.metrics().values())
-        if isinstance(source, CircuitBreaker):
-            return [source.metrics()]
-        return [_check_breaker(breaker).metrics() for breaker in source]
 
     def describe(self) -> Iterable[Metric]:
         """The metric families without samples (what a registry checks names with)."""
@@ -104,7 +81,7 @@ class CircuitBreakerCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         """Every breaker's metrics, read now."""
         families = _Families()
-        for m in self._snapshots():
+        for m in self._source.snapshots():
             labels = [m.name]
             current = m.current_state.value
             for state in _STATES:
@@ -179,9 +156,3 @@ class _Families:
             self.slow_call_rate,
             self.duration,
         ]
-
-
-def _check_breaker(item: object) -> CircuitBreaker:
-    if not isinstance(item, CircuitBreaker):
-        raise TypeError(f"source must hold CircuitBreaker objects, got {item!r}")
-    return item
