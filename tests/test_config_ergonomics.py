@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime
+import http.server
 import math
 import re
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 from helpers import CLOSED, OPEN, Boom, Skipped, fail, make
 
@@ -361,3 +365,86 @@ def test_a_preset_derived_with_the_new_builders_classifies_as_configured() -> No
     fail(breaker, Transport("timed out"))
     assert breaker.state is CircuitState.OPEN
     assert breaker.metrics().total_failures == 2
+
+
+# -- the README's raise_for_status example, against a real server on loopback --------------------
+
+
+class _StatusHandler(http.server.BaseHTTPRequestHandler):
+    """Answers GET /<status> with that status."""
+
+    def do_GET(self) -> None:
+        status = int(self.path.strip("/"))
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def status_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StatusHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def _server_fault(exc: BaseException) -> bool:
+    return not isinstance(exc, httpx.HTTPStatusError) or exc.response.status_code >= 500
+
+
+def test_raise_for_status_outside_record_exceptions_counts_an_outage_as_successes(
+    status_server: str,
+) -> None:
+    clock = FakeClock()
+    wrong = CircuitBreaker(
+        CircuitBreakerConfig(record_exceptions=(httpx.TransportError,)), clock=clock
+    )
+    assert issubclass(httpx.TimeoutException, httpx.TransportError)
+    assert not issubclass(httpx.HTTPStatusError, httpx.TransportError)
+    with httpx.Client() as client:
+        for _ in range(10):
+            with pytest.raises(httpx.HTTPStatusError), wrong:
+                client.get(f"{status_server}/503").raise_for_status()
+    m = wrong.metrics()
+    assert (m.total_successes, m.total_failures, m.current_state) == (10, 0, CLOSED)
+
+
+def test_recording_the_status_error_with_a_predicate_trips_on_5xx_only(status_server: str) -> None:
+    clock = FakeClock()
+    right = CircuitBreaker(
+        CircuitBreakerConfig()
+        .with_record_exceptions(httpx.TransportError, httpx.HTTPStatusError)
+        .with_failure_predicate(_server_fault),
+        clock=clock,
+    )
+    with httpx.Client() as client:
+        for _ in range(10):
+            with pytest.raises(httpx.HTTPStatusError), right:
+                client.get(f"{status_server}/404").raise_for_status()
+        assert right.state is CLOSED
+        for _ in range(5):
+            with pytest.raises(httpx.HTTPStatusError), right:
+                client.get(f"{status_server}/503").raise_for_status()
+    assert right.state is OPEN
+    assert right.metrics().total_failures == 5
+
+
+def test_result_is_failure_judges_the_response_instead(status_server: str) -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        CircuitBreakerConfig().with_result_is_failure(lambda r: r.status_code >= 500),
+        clock=clock,
+    )
+    with httpx.Client() as client:
+        for _ in range(5):
+            response = breaker.call(client.get, f"{status_server}/503")
+            assert response.status_code == 503  # still returned to the caller
+    assert breaker.state is OPEN
