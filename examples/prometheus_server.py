@@ -1,7 +1,7 @@
 """Serve circuit-breaker metrics to Prometheus from prometheus_client's own HTTP server.
 
     pip install 'circuitry-breaker[prometheus]'
-    python examples/prometheus_server.py [--port 8000] [--seconds 60]
+    python examples/prometheus_server.py [--port 8000] [--seconds 60] [--late-after 30]
     curl -s http://127.0.0.1:8000/metrics | grep circuitry_
 
 Two services are called through one CircuitBreakerManager while the server
@@ -9,7 +9,7 @@ runs: "search" always answers, "payments" fails about half its calls, so its
 breaker opens, goes HALF_OPEN after its 2 s reset timeout, and so on. The
 collector reads the breakers when Prometheus scrapes (nothing is done on the
 call path), and covers breakers the manager creates after it was registered
-("recommendations" starts being called half-way through). The server listens
+("recommendations" starts being called after `--late-after` seconds). The server listens
 on loopback only; `--port 0` picks a free port. It stops after `--seconds`.
 """
 
@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument("--seconds", type=float, default=60.0, help="stop after this long")
+    parser.add_argument(
+        "--late-after", type=float, default=30.0, help="call a third service from then on"
+    )
     args = parser.parse_args(argv)
 
     config = (
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         while (elapsed := time.monotonic() - start) < args.seconds:
             services = [("search", search), ("payments", payments)]
-            if elapsed > args.seconds / 2:
+            if elapsed >= args.late_after:
                 services.append(("recommendations", search))
             for name, fn in services:
                 # A real caller would fall back here.

@@ -297,7 +297,7 @@ def test_bad_buckets_are_an_error_naming_them(buckets: Any, error: type[Exceptio
 
 def test_the_example_serves_metrics_on_loopback() -> None:
     proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLE), "--port", "0", "--seconds", "6"],
+        [sys.executable, str(EXAMPLE), "--port", "0", "--seconds", "120", "--late-after", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -307,7 +307,7 @@ def test_the_example_serves_metrics_on_loopback() -> None:
         line = proc.stdout.readline()
         assert line.startswith("serving http://127.0.0.1:"), line + proc.stderr.read()
         url = line.split()[1]
-        # Poll until the breaker created half-way through shows up (or the example ends).
+        # Poll until the breaker the example creates after 1 s shows up.
         samples: Samples = {}
         for _ in range(200):
             with urllib.request.urlopen(url, timeout=5) as response:
