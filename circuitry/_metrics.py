@@ -152,9 +152,10 @@ class CircuitMetrics:
         Each count is of the durations <= its bound; the last bound is
         `math.inf` and its count is every recorded duration (successes and
         failures), as Prometheus' `_bucket{le}` wants. `bounds` default to
-        prometheus_client's (`DEFAULT_DURATION_BOUNDS`); `inf` is added when
-        missing. Counts come from the bounded-memory histogram: a duration
-        within 2.2 % of a bound may be counted on the wrong side of it.
+        prometheus_client's: 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
+        0.5, 0.75, 1, 2.5, 5, 7.5 and 10 s; `inf` is added when missing.
+        Counts come from the bounded-memory histogram: a duration within
+        2.2 % of a bound may be counted on the wrong side of it.
 
         Raises:
             TypeError, ValueError: `bounds` are not increasing numbers >= 0.
