@@ -602,6 +602,7 @@ class CircuitCore:
                 if self._slow_call_duration is not None:
                     slow_call_rate = 100.0 * window.total_slow / window_calls
         latency = self.latency
+        durations, mean, p95 = latency.summary()
         return CircuitMetrics(
             name=self.name,
             current_state=self.state,
@@ -615,13 +616,13 @@ class CircuitCore:
             total_slow=self.total_slow,
             window_failures=window_failures,
             retry_after=self.retry_after(now),
-            average_response_time=latency.mean(),
-            p95_response_time=latency.percentile(95),
+            average_response_time=mean,
+            p95_response_time=p95,
             window_calls=window_calls,
             failure_rate=failure_rate,
             slow_call_rate=slow_call_rate,
             total_duration=latency.total,
-            durations=tuple(latency.buckets.items()),
+            durations=durations,
         )
 
     def _count_fast_rejections(self) -> int:

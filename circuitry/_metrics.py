@@ -91,6 +91,21 @@ class LatencyHistogram:
         count = self.count
         return self.total / count if count else None
 
+    def summary(self) -> tuple[tuple[tuple[int, int], ...], float | None, float | None]:
+        """What a snapshot needs, counting once: the (bucket, count) pairs (in no
+        order), the mean and the p95 (None before any duration)."""
+        buckets = self.buckets
+        count = sum(buckets.values())
+        if not count:
+            return (), None, None
+        rank = max(1, math.ceil(95 * count / 100))  # as percentile(95)
+        seen = 0
+        for key in sorted(buckets):
+            seen += buckets[key]
+            if seen >= rank:
+                return tuple(buckets.items()), self.total / count, _middle(key)
+        raise AssertionError("unreachable: bucket counts add up to count")  # pragma: no cover
+
     def percentile(self, p: float) -> float | None:
         """The nearest-rank `p`-th percentile (0 < p <= 100), or None before any."""
         count = self.count
