@@ -24,7 +24,14 @@
    breakers share, such as the config, the name, enums and small ints, are not
    counted).
 
-Usage: python bench_internals.py [--quick] [--repeats R] [--n N]
+4. Listener cost: the CLOSED `with breaker:` and `breaker.call(fn)` paths (real
+   default clock, every call a success) with no listener, with one listener of
+   `StateChanged` only (on the breaker, or manager-wide), and with one listener
+   of every event (each call then builds a `CallSucceeded` and takes the lock
+   to record it). The first two should be level: a listener of state changes
+   alone builds no call events.
+
+Usage: python bench_internals.py [--quick] [--repeats R] [--n N] [--listeners-only]
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ import tracemalloc
 import types
 from time import perf_counter_ns
 
-from circuitry import CircuitBreaker, CircuitBreakerConfig
+from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitBreakerManager
+from circuitry.events import StateChanged
 from circuitry.testing import FakeClock
 
 try:
@@ -372,6 +380,88 @@ def bench_memory(args, out):
     out.append("")
 
 
+# --------------------------------------------------------------------------- listeners
+
+
+def bench_listeners(args, out):
+    n = args.n
+
+    def ignore(event):
+        return None
+
+    def noop():
+        return None
+
+    def plain():
+        return CircuitBreaker(CircuitBreakerConfig(), name="svc")
+
+    def state_changes_only():
+        b = plain()
+        b.subscribe(ignore, StateChanged)
+        return b
+
+    def manager_state_changes_only():
+        manager = CircuitBreakerManager()
+        manager.subscribe(ignore, StateChanged)
+        return manager.breaker("svc")
+
+    def all_events():
+        b = plain()
+        b.subscribe(ignore)
+        return b
+
+    cases = [
+        ("no listener", plain()),
+        ("StateChanged-only listener", state_changes_only()),
+        ("StateChanged-only manager-wide listener", manager_state_changes_only()),
+        ("all-events listener", all_events()),
+    ]
+
+    def with_loop(b):
+        def run(count):
+            for _ in range(count):
+                with b:
+                    pass
+        return run
+
+    def call_loop(b):
+        call = b.call
+
+        def run(count):
+            for _ in range(count):
+                call(noop)
+        return run
+
+    def best_ns(run):
+        run(1000)
+        best = None
+        for _ in range(args.repeats):
+            gc.collect()
+            gc.disable()
+            try:
+                t0 = perf_counter_ns()
+                run(n)
+                el = perf_counter_ns() - t0
+            finally:
+                gc.enable()
+            best = el if best is None else min(best, el)
+        return best / n
+
+    harness = best_ns(with_loop(NoopCM()))
+    out.append(f"## Listener cost (CLOSED, every call a success; best of {args.repeats} x {n} calls)")
+    out.append("")
+    out.append(f"Harness (the `with` loop around a no-op context manager): {harness:.0f} ns, "
+               "subtracted from the `with` column.")
+    out.append("")
+    out.append("| breaker | `with breaker:` ns/call | `breaker.call(fn)` ns/call |")
+    out.append("|---|---|---|")
+    for label, b in cases:
+        w = best_ns(with_loop(b)) - harness
+        c = best_ns(call_loop(b))
+        out.append(f"| {label} | {w:.0f} | {c:.0f} |")
+    out.append("")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -382,15 +472,18 @@ def main(argv=None):
     ap.add_argument("--k", type=int, default=20_000, help="breakers built for tracemalloc (default 20000)")
     ap.add_argument("--metrics-calls", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="smoke run (a few seconds)")
+    ap.add_argument("--listeners-only", action="store_true", help="run section 4 only")
     args = ap.parse_args(argv)
     if args.quick:
         args.repeats, args.n, args.k, args.metrics_calls = 3, 10_000, 2000, 10_000
     t0 = perf_counter_ns()
     out = [f"# circuitry internals: python {platform.python_version()} on {platform.platform()}; "
            f"repeats={args.repeats} n={args.n}", ""]
-    bench_flatness(args, out)
-    bench_metrics(args, out)
-    bench_memory(args, out)
+    if not args.listeners_only:
+        bench_flatness(args, out)
+        bench_metrics(args, out)
+        bench_memory(args, out)
+    bench_listeners(args, out)
     out.append(f"# wall time {(perf_counter_ns() - t0) / 1e9:.0f} s")
     print("\n".join(out))
     return 0

@@ -109,8 +109,9 @@ def _optional_callable(field: str, value: _F) -> _F:
 # argument, and needs a named function for that: one per field.
 
 
-def _failure_threshold_count(value: int) -> int:
-    return _count("failure_threshold_count", value)
+def _failure_threshold_count(value: int | None) -> int | None:
+    # None switches the count rule off; __attrs_post_init__ then requires a rate rule.
+    return None if value is None else _count("failure_threshold_count", value)
 
 
 def _failure_threshold_percentage(value: float | None) -> float | None:
@@ -203,7 +204,9 @@ class CircuitBreakerConfig:
     Durations accept seconds as float or int, or a `datetime.timedelta`.
     """
 
-    failure_threshold_count: int = attrs.field(default=5, converter=_failure_threshold_count)
+    failure_threshold_count: int | None = attrs.field(
+        default=5, converter=_failure_threshold_count
+    )
     failure_threshold_percentage: float | None = attrs.field(
         default=None, converter=_failure_threshold_percentage
     )
@@ -236,6 +239,16 @@ class CircuitBreakerConfig:
     alert_handler: AlertHandler | None = attrs.field(default=None, converter=_alert_handler)
 
     def __attrs_post_init__(self) -> None:
+        if (
+            self.failure_threshold_count is None
+            and self.failure_threshold_percentage is None
+            and self.slow_call_rate_threshold is None
+        ):
+            raise ValueError(
+                "failure_threshold_count=None (no count rule) needs a rate rule, "
+                "failure_threshold_percentage or slow_call_rate_threshold; got neither, "
+                "so nothing could ever trip the circuit"
+            )
         if self.failure_window is None:
             if self.failure_threshold_percentage is not None:
                 raise ValueError(
@@ -263,8 +276,27 @@ class CircuitBreakerConfig:
 
     # -- builders: each returns a new, validated config ----------------------
 
-    def with_failure_threshold(self, n: int) -> CircuitBreakerConfig:
-        """Trip after `n` consecutive failures (or `n` failures in the window)."""
+    def evolve(self, **changes: Any) -> CircuitBreakerConfig:
+        """A new validated config with `changes` applied: `config.evolve(reset_timeout=10)`.
+
+        Raises:
+            TypeError: a keyword is not a field of the config (named in the message),
+                or a value has the wrong type.
+            ValueError: a value, or the combination, is invalid.
+        """
+        fields = attrs.fields_dict(CircuitBreakerConfig)
+        for key in changes:
+            if key not in fields:
+                raise TypeError(
+                    f"evolve() got {key!r}, which is not a field of CircuitBreakerConfig"
+                )
+        return attrs.evolve(self, **changes)
+
+    def with_failure_threshold(self, n: int | None) -> CircuitBreakerConfig:
+        """Trip after `n` consecutive failures (or `n` failures in the window).
+
+        None switches the count rule off, leaving only a rate rule (set one first).
+        """
         return attrs.evolve(self, failure_threshold_count=n)
 
     def with_failure_percentage(self, p: float) -> CircuitBreakerConfig:
@@ -310,6 +342,36 @@ class CircuitBreakerConfig:
             max_reset_timeout=max_reset_timeout,
             reset_timeout_jitter=jitter,
         )
+
+    def with_record_exceptions(self, *types: type[BaseException]) -> CircuitBreakerConfig:
+        """Count only exceptions of `types` as failures (none given: no exception is one)."""
+        return attrs.evolve(self, record_exceptions=types)
+
+    def with_ignore_exceptions(self, *types: type[BaseException]) -> CircuitBreakerConfig:
+        """Count exceptions of `types` as neither success nor failure."""
+        return attrs.evolve(self, ignore_exceptions=types)
+
+    def with_failure_predicate(
+        self, fn: Callable[[BaseException], bool] | None
+    ) -> CircuitBreakerConfig:
+        """Count a recorded exception as a failure only when `fn(exc)` is true (None: always)."""
+        return attrs.evolve(self, failure_predicate=fn)
+
+    def with_result_is_failure(self, fn: Callable[[Any], bool] | None) -> CircuitBreakerConfig:
+        """Count a returned value as a failure when `fn(value)` is true (None: never)."""
+        return attrs.evolve(self, result_is_failure=fn)
+
+    def with_call_timeout(
+        self, seconds: float | datetime.timedelta | None
+    ) -> CircuitBreakerConfig:
+        """Cancel async calls after `seconds` and count a failure (None: no timeout)."""
+        return attrs.evolve(self, call_timeout=seconds)
+
+    def with_half_open_max_wait(
+        self, seconds: float | datetime.timedelta | None
+    ) -> CircuitBreakerConfig:
+        """Reopen when a trial has been in flight `seconds` without a decision (None: wait)."""
+        return attrs.evolve(self, half_open_max_wait=seconds)
 
     def with_alert_handler(self, fn: Callable[[Alert], None] | None) -> CircuitBreakerConfig:
         """Call `fn(alert)` on every state change."""

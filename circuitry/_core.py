@@ -252,7 +252,9 @@ class CircuitCore:
         self.config = config
         self.name = name
         self.random = random
-        self._failure_threshold = config.failure_threshold_count
+        count = config.failure_threshold_count
+        # None: no count rule (the config then has a rate rule); no count reaches inf.
+        self._failure_threshold: float = math.inf if count is None else count
         self._failure_percentage = config.failure_threshold_percentage
         self._minimum_calls = config.minimum_calls
         self._success_threshold = config.success_threshold_count
@@ -662,6 +664,8 @@ class CircuitCore:
         """The metrics as of `now`."""
         self._tick(now)
         window = self.window
+        window_calls: int | None = None
+        failure_rate = slow_call_rate = None
         if window is None:
             window_failures = self.consecutive_failures
         else:
@@ -669,6 +673,13 @@ class CircuitCore:
             window.expire(now)
             self._failures_moved(window, window_failures)
             window_failures = window.total_failures
+            window_calls = window.total_calls
+            if window_calls and window_calls >= self._minimum_calls:
+                failure_rate = 100.0 * window_failures / window_calls
+                if self._slow_call_duration is not None:
+                    slow_call_rate = 100.0 * window.total_slow / window_calls
+        latency = self.latency
+        durations, mean, p95 = latency.summary()
         return CircuitMetrics(
             name=self.name,
             current_state=self.state,
@@ -682,8 +693,13 @@ class CircuitCore:
             total_slow=self.total_slow,
             window_failures=window_failures,
             retry_after=self.retry_after(now),
-            average_response_time=self.latency.mean(),
-            p95_response_time=self.latency.percentile(95),
+            average_response_time=mean,
+            p95_response_time=p95,
+            window_calls=window_calls,
+            failure_rate=failure_rate,
+            slow_call_rate=slow_call_rate,
+            total_duration=latency.total,
+            durations=durations,
         )
 
     def _count_fast_rejections(self) -> int:

@@ -2,26 +2,93 @@
 
 The breakers live in one dict keyed by service name. Reads are lock-free (a
 dict hit); the manager's lock is taken only to create, replace or remove a
-breaker, and to copy the dict for `metrics()`, `health()` and `reset_all()`.
-It is never held while a breaker is used, read or reset, so an alert handler
-or listener may call back into the manager.
+breaker, to subscribe or unsubscribe a manager-wide listener, and to copy the
+dict for `metrics()`, `health()` and `reset_all()`. It is never held while a
+breaker is used, read or reset, nor while user code runs (listeners,
+`on_created` hooks), so those may call back into the manager.
+
+A manager-wide listener is subscribed on each breaker of the manager (under
+the manager's lock, so a breaker being created at the same moment gets it
+exactly once, before any other thread can use it), and unsubscribed from a
+breaker the manager replaces or removes. Each breaker delivers its own events
+to it, in order, as to any listener of its own.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
+from ._base import EVENT_TYPES, Subscription
 from ._breaker import CircuitBreaker
 from ._config import CircuitBreakerConfig
 from ._metrics import CircuitMetrics
 from ._state import AlertLevel
+from .events import Event
+
+logger = logging.getLogger("circuitry")
 
 __all__ = ["CircuitBreakerManager"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+Listener = Callable[[Event], object]
+CreatedHook = Callable[[CircuitBreaker], object]
+
+
+class _ManagerListener:
+    """A manager-wide listener as subscribed on each breaker, with those subscriptions."""
+
+    __slots__ = ("event_types", "listener", "unsubscribers")
+
+    def __init__(self, listener: Listener, event_types: tuple[type[Any], ...]) -> None:
+        self.listener = listener
+        self.event_types = event_types
+        # One per breaker it is subscribed on; changed under the manager's lock.
+        self.unsubscribers: dict[CircuitBreaker, Callable[[], None]] = {}
+
+    def __call__(self, event: Event) -> None:
+        self.listener(event)
+
+    def attach(self, breaker: CircuitBreaker) -> None:
+        self.unsubscribers[breaker] = breaker.subscribe(self, *self.event_types)
+
+    def detach(self, breaker: CircuitBreaker) -> None:
+        unsubscribe = self.unsubscribers.pop(breaker, None)
+        if unsubscribe is not None:
+            unsubscribe()
+
+    def __repr__(self) -> str:
+        return f"<manager-wide {self.listener!r}>"
+
+
+class _CarriedListener:
+    """A listener of a replaced breaker, carried over to its replacement.
+
+    It delivers only while still subscribed on the breaker it was subscribed
+    on (`origin`), so the unsubscribe function the user got from that breaker
+    stops it here too; the first event after that unsubscribes it.
+    """
+
+    __slots__ = ("entry", "origin", "unsubscribe")
+
+    def __init__(self, origin: CircuitBreaker, entry: Subscription) -> None:
+        self.origin = origin
+        self.entry = entry
+        self.unsubscribe: Callable[[], None] | None = None
+
+    def __call__(self, event: Event) -> None:
+        entry = self.entry
+        if any(present is entry for present in self.origin._listeners):
+            entry[0](event)
+        elif self.unsubscribe is not None:
+            self.unsubscribe()
+
+    def __repr__(self) -> str:
+        return f"<{self.entry[0]!r} carried over from {self.origin!r}>"
 
 
 class CircuitBreakerManager:
@@ -59,7 +126,15 @@ class CircuitBreakerManager:
             or `clock` is not callable (or None).
     """
 
-    __slots__ = ("_breakers", "_clock", "_configs", "_default_config", "_lock")
+    __slots__ = (
+        "_breakers",
+        "_clock",
+        "_configs",
+        "_created_hooks",
+        "_default_config",
+        "_listeners",
+        "_lock",
+    )
 
     def __init__(
         self,
@@ -80,6 +155,9 @@ class CircuitBreakerManager:
         self._configs: dict[str, CircuitBreakerConfig] = {}
         # Insertion order is creation order; a replaced breaker keeps its place.
         self._breakers: dict[str, CircuitBreaker] = {}
+        # Copied on write, under the lock: a reader takes the tuple as it is.
+        self._listeners: tuple[_ManagerListener, ...] = ()
+        self._created_hooks: tuple[tuple[CreatedHook], ...] = ()
         self._lock = threading.Lock()
 
     @property
@@ -93,11 +171,15 @@ class CircuitBreakerManager:
         """Use `config` for the service `name` from now on.
 
         If `name` already has a breaker, it is replaced by a new one with
-        `config`: CLOSED, with zero totals and no listeners, in the same place
-        in `names()`. The old breaker keeps working for whoever holds it, but
-        the manager no longer reports it. It is replaced even when `config`
-        equals its config. To give a service the default config back, pass
-        `manager.default_config`.
+        `config`: CLOSED, with zero totals, in the same place in `names()`.
+        The listeners subscribed on the old breaker are carried over: they
+        get the new breaker's events too (with the event types they asked
+        for), and the unsubscribe function the old breaker returned stops
+        both. Manager-wide listeners move to the new breaker, and the
+        `on_created` hooks are called with it. The old breaker keeps working
+        for whoever holds it, but the manager no longer reports it. It is
+        replaced even when `config` equals its config. To give a service the
+        default config back, pass `manager.default_config`.
 
         Raises:
             TypeError: `name` is not a str, or `config` not a `CircuitBreakerConfig`.
@@ -107,8 +189,15 @@ class CircuitBreakerManager:
             raise TypeError(f"config must be a CircuitBreakerConfig, got {config!r}")
         with self._lock:
             self._configs[name] = config
-            if name in self._breakers:
-                self._breakers[name] = self._new_breaker(name, config)
+            old = self._breakers.get(name)
+            if old is None:
+                return
+            new = self._new_breaker(name, config, carry_from=old)
+            self._breakers[name] = new
+            for listener in self._listeners:
+                listener.detach(old)
+            hooks = self._created_hooks
+        self._created(new, hooks)
 
     # -- getting a breaker ------------------------------------------------------------
 
@@ -125,17 +214,116 @@ class CircuitBreakerManager:
         with self._lock:
             # Another thread may have created it while this one waited.
             breaker = self._breakers.get(name)
-            if breaker is None:
-                config = self._configs.get(name, self._default_config)
-                breaker = self._breakers[name] = self._new_breaker(name, config)
-            return breaker
+            if breaker is not None:
+                return breaker
+            config = self._configs.get(name, self._default_config)
+            breaker = self._breakers[name] = self._new_breaker(name, config)
+            hooks = self._created_hooks
+        self._created(breaker, hooks)
+        return breaker
 
     def __getitem__(self, name: str) -> CircuitBreaker:
         """`manager[name]` is `manager.breaker(name)`: created on first use, never KeyError."""
         return self.breaker(name)
 
-    def _new_breaker(self, name: str, config: CircuitBreakerConfig) -> CircuitBreaker:
-        return CircuitBreaker(config, name=name, clock=self._clock)
+    def _new_breaker(
+        self, name: str, config: CircuitBreakerConfig, carry_from: CircuitBreaker | None = None
+    ) -> CircuitBreaker:
+        """A breaker for `name` with the manager-wide listeners on it. Hold the lock.
+
+        `carry_from`: the breaker it replaces, whose own listeners it gets too.
+        """
+        breaker = CircuitBreaker(config, name=name, clock=self._clock)
+        if carry_from is not None:
+            for entry in carry_from._listeners:
+                listener = entry[0]
+                if isinstance(listener, _ManagerListener):
+                    continue  # attached below, as to every breaker
+                if isinstance(listener, _CarriedListener):  # replaced before: the original
+                    carried = _CarriedListener(listener.origin, listener.entry)
+                else:
+                    carried = _CarriedListener(carry_from, entry)
+                carried.unsubscribe = breaker.subscribe(carried, *entry[1])
+        for manager_listener in self._listeners:
+            manager_listener.attach(breaker)
+        return breaker
+
+    def _created(
+        self, breaker: CircuitBreaker, hooks: tuple[tuple[CreatedHook], ...]
+    ) -> None:
+        """Call the `on_created` hooks, outside the lock; one that raises is logged."""
+        for (hook,) in hooks:
+            try:
+                hook(breaker)
+            except Exception:
+                logger.exception("circuit %r: on_created hook %r raised", breaker.name, hook)
+
+    # -- manager-wide events ------------------------------------------------------------
+
+    def subscribe(self, listener: Listener, *event_types: type[Event]) -> Callable[[], None]:
+        """Send every event of every breaker of the manager to `listener`.
+
+        That includes breakers created later, and those that replace others
+        (`configure_service`); a breaker the manager replaces or removes is
+        no longer heard. Each breaker delivers its events to the listener in
+        order, after its own lock is released, as to its own listeners (see
+        `CircuitBreaker.subscribe`, also for `event_types`: with
+        `StateChanged` alone, calls stay as fast as with no listener).
+        Returns a function that unsubscribes it from every breaker.
+
+        Raises:
+            TypeError: `listener` is not callable, or an event type is not one
+                of the classes in `circuitry.events`.
+        """
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, got {listener!r}")
+        for event_type in event_types:
+            if event_type not in EVENT_TYPES:
+                raise TypeError(
+                    f"event_types must be event classes of circuitry.events, got {event_type!r}"
+                )
+        subscription = _ManagerListener(listener, event_types)
+        with self._lock:
+            self._listeners += (subscription,)
+            for breaker in self._breakers.values():
+                subscription.attach(breaker)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners = tuple(s for s in self._listeners if s is not subscription)
+                for breaker in list(subscription.unsubscribers):
+                    subscription.detach(breaker)
+
+        return unsubscribe
+
+    def on_created(self, fn: CreatedHook) -> Callable[[], None]:
+        """Call `fn(breaker)` with each breaker the manager creates from now on.
+
+        Replacements made by `configure_service` are new breakers too. `fn`
+        runs in the thread that created the breaker, right after the breaker
+        joined the manager (other threads may already use it) and outside
+        the manager's lock; an exception from it is logged (logger
+        `"circuitry"`) and does not stop the caller. The breakers that exist
+        already are `manager.names()`. Returns a function that unregisters `fn`.
+
+        Raises:
+            TypeError: `fn` is not callable.
+        """
+        if not callable(fn):
+            raise TypeError(f"on_created takes a callable, got {fn!r}")
+        # Each registration is its own 1-tuple, so that unregistering it twice,
+        # or once of two registrations of one fn, removes exactly that one.
+        registration: tuple[CreatedHook] = (fn,)
+        with self._lock:
+            self._created_hooks += (registration,)
+
+        def unregister() -> None:
+            with self._lock:
+                self._created_hooks = tuple(
+                    r for r in self._created_hooks if r is not registration
+                )
+
+        return unregister
 
     # -- calls --------------------------------------------------------------------------
 
@@ -191,7 +379,10 @@ class CircuitBreakerManager:
         """
         _check_name(name)
         with self._lock:
-            return self._breakers.pop(name)
+            breaker = self._breakers.pop(name)
+            for listener in self._listeners:
+                listener.detach(breaker)
+            return breaker
 
     def _breakers_now(self) -> list[CircuitBreaker]:
         # Copied under the lock, used outside it: reading or resetting a

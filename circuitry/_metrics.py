@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
+from collections.abc import Iterable
+from itertools import accumulate, pairwise
 from math import log2
+from typing import Any
 
 import attrs
 
 from ._state import AlertLevel, CircuitState
 
-__all__ = ["CircuitMetrics", "LatencyHistogram"]
+__all__ = ["DEFAULT_DURATION_BOUNDS", "CircuitMetrics", "LatencyHistogram"]
 
 # Buckets per power of two. A duration d > MIN_DURATION falls in bucket
 # floor(log2(d) * PER_OCTAVE) (shifted by OFFSET so that int() truncation is a
@@ -21,6 +25,38 @@ PER_OCTAVE = 16.0
 OFFSET = 2048.0  # keeps keys positive down to 2 ** -128 s
 MIN_DURATION = 1e-9  # shorter (a frozen or fake clock) counts as zero
 ZERO = -1  # the bucket of zero durations
+
+DEFAULT_DURATION_BOUNDS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, math.inf,
+)
+"""The upper bounds `duration_buckets()` uses by default: prometheus_client's default ones."""
+
+
+def _middle(key: int) -> float:
+    """The value a bucket stands for: its geometric middle (0.0 for the zero bucket)."""
+    if key == ZERO:
+        return 0.0
+    return math.pow(2.0, (key - OFFSET + 0.5) / PER_OCTAVE)
+
+
+def _bounds(bounds: Iterable[float], field: str = "bounds") -> tuple[float, ...]:
+    """Check upper bounds (strictly increasing seconds >= 0); end them with math.inf.
+
+    `field` names them in the error messages.
+    """
+    if isinstance(bounds, (str, bytes)) or not isinstance(bounds, Iterable):
+        raise TypeError(f"{field} must be an iterable of seconds, got {bounds!r}")
+    result = tuple(bounds)
+    for bound in result:
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+            raise TypeError(f"{field} must hold numbers of seconds, got {bound!r} in {bounds!r}")
+        if not bound >= 0:  # also true for NaN
+            raise ValueError(f"{field} must be >= 0, got {bound!r} in {bounds!r}")
+    if any(later <= earlier for earlier, later in pairwise(result)):
+        raise ValueError(f"{field} must be strictly increasing, got {bounds!r}")
+    if not result or result[-1] != math.inf:
+        result += (math.inf,)
+    return tuple(float(b) for b in result)
 
 
 class LatencyHistogram:
@@ -55,6 +91,21 @@ class LatencyHistogram:
         count = self.count
         return self.total / count if count else None
 
+    def summary(self) -> tuple[tuple[tuple[int, int], ...], float | None, float | None]:
+        """What a snapshot needs, counting once: the (bucket, count) pairs (in no
+        order), the mean and the p95 (None before any duration)."""
+        buckets = self.buckets
+        count = sum(buckets.values())
+        if not count:
+            return (), None, None
+        rank = max(1, math.ceil(95 * count / 100))  # as percentile(95)
+        seen = 0
+        for key in sorted(buckets):
+            seen += buckets[key]
+            if seen >= rank:
+                return tuple(buckets.items()), self.total / count, _middle(key)
+        raise AssertionError("unreachable: bucket counts add up to count")  # pragma: no cover
+
     def percentile(self, p: float) -> float | None:
         """The nearest-rank `p`-th percentile (0 < p <= 100), or None before any."""
         count = self.count
@@ -67,9 +118,7 @@ class LatencyHistogram:
         for key in sorted(self.buckets):
             seen += self.buckets[key]
             if seen >= rank:
-                if key == ZERO:
-                    return 0.0
-                return math.pow(2.0, (key - OFFSET + 0.5) / PER_OCTAVE)
+                return _middle(key)
         raise AssertionError("unreachable: bucket counts add up to count")  # pragma: no cover
 
 
@@ -98,6 +147,59 @@ class CircuitMetrics:
     p95_response_time: float | None
     retry_after: float | None = None
     """Seconds until a trial may be let through: OPEN only, else None."""
+    window_calls: int | None = None
+    """Calls now in the window (successes and failures), or None without a window."""
+    failure_rate: float | None = None
+    """Percent of the window's calls that failed; None without a window or below minimum_calls."""
+    slow_call_rate: float | None = None
+    """Percent of the window's calls that were slow; None without a window or
+    `slow_call_duration`, or below minimum_calls."""
+    total_duration: float = 0.0
+    """The sum of the recorded durations (successes and failures), seconds."""
+    _durations: tuple[tuple[int, int], ...] = attrs.field(default=(), repr=False)
+    # (histogram bucket, count) pairs of the latency histogram, in no order.
+
+    def duration_buckets(
+        self, bounds: Iterable[float] | None = None
+    ) -> tuple[tuple[float, int], ...]:
+        """Recorded durations as a cumulative histogram: `(upper_bound, count)` pairs.
+
+        Each count is of the durations <= its bound; the last bound is
+        `math.inf` and its count is every recorded duration (successes and
+        failures), as Prometheus' `_bucket{le}` wants. `bounds` default to
+        prometheus_client's: 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
+        0.5, 0.75, 1, 2.5, 5, 7.5 and 10 s; `inf` is added when missing.
+        Counts come from the bounded-memory histogram: a duration within
+        2.2 % of a bound may be counted on the wrong side of it.
+
+        Raises:
+            TypeError, ValueError: `bounds` are not increasing numbers >= 0.
+        """
+        edges = DEFAULT_DURATION_BOUNDS if bounds is None else _bounds(bounds)
+        counts = [0] * len(edges)
+        for key, count in self._durations:
+            counts[bisect_left(edges, _middle(key))] += count
+        return tuple(zip(edges, accumulate(counts), strict=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON: every field, states as their string values.
+
+        Adds `success_rate` and `alert_level` (their values), and
+        `duration_buckets` as `{upper_bound: cumulative_count}` with the
+        bounds as strings (`"0.005"`, ... `"+Inf"`, as Prometheus writes `le`).
+        """
+        data: dict[str, Any] = {}
+        for field in attrs.fields(CircuitMetrics):
+            if field.name != "_durations":
+                data[field.name] = getattr(self, field.name)
+        data["current_state"] = self.current_state.value
+        data["success_rate"] = self.success_rate()
+        data["alert_level"] = self.alert_level().value
+        data["duration_buckets"] = {
+            ("+Inf" if bound == math.inf else repr(bound)): count
+            for bound, count in self.duration_buckets()
+        }
+        return data
 
     def success_rate(self) -> float:
         """Percent of successes among successes and failures; 100.0 before any."""

@@ -113,7 +113,8 @@ def _cases() -> list[Any]:
         case(field, "5", TypeError)
         case(field, 5.0, TypeError)
         case(field, 2.5, TypeError)
-        case(field, None, TypeError)
+        # failure_threshold_count=None is no count rule: valid only with a rate rule.
+        case(field, None, ValueError if field == "failure_threshold_count" else TypeError)
         case(field, NAN, TypeError)
 
     for field in DURATION_FIELDS:

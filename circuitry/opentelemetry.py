@@ -1,0 +1,203 @@
+"""OpenTelemetry export: observable instruments for circuit breakers (extra `opentelemetry`).
+
+```python
+from circuitry.opentelemetry import instrument
+
+handle = instrument(manager)                 # or a breaker, or a list of them
+...
+handle.close()                               # the instruments report nothing more
+```
+
+Instruments, read from each breaker's `metrics()` when the SDK collects (no
+work on the call path), on the meter `"circuitry"` of the given provider (the
+global one by default):
+
+- `circuitry.state` (gauge; attributes `name`, `state`): 1 for the current
+  state, 0 for the other four.
+- `circuitry.calls` (counter; `name`, `outcome`): `success`, `failure`,
+  `ignored`, `rejected`.
+- `circuitry.state_changes` (counter; `name`).
+- `circuitry.failure_rate` (gauge, percent; `name`): over the failure
+  window, absent while unknown (no window, or fewer calls than `minimum_calls`).
+
+Reading a breaker's metrics applies the transitions time alone makes, so a
+collection is also what moves an OPEN circuit whose open period has passed to
+HALF_OPEN.
+
+OpenTelemetry's API cannot remove an instrument from a meter, and asking a
+meter for an instrument it has already returns that one. So the instruments
+are created once per meter provider and report, at each collection, the
+sources that are instrumented then: `close()` takes its source out, and a
+later `instrument()` on the same provider is reported by the same instruments.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+
+from opentelemetry.metrics import (
+    CallbackOptions,
+    Meter,
+    MeterProvider,
+    Observation,
+    get_meter_provider,
+)
+
+from . import __version__
+from ._export import MetricsSource, Source
+from ._metrics import CircuitMetrics
+from ._state import CircuitState
+
+__all__ = ["Instrumentation", "instrument"]
+
+_STATES = tuple(state.value for state in CircuitState)
+
+
+class Instrumentation:
+    """What `instrument()` returns: `close()` stops reporting its source.
+
+    Also a context manager that closes on exit.
+    """
+
+    __slots__ = ("_instruments", "_source")
+
+    def __init__(self, instruments: _Instruments, source: MetricsSource) -> None:
+        self._instruments = instruments
+        self._source = source
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close()` was called."""
+        return not self._instruments.has(self)
+
+    def close(self) -> None:
+        """Stop reporting this source's breakers (calling it again does nothing)."""
+        self._instruments.remove(self)
+
+    def __enter__(self) -> Instrumentation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def snapshots(self) -> list[CircuitMetrics]:
+        return self._source.snapshots()
+
+
+class _Instruments:
+    """The four instruments of one meter, reporting every open `Instrumentation`."""
+
+    def __init__(self, meter: Meter) -> None:
+        self._lock = threading.Lock()
+        self._handles: tuple[Instrumentation, ...] = ()
+        meter.create_observable_gauge(
+            "circuitry.state",
+            callbacks=[self._observer(_state)],
+            unit="1",
+            description="Circuit state: 1 for the current state, 0 for the others.",
+        )
+        meter.create_observable_counter(
+            "circuitry.calls",
+            callbacks=[self._observer(_calls)],
+            unit="{call}",
+            description="Calls by outcome: success, failure, ignored, rejected.",
+        )
+        meter.create_observable_counter(
+            "circuitry.state_changes",
+            callbacks=[self._observer(_state_changes)],
+            unit="{change}",
+            description="State changes.",
+        )
+        meter.create_observable_gauge(
+            "circuitry.failure_rate",
+            callbacks=[self._observer(_failure_rate)],
+            unit="%",
+            description="Percent of the failure window's calls that failed "
+            "(once it holds minimum_calls).",
+        )
+
+    def _observer(
+        self, observe: Callable[[CircuitMetrics], Iterable[Observation]]
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            observations: list[Observation] = []
+            for handle in self._handles:
+                for m in handle.snapshots():
+                    observations.extend(observe(m))
+            return observations
+
+        return callback
+
+    def add(self, handle: Instrumentation) -> None:
+        with self._lock:
+            self._handles += (handle,)
+
+    def remove(self, handle: Instrumentation) -> None:
+        with self._lock:
+            self._handles = tuple(h for h in self._handles if h is not handle)
+
+    def has(self, handle: Instrumentation) -> bool:
+        return any(h is handle for h in self._handles)
+
+
+def _state(m: CircuitMetrics) -> Iterable[Observation]:
+    current = m.current_state.value
+    for state in _STATES:
+        yield Observation(1 if state == current else 0, {"name": m.name, "state": state})
+
+
+def _calls(m: CircuitMetrics) -> Iterable[Observation]:
+    for outcome, count in (
+        ("success", m.total_successes),
+        ("failure", m.total_failures),
+        ("ignored", m.total_ignored),
+        ("rejected", m.total_rejected),
+    ):
+        yield Observation(count, {"name": m.name, "outcome": outcome})
+
+
+def _state_changes(m: CircuitMetrics) -> Iterable[Observation]:
+    yield Observation(m.state_changes, {"name": m.name})
+
+
+def _failure_rate(m: CircuitMetrics) -> Iterable[Observation]:
+    if m.failure_rate is not None:
+        yield Observation(m.failure_rate, {"name": m.name})
+
+
+_lock = threading.Lock()
+_by_provider: weakref.WeakKeyDictionary[MeterProvider, _Instruments] = weakref.WeakKeyDictionary()
+
+
+def instrument(source: Source, meter_provider: MeterProvider | None = None) -> Instrumentation:
+    """Report `source`'s breakers through observable OpenTelemetry instruments.
+
+    Args:
+        source: a `CircuitBreakerManager` (every breaker it has at each
+            collection, those created later included), a `CircuitBreaker`, or
+            an iterable of them (a collection is iterated again at each
+            collection; an iterator is read once, now). Instrument each
+            breaker once per provider: two sources with the same breaker
+            report its points twice.
+        meter_provider: where the instruments go; the global provider
+            (`opentelemetry.metrics.get_meter_provider()`) when None.
+
+    Returns:
+        A handle whose `close()` stops reporting `source`.
+
+    Raises:
+        TypeError: `source` is not a manager, a breaker or an iterable of
+            breakers.
+    """
+    metrics_source = MetricsSource(source)
+    provider = get_meter_provider() if meter_provider is None else meter_provider
+    with _lock:
+        instruments = _by_provider.get(provider)
+        if instruments is None:
+            meter = provider.get_meter("circuitry", __version__)
+            instruments = _by_provider[provider] = _Instruments(meter)
+    handle = Instrumentation(instruments, metrics_source)
+    instruments.add(handle)
+    return handle
