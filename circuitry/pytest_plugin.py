@@ -110,10 +110,12 @@ def breaker_factory(fake_clock: FakeClock) -> BreakerFactory:
     return BreakerFactory(fake_clock)
 
 
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures are set up
 def pytest_runtest_setup(item: pytest.Item) -> None:
     _reset(_targets(item))
 
 
+@pytest.hookimpl(trylast=True)  # after the test's fixtures are torn down
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     # Anything else was reported by the setup already: one error per test.
     _reset(t for t in _targets(item) if isinstance(t, (CircuitBreaker, CircuitBreakerManager)))

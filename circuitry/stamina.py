@@ -41,12 +41,13 @@ def takes_backoff_from_hook() -> bool:
 def on(*exception_types: type[Exception], backoff: bool | None = None) -> BackoffHook:
     """A hook for `stamina.retry(on=...)`: retry `exception_types`, and some rejections.
 
-    A `CircuitOpenError` is retried only when it names a `retry_after`; one
-    without (forced open, or HALF_OPEN with every trial slot taken) fails at
-    once. With a stamina that takes a backoff from the hook (25.2 and later)
-    the hook returns `retry_after` itself, so the next attempt lands when a
-    trial may be let through; with an older one it returns True and stamina's
-    exponential backoff decides the wait.
+    A `CircuitOpenError` is retried only when it names a `retry_after`
+    (listed in `exception_types` or not); one without (forced open, or
+    HALF_OPEN with every trial slot taken) fails at once. With a stamina
+    that takes a backoff from the hook (25.2 and later) the hook returns
+    `retry_after` itself, so the next attempt lands when a trial may be let
+    through; with an older one it returns True and stamina's exponential
+    backoff decides the wait.
 
     Args:
         exception_types: the exceptions to retry (with stamina's backoff).

@@ -222,3 +222,28 @@ def test_module_all_names_its_public_api() -> None:
         and getattr(value, "__module__", None) == "circuitry.pytest_plugin"
     }
     assert defined == set(circuitry.pytest_plugin.__all__)
+
+
+def test_reset_comes_after_the_fixtures_are_torn_down(pytester: pytest.Pytester) -> None:
+    # A fixture that opens the breaker in its teardown must not leak it either.
+    pytester.makepyfile(
+        app=APP,
+        test_order="""
+        import pytest
+        from circuitry import CircuitState
+        import app
+
+        @pytest.fixture
+        def opens_on_teardown():
+            yield
+            app.payments.trip()
+
+        @pytest.mark.circuitry_reset(app.payments)
+        def test_marked(opens_on_teardown):
+            pass
+
+        def test_next_finds_it_closed():
+            assert app.payments.state is CircuitState.CLOSED
+        """,
+    )
+    pytester.runpytest().assert_outcomes(passed=2)
