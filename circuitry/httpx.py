@@ -53,8 +53,9 @@ def default_key(request: httpx.Request) -> str:
     `https://example.com:443` share one breaker.
     """
     url = request.url
+    host = f"[{url.host}]" if ":" in url.host else url.host  # IPv6, bracketed as in a URL
     port = url.port if url.port is not None else _DEFAULT_PORTS.get(url.scheme)
-    return f"{url.scheme}://{url.host}:{port}" if port is not None else f"{url.scheme}://{url.host}"
+    return f"{url.scheme}://{host}:{port}" if port is not None else f"{url.scheme}://{host}"
 
 
 def default_is_failure(response: httpx.Response) -> bool:

@@ -141,6 +141,8 @@ def test_default_key_is_scheme_host_and_port() -> None:
     assert key_of("http://example.com/") == "http://example.com:80"
     assert key_of("http://127.0.0.1:8080/x") == "http://127.0.0.1:8080"
     assert key_of("https://api.example.com/") != key_of("https://example.com/")
+    assert key_of("http://[::1]:8080/x") == "http://[::1]:8080"
+    assert key_of("https://[::1]/") == "https://[::1]:443"
 
 
 def test_one_breaker_guards_every_host(clock: FakeClock) -> None:
