@@ -297,9 +297,13 @@ async def test_nothing_is_admitted_before_the_coroutine_is_awaited(
     assert breaker._core.in_flight == 0
 
 
-@pytest.mark.skipif(sys.version_info < (3, 12), reason="inspect.markcoroutinefunction is 3.12+")
-async def test_call_async_counts_as_a_coroutine_function(clock: FakeClock) -> None:
-    assert inspect.iscoroutinefunction(make(clock).call_async)
+async def test_call_async_counts_as_a_coroutine_function_on_3_12_and_later(
+    clock: FakeClock,
+) -> None:
+    # inspect.markcoroutinefunction is 3.12+: before, only an `async def` is one
+    # (as documented in call_async), and awaiting what it returns works either way.
+    breaker = make(clock)
+    assert inspect.iscoroutinefunction(breaker.call_async) is (sys.version_info >= (3, 12))
 
 
 async def test_decorator_works_on_async_methods(clock: FakeClock) -> None:
