@@ -339,7 +339,7 @@ class BreakerBase:
             core.tickets.append(now)  # admitted without the lock: see _core
             return generation
         reject_until = core.reject_until
-        if now < reject_until:
+        if core.reject_from <= now < reject_until:
             # Plainly open: reject without the lock while the open period runs,
             # counting with next() on core.fast_rejections (atomic with the GIL).
             # The state machine is untouched: a period that is over is left to
@@ -646,7 +646,7 @@ class BreakerBase:
         """
         now = self._clock.monotonic()
         core = self._core
-        if now < core.reject_until:
+        if core.reject_from <= now < core.reject_until:
             next(core.fast_rejections)  # as in _admit
             return None
         generation = core.admitting

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time as _time
 from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["Clock", "clock_from"]
+
+_INF = math.inf
 
 
 class Clock(Protocol):
@@ -16,12 +19,28 @@ class Clock(Protocol):
 
 
 class _Given:
-    """A clock function, as a `Clock`."""
+    """A clock function, as a `Clock` that refuses NaN and infinities.
 
-    __slots__ = ("monotonic",)
+    A NaN or infinite time would reach the window and the latency histogram
+    as an OverflowError far from its cause; this names the clock instead.
+    (The default clock, the `time` module, needs no such check.)
+    """
+
+    __slots__ = ("_clock",)
 
     def __init__(self, clock: Callable[[], float]) -> None:
-        self.monotonic = clock
+        self._clock = clock
+
+    def monotonic(self) -> float:
+        now = self._clock()
+        try:
+            if -_INF < now < _INF:
+                return now
+        except TypeError:
+            raise TypeError(
+                f"clock must return seconds as a float, got {now!r} from {self._clock!r}"
+            ) from None
+        raise ValueError(f"clock {self._clock!r} returned {now!r}: expected finite seconds")
 
 
 def clock_from(clock: Callable[[], float] | None) -> Clock:

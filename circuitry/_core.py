@@ -40,13 +40,16 @@ an adapter may read without the lock, so that the commonest steps take none:
 - `admitting`: the generation while CLOSED or FORCED_CLOSED, else None. While
   it is a generation, every call is admitted, so the adapter admits at once
   and appends the call's start to `tickets` (list.append is atomic).
-- `reject_until`: the end of the open period (`inf` for FORCED_OPEN, by
-  which the adapter tells the state, so an OPEN period backed off to
-  infinity is not published) while OPEN or FORCED_OPEN and nobody listens,
-  else `-inf`. While
-  `now < reject_until` every call is rejected, so the adapter rejects at
-  once and counts with `next(fast_rejections)`. The core moves OPEN to
-  HALF_OPEN on the same comparison (`_tick`), so the two never disagree.
+- `reject_from` and `reject_until`: the start and the end of the open
+  period (`reject_until` is `inf` for FORCED_OPEN, by which the adapter
+  tells the state, so an OPEN period backed off to infinity is not
+  published) while OPEN or FORCED_OPEN and nobody listens, else
+  `reject_until` is `-inf`. While `reject_from <= now < reject_until` every
+  call is rejected, so the adapter rejects at once and counts with
+  `next(fast_rejections)`. The core moves OPEN to HALF_OPEN on the same
+  comparison (`_tick`), so the two never disagree; a clock that went back
+  before `reject_from` takes the lock, and `_tick` starts the period again
+  on the new clock (`_clock_went_back`).
 - `deferring`: the generation while a success of that generation cannot
   move the circuit, else None: CLOSED or FORCED_CLOSED, no slow-call rule,
   nobody listening, and with a window too few failures in it for any
@@ -238,6 +241,7 @@ class CircuitCore:
         "latency",
         "_listening",
         "events",
+        "reject_from",
         "reject_until",
         "fast_rejections",
     )
@@ -271,7 +275,7 @@ class CircuitCore:
         # What adapters read without the lock (see the module doc): set by _publish.
         self.admitting: int | None = None
         self.deferring: int | None = None
-        self.reject_until = NOT_REJECTING
+        self.reject_from = self.reject_until = NOT_REJECTING
         # When each CLOSED or FORCED_CLOSED call of this generation in flight
         # began, in no particular order: one entry per ticket, appended by
         # `acquire` or, without the lock, by an adapter while `admitting` is set.
@@ -394,6 +398,7 @@ class CircuitCore:
             # An OPEN period backed off to infinity must not pass for FORCED_OPEN,
             # whose `inf` tells the adapter the state: it takes the lock instead.
             if quiet and _UNLOCKED_COUNTS and (state is FORCED_OPEN or until != math.inf):
+                self.reject_from = self.state_since
                 self.reject_until = until
             else:
                 self.reject_until = NOT_REJECTING
@@ -573,6 +578,8 @@ class CircuitCore:
 
     def _into_window(self, window: TimeWindow, now: float, failed: bool, slow: bool) -> bool:
         """Count a completed call into the window, then the trip rules: whether it tripped."""
+        if now < self.state_since:
+            self._clock_went_back(now)
         failures = window.total_failures
         window.add(now, failed, slow)
         if self._window_trips(window):
@@ -716,14 +723,36 @@ class CircuitCore:
     def _tick(self, now: float) -> None:
         if self.pending:
             self.fold()
+        if now < self.state_since:
+            self._clock_went_back(now)
         state = self.state
         if state is OPEN:
             if now >= self.open_until:
                 self._fire(Trigger.OPEN_PERIOD_ELAPSED, now)
         elif state is HALF_OPEN:
             wait = self._half_open_max_wait
-            if wait is not None and self.trial_starts and now - min(self.trial_starts) >= wait:
-                self._fire(Trigger.TRIAL_HUNG, now)
+            if wait is not None and self.trial_starts:
+                oldest = min(self.trial_starts)
+                if oldest > now:  # it began before the clock went back: age it from then
+                    oldest = self.state_since
+                if now - oldest >= wait:
+                    self._fire(Trigger.TRIAL_HUNG, now)
+
+    def _clock_went_back(self, now: float) -> None:
+        """The clock reads earlier than the current period began: start it again at `now`.
+
+        A clock that jumped back (a breaker tripped inside freezegun's
+        `freeze_time` and used after it; an adjusted clock) would otherwise
+        hold the circuit open, and calls in the window, for as long as it
+        jumped. The open period keeps its length, measured on the new clock;
+        the window starts empty; a trial in flight is aged from now for
+        `half_open_max_wait` (see `_tick`).
+        """
+        self.open_until -= self.state_since - now  # inf stays inf
+        self.state_since = now
+        if self.window is not None:
+            self.window.clear()
+        self._publish()
 
     def _fire(self, trigger: Trigger, now: float, period: float | None = None) -> None:
         """Make the transition `trigger` causes from the current state.
@@ -735,7 +764,7 @@ class CircuitCore:
         new = _TRANSITIONS[old, trigger]
         # First of all: adapters stop deciding without the lock.
         self.admitting = self.deferring = None
-        self.reject_until = NOT_REJECTING
+        self.reject_until = NOT_REJECTING  # (reject_from, its lower end, can stay)
         self.state = new
         self.generation += 1
         self.state_since = now

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from ._state import CircuitState
@@ -54,6 +55,9 @@ class CircuitOpenError(CircuitBreakerError):
 
     def __str__(self) -> str:
         why = _WHY.get(self.state, f"is {self.state.value}")
-        if self.retry_after is None:
-            return f"circuit {self.name!r} {why}"
-        return f"circuit {self.name!r} {why}; retry after {self.retry_after:.1f}s"
+        retry_after = self.retry_after
+        if retry_after is None or retry_after != retry_after or retry_after == math.inf:
+            return f"circuit {self.name!r} {why}"  # unknown, or never (backed off to inf)
+        if retry_after < 1e6:
+            return f"circuit {self.name!r} {why}; retry after {retry_after:.1f}s"
+        return f"circuit {self.name!r} {why}; retry after {retry_after:.3g}s"

@@ -1028,16 +1028,20 @@ def test_clock_going_backwards_does_not_crash() -> None:
     core = make(now=100.0, failure_threshold_count=2, failure_window=10, reset_timeout=10)
     succeed(core, 100.0)
     run(core, 100.0, 95.0, SUCCESS)  # ended before it started: duration 0
-    m = core.snapshot(50.0)
+    m = core.snapshot(50.0)  # before the period began: it starts again at 50, window empty
     assert m.time_in_state == 0.0
     assert m.average_response_time == 0.0
-    fail(core, 90.0)  # earlier than the window's newest call: counted there
-    fail(core, 101.0)  # 2 failures in the window
+    assert m.window_failures == 0
+    succeed(core, 60.0)
+    fail(core, 58.0)  # earlier than the window's newest call: counted there
+    fail(core, 61.0)  # 2 failures in the window
     assert core.state is OPEN
-    assert core.acquire(95.0) == REJECTED  # before the trip: still open
-    assert core.retry_after(95.0) == 16.0
-    assert core.poll(95.0) is OPEN
-    assert core.poll(111.0) is HALF_OPEN
+    assert core.acquire(55.0) == REJECTED  # before the trip: still open...
+    # ...for its open period (10 s) measured on the new clock, not 10 s + the jump
+    # back (issue 10, item 6: this was 16, and a jump of 54 years held it 54 years).
+    assert core.retry_after(55.0) == 10.0
+    assert core.poll(64.9) is OPEN
+    assert core.poll(65.0) is HALF_OPEN
 
 
 def test_latency_covers_successes_and_failures_not_ignored() -> None:
