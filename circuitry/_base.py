@@ -3,7 +3,8 @@
 The lock is held only around calls into the core, never around user code (the
 protected function, a predicate, a listener, an alert handler, the clock).
 Events the core emits while locked are delivered after the lock is released,
-in order, by one thread at a time.
+in order, by one thread at a time, each going no further than its own last
+event (see `_deliver`).
 
 Three steps skip the lock, each on a value the core publishes for it (see the
 `_core` module doc): admitting a call while CLOSED (`core.admitting`),
@@ -92,14 +93,20 @@ class BreakerBase:
         "_clock",
         "_config",
         "_core",
-        "_delivering",
+        "_deliverer",
         "_dropped",
         "_listeners",
         "_lock",
         "_name",
         "_marked",
+        "_queue",
+        "_queued",
         "_result_is_failure",
+        "_taken",
+        "_target",
         "_trial",
+        "_turn",
+        "_waiting",
     )
 
     # How many frames up the adapters' `__enter__`, `__exit__`, `__aenter__`
@@ -143,7 +150,14 @@ class BreakerBase:
         # Tickets of permits garbage-collected before completion (Permit.__del__
         # appends: atomic, no lock, safe wherever the GC runs).
         self._dropped: list[tuple[int, float]] = []
-        self._delivering = False
+        # Event delivery (see _deliver): events queued in order, how many were
+        # ever queued and taken by a deliverer, the delivering thread, how far
+        # it goes, and the condition other threads wait on for their turn.
+        self._queue: list[Event] = []
+        self._queued = self._taken = self._target = 0
+        self._deliverer: int | None = None
+        self._turn: threading.Condition | None = None
+        self._waiting = 0
         self._alert_handler = config.alert_handler
         self._result_is_failure = config.result_is_failure
         # The trial (generation, started) the current thread or task is in:
@@ -263,39 +277,83 @@ class BreakerBase:
     def _deliver(self) -> None:
         """Deliver pending events, outside the lock, in order, one thread at a time.
 
-        A thread that finds another delivering leaves its events to it: that
-        thread drains the queue until it is empty. A BaseException from a
-        listener or the alert handler (KeyboardInterrupt, SystemExit) stops
-        nothing: every event still reaches everyone, and the first such
-        exception is raised once the queue is drained.
+        Events are queued in the order the core emitted them. The thread that
+        delivers (the deliverer) goes only as far as the last event queued
+        when it began, its own among them, then hands over: a thread whose
+        events are still queued behind another deliverer waits (back-pressure)
+        until they are taken, or until it is its turn to deliver. So no caller
+        delivers more than the events ahead of its own, one operation's worth
+        per thread at most, and the queue never holds more than that. A
+        listener's own calls of this breaker (reentrant) only queue: the
+        delivering loop they run in takes their events too.
+
+        A BaseException from a listener or the alert handler (KeyboardInterrupt,
+        SystemExit) stops nothing: every event still reaches everyone, and the
+        first such exception is raised once the deliverer's events are done.
         """
         lock = self._lock
+        me = get_ident()
         with lock:
-            if self._delivering:
+            events = self._core.take_events()
+            if events:
+                self._queue += events
+                self._queued += len(events)
+            mine = self._queued  # this thread's events are all before this count
+            if self._deliverer == me:  # reentrant: the loop below (up the stack) takes them
+                if mine > self._target:
+                    self._target = mine
                 return
-            self._delivering = True
+            while self._taken < mine:
+                if self._deliverer is None:
+                    self._deliverer = me
+                    self._target = mine
+                    break
+                self._wait_for_turn()
+            else:
+                return  # another deliverer took them
         interrupt: BaseException | None = None
         try:
             while True:
                 with lock:
-                    events = self._core.take_events()
-                    listeners = self._listeners
-                    if not events:
-                        self._delivering = False
+                    count = self._target - self._taken
+                    if count <= 0:
+                        self._deliverer = None
+                        if self._waiting:
+                            self._turn.notify_all()  # type: ignore[union-attr]
                         break
-                for event in events:
+                    queue = self._queue
+                    batch = queue[:count]
+                    del queue[:count]
+                    self._taken += count
+                    if self._waiting:
+                        self._turn.notify_all()  # type: ignore[union-attr]
+                    listeners = self._listeners
+                for event in batch:
                     raised = self._dispatch(event, listeners)
                     if interrupt is None:
                         interrupt = raised
         except BaseException:
             with lock:
-                self._delivering = False
+                self._deliverer = None
+                if self._waiting:
+                    self._turn.notify_all()  # type: ignore[union-attr]
             raise
         if interrupt is not None:
             try:
                 raise interrupt
             finally:
                 del interrupt  # no cycle through this frame
+
+    def _wait_for_turn(self) -> None:
+        """Wait, holding the lock, until the deliverer takes events or hands over."""
+        turn = self._turn
+        if turn is None:  # made on first need: most breakers never wait
+            turn = self._turn = threading.Condition(self._lock)
+        self._waiting += 1
+        try:
+            turn.wait()
+        finally:
+            self._waiting -= 1
 
     def _dispatch(self, event: Event, listeners: tuple[Subscription, ...]) -> BaseException | None:
         """Hand `event` to each listener that wants it, then to the alert handler.
@@ -618,7 +676,9 @@ class BreakerBase:
     def _after_fork(self, forking_thread: int, running: list[FrameType]) -> None:
         """In the child: new lock, and none of the parent threads' calls held."""
         self._lock = threading.RLock()
-        self._delivering = False
+        self._deliverer = None  # the parent's deliverer is not here; events stay queued
+        self._turn = None
+        self._waiting = 0
         self._dropped = []
         blocks = self._blocks
         for frame in [f for f, block in blocks.items() if block[3] != forking_thread]:
