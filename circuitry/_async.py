@@ -193,8 +193,8 @@ class AsyncAdapter(BreakerBase):
                 raise
             pending = core.pending
             pending.append((generation, started, now))
-            if len(pending) >= FOLD_AT:
-                self._fold()
+            if len(pending) >= FOLD_AT or core.deferring != generation:
+                self._fold()  # (a failure meanwhile may have made this success trip)
         elif self._result_is_failure is None:
             self._finish(generation, started, SUCCESS, None)
         else:

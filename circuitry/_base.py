@@ -472,8 +472,8 @@ class BreakerBase:
             pending.append((generation, started, now))  # without the lock: see _core
             if receipt is not None:
                 receipt.clear()
-            if len(pending) >= FOLD_AT:
-                self._fold()
+            if len(pending) >= FOLD_AT or core.deferring != generation:
+                self._fold()  # (see the _core module doc: a success that may trip)
         else:
             self._settle(generation, started, now, outcome, exception, receipt)
 

@@ -58,11 +58,20 @@ an adapter may read without the lock, so that the commonest steps take none:
   `complete`, and calls `fold` under the lock once `FOLD_AT` are waiting.
 
 Each is right for the state at the instant it was read, as a locked decision
-made at that instant would be. Every other operation takes the lock, and
-first folds `pending` in (`fold`), in order, each success as `complete` would
-count it at that point: one of an earlier generation is a late result, and
-one that arrived after a failure it raced with is counted after it (trip
-rules included), as it would be had its thread been the slower to the lock.
+made at that instant would be. One race needs more: a success that read
+`deferring` just before a racing failure made successes able to trip (the
+failure rate, once the window reaches `minimum_calls`) would sit in
+`pending` while its thread's next call is admitted, although in either order
+of the two the circuit would be OPEN by then. So the adapter reads
+`deferring` again after appending and folds at once if it changed, and a
+locked step that turns `deferring` off folds what arrived meanwhile
+(`_failures_moved`): the trip happens before either call returns.
+
+Every other operation takes the lock, and first folds `pending` in
+(`fold`), in order, each success as `complete` would count it at that point:
+one of an earlier generation is a late result, and one that arrived after a
+failure it raced with is counted after it (trip rules included), as it would
+be had its thread been the slower to the lock.
 """
 
 from __future__ import annotations
@@ -589,9 +598,16 @@ class CircuitCore:
         return False
 
     def _failures_moved(self, window: TimeWindow, before: int) -> None:
-        """Publish again if the window's failures changed: successes may skip the lock, or not."""
+        """Publish again if the window's failures changed: successes may skip the lock, or not.
+
+        When successes stop skipping it, one may have been appended to `pending`
+        since this operation folded (its thread read `deferring` before): it is
+        folded now, so that a success that trips does so before this returns.
+        """
         if window.total_failures != before and self._can_defer:
             self._publish()
+            if self.pending and self.deferring is None:
+                self.fold()
 
     def _cannot_trip(self, window: TimeWindow) -> bool:
         """Whether no success can trip the circuit while the window holds no more failures.
