@@ -31,7 +31,7 @@ import math
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import anyio
 
@@ -110,9 +110,7 @@ class AsyncAdapter(BreakerBase):
             if scope.cancelled_caught:
                 # Only our deadline cancels this scope: it swallowed our timeout.
                 # (trio's scope also returns True when there was no exception.)
-                error = self._timeout_error()
-                self._finish(generation, started, FAILURE, error)
-                raise error
+                self._timed_out(generation, started)
         if exc is None:
             self._finish(generation, started, SUCCESS, None)
             return
@@ -181,9 +179,7 @@ class AsyncAdapter(BreakerBase):
             raise
         if scope is not None and scope.cancelled_caught:
             # Only our deadline cancels this scope: it swallowed our timeout.
-            error = self._timeout_error()
-            self._finish(generation, started, FAILURE, error)
-            raise error
+            self._timed_out(generation, started)
         if generation == core.deferring and self._result_is_failure is None:
             # BreakerBase._finish for a success, inlined (see SyncAdapter._call).
             try:
@@ -231,6 +227,19 @@ class AsyncAdapter(BreakerBase):
         if isinstance(exc, anyio.get_cancelled_exc_class()):
             return IGNORED  # cancellation is never a failure, whatever the config says
         return self._exception_outcome(exc)
+
+    def _timed_out(self, generation: int, started: float) -> NoReturn:
+        """Report a call our `call_timeout` scope cancelled: TimeoutError, a failure.
+
+        When an outside cancellation falls due at the same moment, anyio's
+        scope lets it through on Python 3.11+ (asyncio counts cancellations),
+        and the call counts as ignored. On 3.10 asyncio cannot tell the two
+        apart and the scope swallows both: the caller gets this TimeoutError
+        and the outside `Task.cancel()` is lost (README, asyncio section).
+        """
+        error = self._timeout_error()
+        self._finish(generation, started, FAILURE, error)
+        raise error
 
     def _timeout_error(self) -> TimeoutError:
         return TimeoutError(
