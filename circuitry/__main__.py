@@ -31,6 +31,7 @@ from ._core import FAILURE, Outcome
 from ._state import CircuitState
 from .simulation import (
     OUTCOMES,
+    REPORT_FIELDS,
     Row,
     SimulationReport,
     scenario,
@@ -42,18 +43,6 @@ __all__ = ["InputError", "Profile", "Progress", "Trace", "main", "plot"]
 
 PRESETS = sorted(name for name in vars(ServicePresets) if not name.startswith("_"))
 DEFAULT_PRESETS = ["http_api", "database", "critical_service", "high_volume"]
-FIELDS = [
-    "calls",
-    "admitted",
-    "rejected",
-    "failures_admitted",
-    "rejected_would_succeed",
-    "rejected_would_fail",
-    "state_changes",
-    "seconds_not_closed",
-    "detect_seconds",
-    "recover_seconds",
-]
 
 
 class InputError(Exception):
@@ -260,7 +249,8 @@ def _table(reports: dict[str, SimulationReport]) -> str:
     labels = list(reports)
     rows = [["", *labels]]
     rows += [
-        [field] + [_cell(getattr(reports[label], field)) for label in labels] for field in FIELDS
+        [field] + [_cell(getattr(reports[label], field)) for label in labels]
+        for field in REPORT_FIELDS
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(labels) + 1)]
     lines = []

@@ -54,7 +54,7 @@ from .events import (
     StateChanged,
 )
 
-__all__ = ["BreakerBase", "Guard", "Permit", "get_ident", "logger"]
+__all__ = ["BreakerBase", "Guard", "Permit", "check_subscription", "get_ident", "logger"]
 
 logger = logging.getLogger("circuitry")
 
@@ -69,6 +69,17 @@ EVENT_TYPES: tuple[type[Any], ...] = (
     CallIgnored,
 )
 _CALL_EVENTS = EVENT_TYPES[1:]
+
+
+def check_subscription(listener: object, event_types: tuple[object, ...]) -> None:
+    """Raise TypeError unless `listener` is callable and each event type is an event class."""
+    if not callable(listener):
+        raise TypeError(f"listener must be callable, got {listener!r}")
+    for event_type in event_types:
+        if event_type not in EVENT_TYPES:
+            raise TypeError(
+                f"event_types must be event classes of circuitry.events, got {event_type!r}"
+            )
 
 
 def _wants_call_events(listeners: tuple[Subscription, ...]) -> bool:
@@ -255,13 +266,7 @@ class BreakerBase:
             TypeError: `listener` is not callable, or an event type is not one
                 of the classes in `circuitry.events`.
         """
-        if not callable(listener):
-            raise TypeError(f"listener must be callable, got {listener!r}")
-        for event_type in event_types:
-            if event_type not in EVENT_TYPES:
-                raise TypeError(
-                    f"event_types must be event classes of circuitry.events, got {event_type!r}"
-                )
+        check_subscription(listener, event_types)
         entry: Subscription = (listener, event_types or EVENT_TYPES)
         with self._lock:
             self._listeners += (entry,)

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
-from ._base import EVENT_TYPES, Subscription
+from ._base import Subscription, check_subscription
 from ._breaker import CircuitBreaker
 from ._config import CircuitBreakerConfig
 from ._metrics import CircuitMetrics
@@ -275,13 +275,7 @@ class CircuitBreakerManager:
             TypeError: `listener` is not callable, or an event type is not one
                 of the classes in `circuitry.events`.
         """
-        if not callable(listener):
-            raise TypeError(f"listener must be callable, got {listener!r}")
-        for event_type in event_types:
-            if event_type not in EVENT_TYPES:
-                raise TypeError(
-                    f"event_types must be event classes of circuitry.events, got {event_type!r}"
-                )
+        check_subscription(listener, event_types)
         subscription = _ManagerListener(listener, event_types)
         with self._lock:
             self._listeners += (subscription,)

@@ -101,7 +101,6 @@ class _Guard:
 
     def __init__(
         self,
-        *,
         manager: CircuitBreakerManager | None,
         breaker: CircuitBreaker | None,
         key: Callable[[httpx.Request], str] | None,
@@ -184,7 +183,22 @@ class _Guard:
         breaker.trip(seconds)
 
 
-class CircuitBreakerTransport(httpx.BaseTransport):
+class _Guarded:
+    """What the two transports share: their `_Guard`, read through two names."""
+
+    _guard: _Guard
+
+    @property
+    def manager(self) -> CircuitBreakerManager:
+        """The manager the per-key breakers come from (unused with `breaker=`)."""
+        return self._guard.manager
+
+    def breaker_for(self, request: httpx.Request) -> CircuitBreaker:
+        """The breaker that guards `request`."""
+        return self._guard.breaker_for(request)
+
+
+class CircuitBreakerTransport(_Guarded, httpx.BaseTransport):
     """An httpx transport that sends each request through a circuit breaker.
 
     Args:
@@ -229,23 +243,9 @@ class CircuitBreakerTransport(httpx.BaseTransport):
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
             raise TypeError(f"transport must be an httpx.BaseTransport or None, got {transport!r}")
         self._guard = _Guard(
-            manager=manager,
-            breaker=breaker,
-            key=key,
-            is_failure=is_failure,
-            respect_retry_after=respect_retry_after,
-            max_retry_after=max_retry_after,
+            manager, breaker, key, is_failure, respect_retry_after, max_retry_after
         )
         self._transport = transport if transport is not None else httpx.HTTPTransport()
-
-    @property
-    def manager(self) -> CircuitBreakerManager:
-        """The manager the per-key breakers come from (unused with `breaker=`)."""
-        return self._guard.manager
-
-    def breaker_for(self, request: httpx.Request) -> CircuitBreaker:
-        """The breaker that guards `request`."""
-        return self._guard.breaker_for(request)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         guard = self._guard
@@ -265,7 +265,7 @@ class CircuitBreakerTransport(httpx.BaseTransport):
         return f"<CircuitBreakerTransport over {self._transport!r}>"
 
 
-class AsyncCircuitBreakerTransport(httpx.AsyncBaseTransport):
+class AsyncCircuitBreakerTransport(_Guarded, httpx.AsyncBaseTransport):
     """`CircuitBreakerTransport` for `httpx.AsyncClient` (asyncio and trio).
 
     Same arguments; `transport` is an `httpx.AsyncBaseTransport`, default
@@ -289,23 +289,9 @@ class AsyncCircuitBreakerTransport(httpx.AsyncBaseTransport):
                 f"transport must be an httpx.AsyncBaseTransport or None, got {transport!r}"
             )
         self._guard = _Guard(
-            manager=manager,
-            breaker=breaker,
-            key=key,
-            is_failure=is_failure,
-            respect_retry_after=respect_retry_after,
-            max_retry_after=max_retry_after,
+            manager, breaker, key, is_failure, respect_retry_after, max_retry_after
         )
         self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
-
-    @property
-    def manager(self) -> CircuitBreakerManager:
-        """The manager the per-key breakers come from (unused with `breaker=`)."""
-        return self._guard.manager
-
-    def breaker_for(self, request: httpx.Request) -> CircuitBreaker:
-        """The breaker that guards `request`."""
-        return self._guard.breaker_for(request)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         guard = self._guard

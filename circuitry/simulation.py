@@ -42,6 +42,7 @@ from ._state import CircuitState
 from .events import StateChanged
 
 __all__ = [
+    "REPORT_FIELDS",
     "Call",
     "Scenario",
     "SimulationReport",
@@ -128,6 +129,21 @@ class Call:
 # -- reports ----------------------------------------------------------------------
 
 
+
+REPORT_FIELDS = (
+    "calls",
+    "admitted",
+    "rejected",
+    "failures_admitted",
+    "rejected_would_succeed",
+    "rejected_would_fail",
+    "state_changes",
+    "seconds_not_closed",
+    "detect_seconds",
+    "recover_seconds",
+)
+"""The numbers a `SimulationReport` gives for each config, in the order of the table."""
+
 @attrs.frozen
 class SimulationReport:
     """What one config did with the calls replayed through it.
@@ -170,21 +186,7 @@ class SimulationReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data; states as their string values."""
-        data: dict[str, Any] = {
-            name: getattr(self, name)
-            for name in (
-                "calls",
-                "admitted",
-                "rejected",
-                "failures_admitted",
-                "rejected_would_succeed",
-                "rejected_would_fail",
-                "state_changes",
-                "seconds_not_closed",
-                "detect_seconds",
-                "recover_seconds",
-            )
-        }
+        data: dict[str, Any] = {name: getattr(self, name) for name in REPORT_FIELDS}
         data["transitions"] = [[at, old.value, new.value] for at, old, new in self.transitions]
         if self.services:
             data["services"] = {name: r.to_dict() for name, r in self.services.items()}
