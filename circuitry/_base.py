@@ -104,20 +104,13 @@ class BreakerBase:
         "_clock",
         "_config",
         "_core",
-        "_deliverer",
+        "_delivery",
         "_dropped",
         "_listeners",
         "_lock",
         "_name",
-        "_marked",
-        "_queue",
-        "_queued",
         "_result_is_failure",
-        "_taken",
-        "_target",
         "_trial",
-        "_turn",
-        "_waiting",
     )
 
     # How many frames up the adapters' `__enter__`, `__exit__`, `__aenter__`
@@ -161,22 +154,12 @@ class BreakerBase:
         # Tickets of permits garbage-collected before completion (Permit.__del__
         # appends: atomic, no lock, safe wherever the GC runs).
         self._dropped: list[tuple[int, float]] = []
-        # Event delivery (see _deliver): events queued in order, how many were
-        # ever queued and taken by a deliverer, the delivering thread, how far
-        # it goes, and the condition other threads wait on for their turn.
-        self._queue: list[Event] = []
-        self._queued = self._taken = self._target = 0
-        self._deliverer: int | None = None
-        self._turn: threading.Condition | None = None
-        self._waiting = 0
+        self._delivery: _Delivery | None = None  # see _deliver
         self._alert_handler = config.alert_handler
         self._result_is_failure = config.result_is_failure
         # The trial (generation, started) the current thread or task is in:
-        # calls made inside it ride on it (see _acquire). `_marked` once any was.
-        self._trial: ContextVar[tuple[int, float] | None] = ContextVar(
-            f"circuitry trial of {name!r}", default=None
-        )
-        self._marked = False
+        # calls made inside it ride on it (see _acquire). Made at the first trial.
+        self._trial: ContextVar[tuple[int, float] | None] | None = None
         _BREAKERS.add(self)
 
     # -- public reads ----------------------------------------------------------
@@ -282,15 +265,15 @@ class BreakerBase:
     def _deliver(self) -> None:
         """Deliver pending events, outside the lock, in order, one thread at a time.
 
-        Events are queued in the order the core emitted them. The thread that
-        delivers (the deliverer) goes only as far as the last event queued
-        when it began, its own among them, then hands over: a thread whose
-        events are still queued behind another deliverer waits (back-pressure)
-        until they are taken, or until it is its turn to deliver. So no caller
-        delivers more than the events ahead of its own, one operation's worth
-        per thread at most, and the queue never holds more than that. A
-        listener's own calls of this breaker (reentrant) only queue: the
-        delivering loop they run in takes their events too.
+        Events wait in `core.events` in the order the core emitted them. The
+        thread that delivers (the deliverer) takes them only as far as the
+        last one there when it began, its own among them, then hands over: a
+        thread whose events are still waiting behind another deliverer waits
+        (back-pressure) until they are taken, or until it is its turn to
+        deliver. So no caller delivers more than the events ahead of its own,
+        one operation's worth per thread at most, and no more than that ever
+        waits. A listener's own calls of this breaker (reentrant) only add
+        theirs: the delivering loop they run in takes them too.
 
         A BaseException from a listener or the alert handler (KeyboardInterrupt,
         SystemExit) stops nothing: every event still reaches everyone, and the
@@ -299,39 +282,37 @@ class BreakerBase:
         lock = self._lock
         me = get_ident()
         with lock:
-            events = self._core.take_events()
-            if events:
-                self._queue += events
-                self._queued += len(events)
-            mine = self._queued  # this thread's events are all before this count
-            if self._deliverer == me:  # reentrant: the loop below (up the stack) takes them
-                if mine > self._target:
-                    self._target = mine
+            state = self._delivery
+            if state is None:  # made on first need: an idle breaker has none
+                state = self._delivery = _Delivery()
+            events = self._core.events
+            mine = state.taken + len(events)  # this thread's events are all before this
+            if state.deliverer == me:  # reentrant: the loop below (up the stack) takes them
+                if mine > state.target:
+                    state.target = mine
                 return
-            while self._taken < mine:
-                if self._deliverer is None:
-                    self._deliverer = me
-                    self._target = mine
+            while state.taken < mine:
+                if state.deliverer is None:
+                    state.deliverer = me
+                    state.target = mine
                     break
-                self._wait_for_turn()
+                state.wait(lock)
             else:
                 return  # another deliverer took them
         interrupt: BaseException | None = None
         try:
             while True:
                 with lock:
-                    count = self._target - self._taken
+                    count = state.target - state.taken
                     if count <= 0:
-                        self._deliverer = None
-                        if self._waiting:
-                            self._turn.notify_all()  # type: ignore[union-attr]
+                        state.deliverer = None
+                        state.notify()
                         break
-                    queue = self._queue
-                    batch = queue[:count]
-                    del queue[:count]
-                    self._taken += count
-                    if self._waiting:
-                        self._turn.notify_all()  # type: ignore[union-attr]
+                    events = self._core.events
+                    batch = events[:count]
+                    del events[:count]
+                    state.taken += count
+                    state.notify()
                     listeners = self._listeners
                 for event in batch:
                     raised = self._dispatch(event, listeners)
@@ -339,26 +320,14 @@ class BreakerBase:
                         interrupt = raised
         except BaseException:
             with lock:
-                self._deliverer = None
-                if self._waiting:
-                    self._turn.notify_all()  # type: ignore[union-attr]
+                state.deliverer = None
+                state.notify()
             raise
         if interrupt is not None:
             try:
                 raise interrupt
             finally:
                 del interrupt  # no cycle through this frame
-
-    def _wait_for_turn(self) -> None:
-        """Wait, holding the lock, until the deliverer takes events or hands over."""
-        turn = self._turn
-        if turn is None:  # made on first need: most breakers never wait
-            turn = self._turn = threading.Condition(self._lock)
-        self._waiting += 1
-        try:
-            turn.wait()
-        finally:
-            self._waiting -= 1
 
     def _dispatch(self, event: Event, listeners: tuple[Subscription, ...]) -> BaseException | None:
         """Hand `event` to each listener that wants it, then to the alert handler.
@@ -432,7 +401,8 @@ class BreakerBase:
         """
         core = self._core
         lock = self._lock
-        trial = self._trial.get() if nesting else None
+        marks = self._trial
+        trial = marks.get() if nesting and marks is not None else None
         lock.acquire()
         try:
             if self._dropped:
@@ -441,9 +411,9 @@ class BreakerBase:
             if generation is None:
                 generation = core.acquire(now)
                 if nesting and generation >= 0 and core.state is CircuitState.HALF_OPEN:
-                    trial = (generation, now)
-                    self._trial.set(trial)
-                    self._marked = True
+                    if marks is None:
+                        marks = self._trial = ContextVar("circuitry trial", default=None)
+                    marks.set((generation, now))
             state = core.state
             retry_after = core.retry_after(now) if generation == REJECTED else None
         finally:
@@ -501,8 +471,9 @@ class BreakerBase:
         """Hand a completion to the core, under the lock (`receipt`: see `_finish`)."""
         core = self._core
         lock = self._lock
-        if self._marked and self._trial.get() == (generation, started):
-            self._trial.set(None)  # the trial this context was in is over
+        marks = self._trial
+        if marks is not None and marks.get() == (generation, started):
+            marks.set(None)  # the trial this context was in is over
         lock.acquire()
         try:
             if self._dropped:
@@ -681,9 +652,7 @@ class BreakerBase:
     def _after_fork(self, forking_thread: int, running: list[FrameType]) -> None:
         """In the child: new lock, and none of the parent threads' calls held."""
         self._lock = threading.RLock()
-        self._deliverer = None  # the parent's deliverer is not here; events stay queued
-        self._turn = None
-        self._waiting = 0
+        self._delivery = None  # the parent's deliverer is not here; its events wait
         self._dropped = []
         blocks = self._blocks
         for frame in [f for f, block in blocks.items() if block[3] != forking_thread]:
@@ -860,6 +829,37 @@ class Guard:
 
     def __repr__(self) -> str:
         return f"<Guard of {self._breaker!r}>"
+
+
+class _Delivery:
+    """Who delivers a breaker's events and how far (see `BreakerBase._deliver`).
+
+    `taken`: events taken from `core.events` by deliverers so far; `target`:
+    the count the deliverer goes to; `turn`: the condition other threads wait
+    on for theirs, made when one first has to. Used under the breaker's lock.
+    """
+
+    __slots__ = ("deliverer", "target", "taken", "turn", "waiting")
+
+    def __init__(self) -> None:
+        self.deliverer: int | None = None
+        self.taken = self.target = 0
+        self.turn: threading.Condition | None = None
+        self.waiting = 0
+
+    def wait(self, lock: threading.RLock) -> None:
+        turn = self.turn
+        if turn is None:
+            turn = self.turn = threading.Condition(lock)
+        self.waiting += 1
+        try:
+            turn.wait()
+        finally:
+            self.waiting -= 1
+
+    def notify(self) -> None:
+        if self.waiting:
+            self.turn.notify_all()  # type: ignore[union-attr]
 
 
 def _depth_of(block: Block | None) -> int:
