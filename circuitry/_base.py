@@ -160,7 +160,7 @@ class BreakerBase:
         # The trial (generation, started) the current thread or task is in:
         # calls made inside it ride on it (see _acquire). Made at the first trial.
         self._trial: ContextVar[tuple[int, float] | None] | None = None
-        _BREAKERS.add(self)
+        _register(self)
 
     # -- public reads ----------------------------------------------------------
 
@@ -871,14 +871,32 @@ def _depth_of(block: Block | None) -> int:
     return depth
 
 
-# Every breaker, for the fork hooks. A WeakSet: a breaker no longer used goes.
-_BREAKERS: weakref.WeakSet[BreakerBase] = weakref.WeakSet()
+# Every breaker, for the fork hooks: plain weak references (no callback, so
+# the one CPython keeps for the object is reused), with the dead ones pruned
+# whenever the list has doubled. A WeakSet cost about 185 bytes a breaker.
+_BREAKERS: list[weakref.ref[BreakerBase]] = []
+_REGISTRY_LOCK = threading.Lock()
+_prune_at = 1024
 _FORKING: list[BreakerBase] = []  # the breakers whose locks the fork holds
+
+
+def _register(breaker: BreakerBase) -> None:
+    global _prune_at
+    with _REGISTRY_LOCK:
+        _BREAKERS.append(weakref.ref(breaker))
+        if len(_BREAKERS) >= _prune_at:
+            _BREAKERS[:] = [ref for ref in _BREAKERS if ref() is not None]
+            _prune_at = max(1024, 2 * len(_BREAKERS))
+
+
+def _live_breakers() -> list[BreakerBase]:
+    with _REGISTRY_LOCK:
+        return [b for b in (ref() for ref in _BREAKERS) if b is not None]
 _CALL_CODES: set[Any] = set()  # the adapters' `_call` and `_call_async` (they add them)
 
 
 def _before_fork() -> None:
-    _FORKING[:] = list(_BREAKERS)
+    _FORKING[:] = _live_breakers()
     for breaker in _FORKING:
         breaker._lock.acquire()
 
