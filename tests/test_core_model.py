@@ -1,8 +1,9 @@
 """`CircuitCore` against a small reference model, step by step (hypothesis.stateful).
 
-Hypothesis draws a config, then a random sequence of acquire / complete
-(success, failure, ignored) / advance-time / poll / snapshot / force_open /
-force_closed / reset, and after every step compares the core with `Model`.
+Hypothesis draws a config, then a random sequence of acquire / ride (a call
+nested in a trial) / complete (success, failure, ignored) / advance-time /
+poll / snapshot / force_open / force_closed / reset, and after every step
+compares the core with `Model`.
 In half the runs a success is recorded the way adapters record it without
 the lock whenever the core allows (appended to `pending`, folded in later, at
 the next operation or an explicit `fold`), so that those records meet every
@@ -36,7 +37,7 @@ from hypothesis.stateful import (
 )
 
 from circuitry import CircuitBreakerConfig, CircuitState
-from circuitry._core import FAILURE, IGNORED, REJECTED, SUCCESS, CircuitCore, Outcome
+from circuitry._core import FAILURE, IGNORED, REJECTED, RIDING, SUCCESS, CircuitCore, Outcome
 from circuitry.events import (
     CallFailed,
     CallIgnored,
@@ -60,6 +61,7 @@ def cycle_random() -> Callable[[], float]:
 class Ticket:
     generation: int
     started: int
+    riding: bool = False  # a call made inside a trial: no slot of its own
 
 
 @dataclass
@@ -98,7 +100,7 @@ class Model:
     # -- derived ------------------------------------------------------------
 
     def in_flight(self) -> list[Ticket]:
-        return [t for t in self.tickets if t.generation == self.period]
+        return [t for t in self.tickets if t.generation == self.period and not t.riding]
 
     def counted(self) -> list[tuple[int, bool, bool]]:
         return [c for c in self.window if self.now - c[0] <= 9]
@@ -185,6 +187,16 @@ class Model:
         self.allowed += 1
         return ticket
 
+    def ride(self, trial: Ticket) -> Ticket | None:
+        """A call made inside the trial `trial`: admitted with no slot while it runs."""
+        self.apply_time()
+        if self.state is not HALF_OPEN or trial not in self.in_flight():
+            return None
+        ticket = Ticket(self.period, self.now, riding=True)
+        self.tickets.append(ticket)
+        self.allowed += 1
+        return ticket
+
     def complete(self, ticket: Ticket, outcome: Outcome) -> None:
         self.apply_time()
         self.tickets.remove(ticket)
@@ -211,6 +223,10 @@ class Model:
                 event = CallIgnored(NAME, self.now, duration)
             self.events.append(event)
 
+        if ticket.riding:  # its failure fails the trial; nothing else counts for it
+            if outcome is FAILURE and ticket.generation == self.period and self.state is HALF_OPEN:
+                self.move(OPEN, back_off=True)
+            return
         if ticket.generation != self.period or outcome is IGNORED:
             return  # a late result, or neither success nor failure
         if self.state is CLOSED:
@@ -335,13 +351,27 @@ class CoreMatchesModel(RuleBasedStateMachine):
         current = self.model.in_flight()
         self.finish(current[index % len(current)], pick)
 
+    @precondition(lambda self: self.model.in_flight())
+    @rule(index=st.integers(0, 1000))
+    def ride(self, index: int) -> None:
+        """A call made inside a trial in flight (nested in it, same thread or task)."""
+        current = self.model.in_flight()
+        trial = current[index % len(current)]
+        ticket = self.core.ride(float(self.model.now), (trial.generation, float(trial.started)))
+        expected = self.model.ride(trial)
+        if expected is None:
+            assert ticket is None
+        else:
+            assert ticket == RIDING - expected.generation
+
     def finish(self, ticket: Ticket, pick: int) -> None:
         outcome = self.palette[pick % len(self.palette)]
         core = self.core
         if self.defer and outcome is SUCCESS and ticket.generation == core.deferring:
             core.pending.append((ticket.generation, float(ticket.started), float(self.model.now)))
         else:
-            core.complete(ticket.generation, float(ticket.started), float(self.model.now), outcome)
+            number = RIDING - ticket.generation if ticket.riding else ticket.generation
+            core.complete(number, float(ticket.started), float(self.model.now), outcome)
         self.model.complete(ticket, outcome)
         self.completed.append(ticket)
 
