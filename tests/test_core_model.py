@@ -154,12 +154,13 @@ class Model:
 
     def trips(self) -> bool:
         c = self.config
+        count = c.failure_threshold_count  # None: no count rule (a rate rule decides)
         if c.failure_window is None:
-            return self.consecutive >= c.failure_threshold_count
+            return count is not None and self.consecutive >= count
         calls = self.counted()
         failed = sum(1 for _, f, _ in calls if f)
         slow = sum(1 for _, _, s in calls if s)
-        if failed >= c.failure_threshold_count:
+        if count is not None and failed >= count:
             return True
         if len(calls) < c.minimum_calls:
             return False
@@ -264,16 +265,22 @@ def configs(draw: st.DrawFn) -> CircuitBreakerConfig:
     windowed = draw(st.sampled_from([True, True, False]))
     slow_call_duration = draw(st.none() | st.integers(1, 4))
     reset_timeout = draw(st.integers(1, 8))
+    percentage = draw(st.none() | PERCENTAGES) if windowed else None
+    slow_rate = (
+        draw(st.none() | PERCENTAGES) if windowed and slow_call_duration is not None else None
+    )
+    # Up to 8, so that with a window the rates often decide before the count;
+    # or, with a rate rule, sometimes no count rule at all.
+    count: int | None = draw(st.integers(1, 8))
+    if (percentage is not None or slow_rate is not None) and draw(st.booleans()):
+        count = None
     return CircuitBreakerConfig(
-        # Up to 8, so that with a window the rates often decide before the count.
-        failure_threshold_count=draw(st.integers(1, 8)),
+        failure_threshold_count=count,
         failure_window=WINDOW if windowed else None,
-        failure_threshold_percentage=draw(st.none() | PERCENTAGES) if windowed else None,
+        failure_threshold_percentage=percentage,
         minimum_calls=draw(st.integers(1, 6)),
         slow_call_duration=slow_call_duration,
-        slow_call_rate_threshold=(
-            draw(st.none() | PERCENTAGES) if windowed and slow_call_duration is not None else None
-        ),
+        slow_call_rate_threshold=slow_rate,
         reset_timeout=reset_timeout,
         success_threshold_count=draw(st.integers(1, 3)),
         test_request_count=draw(st.integers(1, 3)),
@@ -494,11 +501,19 @@ class DeferredSuccessesMatchModel(CoreMatchesModel):
     def build_deferring(
         self, config: CircuitBreakerConfig, start: int, manual: bool, palette: list[Outcome]
     ) -> None:
-        config = attrs.evolve(config, slow_call_duration=None, slow_call_rate_threshold=None)
+        count = config.failure_threshold_count
+        if count is None and config.failure_threshold_percentage is None:
+            count = 5  # its only rate rule was the slow-call one, taken away here
+        config = attrs.evolve(
+            config,
+            failure_threshold_count=count,
+            slow_call_duration=None,
+            slow_call_rate_threshold=None,
+        )
         CoreMatchesModel.build(self, config, start, False, manual, True, palette)
         assert self.core.deferring == 0
 
-    def build(self, *args: object, **kwargs: object) -> None:  # type: ignore[override]
+    def build(self, *args: object, **kwargs: object) -> None:
         raise AssertionError("replaced by build_deferring")
 
     @precondition(lambda self: self.model.in_flight() and self.core.deferring is not None)
