@@ -87,6 +87,32 @@ def with_does_not_swallow() -> str:
         return compute_raw(5)
 
 
+def guard_does_not_swallow() -> str:
+    with breaker.guard():
+        return compute_raw(6)
+
+
+async def async_guard_does_not_swallow() -> int:
+    async with breaker.guard():
+        return await fetch_raw(7)
+
+
+def round_2_config_and_metrics_keep_types() -> float | None:
+    config: CircuitBreakerConfig = (
+        CircuitBreakerConfig()
+        .evolve(failure_window=60.0, failure_threshold_percentage=50.0)
+        .with_failure_threshold(None)
+        .with_call_timeout(2.0)
+        .with_record_exceptions(ConnectionError)
+    )
+    plain: dict[str, object] = config.to_mapping()
+    again: CircuitBreakerConfig = CircuitBreakerConfig.from_mapping(plain)
+    metrics = CircuitBreaker(again).metrics()
+    buckets: tuple[tuple[float, int], ...] = metrics.duration_buckets()
+    del buckets
+    return metrics.failure_rate
+
+
 async def wrong_uses_are_errors() -> None:
     # Kept unevaluated: only mypy looks at these lines.
     if breaker.name == "never":
@@ -110,6 +136,9 @@ async def main() -> None:
     assert decorated_sync() == "x14"
     assert call_keeps_the_return_type() == "y2"
     assert with_does_not_swallow() == "5"
+    assert guard_does_not_swallow() == "6"
+    assert await async_guard_does_not_swallow() == 7
+    assert round_2_config_and_metrics_keep_types() is None
     await wrong_uses_are_errors()
     breaker.force_open()
     rejected_by: str | None = None
