@@ -296,13 +296,20 @@ class BreakerBase:
                     state.deliverer = me
                     state.target = mine
                     break
-                state.wait(lock)
+                if not state.wait(lock) and state.deliverer is not None:
+                    # The deliverer has been busy for PATIENCE (a listener waiting
+                    # for this very thread, say): leave these events to it rather
+                    # than wait on, which could be for ever.
+                    state.abandoned = max(state.abandoned, mine)
+                    return
             else:
                 return  # another deliverer took them
         interrupt: BaseException | None = None
         try:
             while True:
                 with lock:
+                    if state.abandoned > state.target:
+                        state.target = state.abandoned  # events whose thread gave up waiting
                     count = state.target - state.taken
                     if count <= 0:
                         state.deliverer = None
@@ -831,6 +838,12 @@ class Guard:
         return f"<Guard of {self._breaker!r}>"
 
 
+PATIENCE = 1.0
+"""Seconds a thread waits for its turn to deliver before it leaves its events to
+the busy deliverer (see `BreakerBase._deliver`). Back-pressure against a slow
+listener waits far less; this only ends a wait that could last for ever."""
+
+
 class _Delivery:
     """Who delivers a breaker's events and how far (see `BreakerBase._deliver`).
 
@@ -839,21 +852,25 @@ class _Delivery:
     on for theirs, made when one first has to. Used under the breaker's lock.
     """
 
-    __slots__ = ("deliverer", "target", "taken", "turn", "waiting")
+    __slots__ = ("abandoned", "deliverer", "target", "taken", "turn", "waiting")
 
     def __init__(self) -> None:
         self.deliverer: int | None = None
         self.taken = self.target = 0
+        # The furthest count that a thread which gave up waiting left to the
+        # deliverer (see PATIENCE): the deliverer goes that far too.
+        self.abandoned = 0
         self.turn: threading.Condition | None = None
         self.waiting = 0
 
-    def wait(self, lock: threading.RLock) -> None:
+    def wait(self, lock: threading.RLock) -> bool:
+        """Wait for a notify, at most PATIENCE seconds: whether one came."""
         turn = self.turn
         if turn is None:
             turn = self.turn = threading.Condition(lock)
         self.waiting += 1
         try:
-            turn.wait()
+            return turn.wait(PATIENCE)
         finally:
             self.waiting -= 1
 
@@ -889,14 +906,14 @@ def _register(breaker: BreakerBase) -> None:
             _prune_at = max(1024, 2 * len(_BREAKERS))
 
 
-def _live_breakers() -> list[BreakerBase]:
-    with _REGISTRY_LOCK:
-        return [b for b in (ref() for ref in _BREAKERS) if b is not None]
 _CALL_CODES: set[Any] = set()  # the adapters' `_call` and `_call_async` (they add them)
 
 
 def _before_fork() -> None:
-    _FORKING[:] = _live_breakers()
+    # The registry's lock too, held across the fork: a thread creating a
+    # breaker at that moment must not leave it locked in the child.
+    _REGISTRY_LOCK.acquire()
+    _FORKING[:] = [b for b in (ref() for ref in _BREAKERS) if b is not None]
     for breaker in _FORKING:
         breaker._lock.acquire()
 
@@ -905,6 +922,7 @@ def _after_fork_in_parent() -> None:
     for breaker in _FORKING:
         breaker._lock.release()
     _FORKING.clear()
+    _REGISTRY_LOCK.release()
 
 
 def _after_fork_in_child() -> None:
@@ -917,6 +935,7 @@ def _after_fork_in_child() -> None:
     for breaker in _FORKING:
         breaker._after_fork(forking_thread, running)
     _FORKING.clear()
+    _REGISTRY_LOCK.release()  # taken by this thread, which the child has
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows

@@ -113,3 +113,32 @@ def test_a_listener_calling_the_same_breaker_only_queues_and_sees_its_event_next
 
 def _boom() -> None:
     raise RuntimeError("down")
+
+
+def test_a_listener_waiting_for_a_thread_that_uses_the_breaker_does_not_deadlock() -> None:
+    # The listener (in the deliverer thread) waits for another thread, which makes a
+    # call and would wait for the deliverer: after PATIENCE it leaves its event to it.
+    breaker = CircuitBreaker(name="svc")
+    got: list[str] = []
+    done = threading.Event()
+
+    def other() -> None:
+        breaker.call(lambda: None)  # its event waits behind the busy deliverer
+        done.set()
+
+    def listener(event: Event) -> None:
+        got.append(threading.current_thread().name)
+        if len(got) == 1:
+            helper = threading.Thread(target=other, name="other")
+            helper.start()
+            assert done.wait(10), "the other thread waited for ever"
+            helper.join(10)
+
+    breaker.subscribe(listener)
+    caller = threading.Thread(target=lambda: breaker.call(lambda: None), name="caller")
+    caller.start()
+    caller.join(15)
+    assert not caller.is_alive()
+    # The other thread's event was left to the deliverer, which delivered it.
+    assert got == ["caller", "caller"]
+    assert breaker._core.events == []

@@ -181,3 +181,22 @@ def test_a_call_in_the_forking_thread_completes_in_the_child(clock: FakeClock) -
         exit_child(lambda: settled(breaker.metrics()) and breaker._core.in_flight == 0)
     _, status = os.waitpid(pids[0], 0)
     assert child_ok(status), status
+
+
+def test_breakers_created_by_another_thread_at_fork_time_leave_the_child_able_to_create() -> None:
+    stop = threading.Event()
+
+    def create() -> None:
+        while not stop.is_set():
+            CircuitBreaker(name="churn")
+
+    creator = threading.Thread(target=create)
+    creator.start()
+    try:
+        statuses = [
+            in_child(lambda: CircuitBreaker(name="child").call(lambda: 1) == 1) for _ in range(20)
+        ]
+    finally:
+        stop.set()
+        creator.join()
+    assert all(child_ok(status) for status in statuses), statuses
