@@ -563,3 +563,53 @@ def test_windowed_breaker_under_load_with_trips_keeps_exact_totals() -> None:
     assert m.total_allowed == m.total_successes + m.total_failures + m.total_ignored
     assert breaker._core.in_flight == 0
     assert breaker._core.pending == []
+
+
+def test_half_open_storm_of_nested_calls_rides_on_trials_and_settles_every_ticket() -> None:
+    # Every thread's call recurses into the same breaker; the circuit keeps being
+    # reopened by failing riders and reset to HALF_OPEN by the clock. Riders never
+    # take a slot: trials in flight never exceed test_request_count.
+    clock = FakeClock()
+    breaker = half_open_breaker(clock, test_request_count=2, success_threshold_count=3)
+    in_flight = InFlight()
+    rounds = 150
+    nested_rejections = [0] * THREADS
+
+    def recurse(index: int, i: int, depth: int, entered: int) -> None:
+        assert len(breaker._core.trial_starts) <= 2
+        if depth == 0:
+            if (index + i) % 11 == 0:
+                raise Boom  # a failing rider (or trial): reopens the circuit
+            return
+        try:
+            breaker.call(recurse, index, i, depth - 1, entered)
+        except CircuitOpenError:
+            # Rejected only once the period the outer call entered in is over: inside
+            # a trial still in flight, a nested call rides on it.
+            assert breaker._core.generation != entered
+            nested_rejections[index] += 1
+            raise
+
+    def worker(index: int) -> None:
+        frame = sys._getframe()
+        for i in range(rounds):
+            if index == 0 and i % 10 == 0:
+                clock.advance(60)  # back to HALF_OPEN, whatever happened
+            try:
+                with breaker:
+                    entered = breaker._blocks[frame][0]  # the generation it was admitted in
+                    in_flight.enter()
+                    try:
+                        recurse(index, i, 1 + (index + i) % 3, entered)
+                    finally:
+                        in_flight.leave()
+            except (CircuitOpenError, Boom):
+                pass
+
+    with switching_often():
+        run_threads(worker)
+    m = breaker.metrics()
+    assert m.total_allowed == m.total_successes + m.total_failures + m.total_ignored
+    assert breaker._core.in_flight == 0
+    assert breaker._blocks == {}
+    assert m.total_allowed > THREADS  # riders were admitted, not only the trials
