@@ -8,6 +8,7 @@ about time.
 from __future__ import annotations
 
 import random
+import sys
 from collections import Counter
 
 import anyio
@@ -237,3 +238,59 @@ async def test_mixed_outcomes_and_cancellations_keep_exact_counts(
         + planned["group-cancel"]
     )
     assert m.current_state is CLOSED
+
+
+async def test_many_tasks_nesting_through_trials_ride_per_task_and_settle(clock: FakeClock) -> None:
+    # 200 tasks, each a call that recurses through the breaker across awaits, while
+    # the clock moves the circuit back to HALF_OPEN and failing riders reopen it.
+    # A task's nested calls ride on its own trial, never on another task's: trials in
+    # flight stay within test_request_count, and every ticket settles.
+    breaker = CircuitBreaker(
+        CircuitBreakerConfig(
+            failure_threshold_count=1, reset_timeout=5, test_request_count=3,
+            success_threshold_count=4,
+        ),
+        clock=clock,
+    )
+    half_open(breaker, clock)
+    rng = random.Random(7)
+    most = [0]
+
+    async def recurse(depth: int, fails: bool, entered: int) -> None:
+        most[0] = max(most[0], len(breaker._core.trial_starts))
+        await anyio.sleep(0)
+        if depth == 0:
+            if fails:
+                raise Boom
+            return
+        try:
+            await breaker.call_async(recurse, depth - 1, fails, entered)
+        except CircuitOpenError:
+            # Only once the period its task's call entered in is over: a trial still
+            # in flight carries its nested calls.
+            assert breaker._core.generation != entered
+            raise
+
+    async def task(depth: int, fails: bool) -> None:
+        frame = sys._getframe()
+        try:
+            async with breaker:
+                await recurse(depth, fails, breaker._blocks[frame][0])
+        except (CircuitOpenError, Boom):
+            pass
+
+    async def ticker() -> None:
+        for _ in range(20):
+            await anyio.sleep(0.001)
+            clock.advance(5)
+
+    with anyio.fail_after(SAFETY):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            for _ in range(200):
+                tg.start_soon(task, rng.randint(1, 3), rng.random() < 0.1)
+    m = breaker.metrics()
+    assert most[0] <= 3
+    assert m.total_allowed == m.total_successes + m.total_failures + m.total_ignored
+    assert breaker._core.in_flight == 0
+    assert breaker._blocks == {}
