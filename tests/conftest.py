@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+from redis_server import RedisServer
 
 from circuitry.testing import FakeClock
 
@@ -30,3 +32,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if skipped and exitstatus == pytest.ExitCode.OK:
         print(f"\nCI: {len(skipped)} test(s) skipped; in CI nothing may skip")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port for the whole session (see redis_server.py)."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """The session's server, running and emptied (FLUSHALL, SCRIPT FLUSH) for this test."""
+    if redis_server.process is None:
+        redis_server.start()
+    if redis_server.paused:
+        redis_server.resume()
+    with redis_server.client() as client:
+        client.flushall()
+        client.script_flush()
+    yield redis_server.url

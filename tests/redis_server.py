@@ -1,0 +1,118 @@
+"""A real `redis-server` for the tests, on a free loopback port, without persistence.
+
+A plain module (`from redis_server import RedisServer`), like loopback.py.
+Never a mock or fakeredis: the scripts, TIME, leases and TTLs are the real
+server's. The server runs with no RDB snapshots and no AOF, so a restart
+starts it empty (the "Redis restarted empty" fault), and is killed when the
+test session ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+import redis
+
+START_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """One redis-server process on 127.0.0.1; `start`, `kill`, `restart`, `pause`, `resume`."""
+
+    def __init__(self, port: int | None = None) -> None:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            raise RuntimeError(
+                "redis-server is not installed (Debian: apt-get install redis-server); "
+                ".ci/run installs it"
+            )
+        self.executable = executable
+        self.port = port or free_port()
+        self.directory = tempfile.mkdtemp(prefix="circuitry-redis-")
+        self.process: subprocess.Popen[bytes] | None = None
+        self.paused = False
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.executable,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", self.directory,
+                "--protected-mode", "no",
+                "--loglevel", "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                with self.client() as client:
+                    client.ping()
+                return
+            except redis.ConnectionError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
+                time.sleep(0.02)
+
+    def client(self, **options: Any) -> redis.Redis:
+        options.setdefault("socket_timeout", 5.0)
+        return redis.Redis(host="127.0.0.1", port=self.port, **options)
+
+    def kill(self) -> None:
+        """SIGKILL the server (connections refused from now on); its data is gone."""
+        process = self.process
+        if process is None:
+            return
+        if self.paused:
+            os.kill(process.pid, signal.SIGCONT)
+            self.paused = False
+        process.kill()
+        process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        """Kill and start again on the same port: empty, scripts flushed."""
+        self.kill()
+        self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP: the server accepts connections (the kernel does) but never answers."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+        self.paused = False
+
+    def commandstats(self) -> dict[str, int]:
+        """Calls per command so far (INFO commandstats), e.g. {"evalsha": 12}."""
+        with self.client() as client:
+            info = client.info("commandstats")
+        return {key.removeprefix("cmdstat_"): int(value["calls"]) for key, value in info.items()}
+
+    def stop(self) -> None:
+        self.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
