@@ -271,13 +271,15 @@ def build(options: dict[str, Any]) -> dict[str, Any]:
         duration, rate = slow
         options.update(slow_call_duration=duration, slow_call_rate_threshold=rate,
                        failure_window=options.get("failure_window", 10.0))
-    if options["failure_threshold_count"] is None and "failure_threshold_percentage" not in options \
-            and "slow_call_rate_threshold" not in options:
-        options["failure_threshold_count"] = 2
+    rules = ("failure_threshold_percentage", "slow_call_rate_threshold")
+    if options["failure_threshold_count"] is None and not any(r in options for r in rules):
+        options["failure_threshold_count"] = 2  # a config needs a trip rule
     return options
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(options=configs, program=steps)
 def test_random_programs_agree_in_process_and_on_redis(
     pair: Callable[..., tuple[Program, Program]], options: dict[str, Any], program: list[str]
