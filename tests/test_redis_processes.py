@@ -1,0 +1,556 @@
+"""One circuit across processes, on a real redis-server (`circuitry.redis`, issue claims 1-4, 8-10).
+
+Each process-level claim runs in real processes of the "forkserver" context
+(the test process has threads; forking it directly would be unsafe). Workers
+are module-level functions that build their own store and breaker from plain
+arguments and hand back plain data (a dict) through a queue: what they
+admitted, rejected and alerted, and their own `metrics()` totals.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+import pytest
+from helpers import Boom, Skipped
+from redis_server import RedisServer
+
+from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
+from circuitry.events import Alert, StateChanged
+from circuitry.redis import RedisStore
+
+CTX = multiprocessing.get_context("forkserver")
+# The forkserver imports these once; each worker is a fork of it (fast, and single-threaded).
+CTX.set_forkserver_preload(["circuitry.redis", __name__])
+
+WAIT = 30.0  # seconds any barrier or result may take before the test fails (never reached)
+NAMESPACE = "procs"
+
+
+def config(**options: Any) -> CircuitBreakerConfig:
+    options.setdefault("reset_timeout_jitter", 0.0)
+    return CircuitBreakerConfig(**options)
+
+
+def fail() -> None:
+    raise Boom
+
+
+def ok() -> None:
+    pass
+
+
+def totals(breaker: CircuitBreaker) -> dict[str, Any]:
+    m = breaker.metrics()
+    return {
+        "allowed": m.total_allowed,
+        "rejected": m.total_rejected,
+        "successes": m.total_successes,
+        "failures": m.total_failures,
+        "ignored": m.total_ignored,
+        "state": m.current_state.value,
+    }
+
+
+def close(store: RedisStore) -> None:
+    store.client.close()
+
+
+# -- running workers -------------------------------------------------------------------------
+
+
+def _worker_main(target: Callable[..., Any], index: int, results: Any, args: tuple[Any, ...]) -> None:
+    try:
+        results.put((index, True, target(*args)))
+    except BaseException:
+        results.put((index, False, traceback.format_exc()))
+
+
+def run_workers(target: Callable[..., Any], arguments: list[tuple[Any, ...]]) -> list[Any]:
+    """Run `target(*args)` in one forkserver process per `args`; their results, in order."""
+    results = CTX.Queue()
+    processes = [
+        CTX.Process(target=_worker_main, args=(target, index, results, args), daemon=True)
+        for index, args in enumerate(arguments)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        answers: dict[int, Any] = {}
+        errors: list[str] = []
+        deadline = time.monotonic() + WAIT
+        while len(answers) + len(errors) < len(processes):
+            try:
+                index, good, value = results.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"workers did not answer within {WAIT}s")
+            if good:
+                answers[index] = value
+            else:
+                errors.append(value)
+        for process in processes:
+            process.join(WAIT)
+            assert process.exitcode == 0
+        assert not errors, "\n".join(errors)
+        return [answers[index] for index in range(len(processes))]
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[RedisStore]:
+    """The test process's own store (another "process" than every worker)."""
+    store = RedisStore.from_url(redis_url, namespace=NAMESPACE)
+    yield store
+    close(store)
+
+
+# -- 1. many processes failing: one OPEN, one alert, at most threshold + in-flight admitted ----
+
+
+def fail_many(url: str, name: str, calls: int, start: Any) -> dict[str, Any]:
+    alerts: list[Alert] = []
+    changes: list[StateChanged] = []
+    store = RedisStore.from_url(url, namespace=NAMESPACE)
+    breaker = CircuitBreaker(
+        config(failure_threshold_count=50, reset_timeout=600.0, alert_handler=alerts.append),
+        name=name,
+        store=store,
+    )
+    breaker.subscribe(changes.append, StateChanged)
+    ran = rejected = 0
+    start.wait(WAIT)
+    for _ in range(calls):
+        try:
+            ran += 1
+            breaker.call(fail)
+        except Boom:
+            pass
+        except CircuitOpenError as exc:
+            ran -= 1
+            rejected += 1
+            assert exc.state is CircuitState.OPEN
+    result = totals(breaker)
+    close(store)
+    return {
+        **result,
+        "ran": ran,
+        "rejected_seen": rejected,
+        "alerts": [(a.old_state.value, a.new_state.value) for a in alerts],
+        "changes": [(c.old_state.value, c.new_state.value) for c in changes],
+    }
+
+
+def test_processes_failing_together_open_the_circuit_once(
+    redis_url: str, store: RedisStore
+) -> None:
+    start = CTX.Barrier(4)
+    results = run_workers(fail_many, [(redis_url, "payments", 1000, start)] * 4)
+
+    alerts = [alert for result in results for alert in result["alerts"]]
+    assert alerts == [("closed", "open")]  # one transition, alerted once, cluster-wide
+    for result in results:
+        # Each process observes that one transition (its own or learned), nothing more.
+        assert result["changes"] == [("closed", "open")]
+        assert result["ran"] + result["rejected_seen"] == 1000
+        assert result["failures"] == result["allowed"] == result["ran"]
+        assert result["rejected"] == result["rejected_seen"]
+        assert result["state"] == "open"
+    admitted = sum(result["ran"] for result in results)
+    # 50 trip it; each of the other three processes may have one call in flight.
+    assert 50 <= admitted <= 54
+    snapshot = store.snapshot("payments")
+    assert snapshot["state"] == "open"
+    assert snapshot["open_until"] > snapshot["now"] + 500
+
+
+# -- 2. racing for the trials: exactly test_request_count admitted cluster-wide ---------------
+
+
+def race_trials(url: str, name: str, synced: bool, sync: Any) -> dict[str, Any]:
+    store = RedisStore.from_url(url, namespace=NAMESPACE)
+    breaker = CircuitBreaker(
+        config(failure_threshold_count=1, reset_timeout=600.0, test_request_count=3),
+        name=name,
+        store=store,
+    )
+    sync.wait(WAIT)  # ready: the parent trips the circuit now
+    sync.wait(WAIT)  # tripped
+    if synced:  # learn the OPEN and its end first: then the due call is single-flight
+        with pytest.raises(CircuitOpenError) as rejected:
+            breaker.call(ok)
+        assert rejected.value.state is CircuitState.OPEN
+    sync.wait(WAIT)  # learned: the parent waits until the open period is over
+    admitted = False
+    rejection = None
+
+    def trial() -> None:
+        nonlocal admitted
+        admitted = True
+        sync.wait(WAIT)  # hold: every process has tried
+        sync.wait(WAIT)  # release: the parent has read the shared state
+
+    sync.wait(WAIT)  # gate: all race
+    try:
+        breaker.call(trial)
+    except CircuitOpenError as exc:
+        rejection = (exc.state.value, exc.retry_after)
+        sync.wait(WAIT)  # hold
+        sync.wait(WAIT)  # release
+    result = totals(breaker)
+    close(store)
+    return {**result, "admitted": admitted, "rejection": rejection}
+
+
+@pytest.mark.parametrize("synced", [False, True], ids=["first-call", "knew-open"])
+def test_processes_racing_for_trials_get_exactly_test_request_count(
+    redis_url: str, store: RedisStore, synced: bool
+) -> None:
+    name = f"race-{synced}"
+    sync = CTX.Barrier(9)  # 8 workers and this process, step by step
+    parent = CircuitBreaker(config(test_request_count=3, reset_timeout=600.0), name=name,
+                            store=store)
+    results: list[Any] = []
+    runner = threading.Thread(
+        target=lambda: results.extend(
+            run_workers(race_trials, [(redis_url, name, synced, sync)] * 8)
+        )
+    )
+    runner.start()
+    try:
+        sync.wait(WAIT)  # ready
+        parent.trip(0.3)
+        sync.wait(WAIT)  # tripped
+        sync.wait(WAIT)  # learned
+        snapshot = store.snapshot(name)
+        assert snapshot["state"] == "open"
+        time.sleep(max(0.0, snapshot["open_until"] - snapshot["now"]) + 0.1)
+        sync.wait(WAIT)  # gate: HALF_OPEN is due, all 8 race
+        sync.wait(WAIT)  # hold: every worker has tried, the trials are held open
+        snapshot = store.snapshot(name)
+        assert snapshot["state"] == "half_open"
+        assert snapshot["trials_in_flight"] == 3
+        sync.wait(WAIT)  # release
+    except BaseException:
+        sync.abort()
+        raise
+    finally:
+        runner.join(WAIT)
+    assert len(results) == 8
+    assert sum(result["admitted"] for result in results) == 3
+    rejections = [result["rejection"] for result in results if not result["admitted"]]
+    assert rejections == [("half_open", None)] * 5  # every slot taken; no known end
+    assert store.snapshot(name)["state"] == "closed"  # the trials succeeded
+
+
+# -- 3. round trips: none while OPEN is known, at most one per CLOSED call -------------------
+
+
+def script_calls(server: RedisServer) -> int:
+    stats = server.commandstats()
+    return stats.get("evalsha", 0) + stats.get("eval", 0)
+
+
+def test_rejections_while_open_is_known_cost_no_redis_command(
+    redis_server: RedisServer, store: RedisStore
+) -> None:
+    breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=600.0),
+                             name="open", store=store)
+    with pytest.raises(Boom):
+        breaker.call(fail)  # the first call asks (acquire), then records: OPEN
+    assert breaker.state is CircuitState.OPEN
+    before = script_calls(redis_server)
+    for _ in range(500):
+        with pytest.raises(CircuitOpenError):
+            breaker.call(ok)
+    assert breaker.state is CircuitState.OPEN  # reads too: the open period is known
+    assert breaker.metrics().total_rejected == 500
+    assert script_calls(redis_server) == before
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"failure_threshold_count": 1000},
+     {"failure_threshold_count": None, "failure_threshold_percentage": 90.0,
+      "failure_window": 60.0}],
+    ids=["consecutive", "window"],
+)
+def test_a_closed_call_costs_at_most_one_redis_command(
+    redis_server: RedisServer, store: RedisStore, options: dict[str, Any]
+) -> None:
+    breaker = CircuitBreaker(
+        config(**options, ignore_exceptions=(Skipped,)), name="closed", store=store
+    )
+    breaker.call(ok)  # the first call asks for the shared state first
+    count = 200
+
+    def skip() -> None:
+        raise Skipped
+
+    for fn, cost in ((ok, count), (fail, count), (skip, 0)):
+        before = script_calls(redis_server)
+        for _ in range(count):
+            try:
+                breaker.call(fn)
+            except (Boom, Skipped):
+                pass
+        # At most one each: exactly the record of each success and failure; an
+        # ignored call changes nothing shared, so it sends nothing.
+        assert script_calls(redis_server) - before == cost
+    assert breaker.state is CircuitState.CLOSED
+    snapshot = store.snapshot("closed")
+    if "failure_window" in options:
+        assert (snapshot["window_calls"], snapshot["window_failures"]) == (401, count)
+    else:
+        assert snapshot["consecutive_failures"] == count
+
+
+def test_a_trial_costs_two_and_the_due_call_one(
+    redis_server: RedisServer, store: RedisStore
+) -> None:
+    breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=0.2),
+                             name="trial", store=store)
+    with pytest.raises(Boom):
+        breaker.call(fail)
+    time.sleep(0.3)
+    before = script_calls(redis_server)
+    breaker.call(ok)  # acquire (the trial), record (it closes)
+    assert script_calls(redis_server) - before == 2
+    assert breaker.state is CircuitState.CLOSED
+
+
+# -- 4. a trial holder killed: its slot comes back after its lease, not before ---------------
+
+LEASE = 1.5
+
+
+def hold_trial(url: str, name: str, before: Any, holding: Any) -> None:
+    store = RedisStore.from_url(url, namespace=NAMESPACE, lease=LEASE)
+    breaker = CircuitBreaker(config(test_request_count=1, reset_timeout=600.0), name=name,
+                             store=store)
+
+    def hang() -> None:
+        holding.set()
+        time.sleep(WAIT)  # killed here
+
+    before.value = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process
+    breaker.call(hang)
+
+
+def test_a_killed_trial_holder_frees_its_slot_after_its_lease(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, namespace=NAMESPACE, lease=LEASE)
+    breaker = CircuitBreaker(config(test_request_count=1, reset_timeout=600.0), name="lease",
+                             store=store)
+    breaker.trip(0.05)
+    time.sleep(0.1)  # HALF_OPEN is due: the worker's first call takes the one trial
+    before, holding = CTX.Value("d", 0.0), CTX.Event()
+    worker = CTX.Process(target=hold_trial, args=(redis_url, "lease", before, holding),
+                         daemon=True)
+    worker.start()
+    try:
+        assert holding.wait(WAIT)
+        os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        worker.join(WAIT)
+        assert worker.exitcode == -signal.SIGKILL
+        snapshot = store.snapshot("lease")
+        assert (snapshot["state"], snapshot["trials_in_flight"]) == ("half_open", 1)
+        rejections = 0
+        while True:
+            try:
+                breaker.call(ok)
+            except CircuitOpenError as exc:
+                assert (exc.state, exc.retry_after) == (CircuitState.HALF_OPEN, None)
+                rejections += 1
+                assert time.monotonic() - before.value < LEASE + 5.0
+                time.sleep(0.05)
+                continue
+            admitted = time.monotonic()
+            break
+    finally:
+        if worker.is_alive():
+            worker.kill()
+        close(store)
+    assert rejections > 0  # the dead process's slot was held...
+    assert admitted - before.value >= LEASE  # ...for its lease, not less
+    assert breaker.state is CircuitState.CLOSED  # and this process's trial closed it
+
+
+# -- 8. clocks an hour apart: the circuit runs on Redis' clock -------------------------------
+
+
+def test_breakers_whose_clocks_are_an_hour_apart_agree(redis_url: str) -> None:
+    stores = [RedisStore.from_url(redis_url, namespace=NAMESPACE) for _ in range(2)]
+    try:
+        rules = config(failure_threshold_count=2, reset_timeout=1.0, test_request_count=1)
+        ahead = CircuitBreaker(rules, name="skew", store=stores[0],
+                               clock=lambda: time.monotonic() + 3600.0)
+        normal = CircuitBreaker(rules, name="skew", store=stores[1])
+        for breaker in (ahead, normal):  # one failure each: two from the cluster trip it
+            with pytest.raises(Boom):
+                breaker.call(fail)
+        assert ahead.state is CircuitState.OPEN  # a read: `ahead` learns of it
+        retry_after = {}
+        for label, breaker in (("ahead", ahead), ("normal", normal)):
+            with pytest.raises(CircuitOpenError) as rejected:
+                breaker.call(ok)
+            assert rejected.value.state is CircuitState.OPEN
+            retry_after[label] = rejected.value.retry_after
+        assert all(0.5 < value <= 1.0 for value in retry_after.values()), retry_after
+        assert abs(retry_after["ahead"] - retry_after["normal"]) < 0.2
+        snapshot = stores[0].snapshot("skew")
+        assert abs(snapshot["open_until"] - snapshot["now"] - retry_after["normal"]) < 0.2
+        time.sleep(max(retry_after.values()) + 0.05)
+        # Both see the open period end: the first to ask takes the one trial.
+        admitted = []
+
+        def trial() -> None:
+            admitted.append(True)
+            with pytest.raises(CircuitOpenError) as busy:
+                normal.call(ok)
+            assert busy.value.state is CircuitState.HALF_OPEN
+
+        ahead.call(trial)
+        assert admitted == [True]
+        assert ahead.state is normal.state is CircuitState.CLOSED
+    finally:
+        for store in stores:
+            close(store)
+
+
+# -- 9. per-process totals sum to the cluster's ----------------------------------------------
+
+
+def mixed_calls(url: str, index: int, start: Any) -> dict[str, Any]:
+    store = RedisStore.from_url(url, namespace=NAMESPACE)
+    # No trip: the shared window counts every process's calls.
+    counting = CircuitBreaker(
+        config(failure_threshold_count=None, failure_threshold_percentage=90.0,
+               failure_window=600.0),
+        name="sum-window",
+        store=store,
+    )
+    # Trips, waits, trials, closes again, over and over.
+    tripping = CircuitBreaker(
+        config(failure_threshold_count=5, reset_timeout=0.02, test_request_count=2),
+        name="sum-trips",
+        store=store,
+    )
+    counts = {"calls": 0, "successes": 0, "failures": 0, "rejected": 0}
+    window = {"successes": 0, "failures": 0}
+    start.wait(WAIT)
+    for i in range(100):
+        failing = (i + index) % 4 == 0
+        try:
+            counting.call(fail if failing else ok)
+            window["successes"] += 1
+        except Boom:
+            window["failures"] += 1
+    for i in range(400):
+        failing = (i // 25 + index) % 2 == 0  # bursts of failures, bursts of successes
+        counts["calls"] += 1
+        try:
+            tripping.call(fail if failing else ok)
+            counts["successes"] += 1
+        except Boom:
+            counts["failures"] += 1
+        except CircuitOpenError:
+            counts["rejected"] += 1
+        if i % 10 == 0:
+            time.sleep(0.002)
+    result = {"window": window, "window_totals": totals(counting), "counts": counts,
+              "totals": totals(tripping)}
+    close(store)
+    return result
+
+
+def test_per_process_totals_sum_to_the_cluster(redis_url: str, store: RedisStore) -> None:
+    start = CTX.Barrier(4)
+    results = run_workers(mixed_calls, [(redis_url, index, start) for index in range(4)])
+
+    for result in results:
+        counts, m = result["counts"], result["totals"]
+        assert m["allowed"] + m["rejected"] == counts["calls"] == 400
+        assert m["rejected"] == counts["rejected"]
+        assert (m["successes"], m["failures"]) == (counts["successes"], counts["failures"])
+        assert m["allowed"] == m["successes"] + m["failures"] + m["ignored"]
+    summed = {key: sum(result["totals"][key] for result in results)
+              for key in ("allowed", "rejected", "successes", "failures")}
+    assert summed["allowed"] + summed["rejected"] == 1600
+    assert summed["allowed"] == summed["successes"] + summed["failures"]
+    assert summed["rejected"] > 0 and summed["failures"] > 0  # it tripped
+    # The shared window saw every process's calls, once.
+    snapshot = store.snapshot("sum-window")
+    assert snapshot["state"] == "closed"
+    assert snapshot["window_calls"] == sum(
+        result["window_totals"]["allowed"] for result in results
+    ) == 400
+    assert snapshot["window_failures"] == sum(
+        result["window_totals"]["failures"] for result in results
+    ) == sum(result["window"]["failures"] for result in results) == 100
+
+
+# -- 10. asyncio (the async client) and trio (the sync client in a thread) -------------------
+
+
+@pytest.mark.anyio
+async def test_async_breakers_share_one_circuit(redis_url: str, anyio_backend: str) -> None:
+    stores = [RedisStore.from_url(redis_url, namespace=NAMESPACE) for _ in range(2)]
+    try:
+        rules = config(failure_threshold_count=3, reset_timeout=0.2)
+        first = CircuitBreaker(rules, name="async", store=stores[0])
+        second = CircuitBreaker(rules, name="async", store=stores[1])
+
+        async def boom() -> None:
+            await anyio.sleep(0)
+            raise Boom
+
+        async def fine() -> str:
+            await anyio.sleep(0)
+            return "fine"
+
+        for _ in range(2):
+            with pytest.raises(Boom):
+                async with first:
+                    await boom()
+        assert await second.call_async(fine) == "fine"  # a success: the count starts again
+        for _ in range(2):
+            with pytest.raises(Boom):
+                async with first:
+                    await boom()
+        with pytest.raises(Boom):
+            await second.call_async(boom)  # the third in a row, from the other "process"
+        assert stores[0].snapshot("async")["state"] == "open"
+        # `first` learns of it at its next round trip (the record), then admits nothing.
+        async with first:
+            pass
+        with pytest.raises(CircuitOpenError) as rejected:
+            async with first:
+                pass
+        assert rejected.value.state is CircuitState.OPEN
+        with pytest.raises(CircuitOpenError):
+            await second.call_async(fine)
+        await anyio.sleep(0.25)
+        assert await first.call_async(fine) == "fine"  # the trial: it closes
+        async with second:
+            pass
+        assert stores[1].snapshot("async")["state"] == "closed"
+        assert first.metrics().total_allowed == 6
+        assert second.metrics().total_allowed == 3
+    finally:
+        for store in stores:
+            close(store)
+            if anyio_backend == "asyncio":  # on trio the sync client ran, in a worker thread
+                assert store.async_client is not None
+                await store.async_client.aclose()
