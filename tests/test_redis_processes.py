@@ -9,6 +9,7 @@ admitted, rejected and alerted, and their own `metrics()` totals.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
@@ -68,7 +69,9 @@ def close(store: RedisStore) -> None:
 # -- running workers -------------------------------------------------------------------------
 
 
-def _worker_main(target: Callable[..., Any], index: int, results: Any, args: tuple[Any, ...]) -> None:
+def _worker_main(
+    target: Callable[..., Any], index: int, results: Any, args: tuple[Any, ...]
+) -> None:
     try:
         results.put((index, True, target(*args)))
     except BaseException:
@@ -129,8 +132,10 @@ def fail_many(url: str, name: str, calls: int, start: Any) -> dict[str, Any]:
         name=name,
         store=store,
     )
-    breaker.subscribe(changes.append, StateChanged)
-    ran = rejected = 0
+    breaker.subscribe(lambda event: isinstance(event, StateChanged) and changes.append(event),
+                      StateChanged)
+    ran = 0
+    rejected: list[CircuitState] = []
     start.wait(WAIT)
     for _ in range(calls):
         try:
@@ -140,14 +145,14 @@ def fail_many(url: str, name: str, calls: int, start: Any) -> dict[str, Any]:
             pass
         except CircuitOpenError as exc:
             ran -= 1
-            rejected += 1
-            assert exc.state is CircuitState.OPEN
+            rejected.append(exc.state)
+    assert set(rejected) == {CircuitState.OPEN}
     result = totals(breaker)
     close(store)
     return {
         **result,
         "ran": ran,
-        "rejected_seen": rejected,
+        "rejected_seen": len(rejected),
         "alerts": [(a.old_state.value, a.new_state.value) for a in alerts],
         "changes": [(c.old_state.value, c.new_state.value) for c in changes],
     }
@@ -302,10 +307,8 @@ def test_a_closed_call_costs_at_most_one_redis_command(
     for fn, cost in ((ok, count), (fail, count), (skip, 0)):
         before = script_calls(redis_server)
         for _ in range(count):
-            try:
+            with contextlib.suppress(Boom, Skipped):
                 breaker.call(fn)
-            except (Boom, Skipped):
-                pass
         # At most one each: exactly the record of each success and failure; an
         # ignored call changes nothing shared, so it sends nothing.
         assert script_calls(redis_server) - before == cost
@@ -366,14 +369,14 @@ def test_a_killed_trial_holder_frees_its_slot_after_its_lease(redis_url: str) ->
         assert worker.exitcode == -signal.SIGKILL
         snapshot = store.snapshot("lease")
         assert (snapshot["state"], snapshot["trials_in_flight"]) == ("half_open", 1)
-        rejections = 0
+        rejections = []
         while True:
             try:
                 breaker.call(ok)
             except CircuitOpenError as exc:
-                assert (exc.state, exc.retry_after) == (CircuitState.HALF_OPEN, None)
-                rejections += 1
-                assert time.monotonic() - before.value < LEASE + 5.0
+                rejections.append((exc.state, exc.retry_after))
+                if time.monotonic() - before.value > LEASE + 5.0:
+                    pytest.fail("the dead process's trial slot never came back")
                 time.sleep(0.05)
                 continue
             admitted = time.monotonic()
@@ -382,7 +385,8 @@ def test_a_killed_trial_holder_frees_its_slot_after_its_lease(redis_url: str) ->
         if worker.is_alive():
             worker.kill()
         close(store)
-    assert rejections > 0  # the dead process's slot was held...
+    assert rejections  # the dead process's slot was held...
+    assert set(rejections) == {(CircuitState.HALF_OPEN, None)}  # (no end known)
     assert admitted - before.value >= LEASE  # ...for its lease, not less
     assert breaker.state is CircuitState.CLOSED  # and this process's trial closed it
 
@@ -401,11 +405,12 @@ def test_breakers_whose_clocks_are_an_hour_apart_agree(redis_url: str) -> None:
             with pytest.raises(Boom):
                 breaker.call(fail)
         assert ahead.state is CircuitState.OPEN  # a read: `ahead` learns of it
-        retry_after = {}
+        retry_after: dict[str, float] = {}
         for label, breaker in (("ahead", ahead), ("normal", normal)):
             with pytest.raises(CircuitOpenError) as rejected:
                 breaker.call(ok)
             assert rejected.value.state is CircuitState.OPEN
+            assert rejected.value.retry_after is not None
             retry_after[label] = rejected.value.retry_after
         assert all(0.5 < value <= 1.0 for value in retry_after.values()), retry_after
         assert abs(retry_after["ahead"] - retry_after["normal"]) < 0.2
@@ -489,7 +494,8 @@ def test_per_process_totals_sum_to_the_cluster(redis_url: str, store: RedisStore
               for key in ("allowed", "rejected", "successes", "failures")}
     assert summed["allowed"] + summed["rejected"] == 1600
     assert summed["allowed"] == summed["successes"] + summed["failures"]
-    assert summed["rejected"] > 0 and summed["failures"] > 0  # it tripped
+    assert summed["rejected"] > 0  # it tripped
+    assert summed["failures"] > 0
     # The shared window saw every process's calls, once.
     snapshot = store.snapshot("sum-window")
     assert snapshot["state"] == "closed"
