@@ -26,7 +26,7 @@ from helpers import Boom, Skipped
 from redis_server import RedisServer
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
-from circuitry.events import Alert, StateChanged
+from circuitry.events import Alert, Event, StateChanged
 from circuitry.redis import RedisStore
 
 CTX = multiprocessing.get_context("forkserver")
@@ -132,8 +132,12 @@ def fail_many(url: str, name: str, calls: int, start: Any) -> dict[str, Any]:
         name=name,
         store=store,
     )
-    breaker.subscribe(lambda event: isinstance(event, StateChanged) and changes.append(event),
-                      StateChanged)
+
+    def changed(event: Event) -> None:
+        if isinstance(event, StateChanged):
+            changes.append(event)
+
+    breaker.subscribe(changed, StateChanged)
     ran = 0
     rejected: list[CircuitState] = []
     start.wait(WAIT)
