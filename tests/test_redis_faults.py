@@ -1,0 +1,391 @@
+"""Redis failing under a shared breaker: restarted empty, scripts flushed, killed, hung (SIGSTOP).
+
+Each test runs its own redis-server (the session's stays healthy). The
+protected call is never failed by the store; the added latency is bounded
+(one socket timeout on the first error, none during the backoff);
+`on_unavailable` decides meanwhile; StoreUnavailable / StoreRecovered come
+once per outage per breaker; Redis' state is authoritative once it answers.
+Time bounds are wide on purpose (e.g. under 1 s for 100 calls that should
+add nothing); the lower bounds are the ones the design guarantees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import Boom
+from redis_server import RedisServer
+
+from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
+from circuitry.events import Event, StoreRecovered, StoreUnavailable
+from circuitry.redis import BACKOFF_START, RedisStore
+
+NAMESPACE = "faults"
+
+
+def config(**options: Any) -> CircuitBreakerConfig:
+    options.setdefault("reset_timeout_jitter", 0.0)
+    return CircuitBreakerConfig(**options)
+
+
+def fail() -> None:
+    raise Boom
+
+
+def ok() -> str:
+    return "ok"
+
+
+def script_calls(server: RedisServer) -> int:
+    stats = server.commandstats()
+    return stats.get("evalsha", 0) + stats.get("eval", 0)
+
+
+class Recorder:
+    """The store events a breaker emits."""
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self.events: list[Event] = []
+        breaker.subscribe(self.events.append, StoreUnavailable, StoreRecovered)
+
+    def kinds(self) -> list[str]:
+        return [type(event).__name__ for event in self.events]
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, to kill, restart and pause."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()  # resumes it first if it was paused
+
+
+@pytest.fixture
+def stores(server: RedisServer) -> Iterator[list[RedisStore]]:
+    """Stores on `server` made by `make_store`, closed at the end."""
+    made: list[RedisStore] = []
+    yield made
+    for store in made:
+        store.client.close()
+
+
+def make_store(stores: list[RedisStore], server: RedisServer, **options: Any) -> RedisStore:
+    store = RedisStore.from_url(server.url, namespace=NAMESPACE, **options)
+    stores.append(store)
+    return store
+
+
+def wait_for_backoff(since: float) -> None:
+    """Sleep until the store's first backoff after a failure at `since` is over."""
+    time.sleep(max(0.0, since + BACKOFF_START + 0.1 - time.monotonic()))
+
+
+# -- 5. restarted empty, scripts flushed -----------------------------------------------------
+
+
+def test_a_restart_empty_mid_run_starts_closed_in_a_newer_generation(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    store = make_store(stores, server)
+    rules = config(failure_threshold_count=3, reset_timeout=0.3)
+    breaker = CircuitBreaker(rules, name="svc", store=store)
+    other = CircuitBreaker(rules, name="svc", store=make_store(stores, server))
+    for _ in range(3):
+        with pytest.raises(Boom):
+            breaker.call(fail)
+    before = store.snapshot("svc")
+    assert before["state"] == "open"
+
+    # Another "process" keeps calling through the restart: nothing but
+    # rejections ever reaches it (never a Redis error).
+    stop = threading.Event()
+    surprises: list[BaseException] = []
+    outcomes = {"ran": 0, "rejected": 0}
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                other.call(ok)
+                outcomes["ran"] += 1
+            except CircuitOpenError:
+                outcomes["rejected"] += 1
+            except BaseException as exc:  # pragma: no cover - the failure this test looks for
+                surprises.append(exc)
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        time.sleep(0.05)
+        server.restart()
+        # The breakers go on: through the outage (if they saw one) and after it.
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            with contextlib.suppress(CircuitOpenError):
+                assert breaker.call(ok) == "ok"
+            after = store.snapshot("svc")
+            if after["state"] == "closed" and outcomes["ran"] > 0 and breaker.state is (
+                CircuitState.CLOSED
+            ):
+                break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join()
+    assert not surprises
+    assert outcomes["ran"] > 0
+    after = store.snapshot("svc")
+    assert after["state"] == "closed"
+    assert after["generation"] > before["generation"]  # newer than any before the wipe
+    assert server.commandstats().get("eval", 0) >= 1  # NOSCRIPT on the new server: loaded
+    # And it is one shared circuit again: three failures from the two trip it.
+    for breaker_ in (breaker, other, breaker):
+        with pytest.raises(Boom):
+            breaker_.call(fail)
+    assert store.snapshot("svc")["state"] == "open"
+
+
+def test_flushed_scripts_are_reloaded_transparently(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    store = make_store(stores, server)
+    breaker = CircuitBreaker(config(failure_threshold_count=3), name="svc", store=store)
+    recorder = Recorder(breaker)
+    for _ in range(2):
+        with pytest.raises(Boom):
+            breaker.call(fail)
+    with server.client() as client:
+        client.script_flush()
+    before = server.commandstats()
+    with pytest.raises(Boom):
+        breaker.call(fail)  # EVALSHA: NOSCRIPT, then EVAL loads it again
+    after = server.commandstats()
+    assert after.get("eval", 0) - before.get("eval", 0) == 1
+    assert after["evalsha"] - before.get("evalsha", 0) == 1
+    assert store.snapshot("svc")["state"] == "open"  # the third failure counted
+    assert recorder.events == []  # no outage
+
+
+# -- 6. killed -------------------------------------------------------------------------------
+
+
+def test_a_killed_redis_adds_latency_once_then_none_during_the_backoff(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    store = make_store(stores, server)
+    breaker = CircuitBreaker(config(), name="svc", store=store)
+    recorder = Recorder(breaker)
+    breaker.call(ok)
+    server.kill()
+    started = time.monotonic()
+    assert breaker.call(ok) == "ok"  # its record finds Redis gone: the call is not failed
+    failed_at = time.monotonic()
+    assert failed_at - started < 2.0  # at most a socket timeout (0.25 s); refused is quicker
+    assert recorder.kinds() == ["StoreUnavailable"]
+
+    server.start()  # back, but the backoff has not passed: the store leaves it alone
+    calls = 0
+    started = time.monotonic()
+    while time.monotonic() - failed_at < 0.5 * BACKOFF_START:
+        assert breaker.call(ok) == "ok"
+        calls += 1
+    assert calls >= 100
+    assert script_calls(server) == 0  # not one attempt during the backoff
+    started = time.monotonic()
+    for _ in range(100):
+        breaker.call(ok)
+    assert time.monotonic() - started < 1.0
+    assert script_calls(server) == 0
+
+    wait_for_backoff(failed_at)
+    breaker.call(ok)  # tries Redis again, which answers
+    assert script_calls(server) >= 1
+    assert recorder.kinds() == ["StoreUnavailable", "StoreRecovered"]
+    assert breaker.state is CircuitState.CLOSED
+
+
+def test_store_events_come_once_per_outage_per_breaker(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    store = make_store(stores, server)
+    breakers = [CircuitBreaker(config(), name=name, store=store) for name in ("a", "b")]
+    recorders = [Recorder(breaker) for breaker in breakers]
+    for breaker in breakers:
+        breaker.call(ok)
+    server.kill()
+    first = time.monotonic()
+    # Calls through two backoffs: the first probe after 1 s fails too.
+    while time.monotonic() - first < BACKOFF_START + 0.3:
+        for breaker in breakers:
+            breaker.call(ok)
+        time.sleep(0.01)
+    for recorder in recorders:
+        assert recorder.kinds() == ["StoreUnavailable"]
+        event = recorder.events[0]
+        assert isinstance(event, StoreUnavailable)
+        assert isinstance(event.error, Exception)
+    server.start()
+    deadline = time.monotonic() + 4 * BACKOFF_START + 2.0  # the second backoff is 2 s
+    while time.monotonic() < deadline and any(
+        recorder.kinds() != ["StoreUnavailable", "StoreRecovered"] for recorder in recorders
+    ):
+        for breaker in breakers:
+            breaker.call(ok)
+        time.sleep(0.02)
+    for recorder in recorders:
+        assert recorder.kinds() == ["StoreUnavailable", "StoreRecovered"]
+    for breaker in breakers:  # and nothing more while it stays up
+        for _ in range(10):
+            breaker.call(ok)
+    for recorder in recorders:
+        assert recorder.kinds() == ["StoreUnavailable", "StoreRecovered"]
+
+
+def test_local_fallback_trips_on_local_failures(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    store = make_store(stores, server, on_unavailable="local")
+    breaker = CircuitBreaker(config(failure_threshold_count=3, reset_timeout=60.0), name="svc",
+                             store=store)
+    breaker.call(ok)
+    server.kill()
+    ran = 0
+    for _ in range(20):
+        try:
+            ran += 1
+            breaker.call(fail)
+        except Boom:
+            pass
+        except CircuitOpenError as exc:
+            ran -= 1
+            rejected = exc
+    # The first failure found Redis gone (its outcome is the process's alone);
+    # then the in-process rules count three and trip.
+    assert 3 <= ran <= 4
+    assert rejected.state is CircuitState.OPEN
+    assert breaker.state is CircuitState.OPEN
+
+
+def test_allow_fallback_admits_every_call(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    store = make_store(stores, server, on_unavailable="allow")
+    breaker = CircuitBreaker(config(failure_threshold_count=3), name="svc", store=store)
+    breaker.call(ok)
+    server.kill()
+    for _ in range(20):
+        with pytest.raises(Boom):  # never a CircuitOpenError
+            breaker.call(fail)
+    assert breaker.metrics().total_failures == 20
+
+
+def test_deny_fallback_rejects_every_call(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    store = make_store(stores, server, on_unavailable="deny")
+    breaker = CircuitBreaker(config(), name="svc", store=store)
+    breaker.call(ok)
+    server.kill()
+    assert breaker.call(ok) == "ok"  # admitted on the CLOSED it knew; its record finds out
+    ran = []
+    for _ in range(20):
+        with pytest.raises(CircuitOpenError):
+            breaker.call(lambda: ran.append(True))
+    assert ran == []
+    assert breaker.metrics().total_rejected == 20
+
+
+def test_deny_fallback_rejects_a_first_call(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    store = make_store(stores, server, on_unavailable="deny")
+    breaker = CircuitBreaker(config(), name="svc", store=store)
+    server.kill()
+    ran = []
+    for _ in range(5):  # the first call asks first: it finds Redis gone
+        with pytest.raises(CircuitOpenError):
+            breaker.call(lambda: ran.append(True))
+    assert ran == []
+
+
+def test_after_recovery_redis_state_is_authoritative(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    store = make_store(stores, server)
+    rules = config(failure_threshold_count=3, reset_timeout=60.0)
+    breaker = CircuitBreaker(rules, name="svc", store=store)
+    recorder = Recorder(breaker)
+    breaker.call(ok)
+    server.kill()
+    breaker.call(ok)  # finds the outage: local rules, CLOSED
+    failed_at = time.monotonic()
+    server.start()
+    # Another process opens the circuit in the new Redis meanwhile.
+    other = CircuitBreaker(rules, name="svc", store=make_store(stores, server))
+    for _ in range(3):
+        with pytest.raises(Boom):
+            other.call(fail)
+    assert breaker.call(ok) == "ok"  # still in the backoff: the local CLOSED admits
+    wait_for_backoff(failed_at)
+    with pytest.raises(CircuitOpenError) as rejected:
+        breaker.call(ok)  # asks again: the shared OPEN decides
+    assert rejected.value.state is CircuitState.OPEN
+    assert rejected.value.retry_after is not None
+    assert 50.0 < rejected.value.retry_after <= 60.0
+    assert recorder.kinds() == ["StoreUnavailable", "StoreRecovered"]
+    assert breaker.state is CircuitState.OPEN
+
+
+# -- 7. hung (SIGSTOP) ------------------------------------------------------------------------
+
+
+def test_a_hung_redis_delays_one_call_by_the_socket_timeout(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    store = make_store(stores, server)  # from_url: socket_timeout 0.25
+    breaker = CircuitBreaker(config(failure_threshold_count=3), name="svc", store=store)
+    recorder = Recorder(breaker)
+    breaker.call(ok)
+    server.pause()
+    try:
+        started = time.monotonic()
+        assert breaker.call(ok) == "ok"
+        failed_at = time.monotonic()
+        assert 0.2 <= failed_at - started < 2.0  # about one socket timeout
+        assert recorder.kinds() == ["StoreUnavailable"]
+        started = time.monotonic()
+        for _ in range(100):
+            assert breaker.call(ok) == "ok"
+        assert time.monotonic() - started < 1.0  # the backoff: no attempt, no latency
+    finally:
+        server.resume()
+    wait_for_backoff(failed_at)
+    breaker.call(ok)
+    assert recorder.kinds() == ["StoreUnavailable", "StoreRecovered"]
+    assert breaker.state is CircuitState.CLOSED
+
+
+def test_a_hung_redis_on_a_first_call_is_bounded_too(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    store = make_store(stores, server)
+    breaker = CircuitBreaker(config(), name="svc", store=store)
+    server.pause()
+    try:
+        started = time.monotonic()
+        assert breaker.call(ok) == "ok"  # its ask times out: the local rules admit
+        assert time.monotonic() - started < 2.0
+        started = time.monotonic()
+        for _ in range(100):
+            breaker.call(ok)
+        assert time.monotonic() - started < 1.0
+    finally:
+        server.resume()
