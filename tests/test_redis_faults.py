@@ -74,7 +74,7 @@ def stores(server: RedisServer) -> Iterator[list[RedisStore]]:
     made: list[RedisStore] = []
     yield made
     for store in made:
-        store.client.close()
+        store.close()
 
 
 def make_store(stores: list[RedisStore], server: RedisServer, **options: Any) -> RedisStore:
@@ -389,3 +389,82 @@ def test_a_hung_redis_on_a_first_call_is_bounded_too(
         assert time.monotonic() - started < 1.0
     finally:
         server.resume()
+
+
+# -- one outage per store: its other breakers neither try Redis nor double the backoff -------
+
+
+def test_other_breakers_of_the_store_leave_redis_alone_during_the_backoff(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    store = make_store(stores, server)
+    breakers = [CircuitBreaker(config(), name=name, store=store) for name in "abcd"]
+    recorders = [Recorder(breaker) for breaker in breakers]
+    for breaker in breakers:
+        breaker.call(ok)  # each knows CLOSED: its next record would be its first request
+    server.kill()
+    breakers[0].call(ok)  # finds the outage
+    failed_at = time.monotonic()
+    server.start()
+    for breaker in breakers[1:]:
+        assert breaker.call(ok) == "ok"
+    assert script_calls(server) == 0  # the store knew: not one of them tried Redis
+    assert time.monotonic() - failed_at < BACKOFF_START  # (still in the backoff)
+    for recorder in recorders:
+        assert recorder.kinds() == ["StoreUnavailable"]
+    wait_for_backoff(failed_at)  # one backoff of 1 s, not doubled by the others
+    for breaker in breakers:
+        breaker.call(ok)
+    for recorder in recorders:
+        assert recorder.kinds() == ["StoreUnavailable", "StoreRecovered"]
+
+
+def test_a_hung_redis_delays_one_call_per_store_not_per_breaker(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    store = make_store(stores, server)
+    breakers = [CircuitBreaker(config(), name=name, store=store) for name in "abcde"]
+    for breaker in breakers:
+        breaker.call(ok)
+    server.pause()
+    try:
+        started = time.monotonic()
+        breakers[0].call(ok)
+        assert time.monotonic() - started >= 0.2  # the one socket timeout (0.25 s)
+        started = time.monotonic()
+        for breaker in breakers[1:]:
+            breaker.call(ok)
+        assert time.monotonic() - started < 0.5  # not 4 more socket timeouts (1 s)
+    finally:
+        server.resume()
+
+
+def test_requests_failing_together_start_one_backoff(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    store = make_store(stores, server)
+    breakers = [CircuitBreaker(config(), name=name, store=store) for name in "abcd"]
+    recorders = [Recorder(breaker) for breaker in breakers]
+    for breaker in breakers:
+        breaker.call(ok)
+    server.pause()
+    try:
+        barrier = threading.Barrier(len(breakers))
+
+        def call(breaker: CircuitBreaker) -> None:
+            barrier.wait()
+            breaker.call(ok)  # four records in flight at once: all time out together
+
+        threads = [threading.Thread(target=call, args=(breaker,)) for breaker in breakers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        failed_at = time.monotonic()
+    finally:
+        server.resume()
+    for recorder in recorders:
+        assert recorder.kinds() == ["StoreUnavailable"]
+    wait_for_backoff(failed_at)  # one failure of one outage: 1 s, not 8 s
+    breakers[0].call(ok)
+    assert recorders[0].kinds() == ["StoreUnavailable", "StoreRecovered"]
