@@ -70,8 +70,9 @@ class RedisStore:
             `redis.cluster.RedisCluster` works too (one hash tag per breaker).
         namespace: circuits of one namespace and name are one circuit.
         async_client: a `redis.asyncio.Redis` for `async with` / `call_async`
-            on asyncio; without one (and on trio) the sync client runs in a
-            worker thread.
+            on asyncio, on the event loop it is first used on (its connections
+            belong to that loop); without one, on trio and on any other loop
+            the sync client runs in a worker thread.
         lease: seconds a trial permit is held at most (a trial whose process
             died or hangs); None: `call_timeout + 5` when the config sets
             `call_timeout`, else `half_open_max_wait` if set, else 30.
@@ -116,6 +117,7 @@ class RedisStore:
             raise TypeError(f"time_source must be callable or None, got {time_source!r}")
         self.client = client
         self.async_client = async_client
+        self._async_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None  # see _async_here
         self.namespace = namespace
         self.lease = None if lease is None else float(lease)
         self.on_unavailable = _MODES[on_unavailable]
@@ -185,8 +187,9 @@ class RedisStore:
 
         Off asyncio (trio) the asyncio client was never used: only the sync one is closed.
         """
-        if self.async_client is not None and _on_asyncio():
-            await self.async_client.aclose()
+        client = self._async_here()
+        if client is not None:
+            await client.aclose()
         self.client.close()
 
     # -- what a breaker needs (circuitry._shared.SharedStore) --------------------------------
@@ -246,8 +249,8 @@ class RedisStore:
 
     async def send_async(self, core: SharedCore, request: Request) -> Reply | StoreError:
         """Run one request without blocking the loop: the asyncio client, else a thread."""
-        client = self.async_client
-        if client is None or not _on_asyncio():
+        client = self._async_here()
+        if client is None:
             if not self.usable():
                 return self.down()  # not worth a thread
             return await anyio.to_thread.run_sync(self.send, core, request)
@@ -285,6 +288,28 @@ class RedisStore:
             self._probe_at = now
             self._retry_at = now + self._backoff  # the others wait for this probe
             return now
+
+    def _async_here(self) -> redis.asyncio.Redis | None:
+        """The asyncio client, if the running loop is asyncio's and the one it belongs to.
+
+        redis-py's asyncio connections belong to the loop that opened them: on
+        a second loop (`asyncio.run()` per job, a test per loop) the pooled
+        ones fail ("Event loop is closed"), which is no outage of Redis.
+        """
+        client = self.async_client
+        if client is None:
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None  # trio
+        bound = self._async_loop
+        if bound is None:
+            with self._lock:
+                bound = self._async_loop
+                if bound is None:
+                    self._async_loop = bound = weakref.ref(loop)
+        return client if bound() is loop else None
 
     def _failed(self, error: Exception, sent: float) -> StoreError:
         with self._lock:

@@ -9,7 +9,9 @@ admitted, rejected and alerted, and their own `metrics()` totals.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import multiprocessing
 import os
 import queue
@@ -17,6 +19,7 @@ import signal
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,7 +29,7 @@ from helpers import Boom, Skipped
 from redis_server import RedisServer
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
-from circuitry.events import Alert, Event, StateChanged
+from circuitry.events import Alert, Event, StateChanged, StoreRecovered, StoreUnavailable
 from circuitry.redis import RedisStore
 
 CTX = multiprocessing.get_context("forkserver")
@@ -561,3 +564,34 @@ async def test_async_breakers_share_one_circuit(redis_url: str) -> None:
     finally:
         for store in stores:
             await store.aclose()  # (on trio the sync client ran, in a worker thread)
+
+
+def test_an_asyncio_store_serves_a_second_event_loop(
+    redis_server: RedisServer, store: RedisStore
+) -> None:
+    # asyncio.run() once per job, or a test per loop: redis-py's asyncio
+    # connections belong to the loop that made them, and the second loop must
+    # not find the store "unavailable" for that.
+    breaker = CircuitBreaker(config(), name="loops", store=store)
+    events: list[Event] = []
+    breaker.subscribe(events.append, StoreUnavailable, StoreRecovered)
+
+    async def fine() -> str:
+        return "fine"
+
+    async def job() -> None:
+        for _ in range(3):
+            assert await breaker.call_async(fine) == "fine"
+
+    asyncio.run(job())
+    before = script_calls(redis_server)
+    asyncio.run(job())
+    assert events == []
+    assert script_calls(redis_server) - before == 3  # each record, shared as before
+    assert breaker.metrics().total_successes == 6
+    with warnings.catch_warnings():
+        # The first loop's idle connection cannot be closed on it any more.
+        warnings.simplefilter("ignore", ResourceWarning)
+        assert store.async_client is not None
+        store.async_client.connection_pool.reset()
+        gc.collect()
