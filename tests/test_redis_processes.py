@@ -81,15 +81,20 @@ def _worker_main(
         results.put((index, False, traceback.format_exc()))
 
 
-def run_workers(target: Callable[..., Any], arguments: list[tuple[Any, ...]]) -> list[Any]:
-    """Run `target(*args)` in one forkserver process per `args`; their results, in order."""
-    results = CTX.Queue()
+def run_workers(
+    target: Callable[..., Any], arguments: list[tuple[Any, ...]], context: Any = CTX
+) -> list[Any]:
+    """Run `target(*args)` in one process per `args` (forkserver's); their results, in order."""
+    results = context.Queue()
     processes = [
-        CTX.Process(target=_worker_main, args=(target, index, results, args), daemon=True)
+        context.Process(target=_worker_main, args=(target, index, results, args), daemon=True)
         for index, args in enumerate(arguments)
     ]
-    for process in processes:
-        process.start()
+    with warnings.catch_warnings():
+        # fork, 3.12+: "This process is multi-threaded, use of fork() may lead to deadlocks".
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for process in processes:
+            process.start()
     try:
         answers: dict[int, Any] = {}
         errors: list[str] = []
@@ -126,21 +131,22 @@ def store(redis_url: str) -> Iterator[RedisStore]:
 # -- 1. many processes failing: one OPEN, one alert, at most threshold + in-flight admitted ----
 
 
-def fail_many(url: str, name: str, calls: int, start: Any) -> dict[str, Any]:
+def failing_breaker(store: RedisStore) -> tuple[CircuitBreaker, list[Alert], list[Event]]:
+    """The breaker of claim 1, with its alerts and state changes recorded."""
     alerts: list[Alert] = []
-    changes: list[StateChanged] = []
-    store = RedisStore.from_url(url, namespace=NAMESPACE)
+    changes: list[Event] = []
     breaker = CircuitBreaker(
         config(failure_threshold_count=50, reset_timeout=600.0, alert_handler=alerts.append),
-        name=name,
+        name="payments",
         store=store,
     )
+    breaker.subscribe(changes.append, StateChanged)
+    return breaker, alerts, changes
 
-    def changed(event: Event) -> None:
-        if isinstance(event, StateChanged):
-            changes.append(event)
 
-    breaker.subscribe(changed, StateChanged)
+def fail_through(
+    breaker: CircuitBreaker, alerts: list[Alert], changes: list[Event], calls: int, start: Any
+) -> dict[str, Any]:
     ran = 0
     rejected: list[CircuitState] = []
     start.wait(WAIT)
@@ -154,30 +160,52 @@ def fail_many(url: str, name: str, calls: int, start: Any) -> dict[str, Any]:
             ran -= 1
             rejected.append(exc.state)
     assert set(rejected) == {CircuitState.OPEN}
-    result = totals(breaker)
-    close(store)
     return {
-        **result,
+        **totals(breaker),
         "ran": ran,
         "rejected_seen": len(rejected),
         "alerts": [(a.old_state.value, a.new_state.value) for a in alerts],
-        "changes": [(c.old_state.value, c.new_state.value) for c in changes],
+        "changes": [
+            (c.old_state.value, c.new_state.value) for c in changes if isinstance(c, StateChanged)
+        ],
     }
 
 
-def test_processes_failing_together_open_the_circuit_once(
-    redis_url: str, store: RedisStore
-) -> None:
-    start = CTX.Barrier(4)
-    results = run_workers(fail_many, [(redis_url, "payments", 1000, start)] * 4)
+def fail_many(url: str, calls: int, start: Any) -> dict[str, Any]:
+    """A worker of its own: its own store and breaker."""
+    store = RedisStore.from_url(url, namespace=NAMESPACE)
+    try:
+        return fail_through(*failing_breaker(store), calls, start)
+    finally:
+        close(store)
 
-    alerts = [alert for result in results for alert in result["alerts"]]
-    assert alerts == [("closed", "open")]  # one transition, alerted once, cluster-wide
+
+@pytest.mark.parametrize("start_method", ["forkserver", "fork"])
+def test_processes_failing_together_open_the_circuit_once(
+    redis_url: str, store: RedisStore, start_method: str
+) -> None:
+    inherited = {"allowed": 0, "successes": 0}
+    if start_method == "forkserver":
+        start = CTX.Barrier(4)
+        results = run_workers(fail_many, [(redis_url, 1000, start)] * 4)
+    else:  # preforked workers (gunicorn --preload): the parent's breaker, used before
+        fork = multiprocessing.get_context("fork")
+        start = fork.Barrier(4)
+        breaker, alerts, changes = failing_breaker(store)
+        breaker.call(ok)  # synced, and a connection in the pool, both inherited
+        inherited = {"allowed": 1, "successes": 1}
+        results = run_workers(fail_through, [(breaker, alerts, changes, 1000, start)] * 4,
+                              context=fork)
+
+    alerted = [alert for result in results for alert in result["alerts"]]
+    assert alerted == [("closed", "open")]  # one transition, alerted once, cluster-wide
     for result in results:
         # Each process observes that one transition (its own or learned), nothing more.
         assert result["changes"] == [("closed", "open")]
         assert result["ran"] + result["rejected_seen"] == 1000
-        assert result["failures"] == result["allowed"] == result["ran"]
+        assert result["failures"] == result["ran"]
+        assert result["allowed"] == result["ran"] + inherited["allowed"]
+        assert result["successes"] == inherited["successes"]
         assert result["rejected"] == result["rejected_seen"]
         assert result["state"] == "open"
     admitted = sum(result["ran"] for result in results)
@@ -593,5 +621,5 @@ def test_an_asyncio_store_serves_a_second_event_loop(
         # The first loop's idle connection cannot be closed on it any more.
         warnings.simplefilter("ignore", ResourceWarning)
         assert store.async_client is not None
-        store.async_client.connection_pool.reset()
+        store.async_client.connection_pool.reset()  # type: ignore[no-untyped-call]
         gc.collect()
