@@ -468,3 +468,81 @@ def test_requests_failing_together_start_one_backoff(
     wait_for_backoff(failed_at)  # one failure of one outage: 1 s, not 8 s
     breakers[0].call(ok)
     assert recorders[0].kinds() == ["StoreUnavailable", "StoreRecovered"]
+
+
+# -- 3 (single-flight): when the known open period ends, one request per process ------------
+
+
+def test_the_due_request_is_single_flight_in_a_process(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    store = make_store(stores, server)
+    breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=0.2), name="svc",
+                             store=store)
+    with pytest.raises(Boom):
+        breaker.call(fail)
+    time.sleep(0.3)  # the open period this process knows of is over
+    before = script_calls(server)
+    # Hung: the one request out waits a socket timeout; every other call meanwhile
+    # is rejected at once, sending nothing (the server runs what it was sent on resume).
+    server.pause()
+    outcomes: list[tuple[str, float]] = []
+    barrier = threading.Barrier(8)
+
+    def call() -> None:
+        barrier.wait()
+        started = time.monotonic()
+        try:
+            breaker.call(ok)
+            outcomes.append(("ran", time.monotonic() - started))
+        except CircuitOpenError as exc:
+            outcomes.append((exc.state.value, time.monotonic() - started))
+
+    try:
+        threads = [threading.Thread(target=call) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        server.resume()
+    # The one that asked timed out and went on by the local rules (the trial there).
+    assert sorted(kind for kind, _ in outcomes) == ["open"] * 7 + ["ran"]
+    deadline = time.monotonic() + 2.0
+    while script_calls(server) == before and time.monotonic() < deadline:
+        time.sleep(0.01)  # the server catches up with what it was sent
+    time.sleep(0.05)
+    assert script_calls(server) - before == 1
+
+
+# -- 7 (async): a hung Redis under asyncio (its client) and trio (the sync one, in a thread) --
+
+
+@pytest.mark.anyio
+async def test_a_hung_redis_delays_one_async_call_by_the_socket_timeout(
+    server: RedisServer,
+) -> None:
+    store = RedisStore.from_url(server.url, namespace=NAMESPACE)
+    try:
+        breaker = CircuitBreaker(config(), name="svc", store=store)
+        recorder = Recorder(breaker)
+
+        async def fine() -> str:
+            return "fine"
+
+        assert await breaker.call_async(fine) == "fine"
+        server.pause()
+        try:
+            started = time.monotonic()
+            async with breaker:
+                pass
+            assert 0.2 <= time.monotonic() - started < 2.0  # one socket timeout
+            started = time.monotonic()
+            for _ in range(100):
+                assert await breaker.call_async(fine) == "fine"
+            assert time.monotonic() - started < 1.0
+            assert recorder.kinds() == ["StoreUnavailable"]
+        finally:
+            server.resume()
+    finally:
+        await store.aclose()

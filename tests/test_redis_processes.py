@@ -219,13 +219,16 @@ def test_processes_failing_together_open_the_circuit_once(
 # -- 2. racing for the trials: exactly test_request_count admitted cluster-wide ---------------
 
 
+# Three trials, and three successes to close: from three processes.
+RACE_RULES = config(
+    failure_threshold_count=1, reset_timeout=600.0, test_request_count=3,
+    success_threshold_count=3,
+)
+
+
 def race_trials(url: str, name: str, synced: bool, sync: Any) -> dict[str, Any]:
     store = RedisStore.from_url(url, namespace=NAMESPACE)
-    breaker = CircuitBreaker(
-        config(failure_threshold_count=1, reset_timeout=600.0, test_request_count=3),
-        name=name,
-        store=store,
-    )
+    breaker = CircuitBreaker(RACE_RULES, name=name, store=store)
     sync.wait(WAIT)  # ready: the parent trips the circuit now
     sync.wait(WAIT)  # tripped
     if synced:  # learn the OPEN and its end first: then the due call is single-flight
@@ -260,8 +263,7 @@ def test_processes_racing_for_trials_get_exactly_test_request_count(
 ) -> None:
     name = f"race-{synced}"
     sync = CTX.Barrier(9)  # 8 workers and this process, step by step
-    parent = CircuitBreaker(config(test_request_count=3, reset_timeout=600.0), name=name,
-                            store=store)
+    parent = CircuitBreaker(RACE_RULES, name=name, store=store)
     results: list[Any] = []
     runner = threading.Thread(
         target=lambda: results.extend(
@@ -292,7 +294,11 @@ def test_processes_racing_for_trials_get_exactly_test_request_count(
     assert sum(result["admitted"] for result in results) == 3
     rejections = [result["rejection"] for result in results if not result["admitted"]]
     assert rejections == [("half_open", None)] * 5  # every slot taken; no known end
-    assert store.snapshot(name)["state"] == "closed"  # the trials succeeded
+    # The three successes, each from another process, closed it together.
+    assert store.snapshot(name)["state"] == "closed"
+    admitted = [result for result in results if result["admitted"]]
+    assert [result["successes"] for result in admitted] == [1, 1, 1]
+    assert {result["state"] for result in admitted} <= {"half_open", "closed"}
 
 
 # -- 3. round trips: none while OPEN is known, at most one per CLOSED call -------------------
@@ -374,55 +380,84 @@ def test_a_trial_costs_two_and_the_due_call_one(
 LEASE = 1.5
 
 
-def hold_trial(url: str, name: str, before: Any, holding: Any) -> None:
+def hold_trial(url: str, before: Any, holding: Any, release: Any) -> dict[str, Any]:
     store = RedisStore.from_url(url, namespace=NAMESPACE, lease=LEASE)
-    breaker = CircuitBreaker(config(test_request_count=1, reset_timeout=600.0), name=name,
+    breaker = CircuitBreaker(config(test_request_count=1, reset_timeout=600.0), name="lease",
                              store=store)
 
     def hang() -> None:
         holding.set()
-        time.sleep(WAIT)  # killed here
+        release.wait(WAIT)  # killed here, or let go after the lease
+        raise Boom
 
     before.value = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process
-    breaker.call(hang)
+    with contextlib.suppress(Boom):
+        breaker.call(hang)
+    result = totals(breaker)
+    close(store)
+    return result
 
 
-def test_a_killed_trial_holder_frees_its_slot_after_its_lease(redis_url: str) -> None:
+@pytest.mark.parametrize("holder", ["killed", "hung"])
+def test_a_dead_or_hung_trial_holder_frees_its_slot_after_its_lease(
+    redis_url: str, holder: str
+) -> None:
     store = RedisStore.from_url(redis_url, namespace=NAMESPACE, lease=LEASE)
     breaker = CircuitBreaker(config(test_request_count=1, reset_timeout=600.0), name="lease",
                              store=store)
     breaker.trip(0.05)
     time.sleep(0.1)  # HALF_OPEN is due: the worker's first call takes the one trial
-    before, holding = CTX.Value("d", 0.0), CTX.Event()
-    worker = CTX.Process(target=hold_trial, args=(redis_url, "lease", before, holding),
-                         daemon=True)
+    before, holding, release, results = CTX.Value("d", 0.0), CTX.Event(), CTX.Event(), CTX.Queue()
+    worker = CTX.Process(
+        target=_worker_main,
+        args=(hold_trial, 0, results, (redis_url, before, holding, release)),
+        daemon=True,
+    )
     worker.start()
+    late: list[Any] = []
+
+    def trial() -> None:
+        if holder == "hung":  # the holder wakes up and fails its trial, late: no effect
+            release.set()
+            late.append(results.get(timeout=WAIT))
+            late.append(store.snapshot("lease"))
+
     try:
         assert holding.wait(WAIT)
-        os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
-        worker.join(WAIT)
-        assert worker.exitcode == -signal.SIGKILL
+        if holder == "killed":
+            os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            worker.join(WAIT)
+            assert worker.exitcode == -signal.SIGKILL
         snapshot = store.snapshot("lease")
         assert (snapshot["state"], snapshot["trials_in_flight"]) == ("half_open", 1)
         rejections = []
         while True:
             try:
-                breaker.call(ok)
+                breaker.call(trial)
             except CircuitOpenError as exc:
                 rejections.append((exc.state, exc.retry_after))
                 if time.monotonic() - before.value > LEASE + 5.0:
-                    pytest.fail("the dead process's trial slot never came back")
+                    pytest.fail("the trial slot never came back")
                 time.sleep(0.05)
                 continue
             admitted = time.monotonic()
             break
     finally:
+        release.set()
+        worker.join(WAIT)
         if worker.is_alive():
             worker.kill()
         close(store)
-    assert rejections  # the dead process's slot was held...
+    assert worker.exitcode == (-signal.SIGKILL if holder == "killed" else 0)
+    assert rejections  # the holder's slot was held...
     assert set(rejections) == {(CircuitState.HALF_OPEN, None)}  # (no end known)
     assert admitted - before.value >= LEASE  # ...for its lease, not less
+    if holder == "hung":
+        (_, good, result), shared = late
+        assert good, result
+        assert (result["failures"], result["state"]) == (1, "half_open")  # its own totals
+        assert shared["state"] == "half_open"  # the late failure reopened nothing
+        assert shared["trials_in_flight"] == 1  # this process's trial
     assert breaker.state is CircuitState.CLOSED  # and this process's trial closed it
 
 
