@@ -443,7 +443,8 @@ def test_a_dead_or_hung_trial_holder_frees_its_slot_after_its_lease(
             admitted = time.monotonic()
             break
     finally:
-        release.set()
+        if holder == "hung":
+            release.set()  # (never after a SIGKILL: notify would wait for the dead waiter)
         worker.join(WAIT)
         if worker.is_alive():
             worker.kill()
