@@ -49,6 +49,8 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
 import redis  # noqa: E402
+from redis.backoff import NoBackoff  # noqa: E402
+from redis.retry import Retry  # noqa: E402
 from redis_server import RedisServer  # noqa: E402  (tests/redis_server.py)
 
 try:
@@ -171,7 +173,7 @@ class Case:
         self.run = None
         self.n = 0
         self.samples = []
-        self.cmds = None
+        self.trips = self.cmds = self.server_us = None
         self.status = ""
 
 
@@ -179,13 +181,18 @@ def latency_cases(url, port):
     """The rows of part 1: (floors, circuitry, pybreaker), each built lazily."""
     cases = []
 
+    def floor_client():
+        # The client options RedisStore.from_url sets (none of them costs on a reply).
+        return redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25,
+                                    health_check_interval=0, retry=Retry(NoBackoff(), 0))
+
     def bare_evalsha():
-        client = redis.Redis.from_url(url)
+        client = floor_client()
         sha = client.script_load("return 1")
         return loop_evalsha(client, sha)
 
     def bare_get_set():
-        return loop_get_set(redis.Redis.from_url(url), f"{NAMESPACE}:floor")
+        return loop_get_set(floor_client(), f"{NAMESPACE}:floor")
 
     cases.append(Case("evalsha", "redis-py EVALSHA `return 1` (floor)", bare_evalsha))
     cases.append(Case("getset", "redis-py GET + SET (floor for 2 commands)", bare_get_set))
@@ -256,18 +263,39 @@ def latency_cases(url, port):
     return cases
 
 
-def commands_sent(stats_client, run, n):
-    """Redis commands per call over a pass of n calls (INFO itself not counted).
+def count_redis(stats_client, run, n):
+    """(round trips, commands Redis ran, server CPU µs) per call, over a separate pass of n calls.
 
-    One client, connected before the pass, reads the stats: a new connection's
-    handshake (HELLO, CLIENT SETINFO) would count otherwise.
+    Round trips: writes of a command (or a pipeline) to a connection, counted on
+    redis-py's Connection class for the pass only. Commands: INFO commandstats,
+    which also counts the commands a script runs inside Redis (INFO itself is
+    not counted; the stats client connects before the pass, so no handshake is).
+    Server CPU: redis-server's user + system CPU time (INFO cpu) over the pass,
+    the INFO calls' own share included (a few µs over the whole pass).
     """
     def total():
         stats = stats_client.info("commandstats")
         return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
-    before = total()
-    run(n)
-    return (total() - before) / n
+
+    def cpu():
+        info = stats_client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    sent = [0]
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, *args, **kwargs):
+        sent[0] += 1
+        return original(self, *args, **kwargs)
+
+    before, cpu_before = total(), cpu()
+    redis.connection.AbstractConnection.send_packed_command = counting
+    try:
+        run(n)
+    finally:
+        redis.connection.AbstractConnection.send_packed_command = original
+    server_us = (cpu() - cpu_before) * 1e6 / n
+    return sent[0] / n, (total() - before) / n, server_us
 
 
 def pin(pids, cpus):
@@ -312,7 +340,7 @@ def _run_latency(server, args, out):
                     break
                 n *= 2
             c.n = max(50, int(n * target_ns / max(dt, 1)))
-            c.cmds = commands_sent(stats_client, c.run, 200)
+            c.trips, c.cmds, c.server_us = count_redis(stats_client, c.run, 1000)
         except Exception as e:  # a broken row is reported, not fatal
             c.status = f"ERROR {type(e).__name__}: {e}"
     live = [c for c in cases if not c.status]
@@ -333,11 +361,12 @@ def _run_latency(server, args, out):
 def print_latency(cases, out):
     best = {c.key: min(c.samples) for c in cases if c.samples}
     by_key = {c.key: c for c in cases}
-    out("| row | µs/call | Redis cmds/call | vs | ratio | target | noise |")
-    out("|---|---:|---:|---|---:|---|---:|")
+    out("| row | µs/call | round trips/call | commands run/call | server CPU µs/call | vs | ratio "
+        "| target | noise |")
+    out("|---|---:|---:|---:|---:|---|---:|---|---:|")
     for c in cases:
         if c.status:
-            out(f"| {c.label} | | | | | | {c.status} |")
+            out(f"| {c.label} | | | | | | | | {c.status} |")
             continue
         b = best[c.key]
         noise = statistics.median(c.samples) / b - 1
@@ -347,7 +376,9 @@ def print_latency(cases, out):
             ratio, vs = f"{r:.2f}x", by_key[c.ref].label
             if c.target:
                 target = f"< {c.target}x: {'met' if r < c.target else 'MISSED'}"
-        out(f"| {c.label} | {b / 1000:.2f} | {c.cmds:.2f} | {vs} | {ratio} | {target} | {noise:.0%} |")
+        out(f"| {c.label} | {b / 1000:.2f} | {c.trips:.2f} | {c.cmds:.2f} | {c.server_us:.1f} "
+            f"| {vs} | {ratio} "
+            f"| {target} | {noise:.0%} |")
     if "c.redis.call" in best and "p.redis.call" in best:
         out("")
         out(f"circuitry RedisStore / pybreaker CircuitRedisStorage, CLOSED call: "
