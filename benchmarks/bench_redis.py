@@ -227,8 +227,61 @@ def latency_cases(url, port):
             b.trip(3600)
             return loop_call_raises(b.call, f, CircuitOpenError)
 
+        captured = {}
+
+        def captured_record():
+            # The EVALSHA a CLOSED success sends, caught once and replayed as is: the
+            # script's cost and redis-py's, without circuitry's Python around them.
+            if not captured:
+                store = RedisStore.from_url(url, namespace=NAMESPACE)
+                b = CircuitBreaker(circuitry_config(), name="replayed", store=store)
+                b.call(f)  # the first call asks for the shared state; the second records
+                real = store.client.evalsha
+
+                def spy(*a):
+                    captured.setdefault("args", a)
+                    return real(*a)
+
+                store.client.evalsha = spy
+                try:
+                    b.call(f)
+                finally:
+                    del store.client.evalsha
+                captured["client"] = store.client
+            return captured["client"], captured["args"]
+
+        def replay_record():
+            client, args = captured_record()
+            evalsha = client.evalsha
+
+            def run(n):
+                r = range(n)
+                t0 = perf_counter_ns()
+                for _ in r:
+                    evalsha(*args)
+                return perf_counter_ns() - t0
+            return run
+
+        def pack_record():
+            client, args = captured_record()
+            conn = client.connection_pool.get_connection()
+            client.connection_pool.release(conn)
+            pack, command = conn.pack_command, ("EVALSHA", *args)
+
+            def run(n):
+                r = range(n)
+                t0 = perf_counter_ns()
+                for _ in r:
+                    pack(*command)
+                return perf_counter_ns() - t0
+            return run
+
         cases.append(Case("c.redis.call", "circuitry RedisStore: CLOSED call", redis_call,
                           ref="evalsha", target=1.5))
+        cases.append(Case("c.replay", "redis-py EVALSHA of circuitry's script, a CLOSED "
+                          "success's arguments (replayed)", replay_record, ref="evalsha"))
+        cases.append(Case("c.pack", "redis-py pack_command of that EVALSHA (no I/O)",
+                          pack_record))
         cases.append(Case("c.redis.fail", "circuitry RedisStore: CLOSED failing call",
                           redis_fail, ref="evalsha"))
         cases.append(Case("c.redis.reject", "circuitry RedisStore: OPEN rejection",
