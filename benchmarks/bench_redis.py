@@ -13,13 +13,17 @@ hand, never as a test:
      target < 1.5x; a failing CLOSED call too;
    - a rejection while OPEN (`breaker.trip(3600)`), RedisStore against the
      in-process breaker: target < 2x;
+   - the CLOSED call taken apart: the EVALSHA it sends, caught once and
+     replayed bare with redis-py, and redis-py packing that command;
    - pybreaker 1.4.1 with `CircuitRedisStorage` on the same rows.
-   The `cmds/call` column counts the Redis commands each call sent (INFO
-   commandstats before and after a separate pass), so a row that skips Redis
-   shows it.
+   Client and redis-server are pinned to one CPU for this part (--pin). A
+   separate pass of each row counts round trips (client side), the commands
+   Redis ran (INFO commandstats, a script's inner commands included) and the
+   server's CPU time per call.
 2. Throughput: 1, 4 and 8 processes, each with its own store and breaker on the
    same circuit name, calling CLOSED for a fixed time after a common barrier;
-   aggregate and per process calls/s, for circuitry and pybreaker.
+   aggregate and per process calls/s, for circuitry and pybreaker, in
+   interleaved rounds (the best round shown, and the median).
 3. Correctness: 8 processes that all know the circuit is OPEN wait at a
    multiprocessing.Barrier released just after the reset timeout has passed,
    then each calls at once; the trial takes 0.2 s and fails (the service is
@@ -638,9 +642,9 @@ def main(argv=None):
     ap.add_argument("--pin", default="0",
                     help="CPU that client and redis-server share in part 1, or 'none'")
     ap.add_argument("--seconds", type=float, default=None,
-                    help="seconds per throughput round (default 1)")
+                    help="seconds per throughput round (default 0.6)")
     ap.add_argument("--tp-rounds", type=int, default=None,
-                    help="throughput rounds per row (default 3)")
+                    help="throughput rounds per row (default 5)")
     ap.add_argument("--procs", default="1,4,8", help="throughput process counts")
     ap.add_argument("--race-procs", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=None, help="race rounds per library")
@@ -648,9 +652,9 @@ def main(argv=None):
     if args.repeats is None:
         args.repeats = 3 if args.quick else 15
     if args.seconds is None:
-        args.seconds = 0.5 if args.quick else 1.0
+        args.seconds = 0.5 if args.quick else 0.6
     if args.tp_rounds is None:
-        args.tp_rounds = 1 if args.quick else 3
+        args.tp_rounds = 1 if args.quick else 5
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
     if args.quick:
