@@ -81,6 +81,7 @@ def redis_server() -> Iterator[str]:
              "--save", "", "--appendonly", "no", "--dir", directory, "--loglevel", "warning"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C stops the workers first; the server is stopped last
         )
         try:
             url = f"redis://127.0.0.1:{port}/0"
@@ -141,11 +142,13 @@ def run_worker(
     service_calls = 0
 
     def say(text: str) -> None:
-        print(f"  {time.monotonic() - t0:5.2f} s  worker {number}: {text}", flush=True)
+        # One write per line: the workers share the terminal.
+        sys.stdout.write(f"  {time.monotonic() - t0:5.2f} s  worker {number}: {text}\n")
+        sys.stdout.flush()
 
     def on_alert(alert: Alert) -> None:  # only in the process that made the transition
         alerts.append(alert.new_state.value)
-        say(f"alert ({alert.level.value}): {alert}")
+        say(f"alert: {alert}")
 
     def on_state_changed(event: StateChanged) -> None:  # every process that observes it
         states_seen.append(event.new_state.value)
@@ -307,14 +310,16 @@ def print_report(
 ) -> None:
     print()
     header = ("worker", "admitted", "failed", "succeeded", "rejected", "service calls")
-    print("  ".join(f"{h:>9}" for h in header) + "  states seen")
+    keys = ("worker", "admitted", "failed", "succeeded", "rejected", "service_calls")
+
+    def line(values: tuple[object, ...], last: str = "") -> str:
+        return "  ".join(f"{v:>{len(h)}}" for v, h in zip(values, header)) + last
+
+    print(line(header, "  states seen"))
     for r in reports:
-        row = (r["worker"], r["admitted"], r["failed"], r["succeeded"], r["rejected"],
-               r["service_calls"])
-        print("  ".join(f"{v:>9}" for v in row) + "  " + " -> ".join(r["states_seen"]))
-    totals = [sum(r[k] for r in reports)
-              for k in ("admitted", "failed", "succeeded", "rejected", "service_calls")]
-    print("  ".join(f"{v:>9}" for v in ("total", *totals)))
+        print(line(tuple(r[k] for k in keys), "  " + " -> ".join(r["states_seen"])))
+    totals = [sum(r[k] for r in reports) for k in keys[1:]]
+    print(line(("total", *totals)))
     print()
 
     workers = len(reports)
