@@ -313,7 +313,7 @@ def print_report(
     keys = ("worker", "admitted", "failed", "succeeded", "rejected", "service_calls")
 
     def line(values: tuple[object, ...], last: str = "") -> str:
-        return "  ".join(f"{v:>{len(h)}}" for v, h in zip(values, header)) + last
+        return "  ".join(f"{v:>{len(h)}}" for v, h in zip(values, header, strict=True)) + last
 
     print(line(header, "  states seen"))
     for r in reports:
