@@ -63,12 +63,19 @@ class AsyncAdapter(BreakerBase):
         timeout = self._config.call_timeout
         scope = None if timeout is None else self._timeout_scope(timeout)
         started = self._clock.monotonic()
-        generation = self._admit(started)
+        store = self._store
+        if store is None:
+            generation = self._admit(started)
+        else:
+            generation = await self._admit_async(started)
         if scope is not None:
             try:
                 scope.__enter__()
             except BaseException:
-                self._finish(generation, started, IGNORED, None)
+                if store is None:
+                    self._finish(generation, started, IGNORED, None)
+                else:
+                    await self._finish_async(generation, started, IGNORED, None)
                 raise
         blocks = self._blocks
         blocks[frame] = (generation, started, scope, get_ident(), blocks.get(frame))
@@ -86,6 +93,9 @@ class AsyncAdapter(BreakerBase):
         if block is None or block[4] is not None:
             block = self._unwind_block(frame, block)
         generation, started, scope, _, _ = block
+        # With a store, each report awaits it (the same steps: see BreakerBase._drive).
+        shared = self._store is not None
+        report = self._finish_classified_async if shared else self._report_classified
         if scope is not None:
             try:
                 scope.__exit__(exc_type, exc, tb)
@@ -98,31 +108,44 @@ class AsyncAdapter(BreakerBase):
                     # cannot cancel whatever the entering task does next, and
                     # let the error out.
                     scope.deadline = math.inf
-                    self._finish_classified(
-                        generation, started, self._block_outcome, exc, scope_exc
-                    )
+                    await report(generation, started, self._block_outcome, exc, scope_exc)
                 else:
                     # What the scope did not swallow of an exception group.
-                    self._finish_classified(
+                    await report(
                         generation, started, self._async_exception_outcome, scope_exc, scope_exc
                     )
                 raise
             if scope.cancelled_caught:
                 # Only our deadline cancels this scope: it swallowed our timeout.
                 # (trio's scope also returns True when there was no exception.)
+                if shared:
+                    await self._timed_out_async(generation, started)
                 self._timed_out(generation, started)
         if exc is None:
-            self._finish(generation, started, SUCCESS, None)
+            if shared:
+                await self._finish_async(generation, started, SUCCESS, None)
+            else:
+                self._finish(generation, started, SUCCESS, None)
             return
         receipt = [None]  # see SyncAdapter._call
         try:
-            self._finish_classified(
-                generation, started, self._async_exception_outcome, exc, exc, receipt
-            )
+            await report(generation, started, self._async_exception_outcome, exc, exc, receipt)
         except BaseException:
             if receipt:
                 self._dropped.append((generation, started))
             raise
+
+    async def _report_classified(
+        self,
+        generation: int,
+        started: float,
+        classify: Callable[[Any], Outcome],
+        subject: object,
+        exception: BaseException | None,
+        receipt: list[None] | None = None,
+    ) -> None:
+        """`_finish_classified`, awaitable like `_finish_classified_async` (no store)."""
+        self._finish_classified(generation, started, classify, subject, exception, receipt)
 
     def _block_outcome(self, exc: BaseException | None) -> Outcome:
         return SUCCESS if exc is None else self._async_exception_outcome(exc)
@@ -156,8 +179,14 @@ class AsyncAdapter(BreakerBase):
         started = self._clock.monotonic()
         core = self._core
         generation = core.admitting
+        shared = False
         if generation is None:
-            generation = self._admit(started)
+            # With a store, admitting and each report await it (see BreakerBase._drive).
+            shared = self._store is not None
+            if shared:
+                generation = await self._admit_async(started)
+            else:
+                generation = self._admit(started)
         else:
             core.tickets.append(started)  # admitted without the lock: see _core
         try:
@@ -169,9 +198,8 @@ class AsyncAdapter(BreakerBase):
         except BaseException as exc:
             receipt = [None]  # see SyncAdapter._call
             try:
-                self._finish_classified(
-                    generation, started, self._async_exception_outcome, exc, exc, receipt
-                )
+                report = self._finish_classified_async if shared else self._report_classified
+                await report(generation, started, self._async_exception_outcome, exc, exc, receipt)
             except BaseException:
                 if receipt:
                     self._dropped.append((generation, started))
@@ -179,6 +207,8 @@ class AsyncAdapter(BreakerBase):
             raise
         if scope is not None and scope.cancelled_caught:
             # Only our deadline cancels this scope: it swallowed our timeout.
+            if shared:
+                await self._timed_out_async(generation, started)
             self._timed_out(generation, started)
         if generation == core.deferring and self._result_is_failure is None:
             # BreakerBase._finish for a success, inlined (see SyncAdapter._call).
@@ -191,6 +221,13 @@ class AsyncAdapter(BreakerBase):
             pending.append((generation, started, now))
             if len(pending) >= FOLD_AT or core.deferring != generation:
                 self._fold()  # (a failure meanwhile may have made this success trip)
+        elif shared:
+            if self._result_is_failure is None:
+                await self._finish_async(generation, started, SUCCESS, None)
+            else:
+                await self._finish_classified_async(
+                    generation, started, self._result_outcome, result, None
+                )
         elif self._result_is_failure is None:
             self._finish(generation, started, SUCCESS, None)
         else:
@@ -239,6 +276,12 @@ class AsyncAdapter(BreakerBase):
         """
         error = self._timeout_error()
         self._finish(generation, started, FAILURE, error)
+        raise error
+
+    async def _timed_out_async(self, generation: int, started: float) -> NoReturn:
+        """`_timed_out` for a breaker with a store."""
+        error = self._timeout_error()
+        await self._finish_async(generation, started, FAILURE, error)
         raise error
 
     def _timeout_error(self) -> TimeoutError:

@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from contextvars import ContextVar
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
@@ -43,6 +43,7 @@ from ._core import (
 )
 from ._errors import CircuitOpenError
 from ._metrics import CircuitMetrics
+from ._shared import Learned, Reply, Request, SharedCore, StoreError
 from ._state import CircuitState
 from .events import (
     Alert,
@@ -52,6 +53,8 @@ from .events import (
     CallSucceeded,
     Event,
     StateChanged,
+    StoreRecovered,
+    StoreUnavailable,
 )
 
 __all__ = ["BreakerBase", "Guard", "Permit", "check_subscription", "get_ident", "logger"]
@@ -67,8 +70,10 @@ EVENT_TYPES: tuple[type[Any], ...] = (
     CallSucceeded,
     CallFailed,
     CallIgnored,
+    StoreUnavailable,
+    StoreRecovered,
 )
-_CALL_EVENTS = EVENT_TYPES[1:]
+_CALL_EVENTS = EVENT_TYPES[1:5]
 
 
 def check_subscription(listener: object, event_types: tuple[object, ...]) -> None:
@@ -86,6 +91,8 @@ def _wants_call_events(listeners: tuple[Subscription, ...]) -> bool:
     return any(t in _CALL_EVENTS for _, wanted in listeners for t in wanted)
 
 R = TypeVar("R")
+# An operation on a shared store, as steps (see BreakerBase._drive).
+Steps = Generator[Request, "Reply | StoreError", R]
 
 # An open `with` / `async with` block: (generation, started, timeout scope or
 # None, thread that entered it, the block below it in the same frame or None).
@@ -110,6 +117,7 @@ class BreakerBase:
         "_lock",
         "_name",
         "_result_is_failure",
+        "_store",
         "_trial",
     )
 
@@ -132,6 +140,7 @@ class BreakerBase:
         *,
         name: str = "default",
         clock: Callable[[], float] | None = None,
+        store: Any = None,
     ) -> None:
         if config is None:
             config = CircuitBreakerConfig()
@@ -148,7 +157,15 @@ class BreakerBase:
         now = self._clock.monotonic()
         if isinstance(now, bool) or not isinstance(now, (int, float)):
             raise TypeError(f"clock must return seconds as a float, got {now!r} from {clock!r}")
-        self._core = CircuitCore(config, name, float(now))
+        if store is None:
+            self._core = CircuitCore(config, name, float(now))
+        else:
+            if not callable(getattr(store, "attach", None)):
+                raise TypeError(
+                    f"store must be a circuitry store (RedisStore) or None, got {store!r}"
+                )
+            self._core = store.attach(config, name, float(now))
+        self._store: Any = store
         self._listeners: tuple[Subscription, ...] = ()
         self._blocks: dict[FrameType, Block] = {}
         # Tickets of permits garbage-collected before completion (Permit.__del__
@@ -176,11 +193,18 @@ class BreakerBase:
 
     @property
     def state(self) -> CircuitState:
-        """The current state; reading it applies transitions that time alone makes."""
+        """The current state; reading it applies transitions that time alone makes.
+
+        With a store: the shared circuit's (one round trip, none while OPEN is known).
+        """
+        if self._store is not None:
+            return self._drive(self._read_steps(SharedCore.read_state))
         return self._locked(CircuitCore.poll)
 
     def metrics(self) -> CircuitMetrics:
-        """A snapshot of the state and counters."""
+        """A snapshot of the state and counters (with a store: see README "Many processes")."""
+        if self._store is not None:
+            return self._drive(self._read_steps(SharedCore.snapshot))
         return self._locked(CircuitCore.snapshot)
 
     def __repr__(self) -> str:
@@ -190,15 +214,15 @@ class BreakerBase:
 
     def force_open(self) -> None:
         """Hold the circuit open: reject every call until `reset()` or `force_closed()`."""
-        self._locked(CircuitCore.force_open)
+        self._control("FORCE_OPEN", CircuitCore.force_open)
 
     def force_closed(self) -> None:
         """Hold the circuit closed: allow every call, never trip, keep counting totals."""
-        self._locked(CircuitCore.force_closed)
+        self._control("FORCE_CLOSED", CircuitCore.force_closed)
 
     def reset(self) -> None:
         """Back to CLOSED with an empty window and the base reset timeout."""
-        self._locked(CircuitCore.reset)
+        self._control("RESET", CircuitCore.reset)
 
     def trip(self, duration: float | None = None) -> None:
         """Open the circuit now, as a trip would: HALF_OPEN after `duration` seconds.
@@ -219,7 +243,19 @@ class BreakerBase:
                     f"duration must be a finite number of seconds >= 0, got {duration!r}"
                 )
             duration = float(duration)
-        self._locked(lambda core, now: core.trip(now, duration))
+        self._control("TRIP_CALLED", lambda core, now: core.trip(now, duration), duration)
+
+    def _control(
+        self,
+        trigger: str,
+        operation: Callable[[CircuitCore, float], None],
+        duration: float | None = None,
+    ) -> None:
+        """A manual control: in the core, or with a store in the shared circuit."""
+        if self._store is None:
+            self._locked(operation)
+        else:
+            self._drive(self._control_steps(trigger, operation, duration))
 
     def _locked(self, operation: Callable[[CircuitCore, float], R]) -> R:
         """Run a core operation at the current time, under the lock; deliver its events."""
@@ -343,6 +379,10 @@ class BreakerBase:
         returned, after everyone had the event.
         """
         interrupt = None
+        alert = True
+        if isinstance(event, Learned):  # made by another process: no alert here
+            event = event.event
+            alert = False
         for entry in listeners:
             listener, wanted = entry
             if not isinstance(event, wanted):
@@ -356,7 +396,7 @@ class BreakerBase:
             except BaseException as exc:
                 interrupt = interrupt or exc
         handler = self._alert_handler
-        if handler is not None and isinstance(event, StateChanged):
+        if handler is not None and alert and isinstance(event, StateChanged):
             try:
                 handler(Alert.from_state_change(event))
             except Exception:
@@ -406,6 +446,8 @@ class BreakerBase:
         this breaker in the same thread or task rides on it (`CircuitCore.ride`),
         and a trial admitted here is marked in the context until it completes.
         """
+        if self._store is not None:
+            return self._drive(self._acquire_steps(now, nesting))
         core = self._core
         lock = self._lock
         marks = self._trial
@@ -476,6 +518,9 @@ class BreakerBase:
         receipt: list[None] | None = None,
     ) -> None:
         """Hand a completion to the core, under the lock (`receipt`: see `_finish`)."""
+        if self._store is not None:
+            self._drive(self._settle_steps(generation, started, now, outcome, exception, receipt))
+            return
         core = self._core
         lock = self._lock
         marks = self._trial
@@ -566,7 +611,7 @@ class BreakerBase:
         while tb.tb_next is not None:
             tb = tb.tb_next
         frame = tb.tb_frame
-        return frame.f_code is _ADMIT_CODE and frame.f_locals.get("self") is self
+        return frame.f_code in _ADMIT_CODES and frame.f_locals.get("self") is self
 
     def _result_outcome(self, result: object) -> Outcome:
         try:
@@ -574,6 +619,165 @@ class BreakerBase:
         except Exception:
             logger.exception("circuit %r: result_is_failure raised", self._name)
             return SUCCESS
+
+    # -- a shared store (circuitry._shared) -------------------------------------------
+    # Each operation is a generator of steps: it plans under the lock, yields
+    # the request to send, and applies the reply under the lock again. `_drive`
+    # sends with the sync client, `_drive_async` awaits the store: one code
+    # path for `with` and `async with`. The lock is never held across a send.
+
+    def _drive(self, steps: Steps[R]) -> R:
+        store = self._store
+        core = self._core
+        try:
+            request = next(steps)
+            while True:
+                request = steps.send(store.send(core, request))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            steps.close()
+            if core.events:
+                self._deliver()
+
+    async def _drive_async(self, steps: Steps[R]) -> R:
+        store = self._store
+        core = self._core
+        try:
+            request = next(steps)
+            while True:
+                request = steps.send(await store.send_async(core, request))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            steps.close()
+            if core.events:
+                self._deliver()
+
+    def _acquire_steps(
+        self, now: float, nesting: bool
+    ) -> Steps[tuple[int, CircuitState, float | None]]:
+        core: SharedCore = self._core  # type: ignore[assignment]
+        lock = self._lock
+        marks = self._trial
+        trial = marks.get() if nesting and marks is not None else None
+        with lock:
+            if self._dropped:
+                self._reclaim_dropped(now)
+            result, request = core.plan_acquire(now, trial)
+        if request is not None:
+            try:
+                reply = yield request
+            except GeneratorExit:  # abandoned (cancelled): no answer is coming
+                with lock:
+                    core.cancel()
+                raise
+            with lock:
+                result = core.apply_acquire(now, trial, request, reply)
+        assert result is not None
+        generation, state, _ = result
+        if nesting and generation >= 0 and state is CircuitState.HALF_OPEN:
+            if marks is None:
+                marks = self._trial = ContextVar("circuitry trial", default=None)
+            marks.set((generation, now))
+        return result
+
+    def _settle_steps(
+        self,
+        generation: int,
+        started: float,
+        now: float,
+        outcome: Outcome,
+        exception: BaseException | None,
+        receipt: list[None] | None,
+    ) -> Steps[None]:
+        core: SharedCore = self._core  # type: ignore[assignment]
+        lock = self._lock
+        marks = self._trial
+        if marks is not None and marks.get() == (generation, started):
+            marks.set(None)  # the trial this context was in is over
+        with lock:
+            if self._dropped:
+                self._reclaim_dropped(now)
+            request = core.plan_complete(generation, started, now, outcome, exception)
+            if receipt is not None:
+                receipt.clear()
+        if request is not None:
+            reply = yield request
+            with lock:
+                core.apply_complete(now, request, reply)
+
+    def _read_steps(self, read: Callable[[SharedCore, float], R]) -> Steps[R]:
+        core: SharedCore = self._core  # type: ignore[assignment]
+        now = self._clock.monotonic()
+        with self._lock:
+            request = core.plan_read(now)
+        if request is not None:
+            reply = yield request
+            with self._lock:
+                core.apply_read(now, reply)
+        with self._lock:
+            return read(core, now)
+
+    def _control_steps(
+        self,
+        trigger: str,
+        operation: Callable[[CircuitCore, float], None],
+        duration: float | None,
+    ) -> Steps[None]:
+        core: SharedCore = self._core  # type: ignore[assignment]
+        now = self._clock.monotonic()
+        with self._lock:
+            request = core.plan_control(trigger, duration)
+        reply = None
+        if request is not None:
+            reply = yield request
+        with self._lock:
+            core.apply_control(now, request, reply, lambda: operation(core, now))
+
+    async def _admit_async(self, now: float) -> int:
+        """`_admit` for a breaker with a store, from async code: awaits the store."""
+        core = self._core
+        if core.reject_from <= now < core.reject_until:
+            return self._admit(now)  # rejects without the lock, as every adapter
+        steps = self._acquire_steps(now, True)
+        generation, state, retry_after = await self._drive_async(steps)
+        if generation == REJECTED:
+            raise CircuitOpenError(self._name, state, retry_after)
+        return generation
+
+    async def _finish_async(
+        self,
+        generation: int,
+        started: float,
+        outcome: Outcome,
+        exception: BaseException | None,
+        receipt: list[None] | None = None,
+    ) -> None:
+        """`_finish` for a breaker with a store, from async code."""
+        try:
+            now = self._clock.monotonic()
+        except BaseException:
+            self._clock_broke(generation, started, receipt)
+            raise
+        steps = self._settle_steps(generation, started, now, outcome, exception, receipt)
+        await self._drive_async(steps)
+
+    async def _finish_classified_async(
+        self,
+        generation: int,
+        started: float,
+        classify: Callable[[Any], Outcome],
+        subject: object,
+        exception: BaseException | None,
+        receipt: list[None] | None = None,
+    ) -> None:
+        """`_finish_classified` for a breaker with a store, from async code."""
+        outcome = IGNORED
+        try:
+            outcome = classify(subject)
+        finally:
+            await self._finish_async(generation, started, outcome, exception, receipt)
 
     # -- which block is exiting -------------------------------------------------------
     # One breaker serves every `with` and `async with` block at once, so the
@@ -752,7 +956,7 @@ class Permit:
         return f"<Permit {self._breaker.name!r} generation={self._generation} {status}>"
 
 
-_ADMIT_CODE = BreakerBase._admit.__code__
+_ADMIT_CODES = {BreakerBase._admit.__code__, BreakerBase._admit_async.__code__}
 
 _STACK_EXITS = frozenset(
     {contextlib.ExitStack.__exit__.__code__, contextlib.AsyncExitStack.__aexit__.__code__}

@@ -463,7 +463,8 @@ class CircuitCore:
                 self.trial_starts.remove(started)
         self.completed += 1
 
-        # Totals: every completion, late or not.
+        # Totals: every completion, late or not. (Inline, not `_count`: no call
+        # may come between the ticket and its outcome's count, see above.)
         duration = now - started
         slow = False
         if outcome is IGNORED:
@@ -508,6 +509,30 @@ class CircuitCore:
             elif outcome is FAILURE:
                 self._fire(Trigger.TRIAL_FAILED, now)
         # FORCED_CLOSED counts totals only; OPEN and FORCED_OPEN issue no tickets.
+
+    def _count(
+        self, outcome: Outcome, duration: float, now: float, exception: BaseException | None
+    ) -> bool:
+        """Count a completion in the totals (every one, late or not): whether it was slow.
+
+        For `SharedCore`; `complete` has these lines inline (see there).
+        """
+        slow = False
+        if outcome is IGNORED:
+            self.total_ignored += 1
+        else:
+            if outcome is SUCCESS:
+                self.total_successes += 1
+            else:
+                self.total_failures += 1
+            self.latency.record(duration)
+            limit = self._slow_call_duration
+            if limit is not None and duration >= limit:
+                slow = True
+                self.total_slow += 1
+        if self._listening:
+            self.events.append(self._call_event(outcome, now, max(duration, 0.0), exception))
+        return slow
 
     def _check_ticket(self, generation: int, started: float) -> None:
         """Raise ValueError for a ticket that cannot be completed now."""

@@ -120,6 +120,9 @@ class CircuitBreakerManager:
         clock: passed to every breaker the manager creates; returns monotonic
             seconds. None means each breaker's default (`time.monotonic()`,
             read at every call).
+        store: passed to every breaker the manager creates
+            (`circuitry.redis.RedisStore`): each service's breaker is then one
+            circuit with the breakers of that name in other processes.
 
     Raises:
         TypeError: `default_config` is not a `CircuitBreakerConfig` (or None),
@@ -134,6 +137,7 @@ class CircuitBreakerManager:
         "_default_config",
         "_listeners",
         "_lock",
+        "_store",
     )
 
     def __init__(
@@ -141,6 +145,7 @@ class CircuitBreakerManager:
         default_config: CircuitBreakerConfig | None = None,
         *,
         clock: Callable[[], float] | None = None,
+        store: Any = None,
     ) -> None:
         if default_config is None:
             default_config = CircuitBreakerConfig()
@@ -152,6 +157,9 @@ class CircuitBreakerManager:
             raise TypeError(f"clock must be callable or None, got {clock!r}")
         self._default_config = default_config
         self._clock = clock
+        if store is not None and not callable(getattr(store, "attach", None)):
+            raise TypeError(f"store must be a circuitry store (RedisStore) or None, got {store!r}")
+        self._store = store
         self._configs: dict[str, CircuitBreakerConfig] = {}
         # Insertion order is creation order; a replaced breaker keeps its place.
         self._breakers: dict[str, CircuitBreaker] = {}
@@ -233,7 +241,7 @@ class CircuitBreakerManager:
 
         `carry_from`: the breaker it replaces, whose own listeners it gets too.
         """
-        breaker = CircuitBreaker(config, name=name, clock=self._clock)
+        breaker = CircuitBreaker(config, name=name, clock=self._clock, store=self._store)
         if carry_from is not None:
             for entry in carry_from._listeners:
                 listener = entry[0]

@@ -20,6 +20,8 @@ __all__ = [
     "CallSucceeded",
     "Event",
     "StateChanged",
+    "StoreRecovered",
+    "StoreUnavailable",
 ]
 
 
@@ -74,7 +76,36 @@ class CallIgnored:
     duration: float
 
 
-Event = StateChanged | CallRejected | CallSucceeded | CallFailed | CallIgnored
+@attrs.frozen
+class StoreUnavailable:
+    """The breaker's shared store (Redis) failed: `on_unavailable` decides until it answers.
+
+    Emitted once per outage, by each breaker of the process that meets it.
+    `error` is the exception the store's client raised.
+    """
+
+    name: str
+    at: float
+    error: BaseException
+
+
+@attrs.frozen
+class StoreRecovered:
+    """The breaker's shared store answers again: its state is authoritative once more."""
+
+    name: str
+    at: float
+
+
+Event = (
+    StateChanged
+    | CallRejected
+    | CallSucceeded
+    | CallFailed
+    | CallIgnored
+    | StoreUnavailable
+    | StoreRecovered
+)
 
 
 @attrs.frozen

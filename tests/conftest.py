@@ -44,7 +44,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> Iterator[str]:
+def redis_url(redis_server: RedisServer) -> str:
     """The session's server, running and emptied (FLUSHALL, SCRIPT FLUSH) for this test."""
     if redis_server.process is None:
         redis_server.start()
@@ -53,4 +53,4 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     with redis_server.client() as client:
         client.flushall()
         client.script_flush()
-    yield redis_server.url
+    return redis_server.url

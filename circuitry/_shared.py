@@ -1,0 +1,611 @@
+"""One circuit shared by many processes: the process side, sans-I/O.
+
+Theory of operation
+-------------------
+A breaker built with `store=` keeps the same `CircuitCore` the in-process
+breaker has, as a `SharedCore`: there it is a *mirror* of the shared state
+(state, generation, open period, in this process's clock) and the keeper of
+this process's totals, latency and events. The rules are decided where the
+shared state lives: the store runs them (Redis: `_circuit.lua`, which mirrors
+`CircuitCore` rule for rule) and answers with the state after the operation
+and the transitions it made (a `Reply`).
+
+Every operation is a *plan* under the breaker's lock, which either decides
+alone (a call admitted while CLOSED, rejected while OPEN is known, a late
+result) or returns a `Request`; the adapter sends it outside the lock (sync,
+or awaited: `BreakerBase._drive` and `_drive_async`, one code path for both)
+and hands the reply (or a `StoreError`) to the matching *apply*, under the
+lock again. Nothing here does I/O or reads a clock.
+
+What costs a round trip (one script call):
+- admitting while CLOSED costs none (the mirror says CLOSED: admit);
+  recording a success or a failure costs one, and its reply tells the
+  process if the circuit opened meanwhile;
+- rejecting while OPEN costs none until the open period the process knows of
+  has ended; then one request per process (`asking`, single-flight) takes
+  the trial or learns the new state, while the process's other calls are
+  rejected;
+- a HALF_OPEN trial costs two (the permit, the record); a breaker's first
+  call in a process asks first (`synced`).
+
+When the store fails (`StoreError`), the breaker falls back to the store's
+`on_unavailable` mode until the store answers again:
+- LOCAL: this core runs the in-process rules itself (`CircuitCore`'s own
+  methods), from the last state it knew, in a new local generation
+  (`local_from`) so that the shared calls in flight are late results here;
+- ALLOW admits every call, DENY rejects every call; neither counts outcomes.
+`StoreUnavailable` is emitted when a breaker falls back, `StoreRecovered`
+when the store answers again; then the store's state is authoritative.
+
+Transitions this process learns of (made elsewhere) reach its listeners as
+`StateChanged`, wrapped in `Learned` so that the alert handler, which is
+called only in the process that made a transition, skips them.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import attrs
+
+from ._config import CircuitBreakerConfig
+from ._core import FAILURE, IGNORED, REJECTED, RIDING, SUCCESS, CircuitCore, Outcome
+from ._metrics import CircuitMetrics
+from ._state import CircuitState
+from .events import CallRejected, StateChanged, StoreRecovered, StoreUnavailable
+
+__all__ = [
+    "FORCED_OPEN_REFRESH",
+    "Learned",
+    "Mode",
+    "Reply",
+    "Request",
+    "SharedCore",
+    "SharedStore",
+    "StoreError",
+]
+
+logger = logging.getLogger("circuitry")
+
+CLOSED = CircuitState.CLOSED
+OPEN = CircuitState.OPEN
+HALF_OPEN = CircuitState.HALF_OPEN
+FORCED_OPEN = CircuitState.FORCED_OPEN
+FORCED_CLOSED = CircuitState.FORCED_CLOSED
+
+FORCED_OPEN_REFRESH = 1.0
+"""Seconds a process rejects on a FORCED_OPEN it knows of before it asks again.
+
+FORCED_OPEN has no end to wait for: without this a process would never learn
+that another one called `reset()` or `force_closed()`.
+"""
+
+_OUTCOME_CODES = {SUCCESS: "s", FAILURE: "f", IGNORED: "i"}
+
+
+class Mode(enum.Enum):
+    """Where a shared breaker's decisions come from."""
+
+    UNSYNCED = "unsynced"  # not yet asked: the first call asks first
+    SHARED = "shared"  # the store's, mirrored
+    LOCAL = "local"  # the store failed: the in-process rules (on_unavailable="local")
+    ALLOW = "allow"  # the store failed: admit everything
+    DENY = "deny"  # the store failed: reject everything
+
+
+@attrs.frozen
+class Request:
+    """One round trip: an operation of the store's script with its arguments."""
+
+    op: str
+    args: tuple[str, ...] = ()
+    permit: str = ""  # acquire: the permit id asked for
+
+    def to_argv(self, core: SharedCore) -> list[str]:
+        """The script's ARGV for this request, from `core`'s config and store."""
+        return [self.op, core.store.now_argument(), *core.config_args, core.jitter(), *core.tail,
+                *self.args]
+
+
+@attrs.frozen
+class Reply:
+    """What the store answers: the shared state after the operation."""
+
+    state: CircuitState
+    generation: int
+    time_in_state: float
+    left: float | None  # seconds of the open period left (OPEN only)
+    moves: tuple[tuple[CircuitState, CircuitState], ...]  # transitions this request made
+    admitted: bool
+    config_differs: bool
+    window_calls: int
+    window_failures: int
+    window_slow: int
+    consecutive_failures: int
+    trials_in_flight: int
+    trial_successes: int
+    now: float  # the store's clock
+
+    @classmethod
+    def parse(cls, raw: list[Any]) -> Reply:
+        """A reply from the script's array (see `_circuit.lua`)."""
+        (state, generation, in_state, left, moves, admitted, differs, calls, failures, slow,
+         consecutive, trials, successes, now) = (
+            item.decode() if isinstance(item, bytes) else item for item in raw
+        )
+        return cls(
+            state=CircuitState(state),
+            generation=int(generation),
+            time_in_state=max(0.0, float(in_state)),
+            left=float(left) if left else None,
+            moves=tuple(
+                (CircuitState(old), CircuitState(new))
+                for old, new in (move.split(">") for move in moves.split(",") if move)
+            ),
+            admitted=bool(int(admitted)),
+            config_differs=bool(int(differs)),
+            window_calls=int(calls),
+            window_failures=int(failures),
+            window_slow=int(slow),
+            consecutive_failures=int(consecutive),
+            trials_in_flight=int(trials),
+            trial_successes=int(successes),
+            now=float(now),
+        )
+
+
+@attrs.frozen
+class StoreError:
+    """The store failed this request (or is backing off after a failure)."""
+
+    error: BaseException
+
+
+@attrs.frozen
+class Learned:
+    """A transition another process made, as this one learned of it: no alert here."""
+
+    event: StateChanged
+
+
+class SharedStore(Protocol):
+    """What a `SharedCore` needs of its store (see `circuitry.redis.RedisStore`)."""
+
+    on_unavailable: Mode
+    namespace: str
+
+    def usable(self) -> bool:
+        """Whether to send a request now (False: backing off after a failure)."""
+        ...
+
+    def down(self) -> StoreError:
+        """The error of the outage the store is backing off from."""
+        ...
+
+    def now_argument(self) -> str:
+        """The script's `now`: '' for the store's own clock."""
+        ...
+
+    def keys(self, name: str) -> tuple[str, ...]:
+        """The keys of the circuit `name`."""
+        ...
+
+    def lease_for(self, config: CircuitBreakerConfig) -> float: ...
+
+    def ttl_ms(self) -> int: ...
+
+    def permit_id(self) -> str:
+        """A trial permit's id, unique across processes."""
+        ...
+
+    def send(self, core: SharedCore, request: Request) -> Reply | StoreError:
+        """Run `request` (blocking); never raises for a store failure."""
+        ...
+
+    async def send_async(self, core: SharedCore, request: Request) -> Reply | StoreError:
+        """Run `request` without blocking the event loop."""
+        ...
+
+
+def _optional(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def config_arguments(config: CircuitBreakerConfig) -> tuple[str, ...]:
+    """ARGV 4 to 14 of the script: the trip and recovery rules of `config`."""
+    count = config.failure_threshold_count
+    return (
+        "" if count is None else str(count),
+        _optional(config.failure_threshold_percentage),
+        str(config.minimum_calls),
+        str(config.success_threshold_count),
+        str(config.test_request_count),
+        _optional(config.slow_call_rate_threshold),
+        _optional(config.half_open_max_wait),
+        _optional(config.failure_window),
+        repr(float(config.reset_timeout)),
+        repr(float(config.reset_timeout_multiplier)),
+        _optional(config.max_reset_timeout),
+    )
+
+
+class SharedCore(CircuitCore):
+    """The mirror of a shared circuit and this process's totals (module doc)."""
+
+    __slots__ = (
+        "asking",
+        "config_args",
+        "flying",
+        "keys",
+        "local_from",
+        "mode",
+        "permits",
+        "refresh_at",
+        "shared_window",
+        "store",
+        "synced",
+        "tail",
+        "warned",
+    )
+
+    def __init__(
+        self,
+        config: CircuitBreakerConfig,
+        name: str,
+        now: float,
+        store: SharedStore,
+        random: Callable[[], float] | None = None,
+    ) -> None:
+        self.mode = Mode.UNSYNCED  # before super(): _publish reads it
+        if random is None:
+            super().__init__(config, name, now)
+        else:
+            super().__init__(config, name, now, random)
+        self.store = store
+        self.keys = store.keys(name)
+        self.config_args = (str(store.ttl_ms()), *config_arguments(config))
+        fingerprint = ",".join(self.config_args[1:])
+        self.tail = (repr(float(store.lease_for(config))), fingerprint)
+        self.synced = False
+        self.asking = False  # a single-flight request is out (see _plan_acquire)
+        self.flying = 0  # calls admitted under the shared rules, not yet complete
+        self.local_from = 0  # the first local generation (Mode.LOCAL)
+        self.refresh_at = -math.inf  # FORCED_OPEN: when to ask again
+        # The trial permits this process holds: (generation, started) -> ids.
+        self.permits: dict[tuple[int, float], list[str]] = {}
+        # (calls, failures, slow, consecutive failures) of the last read.
+        self.shared_window = (0, 0, 0, 0)
+        self.warned = False
+
+    def jitter(self) -> str:
+        """The factor an open period started by this request gets (the script applies it once)."""
+        jitter = self.config.reset_timeout_jitter
+        if not jitter:
+            return "1.0"
+        return repr(1.0 + jitter * (2.0 * self.random() - 1.0))
+
+    # -- what the adapters read without the lock ---------------------------------
+
+    def _publish(self) -> None:
+        """As `CircuitCore._publish`, but nothing is admitted or recorded without a plan.
+
+        A rejection while an OPEN period this process knows of runs needs no
+        plan; FORCED_OPEN does (it asks again every FORCED_OPEN_REFRESH).
+        """
+        super()._publish()
+        self.admitting = self.deferring = None
+        if self.state is FORCED_OPEN and self.mode is not Mode.LOCAL:
+            self.reject_until = -math.inf
+
+    def _tick(self, now: float) -> None:
+        # Time-driven transitions are the store's, but in LOCAL mode.
+        if self.mode is Mode.LOCAL:
+            super()._tick(now)
+
+    # -- calls ---------------------------------------------------------------------
+
+    def plan_acquire(
+        self, now: float, trial: tuple[int, float] | None
+    ) -> tuple[tuple[int, CircuitState, float | None] | None, Request | None]:
+        """Admit or reject alone, or the request to send: (result or None, request or None)."""
+        mode = self.mode
+        if mode is not Mode.SHARED:
+            if self.store.usable():
+                return None, Request("acquire", (self.store.permit_id(),))
+            if mode is Mode.UNSYNCED:
+                self._fall_back(now, self.store.down().error)
+            return self._acquire_fallback(now, trial), None
+        state = self.state
+        if state is CLOSED or state is FORCED_CLOSED:
+            return self._admitted(self.generation, state), None
+        if state is HALF_OPEN:
+            if trial is not None and trial[0] == self.generation and trial in self.permits:
+                return self._admitted(RIDING - self.generation, state), None
+            return None, Request("acquire", (self.store.permit_id(),))
+        due = self.open_until if state is OPEN else self.refresh_at
+        if now < due or self.asking:
+            return self._rejected(now), None
+        self.asking = True
+        return None, Request("acquire", (self.store.permit_id(),))
+
+    def apply_acquire(
+        self, now: float, trial: tuple[int, float] | None, request: Request,
+        reply: Reply | StoreError,
+    ) -> tuple[int, CircuitState, float | None]:
+        """The result of an acquire request: (ticket or REJECTED, state, retry_after)."""
+        self.asking = False
+        if isinstance(reply, StoreError):
+            self._fall_back(now, reply.error)
+            return self._acquire_fallback(now, trial)
+        self._absorb(now, reply)
+        state = self.state
+        if not reply.admitted:
+            return self._rejected(now)
+        if state is HALF_OPEN:
+            self.permits.setdefault((self.generation, now), []).append(request.args[0])
+        return self._admitted(self.generation, state)
+
+    def cancel(self) -> None:
+        """A request was abandoned (the caller cancelled): no single-flight request is out."""
+        self.asking = False
+
+    def _admitted(
+        self, generation: int, state: CircuitState
+    ) -> tuple[int, CircuitState, float | None]:
+        self._allowed += 1
+        self.flying += 1
+        return generation, state, None
+
+    def _rejected(self, now: float) -> tuple[int, CircuitState, float | None]:
+        self.total_rejected += 1
+        state = self.state
+        if self._listening:
+            self.events.append(CallRejected(self.name, now, state))
+        if self.mode is Mode.DENY:
+            return REJECTED, OPEN, None
+        if state is CLOSED or state is FORCED_CLOSED:  # a single-flight request was out
+            return REJECTED, OPEN, 0.0
+        return REJECTED, state, self.retry_after(now)
+
+    def _acquire_fallback(
+        self, now: float, trial: tuple[int, float] | None
+    ) -> tuple[int, CircuitState, float | None]:
+        mode = self.mode
+        if mode is Mode.ALLOW:
+            return self._admitted(self.generation, self.state)
+        if mode is Mode.DENY:
+            return self._rejected(now)
+        # LOCAL: the in-process rules.
+        generation = None if trial is None else CircuitCore.ride(self, now, trial)
+        if generation is None:
+            generation = CircuitCore.acquire(self, now)
+        state = self.state
+        retry_after = self.retry_after(now) if generation == REJECTED else None
+        return generation, state, retry_after
+
+    # Direct core calls (the fork hook, a test) keep to the process: no request.
+
+    def acquire(self, now: float) -> int:
+        result, request = self.plan_acquire(now, None)
+        if request is not None:
+            result = self.apply_acquire(now, None, request, self.store.down())
+        assert result is not None
+        return result[0]
+
+    def complete(
+        self,
+        generation: int,
+        started: float,
+        now: float,
+        outcome: Outcome,
+        exception: BaseException | None = None,
+    ) -> None:
+        """Record a completion in this process only (a dropped permit: its lease frees the slot)."""
+        self.plan_complete(generation, started, now, outcome, exception)
+
+    def plan_complete(
+        self,
+        generation: int,
+        started: float,
+        now: float,
+        outcome: Outcome,
+        exception: BaseException | None,
+    ) -> Request | None:
+        """Count a completion in the totals; the record request to send, if any."""
+        riding = generation <= RIDING
+        issued = RIDING - generation if riding else generation
+        if self.mode is Mode.LOCAL and issued >= self.local_from:
+            CircuitCore.complete(self, generation, started, now, outcome, exception)
+            return None
+        self.flying -= 1
+        self.completed += 1
+        slow = self._count(outcome, now - started, now, exception)
+        state = self.state
+        permit = ""
+        if state is HALF_OPEN and not riding and issued == self.generation:
+            ids = self.permits.get((issued, started))
+            if ids:
+                permit = ids.pop()
+                if not ids:
+                    del self.permits[issued, started]
+        if self.mode is not Mode.SHARED or issued != self.generation:
+            return None  # a late result, or the store is down: totals only
+        if riding:
+            if outcome is FAILURE and state is HALF_OPEN:
+                return Request("record", (str(issued), "f", "0", "", "1"))
+            return None
+        if state is HALF_OPEN:
+            if not permit:
+                return None  # not a trial this process holds
+        elif outcome is IGNORED or (state is not CLOSED and state is not FORCED_CLOSED):
+            return None
+        return Request(
+            "record", (str(issued), _OUTCOME_CODES[outcome], "1" if slow else "0", permit, "0")
+        )
+
+    def apply_complete(self, now: float, request: Request, reply: Reply | StoreError) -> None:
+        if isinstance(reply, StoreError):
+            self._fall_back(now, reply.error)  # this outcome is the process's alone
+        else:
+            self._absorb(now, reply)
+
+    # -- reads and manual control -------------------------------------------------------
+
+    def plan_read(self, now: float) -> Request | None:
+        """The read request, or None when the state is known without one."""
+        if self.mode is Mode.SHARED:
+            if self.state is OPEN and now < self.open_until:
+                return None  # known: the window is empty, the period runs
+        elif not self.store.usable():
+            return None
+        return Request("read")
+
+    def apply_read(self, now: float, reply: Reply | StoreError) -> None:
+        if isinstance(reply, StoreError):
+            self._fall_back(now, reply.error)
+        else:
+            self._absorb(now, reply)
+
+    def read_state(self, now: float) -> CircuitState:
+        """The state, once `plan_read` / `apply_read` brought the mirror up to date."""
+        if self.mode is Mode.LOCAL:
+            return self.poll(now)
+        return self.state
+
+    def snapshot(self, now: float) -> CircuitMetrics:
+        metrics = super().snapshot(now)
+        if self.mode is Mode.LOCAL:
+            return metrics
+        if self.state is OPEN or self.state is FORCED_OPEN:
+            self.shared_window = (0, 0, 0, 0)  # emptied when it opened
+        calls, failures, slow, consecutive = self.shared_window
+        if self.window is None:
+            return attrs.evolve(metrics, window_failures=consecutive)
+        failure_rate = slow_call_rate = None
+        if calls and calls >= self._minimum_calls:
+            failure_rate = 100.0 * failures / calls
+            if self._slow_call_duration is not None:
+                slow_call_rate = 100.0 * slow / calls
+        return attrs.evolve(
+            metrics,
+            window_failures=failures,
+            window_calls=calls,
+            failure_rate=failure_rate,
+            slow_call_rate=slow_call_rate,
+        )
+
+    def plan_control(self, trigger: str, duration: float | None) -> Request | None:
+        """The request for force_open / force_closed / reset / trip, or None: do it locally."""
+        if self.mode is Mode.SHARED or self.store.usable():
+            return Request("control", (trigger, _optional(duration)))
+        return None
+
+    def apply_control(
+        self, now: float, request: Request | None, reply: Reply | StoreError | None,
+        local: Callable[[], None],
+    ) -> None:
+        """Absorb the reply; when the store failed (or is down), `local()` does it here."""
+        if isinstance(reply, Reply):
+            self._absorb(now, reply)
+            return
+        if isinstance(reply, StoreError):
+            self._fall_back(now, reply.error)
+        elif self.mode is Mode.UNSYNCED:
+            self._fall_back(now, self.store.down().error)
+        local()
+
+    # -- the mirror -------------------------------------------------------------------------
+
+    def _absorb(self, now: float, reply: Reply) -> None:
+        """Take the store's state as this process's: the store answered, so it is authoritative."""
+        if self.mode is not Mode.SHARED:
+            self._recover(now)
+        old = self.state
+        moves = reply.moves
+        first = moves[0][0] if moves else reply.state
+        events = self.events
+        if old is not first:  # what changed since this process last knew (made elsewhere)
+            self.state_changes += 1
+            events.append(Learned(StateChanged(self.name, now, old, first)))  # type: ignore[arg-type]
+        for before, after in moves:
+            self.state_changes += 1
+            events.append(StateChanged(self.name, now, before, after))
+        state = self.state = reply.state
+        self.generation = reply.generation
+        self.state_since = now - reply.time_in_state
+        self.open_until = math.inf if reply.left is None else now + reply.left
+        if state is FORCED_OPEN:
+            self.refresh_at = now + FORCED_OPEN_REFRESH
+        self.shared_window = (
+            reply.window_calls,
+            reply.window_failures,
+            reply.window_slow,
+            reply.consecutive_failures,
+        )
+        if self.permits:  # trials of an earlier period are late: forget their ids
+            generation = self.generation
+            for key in [key for key in self.permits if key[0] != generation]:
+                del self.permits[key]
+        if reply.config_differs and not self.warned:
+            self.warned = True
+            logger.warning(
+                "circuit %r: another process shares it with a different config; each "
+                "process applies its own rules to its own calls",
+                self.name,
+            )
+        self.synced = True
+        self._publish()
+
+    def _fall_back(self, now: float, error: BaseException) -> None:
+        """The store failed: decide by `on_unavailable` until it answers (once per outage)."""
+        if self.mode is not Mode.SHARED and self.mode is not Mode.UNSYNCED:
+            return  # already: the outage goes on
+        self.mode = mode = self.store.on_unavailable
+        self.asking = False
+        if mode is Mode.LOCAL:
+            # A new local period: the shared calls in flight are late results here.
+            self.generation += 1
+            self.local_from = self.generation
+            self.consecutive_failures = self.trial_successes = 0
+            if self.window is not None:
+                self.window.clear()
+            self.backoff_level = self.config.reset_timeout
+            if self.state is HALF_OPEN:
+                # The trials in flight are elsewhere's: probe afresh from OPEN's end.
+                self.state = OPEN
+                self.open_until = now
+            elif self.state is OPEN and self.open_until == math.inf:
+                self.open_until = now
+        self.permits.clear()
+        self.events.append(StoreUnavailable(self.name, now, error))
+        self._publish()
+
+    def _recover(self, now: float) -> None:
+        was = self.mode
+        self.mode = Mode.SHARED
+        if was is Mode.LOCAL:
+            # The local calls in flight become late results of the shared circuit.
+            in_flight = len(self.tickets) + len(self.trial_starts)
+            self._allowed += len(self.tickets)
+            self.flying += in_flight
+            del self.tickets[:]
+            self.trial_starts.clear()
+            if self.pending:
+                self.fold()
+        if was is not Mode.UNSYNCED:
+            self.events.append(StoreRecovered(self.name, now))
+
+    def after_fork(self, kept: int) -> None:
+        """In a forked child: the parent threads' calls never complete here (see CircuitCore)."""
+        self.asking = False
+        if self.mode is Mode.LOCAL:
+            super().after_fork(kept)
+            return
+        gone = max(0, self.flying - kept)
+        self.total_ignored += gone
+        self.completed += gone
+        self.flying -= gone

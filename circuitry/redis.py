@@ -1,0 +1,340 @@
+"""One circuit across many processes, its state in Redis (extra `redis`: redis-py).
+
+```python
+from circuitry import CircuitBreaker
+from circuitry.redis import RedisStore
+
+store = RedisStore.from_url("redis://127.0.0.1:6379/0", namespace="shop")
+breaker = CircuitBreaker(config, name="payments", store=store)
+```
+
+Breakers with the same namespace and name, in any number of processes, are
+one circuit. The rules run in Redis, in one Lua script (`_circuit.lua`, which
+mirrors `CircuitCore`), atomically, on Redis' clock (`TIME`); the process
+side (`circuitry._shared`) keeps a mirror of the state so that a call while
+CLOSED costs one round trip (the record after it) and a rejection while OPEN
+costs none. See README "Many processes" for the failure modes.
+
+Keys: `circuitry:{<namespace>:<name>}:state` (a hash: the state, the window's
+buckets) and `...:permits` (a sorted set: trial permit -> start), one hash tag
+per breaker (Redis Cluster safe), names percent-escaped, each with a TTL
+renewed at every use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+from urllib.parse import quote
+
+import anyio.to_thread
+import redis
+import redis.asyncio
+import redis.exceptions
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ._config import CircuitBreakerConfig
+from ._shared import Mode, Reply, Request, SharedCore, StoreError
+
+__all__ = ["RedisStore"]
+
+SCRIPT = resources.files("circuitry").joinpath("_circuit.lua").read_text(encoding="utf-8")
+SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+
+BACKOFF_START = 1.0
+"""Seconds the store leaves Redis alone after a first failure; doubled at each next one."""
+BACKOFF_MAX = 30.0
+
+DEFAULT_TTL = 24 * 3600.0
+DEFAULT_LEASE = 30.0
+
+_MODES = {"local": Mode.LOCAL, "allow": Mode.ALLOW, "deny": Mode.DENY}
+
+
+class RedisStore:
+    """The shared state of circuits, in Redis: pass it as `store=` to breakers and managers.
+
+    Args:
+        client: a `redis.Redis` (sync). Give it a short `socket_timeout`: a
+            hung Redis delays a call by that much, once per outage. A
+            `redis.cluster.RedisCluster` works too (one hash tag per breaker).
+        namespace: circuits of one namespace and name are one circuit.
+        async_client: a `redis.asyncio.Redis` for `async with` / `call_async`
+            on asyncio; without one (and on trio) the sync client runs in a
+            worker thread.
+        lease: seconds a trial permit is held at most (a trial whose process
+            died or hangs); None: `call_timeout + 5` when the config sets
+            `call_timeout`, else `half_open_max_wait` if set, else 30.
+        on_unavailable: what a breaker does while Redis fails: `"local"` runs
+            the in-process rules from the last known state, `"allow"` admits
+            every call, `"deny"` rejects every call.
+        ttl: seconds a circuit's keys live after their last use.
+        time_source: for tests only: a function the scripts take the time from
+            in place of Redis `TIME`.
+
+    Raises:
+        TypeError, ValueError: an argument that cannot work, named.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        namespace: str = "circuitry",
+        async_client: redis.asyncio.Redis | None = None,
+        lease: float | None = None,
+        on_unavailable: str = "local",
+        ttl: float = DEFAULT_TTL,
+        time_source: Callable[[], float] | None = None,
+    ) -> None:
+        if not hasattr(client, "evalsha"):
+            raise TypeError(f"client must be a redis.Redis, got {client!r}")
+        if async_client is not None and not hasattr(async_client, "evalsha"):
+            raise TypeError(
+                f"async_client must be a redis.asyncio.Redis or None, got {async_client!r}"
+            )
+        if not isinstance(namespace, str):
+            raise TypeError(f"namespace must be a str, got {namespace!r}")
+        if lease is not None:
+            _check_seconds("lease", lease)
+        if on_unavailable not in _MODES:
+            raise ValueError(
+                f"on_unavailable must be 'local', 'allow' or 'deny', got {on_unavailable!r}"
+            )
+        _check_seconds("ttl", ttl)
+        if time_source is not None and not callable(time_source):
+            raise TypeError(f"time_source must be callable or None, got {time_source!r}")
+        self.client = client
+        self.async_client = async_client
+        self.namespace = namespace
+        self.lease = None if lease is None else float(lease)
+        self.on_unavailable = _MODES[on_unavailable]
+        self.ttl = float(ttl)
+        self._time_source = time_source
+        self._prefix = f"circuitry:{{{quote(namespace, safe='')}:"
+        self._lock = threading.Lock()
+        self._outage: StoreError | None = None  # the error of the outage going on
+        self._retry_at = -math.inf  # time.monotonic() before which Redis is left alone
+        self._backoff = BACKOFF_START
+        self._probing = False  # one request tries Redis again after the backoff
+        self._token = os.urandom(6).hex()
+        self._permits = itertools.count()
+        # The config of each name attached in this process, for `snapshot`.
+        self._configs: dict[str, CircuitBreakerConfig] = {}
+        _STORES.add(self)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str = "circuitry",
+        socket_timeout: float = 0.25,
+        lease: float | None = None,
+        on_unavailable: str = "local",
+        ttl: float = DEFAULT_TTL,
+        time_source: Callable[[], float] | None = None,
+        **client_options: Any,
+    ) -> RedisStore:
+        """A store on `url`, with clients set for a breaker: short timeouts and no retries.
+
+        redis-py's own defaults retry with backoff, which took 3.7-4.3 s per
+        call against a refused port: a breaker must learn of an outage in one
+        socket timeout. Both a sync and an asyncio client are made (the
+        asyncio one is used only from asyncio). `client_options` go to both.
+        """
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+            "health_check_interval": 0,
+            **client_options,
+        }
+        client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
+        async_client = redis.asyncio.Redis.from_url(
+            url, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), **options
+        )
+        return cls(
+            client,
+            namespace=namespace,
+            async_client=async_client,
+            lease=lease,
+            on_unavailable=on_unavailable,
+            ttl=ttl,
+            time_source=time_source,
+        )
+
+    def __repr__(self) -> str:
+        return f"<RedisStore namespace={self.namespace!r} {self.client!r}>"
+
+    # -- what a breaker needs (circuitry._shared.SharedStore) --------------------------------
+
+    def attach(self, config: CircuitBreakerConfig, name: str, now: float) -> SharedCore:
+        """The core of a breaker of this store (called by `CircuitBreaker(store=...)`)."""
+        self._configs[name] = config
+        return SharedCore(config, name, now, self)
+
+    def keys(self, name: str) -> tuple[str, ...]:
+        tag = self._prefix + quote(name, safe="") + "}"
+        return (tag + ":state", tag + ":permits")
+
+    def lease_for(self, config: CircuitBreakerConfig) -> float:
+        if self.lease is not None:
+            return self.lease
+        if config.call_timeout is not None:
+            return config.call_timeout + 5.0
+        if config.half_open_max_wait is not None:
+            return config.half_open_max_wait
+        return DEFAULT_LEASE
+
+    def ttl_ms(self) -> int:
+        return max(1, int(self.ttl * 1000))
+
+    def now_argument(self) -> str:
+        source = self._time_source
+        return "" if source is None else repr(float(source()))
+
+    def permit_id(self) -> str:
+        return f"{self._token}:{next(self._permits)}"
+
+    def usable(self) -> bool:
+        if self._outage is None:
+            return True
+        with self._lock:
+            if self._outage is None:
+                return True
+            if self._probing or time.monotonic() < self._retry_at:
+                return False
+            self._probing = True  # this caller tries; the others wait for the backoff
+            return True
+
+    def down(self) -> StoreError:
+        outage = self._outage
+        return outage if outage is not None else StoreError(ConnectionError("store unavailable"))
+
+    def send(self, core: SharedCore, request: Request) -> Reply | StoreError:
+        """Run one request on the sync client: the reply, or the error (never raised)."""
+        argv = request.to_argv(core)
+        try:
+            try:
+                raw = self.client.evalsha(SCRIPT_SHA, 2, *core.keys, *argv)
+            except redis.exceptions.NoScriptError:  # a new or restarted server, SCRIPT FLUSH
+                raw = self.client.eval(SCRIPT, 2, *core.keys, *argv)
+            reply = Reply.parse(raw)
+        except Exception as exc:  # any error: the call must not fail for the store
+            return self._failed(exc)
+        self._answered()
+        return reply
+
+    async def send_async(self, core: SharedCore, request: Request) -> Reply | StoreError:
+        """Run one request without blocking the loop: the asyncio client, else a thread."""
+        client = self.async_client
+        if client is None or not _on_asyncio():
+            return await anyio.to_thread.run_sync(self.send, core, request)
+        argv = request.to_argv(core)
+        try:
+            try:
+                raw = await client.evalsha(SCRIPT_SHA, 2, *core.keys, *argv)
+            except redis.exceptions.NoScriptError:
+                raw = await client.eval(SCRIPT, 2, *core.keys, *argv)
+            reply = Reply.parse(raw)
+        except Exception as exc:
+            return self._failed(exc)
+        self._answered()
+        return reply
+
+    def _failed(self, error: Exception) -> StoreError:
+        with self._lock:
+            outage = self._outage
+            if outage is None:
+                outage = self._outage = StoreError(error)
+                self._backoff = BACKOFF_START
+            else:
+                self._backoff = min(self._backoff * 2.0, BACKOFF_MAX)
+            self._retry_at = time.monotonic() + self._backoff
+            self._probing = False
+        return StoreError(error) if outage.error is not error else outage
+
+    def _answered(self) -> None:
+        if self._outage is not None:
+            with self._lock:
+                self._outage = None
+                self._probing = False
+                self._backoff = BACKOFF_START
+
+    # -- reads for people ------------------------------------------------------------------
+
+    def snapshot(self, name: str) -> dict[str, Any]:
+        """The shared state of circuit `name` as plain data (one round trip; changes nothing).
+
+        Keys: `state` (a `CircuitState` value), `generation`, `open_until` (Redis'
+        clock, seconds; None unless OPEN), `time_in_state`, `window_calls`,
+        `window_failures`, `window_slow`, `consecutive_failures`,
+        `trials_in_flight`, `trial_successes`, `now` (Redis' clock).
+
+        Raises:
+            redis.RedisError: Redis failed (this read is not a breaker's call).
+        """
+        config = self._configs.get(name) or CircuitBreakerConfig()
+        core = SharedCore(config, name, 0.0, self)
+        argv = Request("peek").to_argv(core)
+        try:
+            raw = self.client.evalsha(SCRIPT_SHA, 2, *core.keys, *argv)
+        except redis.exceptions.NoScriptError:
+            raw = self.client.eval(SCRIPT, 2, *core.keys, *argv)
+        reply = Reply.parse(raw)
+        return {
+            "state": reply.state.value,
+            "generation": reply.generation,
+            "open_until": None if reply.left is None else reply.now + reply.left,
+            "time_in_state": reply.time_in_state,
+            "window_calls": reply.window_calls,
+            "window_failures": reply.window_failures,
+            "window_slow": reply.window_slow,
+            "consecutive_failures": reply.consecutive_failures,
+            "trials_in_flight": reply.trials_in_flight,
+            "trial_successes": reply.trial_successes,
+            "now": reply.now,
+        }
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._probing = False
+        self._token = os.urandom(6).hex()  # permit ids stay unique across processes
+        # redis-py's pools notice the new pid and connect afresh.
+
+
+def _check_seconds(field: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{field} must be seconds (a float), got {value!r}")
+    if not 0 < value < math.inf:
+        raise ValueError(f"{field} must be a finite number of seconds > 0, got {value!r}")
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+_STORES: weakref.WeakSet[RedisStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_STORES):
+        store._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
