@@ -332,7 +332,8 @@ def print_report(
     print(f"Redis commands while every worker knew it was open "
           f"({length:.1f} s, from {since:.1f} s after it opened): {commands}")
     print("final state: " + ", ".join(f"worker {r['worker']} {r['final_state']}" for r in reports))
-    print(f"shared state: {shared['state']}, generation {shared['generation']}")
+    print(f"shared state (store.snapshot): {shared['state']}, "
+          f"{shared['trials_in_flight']} trials in flight")
 
 
 if __name__ == "__main__":
