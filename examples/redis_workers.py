@@ -35,13 +35,14 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from multiprocessing.synchronize import Barrier, Event
+from multiprocessing.synchronize import Barrier
+from multiprocessing.synchronize import Event as Flag
 from typing import Any
 
 import redis
 
 from circuitry import Alert, CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
-from circuitry.events import StateChanged
+from circuitry.events import Event, StateChanged
 from circuitry.redis import RedisStore
 
 NAME = "payments"
@@ -115,8 +116,8 @@ def worker(
     url: str,
     reset_timeout: float,
     start: Barrier,
-    service_up: Event,
-    stop: Event,
+    service_up: Flag,
+    stop: Flag,
     results: multiprocessing.Queue[dict[str, Any]],
 ) -> None:
     try:
@@ -133,8 +134,8 @@ def run_worker(
     url: str,
     reset_timeout: float,
     start: Barrier,
-    service_up: Event,
-    stop: Event,
+    service_up: Flag,
+    stop: Flag,
 ) -> dict[str, Any]:
     t0 = time.monotonic()
     alerts: list[str] = []
@@ -150,9 +151,10 @@ def run_worker(
         alerts.append(alert.new_state.value)
         say(f"alert: {alert}")
 
-    def on_state_changed(event: StateChanged) -> None:  # every process that observes it
-        states_seen.append(event.new_state.value)
-        say(f"sees {event.old_state.value} -> {event.new_state.value}")
+    def on_state_changed(event: Event) -> None:  # in every process that observes it
+        if isinstance(event, StateChanged):
+            states_seen.append(event.new_state.value)
+            say(f"sees {event.old_state.value} -> {event.new_state.value}")
 
     def charge() -> str:
         nonlocal service_calls

@@ -49,10 +49,12 @@ class Row(NamedTuple):
 
 def rows(output: str) -> list[Row]:
     """The report's table, one row per worker."""
-    return [
-        Row(*(int(g) for g in match.groups()[:6]), states=match.group(7).split(" -> "))
-        for match in ROW.finditer(output)
-    ]
+    found = []
+    for match in ROW.finditer(output):
+        worker, admitted, failed, succeeded, rejected, service_calls = map(int, match.groups()[:6])
+        states = match.group(7).split(" -> ")
+        found.append(Row(worker, admitted, failed, succeeded, rejected, service_calls, states))
+    return found
 
 
 def test_one_row_per_worker_and_no_call_while_rejected(output: str) -> None:
