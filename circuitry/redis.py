@@ -126,7 +126,7 @@ class RedisStore:
         self._outage: StoreError | None = None  # the error of the outage going on
         self._retry_at = -math.inf  # time.monotonic() before which Redis is left alone
         self._backoff = BACKOFF_START
-        self._probing = False  # one request tries Redis again after the backoff
+        self._probe_at = -math.inf  # when the newest request during an outage was let through
         self._token = os.urandom(6).hex()
         self._permits = itertools.count()
         # The config of each name attached in this process, for `snapshot`.
@@ -176,6 +176,19 @@ class RedisStore:
     def __repr__(self) -> str:
         return f"<RedisStore namespace={self.namespace!r} {self.client!r}>"
 
+    def close(self) -> None:
+        """Close the sync client's connections (`aclose()` closes the asyncio one too)."""
+        self.client.close()
+
+    async def aclose(self) -> None:
+        """Close both clients; await it on the event loop the asyncio client ran on.
+
+        Off asyncio (trio) the asyncio client was never used: only the sync one is closed.
+        """
+        if self.async_client is not None and _on_asyncio():
+            await self.async_client.aclose()
+        self.client.close()
+
     # -- what a breaker needs (circuitry._shared.SharedStore) --------------------------------
 
     def attach(self, config: CircuitBreakerConfig, name: str, now: float) -> SharedCore:
@@ -207,15 +220,8 @@ class RedisStore:
         return f"{self._token}:{next(self._permits)}"
 
     def usable(self) -> bool:
-        if self._outage is None:
-            return True
-        with self._lock:
-            if self._outage is None:
-                return True
-            if self._probing or time.monotonic() < self._retry_at:
-                return False
-            self._probing = True  # this caller tries; the others wait for the backoff
-            return True
+        """Whether a request would be sent now (no outage, or its backoff has passed)."""
+        return self._outage is None or time.monotonic() >= self._retry_at
 
     def down(self) -> StoreError:
         outage = self._outage
@@ -223,6 +229,9 @@ class RedisStore:
 
     def send(self, core: SharedCore, request: Request) -> Reply | StoreError:
         """Run one request on the sync client: the reply, or the error (never raised)."""
+        sent = self._may_send()
+        if sent is None:
+            return self.down()  # backing off: no I/O, no latency
         argv = request.to_argv(core)
         try:
             try:
@@ -231,7 +240,7 @@ class RedisStore:
                 raw = self.client.eval(SCRIPT, 2, *core.keys, *argv)
             reply = Reply.parse(raw)
         except Exception as exc:  # any error: the call must not fail for the store
-            return self._failed(exc)
+            return self._failed(exc, sent)
         self._answered()
         return reply
 
@@ -239,7 +248,12 @@ class RedisStore:
         """Run one request without blocking the loop: the asyncio client, else a thread."""
         client = self.async_client
         if client is None or not _on_asyncio():
+            if not self.usable():
+                return self.down()  # not worth a thread
             return await anyio.to_thread.run_sync(self.send, core, request)
+        sent = self._may_send()
+        if sent is None:
+            return self.down()
         argv = request.to_argv(core)
         try:
             try:
@@ -248,27 +262,49 @@ class RedisStore:
                 raw = await client.eval(SCRIPT, 2, *core.keys, *argv)
             reply = Reply.parse(raw)
         except Exception as exc:
-            return self._failed(exc)
+            return self._failed(exc, sent)
         self._answered()
         return reply
 
-    def _failed(self, error: Exception) -> StoreError:
+    # The outage: after a failure nothing is sent until `_retry_at`; then one
+    # request (the probe) is let through, and the others keep waiting until it
+    # fails (the backoff doubles, up to BACKOFF_MAX) or succeeds (the outage is
+    # over). A request that was already out when the outage began or a probe
+    # was let through fails without doubling the backoff.
+
+    def _may_send(self) -> float | None:
+        """The time a request is sent at, or None: backing off."""
+        now = time.monotonic()
+        if self._outage is None:
+            return now
         with self._lock:
+            if self._outage is None:
+                return now
+            if now < self._retry_at:
+                return None
+            self._probe_at = now
+            self._retry_at = now + self._backoff  # the others wait for this probe
+            return now
+
+    def _failed(self, error: Exception, sent: float) -> StoreError:
+        with self._lock:
+            now = time.monotonic()
             outage = self._outage
             if outage is None:
                 outage = self._outage = StoreError(error)
                 self._backoff = BACKOFF_START
-            else:
+            elif sent >= self._probe_at:  # the probe failed
                 self._backoff = min(self._backoff * 2.0, BACKOFF_MAX)
-            self._retry_at = time.monotonic() + self._backoff
-            self._probing = False
-        return StoreError(error) if outage.error is not error else outage
+            else:
+                return outage  # out before the outage was known: changes nothing
+            self._probe_at = now
+            self._retry_at = now + self._backoff
+        return outage
 
     def _answered(self) -> None:
         if self._outage is not None:
             with self._lock:
                 self._outage = None
-                self._probing = False
                 self._backoff = BACKOFF_START
 
     # -- reads for people ------------------------------------------------------------------
@@ -308,7 +344,6 @@ class RedisStore:
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
-        self._probing = False
         self._token = os.urandom(6).hex()  # permit ids stay unique across processes
         # redis-py's pools notice the new pid and connect afresh.
 

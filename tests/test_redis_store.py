@@ -1,0 +1,407 @@
+"""RedisStore in one process, against a real redis-server: arguments, keys, TTLs,
+memory, scripts, generations, events and alerts, the manager, fork, asyncio and trio.
+
+Two stores in one process stand for two processes (each has its own mirror,
+connections and permit ids). The many-process and fault tests are in
+test_redis_processes.py and test_redis_faults.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import pytest
+import redis
+from helpers import Boom
+
+from circuitry import (
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitBreakerManager,
+    CircuitOpenError,
+    CircuitState,
+)
+from circuitry.events import Alert, Event, StateChanged
+from circuitry.redis import RedisStore
+
+CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
+
+
+def fail(breaker: CircuitBreaker, times: int = 1) -> None:
+    for _ in range(times):
+        with pytest.raises((Boom, CircuitOpenError)):
+            breaker.call(raise_boom)
+
+
+def raise_boom() -> None:
+    raise Boom
+
+
+def config(**options: Any) -> CircuitBreakerConfig:
+    options.setdefault("failure_threshold_count", 3)
+    options.setdefault("reset_timeout", 60.0)
+    options.setdefault("reset_timeout_jitter", 0.0)
+    return CircuitBreakerConfig(**options)
+
+
+@pytest.fixture
+def client(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+# -- arguments ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "field"),
+    [
+        ({"namespace": 3}, TypeError, "namespace"),
+        ({"lease": 0}, ValueError, "lease"),
+        ({"lease": "5"}, TypeError, "lease"),
+        ({"lease": float("inf")}, ValueError, "lease"),
+        ({"ttl": -1}, ValueError, "ttl"),
+        ({"ttl": True}, TypeError, "ttl"),
+        ({"on_unavailable": "open"}, ValueError, "on_unavailable"),
+        ({"time_source": 5}, TypeError, "time_source"),
+        ({"async_client": object()}, TypeError, "async_client"),
+    ],
+)
+def test_a_bad_argument_is_named(
+    client: redis.Redis, options: dict[str, Any], error: type[Exception], field: str
+) -> None:
+    with pytest.raises(error, match=field):
+        RedisStore(client, **options)
+
+
+def test_a_client_that_is_not_redis_and_a_store_that_is_not_a_store_are_named() -> None:
+    with pytest.raises(TypeError, match="client"):
+        RedisStore(object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="store"):
+        CircuitBreaker(store=object())
+    with pytest.raises(TypeError, match="store"):
+        CircuitBreakerManager(store="redis://")
+
+
+# -- one circuit ----------------------------------------------------------------------------
+
+
+def test_two_breakers_of_one_name_are_one_circuit_and_others_are_not(redis_url: str) -> None:
+    a = CircuitBreaker(config(), name="pay", store=RedisStore.from_url(redis_url))
+    b = CircuitBreaker(config(), name="pay", store=RedisStore.from_url(redis_url))
+    other_name = CircuitBreaker(config(), name="ship", store=RedisStore.from_url(redis_url))
+    other_space = CircuitBreaker(
+        config(), name="pay", store=RedisStore.from_url(redis_url, namespace="elsewhere")
+    )
+    fail(a, 2)
+    fail(b, 1)  # the third failure of the circuit: it opens
+    assert b.state is OPEN
+    assert a.state is OPEN  # learned at its first look
+    with pytest.raises(CircuitOpenError):
+        a.call(lambda: None)
+    assert other_name.state is CLOSED
+    assert other_space.state is CLOSED
+
+
+def test_names_are_escaped_into_one_hash_tag_each(redis_url: str, client: redis.Redis) -> None:
+    store = RedisStore.from_url(redis_url, namespace="a:b")
+    names = ["c", "b:c", "{x}", "}{", "50%", "naïve ☃", ""]
+    for name in names:
+        CircuitBreaker(config(), name=name, store=store).call(lambda: None)
+    # Namespace "a", name "b:c" would be the same text unescaped: it is another circuit.
+    CircuitBreaker(config(), name="b:c", store=RedisStore.from_url(redis_url, namespace="a"))
+    keys = sorted(key.decode() for key in client.keys("*"))
+    assert len(keys) == len(names)  # one state hash each; no permits without trials
+    tags = set()
+    for key in keys:
+        assert key.count("{") == 1 and key.count("}") == 1, key  # one tag, never cut short
+        tags.add(key[key.index("{") : key.index("}") + 1])
+    assert len(tags) == len(names)
+    for name in names:
+        a, b = (store.keys(name))
+        assert a[: a.index("}")] == b[: b.index("}")]  # one slot per breaker
+
+
+def test_every_key_has_a_ttl_renewed_at_each_use(redis_url: str, client: redis.Redis) -> None:
+    store = RedisStore.from_url(redis_url, ttl=100.0)
+    breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=0.05),
+                             name="svc", store=store)
+    fail(breaker)
+    time.sleep(0.06)
+    permit = breaker.try_acquire()  # a trial: the permits key exists too
+    assert permit is not None
+    state_key, permits_key = store.keys("svc")
+    for key in (state_key, permits_key):
+        assert 0 < client.pttl(key) <= 100_000
+    client.pexpire(state_key, 5_000)
+    permit.record_success()
+    assert client.pttl(state_key) > 90_000
+
+
+def test_memory_per_breaker_is_bounded_whatever_the_traffic(
+    redis_url: str, client: redis.Redis
+) -> None:
+    store = RedisStore.from_url(redis_url)
+    breaker = CircuitBreaker(
+        config(failure_threshold_count=None, failure_threshold_percentage=90.0,
+               failure_window=0.2, minimum_calls=10**6, slow_call_duration=10.0),
+        name="busy",
+        store=store,
+    )
+    sizes = []
+    for round_ in range(4):
+        deadline = time.monotonic() + 0.25  # more than a window: every bucket used
+        while time.monotonic() < deadline:
+            breaker.call(lambda: None)
+            fail(breaker)
+        sizes.append((len(client.keys("*")), client.hlen(store.keys("busy")[0]),
+                      client.memory_usage(store.keys("busy")[0])))
+    assert len({s[:2] for s in sizes}) == 1, sizes  # the same keys and fields every round
+    assert max(s[2] or 0 for s in sizes) < 4096, sizes
+    metrics = breaker.metrics()
+    assert metrics.total_allowed > 100
+    assert metrics.window_calls is not None and 0 < metrics.window_calls <= metrics.total_allowed
+
+
+# -- scripts and generations ------------------------------------------------------------
+
+
+def test_flushed_scripts_are_loaded_again_without_a_failed_call(
+    redis_url: str, client: redis.Redis
+) -> None:
+    events: list[Event] = []
+    breaker = CircuitBreaker(config(), name="svc", store=RedisStore.from_url(redis_url))
+    breaker.subscribe(events.append)
+    fail(breaker)
+    client.script_flush()
+    fail(breaker)
+    client.script_flush()
+    fail(breaker)
+    assert breaker.state is OPEN  # all three counted in Redis
+    assert not [e for e in events if type(e).__name__.startswith("Store")]
+
+
+def test_a_wiped_state_starts_closed_with_a_newer_generation(
+    redis_url: str, client: redis.Redis
+) -> None:
+    store = RedisStore.from_url(redis_url)
+    breaker = CircuitBreaker(config(failure_threshold_count=1), name="svc", store=store)
+    fail(breaker)
+    before = store.snapshot("svc")
+    assert before["state"] == "open"
+    client.flushall()
+    wiped = store.snapshot("svc")
+    assert wiped["state"] == "closed"
+    assert wiped["generation"] > before["generation"]
+    # The breaker still rejects: OPEN is known here until its period ends (no round trip).
+    with pytest.raises(CircuitOpenError):
+        breaker.call(lambda: None)
+
+
+def test_snapshot_is_plain_data_and_changes_nothing(redis_url: str, client: redis.Redis) -> None:
+    store = RedisStore.from_url(redis_url)
+    breaker = CircuitBreaker(config(failure_window=30.0), name="svc", store=store)
+    fail(breaker, 2)
+    breaker.call(lambda: None)
+    data = store.snapshot("svc")
+    assert data["state"] == "closed"
+    assert (data["window_calls"], data["window_failures"]) == (3, 2)
+    assert data["trials_in_flight"] == 0 and data["open_until"] is None
+    assert isinstance(data["generation"], int)
+    assert store.snapshot("never-used")["state"] == "closed"
+    assert client.keys("*never-used*") == []  # a look creates nothing
+
+
+def test_a_different_config_for_one_name_is_warned_about_once(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = CircuitBreaker(config(), name="svc", store=RedisStore.from_url(redis_url))
+    b = CircuitBreaker(config(failure_threshold_count=9), name="svc",
+                       store=RedisStore.from_url(redis_url))
+    a.call(lambda: None)
+    with caplog.at_level(logging.WARNING, logger="circuitry"):
+        for _ in range(3):
+            b.call(lambda: None)
+    warnings = [r for r in caplog.records if "different config" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+# -- events and alerts --------------------------------------------------------------------
+
+
+def test_the_alert_is_sent_only_where_the_transition_was_made(redis_url: str) -> None:
+    alerts: dict[str, list[Alert]] = {"a": [], "b": []}
+    seen: dict[str, list[Event]] = {"a": [], "b": []}
+    breakers = {}
+    for who in ("a", "b"):
+        breakers[who] = CircuitBreaker(
+            config(failure_threshold_count=2, alert_handler=alerts[who].append),
+            name="svc",
+            store=RedisStore.from_url(redis_url),
+        )
+        breakers[who].subscribe(seen[who].append, StateChanged)
+    breakers["a"].call(lambda: None)
+    fail(breakers["b"], 2)  # b opens it
+    breakers["a"].call(lambda: None)  # admitted (CLOSED as a knew it); its record tells it
+    assert breakers["a"].state is OPEN
+    assert [(a.old_state, a.new_state) for a in alerts["b"]] == [(CLOSED, OPEN)]
+    assert alerts["a"] == []  # one alert per transition, cluster-wide
+    for who in ("a", "b"):  # every process's listeners hear of it
+        assert [(e.old_state, e.new_state) for e in seen[who]] == [(CLOSED, OPEN)]  # type: ignore[union-attr]
+    assert breakers["a"].metrics().state_changes == 1
+
+
+def test_a_process_learns_of_an_opening_at_its_next_round_trip(redis_url: str) -> None:
+    a = CircuitBreaker(config(failure_threshold_count=1), name="svc",
+                       store=RedisStore.from_url(redis_url))
+    b = CircuitBreaker(config(failure_threshold_count=1), name="svc",
+                       store=RedisStore.from_url(redis_url))
+    a.call(lambda: None)  # a knows CLOSED
+    fail(b)  # b opens the circuit
+    # a's next call is admitted (CLOSED as far as it knows), and its record tells it.
+    assert a.call(lambda: 7) == 7
+    with pytest.raises(CircuitOpenError):
+        a.call(lambda: None)  # once it knows, it admits nothing more
+
+
+def test_manual_controls_act_on_every_process(redis_url: str) -> None:
+    a = CircuitBreaker(config(), name="svc", store=RedisStore.from_url(redis_url))
+    b = CircuitBreaker(config(), name="svc", store=RedisStore.from_url(redis_url))
+    a.force_open()
+    assert b.state is CircuitState.FORCED_OPEN
+    with pytest.raises(CircuitOpenError):
+        b.call(lambda: None)
+    b.reset()
+    assert a.state is CLOSED
+    a.force_closed()
+    fail(b, 10)
+    assert b.state is CircuitState.FORCED_CLOSED
+    b.trip(30.0)
+    assert a.state is OPEN
+    retry_after = a.metrics().retry_after
+    assert retry_after is not None and 29.0 < retry_after <= 30.0
+
+
+def test_a_forced_open_process_learns_of_a_reset_elsewhere_within_a_second(
+    redis_url: str,
+) -> None:
+    a = CircuitBreaker(config(), name="svc", store=RedisStore.from_url(redis_url))
+    b = CircuitBreaker(config(), name="svc", store=RedisStore.from_url(redis_url))
+    a.force_open()
+    with pytest.raises(CircuitOpenError):
+        a.call(lambda: None)
+    b.reset()
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            a.call(lambda: None)
+            break
+        except CircuitOpenError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+# -- the manager --------------------------------------------------------------------------
+
+
+def test_a_manager_with_a_store_gives_each_service_a_shared_circuit(redis_url: str) -> None:
+    one = CircuitBreakerManager(config(failure_threshold_count=1),
+                                store=RedisStore.from_url(redis_url))
+    two = CircuitBreakerManager(config(failure_threshold_count=1),
+                                store=RedisStore.from_url(redis_url))
+    with pytest.raises(Boom):
+        one.call("search", raise_boom)
+    assert two["search"].state is OPEN
+    assert two["orders"].state is CLOSED
+
+
+# -- fork -------------------------------------------------------------------------------------
+
+
+def test_a_store_used_before_fork_works_in_the_child(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url)
+    breaker = CircuitBreaker(config(failure_threshold_count=2), name="svc", store=store)
+    breaker.call(lambda: None)  # connected in the parent
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection, the same circuit
+        code = 1
+        try:
+            fail(breaker, 2)
+            code = 0 if breaker.state is OPEN else 2
+        finally:
+            os.write(write, bytes([code]))
+            os._exit(0)
+    os.close(write)
+    status = os.read(read, 1)
+    os.waitpid(pid, 0)
+    assert status == b"\x00"
+    assert breaker.state is OPEN  # the parent sees what the child did
+    breaker.reset()
+    assert breaker.call(lambda: 3) == 3  # and its own connection still works
+
+
+# -- async ---------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_async_breakers_share_a_circuit(redis_url: str, anyio_backend: str) -> None:
+    # asyncio: from_url's asyncio client; trio: the sync client in a worker thread.
+    stores = [RedisStore.from_url(redis_url), RedisStore.from_url(redis_url)]
+    a = CircuitBreaker(config(failure_threshold_count=2), name="svc", store=stores[0])
+    b = CircuitBreaker(config(failure_threshold_count=2), name="svc", store=stores[1])
+    try:
+        await async_breakers_share_a_circuit(a, b)
+    finally:
+        for store in stores:
+            await store.aclose()
+
+
+async def async_breakers_share_a_circuit(a: CircuitBreaker, b: CircuitBreaker) -> None:
+
+    async def boom() -> None:
+        raise Boom
+
+    async def ok() -> int:
+        return 1
+
+    assert await a.call_async(ok) == 1
+    with pytest.raises(Boom):
+        await a.call_async(boom)
+    with pytest.raises(Boom):
+        async with b:
+            raise Boom
+    with pytest.raises(CircuitOpenError):
+        async with b:
+            pass
+    # a knew CLOSED: its next call is admitted, and its record tells it of the opening.
+    assert await a.call_async(ok) == 1
+    with pytest.raises(CircuitOpenError):
+        await a.call_async(ok)
+    assert a.state is OPEN
+    metrics = a.metrics()
+    assert (metrics.total_successes, metrics.total_failures) == (2, 1)
+    assert metrics.total_rejected == 1
+
+
+@pytest.mark.anyio
+async def test_an_async_trial_takes_two_round_trips_and_closes(
+    redis_url: str, redis_server: Any, anyio_backend: str
+) -> None:
+    store = RedisStore.from_url(redis_url)
+    breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=0.05),
+                             name="svc", store=store)
+    try:
+        with pytest.raises(Boom):
+            async with breaker:
+                raise Boom
+        time.sleep(0.06)
+        before = redis_server.commandstats().get("evalsha", 0)
+        async with breaker:
+            pass
+        assert redis_server.commandstats().get("evalsha", 0) - before == 2
+        assert breaker.state is CLOSED
+    finally:
+        await store.aclose()
