@@ -183,6 +183,7 @@ def run_worker(
             time.sleep(FALLBACK_SECONDS)  # ... or a fallback, without waiting on payments
 
     metrics = breaker.metrics()
+    store.close()
     return {
         "worker": number,
         "admitted": metrics.total_allowed,
@@ -280,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                     process.terminate()
                     process.join(5)
             stats_client.close()
+            store.close()
 
     if any("error" in r for r in reports):
         return report_errors(results, reports)
