@@ -44,7 +44,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ._config import CircuitBreakerConfig
-from ._shared import Mode, Reply, Request, SharedCore, StoreError
+from ._shared import Answer, Mode, Reply, Request, SharedCore, StoreError
 
 __all__ = ["RedisStore"]
 
@@ -126,7 +126,7 @@ class RedisStore:
         self._outage: StoreError | None = None  # the error of the outage going on
         self._retry_at = -math.inf  # time.monotonic() before which Redis is left alone
         self._backoff = BACKOFF_START
-        self._probe_at = -math.inf  # when the newest request during an outage was let through
+        self._period = 0  # see _may_send
         self._token = os.urandom(6).hex()
         self._permits = itertools.count()
         # The config of each name attached in this process, for `snapshot`.
@@ -227,7 +227,7 @@ class RedisStore:
         outage = self._outage
         return outage if outage is not None else StoreError(ConnectionError("store unavailable"))
 
-    def send(self, core: SharedCore, request: Request) -> Reply | StoreError:
+    def send(self, core: SharedCore, request: Request) -> Answer:
         """Run one request on the sync client: the reply, or the error (never raised)."""
         sent = self._may_send()
         if sent is None:
@@ -244,7 +244,7 @@ class RedisStore:
         self._answered()
         return reply
 
-    async def send_async(self, core: SharedCore, request: Request) -> Reply | StoreError:
+    async def send_async(self, core: SharedCore, request: Request) -> Answer:
         """Run one request without blocking the loop: the asyncio client, else a thread."""
         client = self.async_client
         if client is None or not _on_asyncio():
@@ -269,36 +269,36 @@ class RedisStore:
     # The outage: after a failure nothing is sent until `_retry_at`; then one
     # request (the probe) is let through, and the others keep waiting until it
     # fails (the backoff doubles, up to BACKOFF_MAX) or succeeds (the outage is
-    # over). A request that was already out when the outage began or a probe
-    # was let through fails without doubling the backoff.
+    # over). Each request carries the number of the period it was sent in
+    # (`_period`: a new one at an outage's start and at each probe), so one
+    # that was already out then fails without doubling the backoff.
 
-    def _may_send(self) -> float | None:
-        """The time a request is sent at, or None: backing off."""
-        now = time.monotonic()
+    def _may_send(self) -> int | None:
+        """The period a request is sent in, or None: backing off."""
         if self._outage is None:
-            return now
+            return self._period
         with self._lock:
             if self._outage is None:
-                return now
+                return self._period
+            now = time.monotonic()
             if now < self._retry_at:
                 return None
-            self._probe_at = now
+            self._period += 1
             self._retry_at = now + self._backoff  # the others wait for this probe
-            return now
+            return self._period
 
-    def _failed(self, error: Exception, sent: float) -> StoreError:
+    def _failed(self, error: Exception, sent: int) -> StoreError:
         with self._lock:
-            now = time.monotonic()
             outage = self._outage
             if outage is None:
                 outage = self._outage = StoreError(error)
                 self._backoff = BACKOFF_START
-            elif sent >= self._probe_at:  # the probe failed
+            elif sent == self._period:  # the probe failed
                 self._backoff = min(self._backoff * 2.0, BACKOFF_MAX)
             else:
-                return outage  # out before the outage was known: changes nothing
-            self._probe_at = now
-            self._retry_at = now + self._backoff
+                return outage  # out before the outage or the probe: changes nothing
+            self._period += 1
+            self._retry_at = time.monotonic() + self._backoff
         return outage
 
     def _answered(self) -> None:
@@ -328,10 +328,12 @@ class RedisStore:
         except redis.exceptions.NoScriptError:
             raw = self.client.eval(SCRIPT, 2, *core.keys, *argv)
         reply = Reply.parse(raw)
+        assert reply is not None  # (only a record may answer '=')
+        now = reply.now
         return {
             "state": reply.state.value,
             "generation": reply.generation,
-            "open_until": None if reply.left is None else reply.now + reply.left,
+            "open_until": None if reply.left is None or now is None else now + reply.left,
             "time_in_state": reply.time_in_state,
             "window_calls": reply.window_calls,
             "window_failures": reply.window_failures,

@@ -116,7 +116,8 @@ def test_names_are_escaped_into_one_hash_tag_each(redis_url: str, client: redis.
     assert len(keys) == len(names)  # one state hash each; no permits without trials
     tags = set()
     for key in keys:
-        assert key.count("{") == 1 and key.count("}") == 1, key  # one tag, never cut short
+        assert key.count("{") == 1, key  # one tag, never cut short
+        assert key.count("}") == 1, key
         tags.add(key[key.index("{") : key.index("}") + 1])
     assert len(tags) == len(names)
     for name in names:
@@ -151,7 +152,7 @@ def test_memory_per_breaker_is_bounded_whatever_the_traffic(
         store=store,
     )
     sizes = []
-    for round_ in range(4):
+    for _ in range(4):
         deadline = time.monotonic() + 0.25  # more than a window: every bucket used
         while time.monotonic() < deadline:
             breaker.call(lambda: None)
@@ -162,7 +163,8 @@ def test_memory_per_breaker_is_bounded_whatever_the_traffic(
     assert max(s[2] or 0 for s in sizes) < 4096, sizes
     metrics = breaker.metrics()
     assert metrics.total_allowed > 100
-    assert metrics.window_calls is not None and 0 < metrics.window_calls <= metrics.total_allowed
+    assert metrics.window_calls is not None
+    assert 0 < metrics.window_calls <= metrics.total_allowed
 
 
 # -- scripts and generations ------------------------------------------------------------
@@ -208,7 +210,8 @@ def test_snapshot_is_plain_data_and_changes_nothing(redis_url: str, client: redi
     data = store.snapshot("svc")
     assert data["state"] == "closed"
     assert (data["window_calls"], data["window_failures"]) == (3, 2)
-    assert data["trials_in_flight"] == 0 and data["open_until"] is None
+    assert data["trials_in_flight"] == 0
+    assert data["open_until"] is None
     assert isinstance(data["generation"], int)
     assert store.snapshot("never-used")["state"] == "closed"
     assert client.keys("*never-used*") == []  # a look creates nothing
@@ -281,7 +284,8 @@ def test_manual_controls_act_on_every_process(redis_url: str) -> None:
     b.trip(30.0)
     assert a.state is OPEN
     retry_after = a.metrics().retry_after
-    assert retry_after is not None and 29.0 < retry_after <= 30.0
+    assert retry_after is not None
+    assert 29.0 < retry_after <= 30.0
 
 
 def test_a_forced_open_process_learns_of_a_reset_elsewhere_within_a_second(
