@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import logging
 import math
 import os
 import threading
@@ -60,14 +61,19 @@ DEFAULT_LEASE = 30.0
 
 _MODES = {"local": Mode.LOCAL, "allow": Mode.ALLOW, "deny": Mode.DENY}
 
+logger = logging.getLogger("circuitry")
+
 
 class RedisStore:
     """The shared state of circuits, in Redis: pass it as `store=` to breakers and managers.
 
     Args:
-        client: a `redis.Redis` (sync). Give it a short `socket_timeout`: a
-            hung Redis delays a call by that much, once per outage. A
-            `redis.cluster.RedisCluster` works too (one hash tag per breaker).
+        client: a `redis.Redis` (sync). Give it a short `socket_timeout` and
+            no retries (`retry=Retry(NoBackoff(), 0)`; `from_url` does both):
+            a dead or hung Redis then delays a call by one socket timeout,
+            once per outage. redis-py's own default retries (10, with backoff,
+            in redis-py 8) make that several seconds: a warning is logged for
+            a client that retries.
         namespace: circuits of one namespace and name are one circuit.
         async_client: a `redis.asyncio.Redis` for `async with` / `call_async`
             on asyncio; without one (and on trio) the sync client runs in a
@@ -114,6 +120,15 @@ class RedisStore:
         _check_seconds("ttl", ttl)
         if time_source is not None and not callable(time_source):
             raise TypeError(f"time_source must be callable or None, got {time_source!r}")
+        for given in (client, async_client):
+            if _retries(given):
+                logger.warning(
+                    "RedisStore: %r retries %d times: a dead or hung Redis will delay "
+                    "calls by that many socket timeouts; pass retry=Retry(NoBackoff(), 0) "
+                    "or use RedisStore.from_url",
+                    given,
+                    _retries(given),
+                )
         self.client = client
         self.async_client = async_client
         self.namespace = namespace
@@ -348,6 +363,15 @@ class RedisStore:
         self._lock = threading.Lock()
         self._token = os.urandom(6).hex()  # permit ids stay unique across processes
         # redis-py's pools notice the new pid and connect afresh.
+
+
+def _retries(client: object) -> int:
+    """How many times `client` retries a failed command (0 when it cannot tell)."""
+    get_retry = getattr(client, "get_retry", None)
+    retry = get_retry() if callable(get_retry) else None
+    get_retries = getattr(retry, "get_retries", None)
+    count = get_retries() if callable(get_retries) else 0
+    return count if isinstance(count, int) else 0
 
 
 def _check_seconds(field: str, value: object) -> None:

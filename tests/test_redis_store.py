@@ -545,3 +545,21 @@ def test_at_the_deadline_one_request_per_process_asks(redis_url: str, redis_serv
     # The one that took the trial, and at most a few that came after its answer
     # (HALF_OPEN, full); never one each of the twelve at the deadline.
     assert asked < 12
+
+
+def test_a_client_that_retries_is_warned_about_and_from_url_does_not_retry(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    with caplog.at_level(logging.WARNING, logger="circuitry"):
+        RedisStore(redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 3)))
+    assert any("retries 3 times" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="circuitry"):
+        store = RedisStore.from_url(redis_url)
+        RedisStore(redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 0)))
+    assert caplog.records == []
+    assert store.client.get_retry().get_retries() == 0  # type: ignore[union-attr]
+    assert store.client.get_connection_kwargs()["socket_timeout"] == 0.25
