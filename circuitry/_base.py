@@ -43,7 +43,7 @@ from ._core import (
 )
 from ._errors import CircuitOpenError
 from ._metrics import CircuitMetrics
-from ._shared import Learned, Reply, Request, SharedCore, StoreError
+from ._shared import Answer, Learned, Request, SharedCore
 from ._state import CircuitState
 from .events import (
     Alert,
@@ -92,7 +92,7 @@ def _wants_call_events(listeners: tuple[Subscription, ...]) -> bool:
 
 R = TypeVar("R")
 # An operation on a shared store, as steps (see BreakerBase._drive).
-Steps = Generator[Request, "Reply | StoreError", R]
+Steps = Generator[Request, Answer, R]
 
 # An open `with` / `async with` block: (generation, started, timeout scope or
 # None, thread that entered it, the block below it in the same frame or None).

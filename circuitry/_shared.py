@@ -48,7 +48,7 @@ import enum
 import logging
 import math
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import NamedTuple, Protocol
 
 import attrs
 
@@ -63,6 +63,7 @@ __all__ = [
     "Learned",
     "Mode",
     "Reply",
+    "Answer",
     "Request",
     "SharedCore",
     "SharedStore",
@@ -97,22 +98,20 @@ class Mode(enum.Enum):
     DENY = "deny"  # the store failed: reject everything
 
 
-@attrs.frozen
-class Request:
+class Request(NamedTuple):
     """One round trip: an operation of the store's script with its arguments."""
 
     op: str
     args: tuple[str, ...] = ()
-    permit: str = ""  # acquire: the permit id asked for
 
-    def to_argv(self, core: SharedCore) -> list[str]:
-        """The script's ARGV for this request, from `core`'s config and store."""
-        return [self.op, core.store.now_argument(), *core.config_args, core.jitter(), *core.tail,
-                *self.args]
+    def to_argv(self, core: SharedCore) -> tuple[str, str]:
+        """The script's ARGV for this request, with `core`'s config (see `_circuit.lua`)."""
+        jitter = core.no_jitter or core.jitter()
+        line = ",".join((self.op, core.store.now_argument(), jitter, *self.args))
+        return line, core.rules
 
 
-@attrs.frozen
-class Reply:
+class Reply(NamedTuple):
     """What the store answers: the shared state after the operation."""
 
     state: CircuitState
@@ -128,34 +127,38 @@ class Reply:
     consecutive_failures: int
     trials_in_flight: int
     trial_successes: int
-    now: float  # the store's clock
+    now: float | None  # the store's clock (peek only)
 
     @classmethod
-    def parse(cls, raw: list[Any]) -> Reply:
-        """A reply from the script's array (see `_circuit.lua`)."""
+    def parse(cls, raw: bytes | str) -> Reply | None:
+        """A reply from the script's string (see `_circuit.lua`); None for '=' (no change)."""
+        if raw == b"=" or raw == "=":
+            return None
+        text = raw.decode() if isinstance(raw, bytes) else raw
         (state, generation, in_state, left, moves, admitted, differs, calls, failures, slow,
-         consecutive, trials, successes, now) = (
-            item.decode() if isinstance(item, bytes) else item for item in raw
-        )
+         consecutive, trials, successes, now) = text.split("|")
         return cls(
-            state=CircuitState(state),
-            generation=int(generation),
-            time_in_state=max(0.0, float(in_state)),
-            left=float(left) if left else None,
-            moves=tuple(
-                (CircuitState(old), CircuitState(new))
-                for old, new in (move.split(">") for move in moves.split(",") if move)
-            ),
-            admitted=bool(int(admitted)),
-            config_differs=bool(int(differs)),
-            window_calls=int(calls),
-            window_failures=int(failures),
-            window_slow=int(slow),
-            consecutive_failures=int(consecutive),
-            trials_in_flight=int(trials),
-            trial_successes=int(successes),
-            now=float(now),
+            _STATES[state],
+            int(generation),
+            max(0.0, float(in_state)),
+            float(left) if left else None,
+            tuple(
+                (_STATES[old], _STATES[new])
+                for old, new in (move.split(">") for move in moves.split(","))
+            ) if moves else (),
+            admitted == "1",
+            differs == "1",
+            int(calls),
+            int(failures),
+            int(slow),
+            int(consecutive),
+            int(trials),
+            int(successes),
+            float(now) if now else None,
         )
+
+
+_STATES = {state.value: state for state in CircuitState}
 
 
 @attrs.frozen
@@ -163,6 +166,10 @@ class StoreError:
     """The store failed this request (or is backing off after a failure)."""
 
     error: BaseException
+
+
+Answer = Reply | StoreError | None
+"""What a store's `send` returns: a reply, the failure, or None ('=': recorded, no change)."""
 
 
 @attrs.frozen
@@ -202,11 +209,11 @@ class SharedStore(Protocol):
         """A trial permit's id, unique across processes."""
         ...
 
-    def send(self, core: SharedCore, request: Request) -> Reply | StoreError:
+    def send(self, core: SharedCore, request: Request) -> Answer:
         """Run `request` (blocking); never raises for a store failure."""
         ...
 
-    async def send_async(self, core: SharedCore, request: Request) -> Reply | StoreError:
+    async def send_async(self, core: SharedCore, request: Request) -> Answer:
         """Run `request` without blocking the event loop."""
         ...
 
@@ -216,17 +223,17 @@ def _optional(value: float | None) -> str:
 
 
 def config_arguments(config: CircuitBreakerConfig) -> tuple[str, ...]:
-    """ARGV 4 to 14 of the script: the trip and recovery rules of `config`."""
+    """The trip and recovery rules of `config`, in the script's order (`_circuit.lua`)."""
     count = config.failure_threshold_count
     return (
+        _optional(config.failure_window),
         "" if count is None else str(count),
         _optional(config.failure_threshold_percentage),
         str(config.minimum_calls),
+        _optional(config.slow_call_rate_threshold),
         str(config.success_threshold_count),
         str(config.test_request_count),
-        _optional(config.slow_call_rate_threshold),
         _optional(config.half_open_max_wait),
-        _optional(config.failure_window),
         repr(float(config.reset_timeout)),
         repr(float(config.reset_timeout_multiplier)),
         _optional(config.max_reset_timeout),
@@ -238,17 +245,17 @@ class SharedCore(CircuitCore):
 
     __slots__ = (
         "asking",
-        "config_args",
+        "rules",
         "flying",
         "keys",
         "local_from",
         "mode",
+        "no_jitter",
         "permits",
         "refresh_at",
         "shared_window",
         "store",
         "synced",
-        "tail",
         "warned",
     )
 
@@ -267,9 +274,12 @@ class SharedCore(CircuitCore):
             super().__init__(config, name, now, random)
         self.store = store
         self.keys = store.keys(name)
-        self.config_args = (str(store.ttl_ms()), *config_arguments(config))
-        fingerprint = ",".join(self.config_args[1:])
-        self.tail = (repr(float(store.lease_for(config))), fingerprint)
+        # The script's config argument, also the fingerprint of this process's rules.
+        self.rules = ",".join(
+            (str(store.ttl_ms()), *config_arguments(config), repr(float(store.lease_for(config))))
+        )
+        # The jitter argument when the config has none ('' when it has: see jitter()).
+        self.no_jitter = "" if config.reset_timeout_jitter else "1.0"
         self.synced = False
         self.asking = False  # a single-flight request is out (see _plan_acquire)
         self.flying = 0  # calls admitted under the shared rules, not yet complete
@@ -334,11 +344,12 @@ class SharedCore(CircuitCore):
 
     def apply_acquire(
         self, now: float, trial: tuple[int, float] | None, request: Request,
-        reply: Reply | StoreError,
+        reply: Answer,
     ) -> tuple[int, CircuitState, float | None]:
         """The result of an acquire request: (ticket or REJECTED, state, retry_after)."""
         self.asking = False
-        if isinstance(reply, StoreError):
+        if not isinstance(reply, Reply):  # (an acquire is always answered in full)
+            reply = reply or StoreError(RuntimeError("no answer to an acquire"))
             self._fall_back(now, reply.error)
             return self._acquire_fallback(now, trial)
         self._absorb(now, reply)
@@ -447,10 +458,12 @@ class SharedCore(CircuitCore):
             "record", (str(issued), _OUTCOME_CODES[outcome], "1" if slow else "0", permit, "0")
         )
 
-    def apply_complete(self, now: float, request: Request, reply: Reply | StoreError) -> None:
+    def apply_complete(
+        self, now: float, request: Request, reply: Answer
+    ) -> None:
         if isinstance(reply, StoreError):
             self._fall_back(now, reply.error)  # this outcome is the process's alone
-        else:
+        elif reply is not None:  # None: recorded, and nothing else changed
             self._absorb(now, reply)
 
     # -- reads and manual control -------------------------------------------------------
@@ -464,7 +477,9 @@ class SharedCore(CircuitCore):
             return None
         return Request("read")
 
-    def apply_read(self, now: float, reply: Reply | StoreError) -> None:
+    def apply_read(self, now: float, reply: Answer) -> None:
+        if reply is None:
+            return
         if isinstance(reply, StoreError):
             self._fall_back(now, reply.error)
         else:
@@ -505,7 +520,7 @@ class SharedCore(CircuitCore):
         return None
 
     def apply_control(
-        self, now: float, request: Request | None, reply: Reply | StoreError | None,
+        self, now: float, request: Request | None, reply: Answer,
         local: Callable[[], None],
     ) -> None:
         """Absorb the reply; when the store failed (or is down), `local()` does it here."""

@@ -116,7 +116,8 @@ def test_names_are_escaped_into_one_hash_tag_each(redis_url: str, client: redis.
     assert len(keys) == len(names)  # one state hash each; no permits without trials
     tags = set()
     for key in keys:
-        assert key.count("{") == 1 and key.count("}") == 1, key  # one tag, never cut short
+        assert key.count("{") == 1, key  # one tag, never cut short
+        assert key.count("}") == 1, key
         tags.add(key[key.index("{") : key.index("}") + 1])
     assert len(tags) == len(names)
     for name in names:
@@ -151,7 +152,7 @@ def test_memory_per_breaker_is_bounded_whatever_the_traffic(
         store=store,
     )
     sizes = []
-    for round_ in range(4):
+    for _ in range(4):
         deadline = time.monotonic() + 0.25  # more than a window: every bucket used
         while time.monotonic() < deadline:
             breaker.call(lambda: None)
@@ -162,7 +163,8 @@ def test_memory_per_breaker_is_bounded_whatever_the_traffic(
     assert max(s[2] or 0 for s in sizes) < 4096, sizes
     metrics = breaker.metrics()
     assert metrics.total_allowed > 100
-    assert metrics.window_calls is not None and 0 < metrics.window_calls <= metrics.total_allowed
+    assert metrics.window_calls is not None
+    assert 0 < metrics.window_calls <= metrics.total_allowed
 
 
 # -- scripts and generations ------------------------------------------------------------
@@ -208,7 +210,8 @@ def test_snapshot_is_plain_data_and_changes_nothing(redis_url: str, client: redi
     data = store.snapshot("svc")
     assert data["state"] == "closed"
     assert (data["window_calls"], data["window_failures"]) == (3, 2)
-    assert data["trials_in_flight"] == 0 and data["open_until"] is None
+    assert data["trials_in_flight"] == 0
+    assert data["open_until"] is None
     assert isinstance(data["generation"], int)
     assert store.snapshot("never-used")["state"] == "closed"
     assert client.keys("*never-used*") == []  # a look creates nothing
@@ -281,7 +284,8 @@ def test_manual_controls_act_on_every_process(redis_url: str) -> None:
     b.trip(30.0)
     assert a.state is OPEN
     retry_after = a.metrics().retry_after
-    assert retry_after is not None and 29.0 < retry_after <= 30.0
+    assert retry_after is not None
+    assert 29.0 < retry_after <= 30.0
 
 
 def test_a_forced_open_process_learns_of_a_reset_elsewhere_within_a_second(
@@ -405,3 +409,157 @@ async def test_an_async_trial_takes_two_round_trips_and_closes(
         assert breaker.state is CLOSED
     finally:
         await store.aclose()
+
+
+# -- round trips ------------------------------------------------------------------------------
+
+
+def evalsha_calls(server: Any) -> int:
+    stats = server.commandstats()
+    return int(stats.get("evalsha", 0) + stats.get("eval", 0))
+
+
+def test_what_each_step_costs_in_round_trips(redis_url: str, redis_server: Any) -> None:
+    store = RedisStore.from_url(redis_url)
+    CircuitBreaker(config(), name="warm-up", store=store).call(lambda: None)  # loads the script
+    breaker = CircuitBreaker(config(failure_threshold_count=2, reset_timeout=0.1),
+                             name="svc", store=store)
+    before = evalsha_calls(redis_server)
+    breaker.call(lambda: None)  # the first call asks first: two
+    assert evalsha_calls(redis_server) - before == 2
+    before = evalsha_calls(redis_server)
+    for _ in range(10):
+        breaker.call(lambda: None)  # CLOSED: the record only
+    assert evalsha_calls(redis_server) - before == 10
+    before = evalsha_calls(redis_server)
+    assert breaker.state is CLOSED  # a read: one
+    assert evalsha_calls(redis_server) - before == 1
+    fail(breaker, 2)  # opens
+    before = evalsha_calls(redis_server)
+    for _ in range(100):
+        with pytest.raises(CircuitOpenError):
+            breaker.call(lambda: None)
+    assert breaker.state is OPEN
+    breaker.metrics()
+    assert evalsha_calls(redis_server) - before == 0  # OPEN is known: nothing asked
+    time.sleep(0.12)
+    before = evalsha_calls(redis_server)
+    breaker.call(lambda: None)  # the trial: acquire and record
+    assert evalsha_calls(redis_server) - before == 2
+    assert breaker.state is CLOSED
+
+
+def test_a_new_breaker_asks_before_its_first_call(redis_url: str) -> None:
+    opener = CircuitBreaker(config(failure_threshold_count=1), name="svc",
+                            store=RedisStore.from_url(redis_url))
+    fail(opener)
+    newcomer = CircuitBreaker(config(failure_threshold_count=1), name="svc",
+                              store=RedisStore.from_url(redis_url))
+    ran = []
+    with pytest.raises(CircuitOpenError) as caught:
+        newcomer.call(lambda: ran.append(1))
+    assert ran == []
+    assert caught.value.state is OPEN
+    assert caught.value.retry_after is not None
+    assert 59.0 < caught.value.retry_after <= 60.0
+
+
+# -- many threads --------------------------------------------------------------------------
+
+
+def test_threads_of_two_processes_never_run_more_trials_than_allowed(redis_url: str) -> None:
+    import threading
+
+    allowed = 2
+    cfg = config(failure_threshold_count=1, reset_timeout=0.02, test_request_count=allowed,
+                 success_threshold_count=10**6)  # stays HALF_OPEN while the trials succeed
+    breakers = [CircuitBreaker(cfg, name="svc", store=RedisStore.from_url(redis_url))
+                for _ in range(2)]
+    fail(breakers[0])
+    time.sleep(0.03)
+    lock = threading.Lock()
+    running = [0]
+    peak = [0]
+    admitted = [0]
+
+    def trial() -> None:
+        with lock:
+            running[0] += 1
+            admitted[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.002)
+        with lock:
+            running[0] -= 1
+
+    stop = time.monotonic() + 1.0
+
+    def worker(breaker: CircuitBreaker) -> None:
+        while time.monotonic() < stop:
+            try:
+                breaker.call(trial)
+            except CircuitOpenError:
+                pass
+
+    threads = [threading.Thread(target=worker, args=(breakers[i % 2],)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak[0] <= allowed
+    assert admitted[0] > allowed  # slots came back as trials completed
+    assert breakers[1].state is HALF_OPEN
+    total = sum(b.metrics().total_allowed for b in breakers)
+    assert total == admitted[0] + 1  # and the failure that opened it
+
+
+def test_at_the_deadline_one_request_per_process_asks(redis_url: str, redis_server: Any) -> None:
+    import threading
+
+    breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=0.3,
+                                    test_request_count=1),
+                             name="svc", store=RedisStore.from_url(redis_url))
+    fail(breaker)
+    hold = threading.Event()
+    barrier = threading.Barrier(12)
+    outcomes: list[str] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            breaker.call(hold.wait, 5.0)
+            outcomes.append("ran")
+        except CircuitOpenError:
+            outcomes.append("rejected")
+
+    time.sleep(0.31)
+    before = evalsha_calls(redis_server)
+    threads = [threading.Thread(target=worker) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    asked = evalsha_calls(redis_server) - before
+    hold.set()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("ran") == 1
+    # The one that took the trial, and at most a few that came after its answer
+    # (HALF_OPEN, full); never one each of the twelve at the deadline.
+    assert asked < 12
+
+
+def test_a_client_that_retries_is_warned_about_and_from_url_does_not_retry(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    with caplog.at_level(logging.WARNING, logger="circuitry"):
+        RedisStore(redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 3)))
+    assert any("retries 3 times" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="circuitry"):
+        store = RedisStore.from_url(redis_url)
+        RedisStore(redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 0)))
+    assert caplog.records == []
+    assert store.client.get_retry().get_retries() == 0  # type: ignore[union-attr]
+    assert store.client.get_connection_kwargs()["socket_timeout"] == 0.25
