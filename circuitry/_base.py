@@ -711,6 +711,8 @@ class BreakerBase:
         core: SharedCore = self._core  # type: ignore[assignment]
         now = self._clock.monotonic()
         with self._lock:
+            if self._dropped:
+                self._reclaim_dropped(now)
             request = core.plan_read(now)
         if request is not None:
             reply = yield request
@@ -728,6 +730,8 @@ class BreakerBase:
         core: SharedCore = self._core  # type: ignore[assignment]
         now = self._clock.monotonic()
         with self._lock:
+            if self._dropped:
+                self._reclaim_dropped(now)
             request = core.plan_control(trigger, duration)
         reply = None
         if request is not None:

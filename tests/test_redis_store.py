@@ -563,3 +563,27 @@ def test_a_client_that_retries_is_warned_about_and_from_url_does_not_retry(
     assert caplog.records == []
     assert store.client.get_retry().get_retries() == 0  # type: ignore[union-attr]
     assert store.client.get_connection_kwargs()["socket_timeout"] == 0.25
+
+
+def test_a_dropped_trial_permit_holds_its_slot_until_its_lease_runs_out(redis_url: str) -> None:
+    import gc
+
+    cfg = config(failure_threshold_count=1, reset_timeout=0.02)
+    holder = CircuitBreaker(cfg, name="svc", store=RedisStore.from_url(redis_url, lease=0.5))
+    other = CircuitBreaker(cfg, name="svc", store=RedisStore.from_url(redis_url, lease=0.5))
+    fail(holder)
+    time.sleep(0.03)
+    permit = holder.try_acquire()
+    assert permit is not None
+    del permit
+    gc.collect()
+    holder.metrics()  # the holder counts it as ignored at its next use
+    assert holder.metrics().total_ignored == 1
+    started = time.monotonic()
+    assert other.try_acquire() is None  # the slot is still out in Redis
+    while (permit := other.try_acquire()) is None:
+        assert time.monotonic() - started < 5.0
+        time.sleep(0.02)
+    assert time.monotonic() - started >= 0.4  # about the lease, not before
+    permit.record_success()
+    assert other.state is CLOSED
