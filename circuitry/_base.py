@@ -43,7 +43,7 @@ from ._core import (
 )
 from ._errors import CircuitOpenError
 from ._metrics import CircuitMetrics
-from ._shared import Answer, Learned, Request, SharedCore
+from ._shared import Answer, Learned, Request, SharedCore, Store
 from ._state import CircuitState
 from .events import (
     Alert,
@@ -140,7 +140,7 @@ class BreakerBase:
         *,
         name: str = "default",
         clock: Callable[[], float] | None = None,
-        store: Any = None,
+        store: Store | None = None,
     ) -> None:
         if config is None:
             config = CircuitBreakerConfig()
