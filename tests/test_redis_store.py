@@ -8,6 +8,7 @@ test_redis_processes.py and test_redis_faults.py.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -495,10 +496,8 @@ def test_threads_of_two_processes_never_run_more_trials_than_allowed(redis_url: 
 
     def worker(breaker: CircuitBreaker) -> None:
         while time.monotonic() < stop:
-            try:
+            with contextlib.suppress(CircuitOpenError):
                 breaker.call(trial)
-            except CircuitOpenError:
-                pass
 
     threads = [threading.Thread(target=worker, args=(breakers[i % 2],)) for i in range(16)]
     for thread in threads:
