@@ -43,7 +43,7 @@ from ._core import (
 )
 from ._errors import CircuitOpenError
 from ._metrics import CircuitMetrics
-from ._shared import Answer, Learned, Request, SharedCore
+from ._shared import Answer, Learned, Request, SharedCore, Store
 from ._state import CircuitState
 from .events import (
     Alert,
@@ -140,7 +140,7 @@ class BreakerBase:
         *,
         name: str = "default",
         clock: Callable[[], float] | None = None,
-        store: Any = None,
+        store: Store | None = None,
     ) -> None:
         if config is None:
             config = CircuitBreakerConfig()
@@ -711,6 +711,8 @@ class BreakerBase:
         core: SharedCore = self._core  # type: ignore[assignment]
         now = self._clock.monotonic()
         with self._lock:
+            if self._dropped:
+                self._reclaim_dropped(now)
             request = core.plan_read(now)
         if request is not None:
             reply = yield request
@@ -728,6 +730,8 @@ class BreakerBase:
         core: SharedCore = self._core  # type: ignore[assignment]
         now = self._clock.monotonic()
         with self._lock:
+            if self._dropped:
+                self._reclaim_dropped(now)
             request = core.plan_control(trigger, duration)
         reply = None
         if request is not None:

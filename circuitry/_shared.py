@@ -67,6 +67,7 @@ __all__ = [
     "Request",
     "SharedCore",
     "SharedStore",
+    "Store",
     "StoreError",
 ]
 
@@ -215,6 +216,14 @@ class SharedStore(Protocol):
 
     async def send_async(self, core: SharedCore, request: Request) -> Answer:
         """Run `request` without blocking the event loop."""
+        ...
+
+
+class Store(Protocol):
+    """What `store=` takes (`circuitry.redis.RedisStore`): it makes each breaker's core."""
+
+    def attach(self, config: CircuitBreakerConfig, name: str, now: float) -> SharedCore:
+        """The core of a new breaker `name` with `config`, built at `now`."""
         ...
 
 

@@ -8,6 +8,7 @@ test_redis_processes.py and test_redis_faults.py.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -495,10 +496,8 @@ def test_threads_of_two_processes_never_run_more_trials_than_allowed(redis_url: 
 
     def worker(breaker: CircuitBreaker) -> None:
         while time.monotonic() < stop:
-            try:
+            with contextlib.suppress(CircuitOpenError):
                 breaker.call(trial)
-            except CircuitOpenError:
-                pass
 
     threads = [threading.Thread(target=worker, args=(breakers[i % 2],)) for i in range(16)]
     for thread in threads:
@@ -563,3 +562,27 @@ def test_a_client_that_retries_is_warned_about_and_from_url_does_not_retry(
     assert caplog.records == []
     assert store.client.get_retry().get_retries() == 0  # type: ignore[union-attr]
     assert store.client.get_connection_kwargs()["socket_timeout"] == 0.25
+
+
+def test_a_dropped_trial_permit_holds_its_slot_until_its_lease_runs_out(redis_url: str) -> None:
+    import gc
+
+    cfg = config(failure_threshold_count=1, reset_timeout=0.02)
+    holder = CircuitBreaker(cfg, name="svc", store=RedisStore.from_url(redis_url, lease=0.5))
+    other = CircuitBreaker(cfg, name="svc", store=RedisStore.from_url(redis_url, lease=0.5))
+    fail(holder)
+    time.sleep(0.03)
+    taken = time.monotonic()
+    permit = holder.try_acquire()
+    assert permit is not None
+    del permit
+    gc.collect()
+    holder.metrics()  # the holder counts it as ignored at its next use
+    assert holder.metrics().total_ignored == 1
+    assert other.try_acquire() is None  # the slot is still out in Redis
+    while (permit := other.try_acquire()) is None:
+        assert time.monotonic() - taken < 5.0
+        time.sleep(0.02)
+    assert time.monotonic() - taken >= 0.45  # the lease (0.5 s), not before
+    permit.record_success()
+    assert other.state is CLOSED
