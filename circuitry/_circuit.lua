@@ -5,8 +5,10 @@
 -- statement for statement where it can, and tests/test_redis_vectors.py runs
 -- one table of scenarios against both. Change one, change the other.
 --
--- KEYS[1]: the state hash; KEYS[2]: the trial permits (sorted set: permit -> start).
--- Both share one hash tag, so one script touches one slot (Redis Cluster).
+-- KEYS[1]: the state (a string, see below); KEYS[2]: the trial permits (a
+-- sorted set: permit -> start); KEYS[3]: the window (a hash of fixed
+-- buckets). All share one hash tag, so one script touches one slot (Redis
+-- Cluster).
 --
 -- ARGV[1]: the request, comma-separated: op (acquire | record | read |
 -- control | peek), now ('' = Redis TIME; a time source only tests pass), the
@@ -30,13 +32,15 @@
 -- calls, window failures, window slow, consecutive failures, trials in
 -- flight, trial successes, now (peek only). Floats are written '%.17g' (exact).
 --
--- Stored: the hash's fields state, gen, since, until, cf (consecutive
--- failures), ts (trial successes), bl (backoff level), cfg (the config of
--- the last writer) and, with a window, head (the newest bucket's number),
--- c0..c9, f0..f9, s0..s9 (each bucket's calls, failures, slow calls) and
--- tc, tf, tsl (their totals).
+-- Stored: the state as one string, '|'-separated: state, generation, since,
+-- until (the open period's end), consecutive failures, trial successes,
+-- backoff level, the config of the last writer (ARGV[2]). One string, so
+-- that GETEX reads it and renews its TTL in one command: a CLOSED success
+-- costs that command alone. With a window, the window hash holds head (the
+-- newest bucket's number), c0..c9, f0..f9, s0..s9 (each bucket's calls,
+-- failures, slow calls) and tc, tf, tsl (their totals).
 
-local state_key, permits_key = KEYS[1], KEYS[2]
+local state_key, permits_key, window_key = KEYS[1], KEYS[2], KEYS[3]
 -- The request's fields, a[1] (op) to a[8]: string.match, one C call each,
 -- costs far less than a gmatch loop here, on every call.
 local op, given, jitter_factor, rest = string.match(ARGV[1], '^([^,]*),([^,]*),([^,]*),?(.*)$')
@@ -68,49 +72,61 @@ end
 
 local fingerprint = ARGV[2]
 
+local STATE = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'
+local ttl = string.match(fingerprint, '^[^,]*')
+-- The state, read once (GET for peek: a look renews nothing).
+local stored
+if op == 'peek' then
+  stored = redis.call('GET', state_key)
+else
+  stored = redis.call('GETEX', state_key, 'PX', ttl)
+end
+
 -- The fast path: a success or a failure of the current CLOSED period, that
 -- trips nothing and (with a window) lands in the newest bucket, is counted
 -- with a few commands and answered '='. The same rules as the full path
 -- below (`record`, `window_trips`); anything else takes the full path.
-if op == 'record' and a[7] == '' and a[8] ~= '1' then
-  local v = redis.call('HMGET', state_key, 'state', 'gen', 'cf', 'head', 'tc', 'tf', 'tsl', 'cfg')
-  if v[1] == 'closed' and v[2] == a[4] and v[8] == fingerprint then
-    local ttl, window, count, percent, minimum, rate = string.match(
-      fingerprint, '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),')
+if op == 'record' and stored and a[7] == '' and a[8] ~= '1' then
+  local st, gen, since_s, until_s, cf, ts, bl, cfg = string.match(stored, STATE)
+  if st == 'closed' and gen == a[4] and cfg == fingerprint then
+    local window, count, percent, minimum, rate = string.match(
+      fingerprint, '^[^,]*,([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),')
     local failed = a[5] == 'f'
     local limit = num(count) or INF
     if window == '' then
-      if not failed then
-        if v[3] ~= '0' then redis.call('HSET', state_key, 'cf', 0) end
-        redis.call('PEXPIRE', state_key, ttl)
-        return '='
-      end
-      local consecutive = tonumber(v[3]) + 1
+      local consecutive = 0
+      if failed then consecutive = tonumber(cf) + 1 end
       if consecutive < limit then
-        redis.call('HSET', state_key, 'cf', consecutive)
-        redis.call('PEXPIRE', state_key, ttl)
+        if consecutive ~= tonumber(cf) then
+          redis.call('SET', state_key,
+                     table.concat({st, gen, since_s, until_s, consecutive, ts, bl, cfg}, '|'),
+                     'PX', ttl)
+        end
         return '='
       end
-    elseif v[4] then
-      local number = math.floor(clock() / (tonumber(window) / BUCKETS))
-      if number == tonumber(v[4]) then
-        local slow = a[6] == '1'
-        local n, f, s = tonumber(v[5]) + 1, tonumber(v[6]), tonumber(v[7])
-        if failed then f = f + 1 end
-        if slow then s = s + 1 end
-        local trips = f >= limit
-        if not trips and n >= tonumber(minimum) then
-          local p, r = num(percent), num(rate)
-          trips = (p ~= nil and f * 100 >= p * n) or (r ~= nil and s * 100 >= r * n)
-        end
-        if not trips then
-          local i = number % BUCKETS
-          redis.call('HINCRBY', state_key, 'c' .. i, 1)
-          if failed then redis.call('HINCRBY', state_key, 'f' .. i, 1) end
-          if slow then redis.call('HINCRBY', state_key, 's' .. i, 1) end
-          redis.call('HSET', state_key, 'tc', n, 'tf', f, 'tsl', s)
-          redis.call('PEXPIRE', state_key, ttl)
-          return '='
+    else
+      local v = redis.call('HMGET', window_key, 'head', 'tc', 'tf', 'tsl')
+      if v[1] then
+        local number = math.floor(clock() / (tonumber(window) / BUCKETS))
+        if number == tonumber(v[1]) then
+          local slow = a[6] == '1'
+          local n, f, s = tonumber(v[2]) + 1, tonumber(v[3]), tonumber(v[4])
+          if failed then f = f + 1 end
+          if slow then s = s + 1 end
+          local trips = f >= limit
+          if not trips and n >= tonumber(minimum) then
+            local p, r = num(percent), num(rate)
+            trips = (p ~= nil and f * 100 >= p * n) or (r ~= nil and s * 100 >= r * n)
+          end
+          if not trips then
+            local i = number % BUCKETS
+            redis.call('HINCRBY', window_key, 'c' .. i, 1)
+            if failed then redis.call('HINCRBY', window_key, 'f' .. i, 1) end
+            if slow then redis.call('HINCRBY', window_key, 's' .. i, 1) end
+            redis.call('HSET', window_key, 'tc', n, 'tf', f, 'tsl', s)
+            redis.call('PEXPIRE', window_key, ttl)
+            return '='
+          end
         end
       end
     end
@@ -120,7 +136,6 @@ end
 local now = clock()
 local c = {}
 for field in string.gmatch(fingerprint .. ',', '([^,]*),') do c[#c + 1] = field end
-local ttl = tonumber(c[1])
 local window_length = num(c[2])
 local threshold = num(c[3]) or INF  -- no count rule: no count reaches inf
 local percentage = num(c[4])
@@ -135,28 +150,29 @@ local max_reset = num(c[12]) or INF
 local lease = tonumber(c[13])
 local jitter = tonumber(a[3])
 
--- The state as stored; a missing hash (new, expired or wiped) is CLOSED, with
+-- The state as stored; a missing one (new, expired or wiped) is CLOSED, with
 -- a generation from the clock, so that it is newer than any before it.
-local h = {}
-local raw = redis.call('HGETALL', state_key)
-for i = 1, #raw, 2 do h[raw[i]] = raw[i + 1] end
 local now_us = math.floor(now * 1000000)
-local state = h.state or 'closed'
-local generation = num(h.gen) or now_us
-local since = num(h.since) or now
-local open_until = num(h['until']) or INF
-local consecutive = num(h.cf) or 0
-local trial_successes = num(h.ts) or 0
-local backoff_level = num(h.bl) or reset_timeout
+local state, generation, since, open_until = 'closed', now_us, now, INF
+local consecutive, trial_successes, backoff_level = 0, 0, reset_timeout
 local mismatch = 0
-if h.cfg ~= nil and h.cfg ~= fingerprint then mismatch = 1 end
-local dirty = raw[1] == nil or h.cfg ~= fingerprint
+local dirty = true
+if stored then
+  local st, gen, since_s, until_s, cf, ts, bl, cfg = string.match(stored, STATE)
+  state, generation, since, open_until = st, tonumber(gen), num(since_s), num(until_s)
+  consecutive, trial_successes, backoff_level = tonumber(cf), tonumber(ts), num(bl)
+  if cfg ~= fingerprint then mismatch = 1 else dirty = false end
+end
 
 local width = nil
 local head = nil
 local calls, failures, slows = {}, {}, {}
+local window_dirty = false
 if window_length ~= nil then
   width = window_length / BUCKETS
+  local h = {}
+  local raw = redis.call('HGETALL', window_key)
+  for i = 1, #raw, 2 do h[raw[i]] = raw[i + 1] end
   head = num(h.head)
   for i = 0, BUCKETS - 1 do
     calls[i] = tonumber(h['c' .. i] or 0)
@@ -169,12 +185,14 @@ local function window_clear()
   if width == nil then return end
   for i = 0, BUCKETS - 1 do calls[i] = 0; failures[i] = 0; slows[i] = 0 end
   head = nil
+  window_dirty = true
 end
 
 -- TimeWindow._advance: make bucket `number` the newest; the bucket to count in.
 local function advance(number)
   if head == nil then
     head = number
+    window_dirty = true
     return number
   end
   if number <= head then return head end
@@ -187,6 +205,7 @@ local function advance(number)
     end
   end
   head = number
+  window_dirty = true
   return number
 end
 
@@ -316,7 +335,7 @@ elseif op == 'record' then
         calls[i] = calls[i] + 1
         if outcome == 'f' then failures[i] = failures[i] + 1 end
         if slow then slows[i] = slows[i] + 1 end
-        dirty = true
+        window_dirty = true
         if window_trips() then fire('TRIP') end
       end
     end
@@ -331,40 +350,40 @@ elseif op == 'record' then
   end
 elseif op == 'read' or op == 'peek' then
   if op == 'read' then tick() end  -- peek (store.snapshot) writes nothing
-  if width ~= nil then
-    local before = head
-    advance(math.floor(now / width))
-    if head ~= before then dirty = true end
-  end
+  if width ~= nil then advance(math.floor(now / width)) end
 elseif op == 'control' then
   tick()
   fire(a[4], num(a[5]))
 end
 
-if dirty and op ~= 'peek' then
-  local fields = {'state', state, 'gen', fmt(generation), 'since', fmt(since),
-                  'until', fmt(open_until), 'cf', consecutive, 'ts', trial_successes,
-                  'bl', fmt(backoff_level), 'cfg', fingerprint}
-  if width ~= nil then
-    for i = 0, BUCKETS - 1 do
-      fields[#fields + 1] = 'c' .. i; fields[#fields + 1] = calls[i]
-      fields[#fields + 1] = 'f' .. i; fields[#fields + 1] = failures[i]
-      fields[#fields + 1] = 's' .. i; fields[#fields + 1] = slows[i]
-    end
-    local n, f, s = totals()
-    fields[#fields + 1] = 'tc'; fields[#fields + 1] = n
-    fields[#fields + 1] = 'tf'; fields[#fields + 1] = f
-    fields[#fields + 1] = 'tsl'; fields[#fields + 1] = s
-    if head ~= nil then
-      fields[#fields + 1] = 'head'; fields[#fields + 1] = fmt(head)
-    elseif h.head ~= nil then
-      redis.call('HDEL', state_key, 'head')
-    end
-  end
-  redis.call('HSET', state_key, unpack(fields))
-end
 if op ~= 'peek' then
-  redis.call('PEXPIRE', state_key, ttl)
+  if dirty then  -- (GETEX renewed its TTL otherwise)
+    redis.call('SET', state_key,
+               table.concat({state, fmt(generation), fmt(since), fmt(open_until), consecutive,
+                             trial_successes, fmt(backoff_level), fingerprint}, '|'),
+               'PX', ttl)
+  end
+  if width ~= nil then
+    if window_dirty then
+      local fields = {}
+      for i = 0, BUCKETS - 1 do
+        fields[#fields + 1] = 'c' .. i; fields[#fields + 1] = calls[i]
+        fields[#fields + 1] = 'f' .. i; fields[#fields + 1] = failures[i]
+        fields[#fields + 1] = 's' .. i; fields[#fields + 1] = slows[i]
+      end
+      local n, f, s = totals()
+      fields[#fields + 1] = 'tc'; fields[#fields + 1] = n
+      fields[#fields + 1] = 'tf'; fields[#fields + 1] = f
+      fields[#fields + 1] = 'tsl'; fields[#fields + 1] = s
+      if head ~= nil then
+        fields[#fields + 1] = 'head'; fields[#fields + 1] = fmt(head)
+      else
+        redis.call('HDEL', window_key, 'head')
+      end
+      redis.call('HSET', window_key, unpack(fields))
+    end
+    redis.call('PEXPIRE', window_key, ttl)
+  end
 end
 
 local left = ''
@@ -372,8 +391,7 @@ if state == 'open' then left = fmt(open_until - now) end
 local trials = 0
 if state == 'half_open' then trials = redis.call('ZCARD', permits_key) end
 local n, f, s = totals()
-local gen = h.gen
-if #moves > 0 or gen == nil then gen = fmt(generation) end
+local gen = fmt(generation)
 local at = ''
 if op == 'peek' then at = fmt(now) end
 return table.concat({state, gen, fmt(now - since), left, table.concat(moves, ','),

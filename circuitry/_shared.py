@@ -310,13 +310,18 @@ class SharedCore(CircuitCore):
     # -- what the adapters read without the lock ---------------------------------
 
     def _publish(self) -> None:
-        """As `CircuitCore._publish`, but nothing is admitted or recorded without a plan.
+        """As `CircuitCore._publish`, but nothing is recorded without a plan.
 
-        A rejection while an OPEN period this process knows of runs needs no
+        While the store's state is known CLOSED or FORCED_CLOSED, a call is
+        admitted without the lock, as in-process (into `tickets`); otherwise
+        (not yet synced, the store down) each admission is planned. A
+        rejection while an OPEN period this process knows of runs needs no
         plan; FORCED_OPEN does (it asks again every FORCED_OPEN_REFRESH).
         """
         super()._publish()
-        self.admitting = self.deferring = None
+        self.deferring = None
+        if self.mode is not Mode.SHARED:
+            self.admitting = None
         if self.state is FORCED_OPEN and self.mode is not Mode.LOCAL:
             self.reject_until = -math.inf
 
@@ -340,7 +345,8 @@ class SharedCore(CircuitCore):
             return self._acquire_fallback(now, trial), None
         state = self.state
         if state is CLOSED or state is FORCED_CLOSED:
-            return self._admitted(self.generation, state), None
+            self.tickets.append(now)  # as an adapter does without the lock
+            return (self.generation, state, None), None
         if state is HALF_OPEN:
             if trial is not None and trial[0] == self.generation and trial in self.permits:
                 return self._admitted(RIDING - self.generation, state), None
@@ -367,6 +373,9 @@ class SharedCore(CircuitCore):
             return self._rejected(now)
         if state is HALF_OPEN:
             self.permits.setdefault((self.generation, now), []).append(request.args[0])
+        elif state is CLOSED or state is FORCED_CLOSED:
+            self.tickets.append(now)  # (see _publish)
+            return self.generation, state, None
         return self._admitted(self.generation, state)
 
     def cancel(self) -> None:
@@ -376,6 +385,7 @@ class SharedCore(CircuitCore):
     def _admitted(
         self, generation: int, state: CircuitState
     ) -> tuple[int, CircuitState, float | None]:
+        """Count an admission in `flying` (the current CLOSED period's are in `tickets`)."""
         self._allowed += 1
         self.flying += 1
         return generation, state, None
@@ -441,10 +451,20 @@ class SharedCore(CircuitCore):
         if self.mode is Mode.LOCAL and issued >= self.local_from:
             CircuitCore.complete(self, generation, started, now, outcome, exception)
             return None
-        self.flying -= 1
+        state = self.state
+        tickets = self.tickets
+        if (
+            issued == self.generation
+            and not riding
+            and (state is CLOSED or state is FORCED_CLOSED)
+            and tickets
+        ):
+            tickets.pop()  # admitted into `tickets` (see _publish)
+            self._allowed += 1
+        else:
+            self.flying -= 1
         self.completed += 1
         slow = self._count(outcome, now - started, now, exception)
-        state = self.state
         permit = ""
         if state is HALF_OPEN and not riding and issued == self.generation:
             ids = self.permits.get((issued, started))
@@ -558,6 +578,8 @@ class SharedCore(CircuitCore):
         for before, after in moves:
             self.state_changes += 1
             events.append(StateChanged(self.name, now, before, after))
+        if reply.generation != self.generation:
+            self._sweep()
         state = self.state = reply.state
         self.generation = reply.generation
         self.state_since = now - reply.time_in_state
@@ -584,12 +606,21 @@ class SharedCore(CircuitCore):
         self.synced = True
         self._publish()
 
+    def _sweep(self) -> None:
+        """A new period: the calls admitted into `tickets` are late results now (`flying`)."""
+        tickets = self.tickets
+        swept = len(tickets)  # only these: an adapter may be appending
+        del tickets[:swept]
+        self._allowed += swept
+        self.flying += swept
+
     def _fall_back(self, now: float, error: BaseException) -> None:
         """The store failed: decide by `on_unavailable` until it answers (once per outage)."""
         if self.mode is not Mode.SHARED and self.mode is not Mode.UNSYNCED:
             return  # already: the outage goes on
         self.mode = mode = self.store.on_unavailable
         self.asking = False
+        self._sweep()  # a new period (LOCAL), or none at all: late results either way
         if mode is Mode.LOCAL:
             # A new local period: the shared calls in flight are late results here.
             self.generation += 1
@@ -629,6 +660,7 @@ class SharedCore(CircuitCore):
         if self.mode is Mode.LOCAL:
             super().after_fork(kept)
             return
+        self._sweep()
         gone = max(0, self.flying - kept)
         self.total_ignored += gone
         self.completed += gone

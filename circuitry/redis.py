@@ -15,10 +15,11 @@ side (`circuitry._shared`) keeps a mirror of the state so that a call while
 CLOSED costs one round trip (the record after it) and a rejection while OPEN
 costs none. See README "Many processes" for the failure modes.
 
-Keys: `circuitry:{<namespace>:<name>}:state` (a hash: the state, the window's
-buckets) and `...:permits` (a sorted set: trial permit -> start), one hash tag
-per breaker (Redis Cluster safe), names percent-escaped, each with a TTL
-renewed at every use.
+Keys: `circuitry:{<namespace>:<name>}:state` (a string: the state),
+`...:window` (a hash: the window's buckets, with a window only) and
+`...:permits` (a sorted set: trial permit -> start, in HALF_OPEN only), one
+hash tag per breaker (Redis Cluster safe), names percent-escaped, each with a
+TTL renewed at every use.
 """
 
 from __future__ import annotations
@@ -120,13 +121,13 @@ class RedisStore:
         _check_seconds("ttl", ttl)
         if time_source is not None and not callable(time_source):
             raise TypeError(f"time_source must be callable or None, got {time_source!r}")
-        for given in (client, async_client):
+        for field, given in (("client", client), ("async_client", async_client)):
             if _retries(given):
                 logger.warning(
-                    "RedisStore: %r retries %d times: a dead or hung Redis will delay "
+                    "RedisStore: %s retries %d times: a dead or hung Redis will delay "
                     "calls by that many socket timeouts; pass retry=Retry(NoBackoff(), 0) "
                     "or use RedisStore.from_url",
-                    given,
+                    field,
                     _retries(given),
                 )
         self.client = client
@@ -213,7 +214,7 @@ class RedisStore:
 
     def keys(self, name: str) -> tuple[str, ...]:
         tag = self._prefix + quote(name, safe="") + "}"
-        return (tag + ":state", tag + ":permits")
+        return (tag + ":state", tag + ":permits", tag + ":window")
 
     def lease_for(self, config: CircuitBreakerConfig) -> float:
         if self.lease is not None:
@@ -250,9 +251,9 @@ class RedisStore:
         argv = request.to_argv(core)
         try:
             try:
-                raw = self.client.evalsha(SCRIPT_SHA, 2, *core.keys, *argv)
+                raw = self.client.evalsha(SCRIPT_SHA, 3, *core.keys, *argv)
             except redis.exceptions.NoScriptError:  # a new or restarted server, SCRIPT FLUSH
-                raw = self.client.eval(SCRIPT, 2, *core.keys, *argv)
+                raw = self.client.eval(SCRIPT, 3, *core.keys, *argv)
             reply = Reply.parse(raw)
         except Exception as exc:  # any error: the call must not fail for the store
             return self._failed(exc, sent)
@@ -272,9 +273,9 @@ class RedisStore:
         argv = request.to_argv(core)
         try:
             try:
-                raw = await client.evalsha(SCRIPT_SHA, 2, *core.keys, *argv)
+                raw = await client.evalsha(SCRIPT_SHA, 3, *core.keys, *argv)
             except redis.exceptions.NoScriptError:
-                raw = await client.eval(SCRIPT, 2, *core.keys, *argv)
+                raw = await client.eval(SCRIPT, 3, *core.keys, *argv)
             reply = Reply.parse(raw)
         except Exception as exc:
             return self._failed(exc, sent)
@@ -339,9 +340,9 @@ class RedisStore:
         core = SharedCore(config, name, 0.0, self)
         argv = Request("peek").to_argv(core)
         try:
-            raw = self.client.evalsha(SCRIPT_SHA, 2, *core.keys, *argv)
+            raw = self.client.evalsha(SCRIPT_SHA, 3, *core.keys, *argv)
         except redis.exceptions.NoScriptError:
-            raw = self.client.eval(SCRIPT, 2, *core.keys, *argv)
+            raw = self.client.eval(SCRIPT, 3, *core.keys, *argv)
         reply = Reply.parse(raw)
         assert reply is not None  # (only a record may answer '=')
         now = reply.now
