@@ -587,3 +587,22 @@ def test_a_dropped_trial_permit_holds_its_slot_until_its_lease_runs_out(redis_ur
     assert time.monotonic() - taken >= 0.45  # the lease (0.5 s), not before
     permit.record_success()
     assert other.state is CLOSED
+
+
+def test_jitter_applies_once_per_opening_and_every_process_sees_that_period(
+    redis_url: str,
+) -> None:
+    cfg = config(failure_threshold_count=1, reset_timeout=100.0, reset_timeout_jitter=0.5)
+    periods = set()
+    for round_ in range(5):
+        name = f"svc-{round_}"
+        opener = CircuitBreaker(cfg, name=name, store=RedisStore.from_url(redis_url))
+        watcher = CircuitBreaker(cfg, name=name, store=RedisStore.from_url(redis_url))
+        fail(opener)
+        a, b = opener.metrics().retry_after, watcher.metrics().retry_after
+        assert a is not None
+        assert b is not None
+        assert abs(a - b) < 0.5  # one period, the opener's jitter
+        assert 50.0 - 1 <= b <= 150.0
+        periods.add(round(b))
+    assert len(periods) > 1  # jittered: not the same period every opening
