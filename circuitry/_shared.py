@@ -629,12 +629,8 @@ class SharedCore(CircuitCore):
             if self.window is not None:
                 self.window.clear()
             self.backoff_level = self.config.reset_timeout
-            if self.state is HALF_OPEN:
-                # The trials in flight are elsewhere's: probe afresh from OPEN's end.
-                self.state = OPEN
-                self.open_until = now
-            elif self.state is OPEN and self.open_until == math.inf:
-                self.open_until = now
+            # From the last known state as it is: in HALF_OPEN the trials in
+            # flight are late here, and the local rules admit trials of their own.
         self.permits.clear()
         self.events.append(StoreUnavailable(self.name, now, error))
         self._publish()
