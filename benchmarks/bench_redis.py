@@ -58,8 +58,10 @@ from redis.retry import Retry  # noqa: E402
 from redis_server import RedisServer  # noqa: E402  (tests/redis_server.py)
 
 try:
+    from _common import loop_call
     from peers_bench import circuitry_source, cpu_model, version_of
 except ImportError:  # run as `python -m benchmarks.bench_redis`
+    from benchmarks._common import loop_call
     from benchmarks.peers_bench import circuitry_source, cpu_model, version_of
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError  # noqa: E402
@@ -120,16 +122,6 @@ def pybreaker_breaker(port, name, fail_max=10**9, reset_timeout=3600.0):
 # --------------------------------------------------------------------------- loops
 # Each returns run(n) -> elapsed ns. Rejections and failures are caught with
 # `e.__traceback__ = None` in every row, so no row is charged a growing traceback.
-
-
-def loop_call(call, target):
-    def run(n):
-        r = range(n)
-        t0 = perf_counter_ns()
-        for _ in r:
-            call(target)
-        return perf_counter_ns() - t0
-    return run
 
 
 def loop_call_raises(call, target, exc):
