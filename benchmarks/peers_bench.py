@@ -56,9 +56,9 @@ from datetime import timedelta
 from time import perf_counter_ns
 
 try:
-    from _common import NoopCM
+    from _common import NoopCM, loop_call
 except ImportError:  # run as `python -m benchmarks.peers_bench`
-    from benchmarks._common import NoopCM
+    from benchmarks._common import NoopCM, loop_call
 
 KINDS = ("sync", "asyncio", "trio")
 
@@ -127,16 +127,6 @@ def loop_direct(fn):
         t0 = perf_counter_ns()
         for _ in r:
             fn()
-        return perf_counter_ns() - t0
-    return run
-
-
-def loop_call(call, target):
-    def run(n):
-        r = range(n)
-        t0 = perf_counter_ns()
-        for _ in r:
-            call(target)
         return perf_counter_ns() - t0
     return run
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Build the benchmark venv (benchmarks/.venv, gitignored) and run both benchmarks.
+# Build the benchmark venv (benchmarks/.venv, gitignored) and run the benchmarks:
+# peers_bench.py, bench_internals.py, and bench_redis.py when redis-server is installed.
 #
 #   benchmarks/run.sh            # full run (a few minutes)
 #   benchmarks/run.sh --quick    # smoke run (well under a minute)
 #
-# Extra arguments go to both scripts (--quick, --repeats R). The peers are
+# Extra arguments go to every script (--quick, --repeats R). The peers are
 # installed ONLY into benchmarks/.venv: they are never dependencies of circuitry.
 # Environment: PYTHON (interpreter for the venv), REBUILD=1 (recreate the venv).
 set -euo pipefail
@@ -22,6 +23,8 @@ PEERS=(
     "aiobreaker==1.2.0"
     "pyresilience==0.4.1"
     "trio==0.35.0"
+    # redis-py: circuitry.redis (bench_redis.py) and pybreaker's CircuitRedisStorage
+    "redis==8.1.0"
 )
 
 STAMP="$VENV/.bench-requirements"
@@ -42,3 +45,9 @@ cd "$HERE"
 "$VENV/bin/python" "$HERE/peers_bench.py" "$@"
 echo
 "$VENV/bin/python" "$HERE/bench_internals.py" "$@"
+echo
+if command -v redis-server >/dev/null; then
+    "$VENV/bin/python" "$HERE/bench_redis.py" "$@"
+else
+    echo "# redis-server not installed: bench_redis.py skipped (Debian: apt-get install redis-server)" >&2
+fi

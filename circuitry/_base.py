@@ -43,7 +43,7 @@ from ._core import (
 )
 from ._errors import CircuitOpenError
 from ._metrics import CircuitMetrics
-from ._shared import Learned, Reply, Request, SharedCore, StoreError
+from ._shared import Answer, Learned, Request, SharedCore, Store
 from ._state import CircuitState
 from .events import (
     Alert,
@@ -92,7 +92,7 @@ def _wants_call_events(listeners: tuple[Subscription, ...]) -> bool:
 
 R = TypeVar("R")
 # An operation on a shared store, as steps (see BreakerBase._drive).
-Steps = Generator[Request, "Reply | StoreError", R]
+Steps = Generator[Request, Answer, R]
 
 # An open `with` / `async with` block: (generation, started, timeout scope or
 # None, thread that entered it, the block below it in the same frame or None).
@@ -140,7 +140,7 @@ class BreakerBase:
         *,
         name: str = "default",
         clock: Callable[[], float] | None = None,
-        store: Any = None,
+        store: Store | None = None,
     ) -> None:
         if config is None:
             config = CircuitBreakerConfig()
@@ -711,6 +711,8 @@ class BreakerBase:
         core: SharedCore = self._core  # type: ignore[assignment]
         now = self._clock.monotonic()
         with self._lock:
+            if self._dropped:
+                self._reclaim_dropped(now)
             request = core.plan_read(now)
         if request is not None:
             reply = yield request
@@ -728,6 +730,8 @@ class BreakerBase:
         core: SharedCore = self._core  # type: ignore[assignment]
         now = self._clock.monotonic()
         with self._lock:
+            if self._dropped:
+                self._reclaim_dropped(now)
             request = core.plan_control(trigger, duration)
         reply = None
         if request is not None:

@@ -5,31 +5,51 @@
 -- statement for statement where it can, and tests/test_redis_vectors.py runs
 -- one table of scenarios against both. Change one, change the other.
 --
--- KEYS[1]: the state hash; KEYS[2]: the trial permits (sorted set: permit -> start).
--- Both share one hash tag, so one script touches one slot (Redis Cluster).
+-- KEYS[1]: the state (a string, see below); KEYS[2]: the trial permits (a
+-- sorted set: permit -> start); KEYS[3]: the window (a hash of fixed
+-- buckets). All share one hash tag, so one script touches one slot (Redis
+-- Cluster).
 --
--- ARGV: 1 op (acquire | record | read | control | peek), 2 now ('' = Redis TIME;
--- a time source only tests pass), 3 ttl (ms), then the caller's config:
--- 4 failure_threshold_count, 5 failure_threshold_percentage, 6 minimum_calls,
--- 7 success_threshold_count, 8 test_request_count, 9 slow_call_rate_threshold,
--- 10 half_open_max_wait, 11 failure_window, 12 reset_timeout,
--- 13 reset_timeout_multiplier, 14 max_reset_timeout ('' = none for each
--- optional one), 15 the jitter factor of an open period started now,
--- 16 lease (s), 17 the config's fingerprint; then the op's own arguments:
---   acquire: 18 permit id
---   record:  18 generation, 19 outcome (s | f | i), 20 slow (1 | 0),
---            21 permit id ('' for a CLOSED call), 22 riding (1 | 0)
---   control: 18 trigger (TRIP_CALLED | FORCE_OPEN | FORCE_CLOSED | RESET),
---            19 duration ('' = the config's open period)
+-- ARGV[1]: the request, comma-separated: op (acquire | record | read |
+-- control | peek), now ('' = Redis TIME; a time source only tests pass), the
+-- jitter factor of an open period started now, then the op's own arguments:
+--   acquire: permit id
+--   record:  generation, outcome (s | f | i), slow (1 | 0), permit id ('' for
+--            a CLOSED call), riding (1 | 0)
+--   control: trigger (TRIP_CALLED | FORCE_OPEN | FORCE_CLOSED | RESET),
+--            duration ('' = the config's open period)
+-- ARGV[2]: the caller's config, comma-separated: ttl (ms), failure_window,
+-- failure_threshold_count, failure_threshold_percentage, minimum_calls,
+-- slow_call_rate_threshold, success_threshold_count, test_request_count,
+-- half_open_max_wait, reset_timeout, reset_timeout_multiplier,
+-- max_reset_timeout, lease (s) ('' for none of an optional one). Two
+-- arguments, not twenty: each costs the client more than the script.
 --
--- Reply: {state, generation, time in state, seconds left of the open period
--- ('' when none), transitions made by this call ('old>new,...'), admitted
--- (1 | 0), config differs (1 | 0), window calls, window failures, window slow,
--- consecutive failures, trials in flight, trial successes, now}. Floats travel as
--- '%.17g' strings: a Lua number in a reply would be truncated to an integer.
+-- Reply: '=' when a CLOSED call was recorded and nothing else changed (the
+-- fast path below); else one string, '|'-separated: state, generation, time in state,
+-- seconds left of the open period ('' when none), the transitions this call
+-- made ('old>new,...'), admitted (1 | 0), config differs (1 | 0), window
+-- calls, window failures, window slow, consecutive failures, trials in
+-- flight, trial successes, now (peek only). Floats are written '%.17g' (exact).
+--
+-- Stored: the state as one string, '|'-separated: state, generation, since,
+-- until (the open period's end), consecutive failures, trial successes,
+-- backoff level, the config of the last writer (ARGV[2]). One string, so
+-- that GETEX reads it and renews its TTL in one command: a CLOSED success
+-- costs that command alone. With a window, the window hash holds head (the
+-- newest bucket's number), c0..c9, f0..f9, s0..s9 (each bucket's calls,
+-- failures, slow calls) and tc, tf, tsl (their totals).
 
-local state_key, permits_key = KEYS[1], KEYS[2]
-local op = ARGV[1]
+local state_key, permits_key, window_key = KEYS[1], KEYS[2], KEYS[3]
+-- The request's fields, a[1] (op) to a[8]: string.match, one C call each,
+-- costs far less than a gmatch loop here, on every call.
+local op, given, jitter_factor, rest = string.match(ARGV[1], '^([^,]*),([^,]*),([^,]*),?(.*)$')
+local a = {op, given, jitter_factor}
+if op == 'record' then
+  a[4], a[5], a[6], a[7], a[8] = string.match(rest, '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
+else
+  a[4], a[5] = string.match(rest, '^([^,]*),?(.*)$')
+end
 local BUCKETS = 10
 local INF = math.huge
 
@@ -43,63 +63,136 @@ local function fmt(x)
   return string.format('%.17g', x)
 end
 
-local now = num(ARGV[2])
-if now == nil then
+local function clock()
+  local given = num(a[2])
+  if given ~= nil then return given end
   local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
-local ttl = tonumber(ARGV[3])
-local threshold = num(ARGV[4]) or INF  -- no count rule: no count reaches inf
-local percentage = num(ARGV[5])
-local minimum_calls = tonumber(ARGV[6])
-local success_threshold = tonumber(ARGV[7])
-local test_requests = tonumber(ARGV[8])
-local slow_rate = num(ARGV[9])
-local max_wait = num(ARGV[10])
-local window_length = num(ARGV[11])
-local reset_timeout = tonumber(ARGV[12])
-local multiplier = tonumber(ARGV[13])
-local max_reset = num(ARGV[14]) or INF
-local jitter = tonumber(ARGV[15])
-local lease = tonumber(ARGV[16])
-local fingerprint = ARGV[17]
 
--- The state as stored; a missing hash (new, expired or wiped) is CLOSED, with
+local fingerprint = ARGV[2]
+
+local STATE = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'
+local ttl = string.match(fingerprint, '^[^,]*')
+-- The state, read once (GET for peek: a look renews nothing).
+local stored
+if op == 'peek' then
+  stored = redis.call('GET', state_key)
+else
+  stored = redis.call('GETEX', state_key, 'PX', ttl)
+end
+
+-- The fast path: a success or a failure of the current CLOSED period, that
+-- trips nothing and (with a window) lands in the newest bucket, is counted
+-- with a few commands and answered '='. The same rules as the full path
+-- below (`record`, `window_trips`); anything else takes the full path.
+if op == 'record' and stored and a[7] == '' and a[8] ~= '1' then
+  local st, gen, since_s, until_s, cf, ts, bl, cfg = string.match(stored, STATE)
+  if st == 'closed' and gen == a[4] and cfg == fingerprint then
+    local window, count, percent, minimum, rate = string.match(
+      fingerprint, '^[^,]*,([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),')
+    local failed = a[5] == 'f'
+    local limit = num(count) or INF
+    if window == '' then
+      local consecutive = 0
+      if failed then consecutive = tonumber(cf) + 1 end
+      if consecutive < limit then
+        if consecutive ~= tonumber(cf) then
+          redis.call('SET', state_key,
+                     table.concat({st, gen, since_s, until_s, consecutive, ts, bl, cfg}, '|'),
+                     'PX', ttl)
+        end
+        return '='
+      end
+    else
+      local v = redis.call('HMGET', window_key, 'head', 'tc', 'tf', 'tsl')
+      if v[1] then
+        local number = math.floor(clock() / (tonumber(window) / BUCKETS))
+        if number == tonumber(v[1]) then
+          local slow = a[6] == '1'
+          local n, f, s = tonumber(v[2]) + 1, tonumber(v[3]), tonumber(v[4])
+          if failed then f = f + 1 end
+          if slow then s = s + 1 end
+          local trips = f >= limit
+          if not trips and n >= tonumber(minimum) then
+            local p, r = num(percent), num(rate)
+            trips = (p ~= nil and f * 100 >= p * n) or (r ~= nil and s * 100 >= r * n)
+          end
+          if not trips then
+            local i = number % BUCKETS
+            redis.call('HINCRBY', window_key, 'c' .. i, 1)
+            if failed then redis.call('HINCRBY', window_key, 'f' .. i, 1) end
+            if slow then redis.call('HINCRBY', window_key, 's' .. i, 1) end
+            redis.call('HSET', window_key, 'tc', n, 'tf', f, 'tsl', s)
+            redis.call('PEXPIRE', window_key, ttl)
+            return '='
+          end
+        end
+      end
+    end
+  end
+end
+
+local now = clock()
+local c = {}
+for field in string.gmatch(fingerprint .. ',', '([^,]*),') do c[#c + 1] = field end
+local window_length = num(c[2])
+local threshold = num(c[3]) or INF  -- no count rule: no count reaches inf
+local percentage = num(c[4])
+local minimum_calls = tonumber(c[5])
+local slow_rate = num(c[6])
+local success_threshold = tonumber(c[7])
+local test_requests = tonumber(c[8])
+local max_wait = num(c[9])
+local reset_timeout = tonumber(c[10])
+local multiplier = tonumber(c[11])
+local max_reset = num(c[12]) or INF
+local lease = tonumber(c[13])
+local jitter = tonumber(a[3])
+
+-- The state as stored; a missing one (new, expired or wiped) is CLOSED, with
 -- a generation from the clock, so that it is newer than any before it.
-local h = {}
-local raw = redis.call('HGETALL', state_key)
-for i = 1, #raw, 2 do h[raw[i]] = raw[i + 1] end
 local now_us = math.floor(now * 1000000)
-local state = h.state or 'closed'
-local generation = num(h.gen) or now_us
-local since = num(h.since) or now
-local open_until = num(h['until']) or INF
-local consecutive = num(h.cf) or 0
-local trial_successes = num(h.ts) or 0
-local backoff_level = num(h.bl) or reset_timeout
-local head = num(h.head)
+local state, generation, since, open_until = 'closed', now_us, now, INF
+local consecutive, trial_successes, backoff_level = 0, 0, reset_timeout
 local mismatch = 0
-if h.cfg ~= nil and h.cfg ~= fingerprint then mismatch = 1 end
-local dirty = raw[1] == nil or h.cfg ~= fingerprint
+local dirty = true
+if stored then
+  local st, gen, since_s, until_s, cf, ts, bl, cfg = string.match(stored, STATE)
+  state, generation, since, open_until = st, tonumber(gen), num(since_s), num(until_s)
+  consecutive, trial_successes, backoff_level = tonumber(cf), tonumber(ts), num(bl)
+  if cfg ~= fingerprint then mismatch = 1 else dirty = false end
+end
 
 local width = nil
-if window_length ~= nil then width = window_length / BUCKETS end
+local head = nil
 local calls, failures, slows = {}, {}, {}
-for i = 0, BUCKETS - 1 do
-  calls[i] = num(h['c' .. i]) or 0
-  failures[i] = num(h['f' .. i]) or 0
-  slows[i] = num(h['s' .. i]) or 0
+local window_dirty = false
+if window_length ~= nil then
+  width = window_length / BUCKETS
+  local h = {}
+  local raw = redis.call('HGETALL', window_key)
+  for i = 1, #raw, 2 do h[raw[i]] = raw[i + 1] end
+  head = num(h.head)
+  for i = 0, BUCKETS - 1 do
+    calls[i] = tonumber(h['c' .. i] or 0)
+    failures[i] = tonumber(h['f' .. i] or 0)
+    slows[i] = tonumber(h['s' .. i] or 0)
+  end
 end
 
 local function window_clear()
+  if width == nil then return end
   for i = 0, BUCKETS - 1 do calls[i] = 0; failures[i] = 0; slows[i] = 0 end
   head = nil
+  window_dirty = true
 end
 
 -- TimeWindow._advance: make bucket `number` the newest; the bucket to count in.
 local function advance(number)
   if head == nil then
     head = number
+    window_dirty = true
     return number
   end
   if number <= head then return head end
@@ -112,13 +205,15 @@ local function advance(number)
     end
   end
   head = number
+  window_dirty = true
   return number
 end
 
 local function totals()
-  local c, f, s = 0, 0, 0
-  for i = 0, BUCKETS - 1 do c = c + calls[i]; f = f + failures[i]; s = s + slows[i] end
-  return c, f, s
+  local n, f, s = 0, 0, 0
+  if width == nil then return 0, 0, 0 end
+  for i = 0, BUCKETS - 1 do n = n + calls[i]; f = f + failures[i]; s = s + slows[i] end
+  return n, f, s
 end
 
 -- Every transition (CircuitCore._TRANSITIONS); the manual ones work from every state.
@@ -143,7 +238,7 @@ local function fire(trigger, period)
   since = now
   consecutive = 0
   window_clear()
-  redis.call('DEL', permits_key)
+  if old == 'half_open' then redis.call('DEL', permits_key) end
   trial_successes = 0
   if new == 'open' then
     local level
@@ -189,11 +284,11 @@ end
 
 -- CircuitCore._window_trips
 local function window_trips()
-  local c, f, s = totals()
+  local n, f, s = totals()
   if f >= threshold then return true end
-  if c < minimum_calls then return false end
-  if percentage ~= nil and f * 100 >= percentage * c then return true end
-  return slow_rate ~= nil and s * 100 >= slow_rate * c
+  if n < minimum_calls then return false end
+  if percentage ~= nil and f * 100 >= percentage * n then return true end
+  return slow_rate ~= nil and s * 100 >= slow_rate * n
 end
 
 local admitted = 0
@@ -204,16 +299,17 @@ if op == 'acquire' then
   if state == 'closed' or state == 'forced_closed' then
     admitted = 1
   elseif state == 'half_open' and redis.call('ZCARD', permits_key) < test_requests then
-    redis.call('ZADD', permits_key, fmt(now), ARGV[18])
+    redis.call('ZADD', permits_key, fmt(now), a[4])
+    redis.call('PEXPIRE', permits_key, ttl)
     admitted = 1
   end
 elseif op == 'record' then
   -- CircuitCore.complete: the state machine part (the totals are the process's).
-  local ticket = tonumber(ARGV[18])
-  local outcome = ARGV[19]
-  local slow = ARGV[20] == '1'
-  local permit = ARGV[21]
-  local riding = ARGV[22] == '1'
+  local ticket = tonumber(a[4])
+  local outcome = a[5]
+  local slow = a[6] == '1'
+  local permit = a[7]
+  local riding = a[8] == '1'
   if state ~= 'closed' then tick() end
   local current = ticket == generation and not riding
   if current and state == 'half_open' then
@@ -239,7 +335,7 @@ elseif op == 'record' then
         calls[i] = calls[i] + 1
         if outcome == 'f' then failures[i] = failures[i] + 1 end
         if slow then slows[i] = slows[i] + 1 end
-        dirty = true
+        window_dirty = true
         if window_trips() then fire('TRIP') end
       end
     end
@@ -254,42 +350,50 @@ elseif op == 'record' then
   end
 elseif op == 'read' or op == 'peek' then
   if op == 'read' then tick() end  -- peek (store.snapshot) writes nothing
-  if width ~= nil then
-    local before = head
-    advance(math.floor(now / width))
-    if head ~= before then dirty = true end
-  end
+  if width ~= nil then advance(math.floor(now / width)) end
 elseif op == 'control' then
   tick()
-  fire(ARGV[18], num(ARGV[19]))
+  fire(a[4], num(a[5]))
 end
 
-if dirty and op ~= 'peek' then
-  local fields = {'state', state, 'gen', fmt(generation), 'since', fmt(since),
-                  'until', fmt(open_until), 'cf', consecutive, 'ts', trial_successes,
-                  'bl', fmt(backoff_level), 'cfg', fingerprint}
-  if head ~= nil then
-    table.insert(fields, 'head'); table.insert(fields, head)
-  elseif h.head ~= nil then
-    redis.call('HDEL', state_key, 'head')
+if op ~= 'peek' then
+  if dirty then  -- (GETEX renewed its TTL otherwise)
+    redis.call('SET', state_key,
+               table.concat({state, fmt(generation), fmt(since), fmt(open_until), consecutive,
+                             trial_successes, fmt(backoff_level), fingerprint}, '|'),
+               'PX', ttl)
   end
   if width ~= nil then
-    for i = 0, BUCKETS - 1 do
-      table.insert(fields, 'c' .. i); table.insert(fields, calls[i])
-      table.insert(fields, 'f' .. i); table.insert(fields, failures[i])
-      table.insert(fields, 's' .. i); table.insert(fields, slows[i])
+    if window_dirty then
+      local fields = {}
+      for i = 0, BUCKETS - 1 do
+        fields[#fields + 1] = 'c' .. i; fields[#fields + 1] = calls[i]
+        fields[#fields + 1] = 'f' .. i; fields[#fields + 1] = failures[i]
+        fields[#fields + 1] = 's' .. i; fields[#fields + 1] = slows[i]
+      end
+      local n, f, s = totals()
+      fields[#fields + 1] = 'tc'; fields[#fields + 1] = n
+      fields[#fields + 1] = 'tf'; fields[#fields + 1] = f
+      fields[#fields + 1] = 'tsl'; fields[#fields + 1] = s
+      if head ~= nil then
+        fields[#fields + 1] = 'head'; fields[#fields + 1] = fmt(head)
+      else
+        redis.call('HDEL', window_key, 'head')
+      end
+      redis.call('HSET', window_key, unpack(fields))
     end
+    redis.call('PEXPIRE', window_key, ttl)
   end
-  redis.call('HSET', state_key, unpack(fields))
-end
-if op ~= 'peek' then
-  redis.call('PEXPIRE', state_key, ttl)
-  redis.call('PEXPIRE', permits_key, ttl)
 end
 
 local left = ''
 if state == 'open' then left = fmt(open_until - now) end
-local c, f, s = totals()
-return {state, generation, fmt(now - since), left, table.concat(moves, ','), admitted,
-        mismatch, c, f, s, consecutive, redis.call('ZCARD', permits_key), trial_successes,
-        fmt(now)}
+local trials = 0
+if state == 'half_open' then trials = redis.call('ZCARD', permits_key) end
+local n, f, s = totals()
+local gen = fmt(generation)
+local at = ''
+if op == 'peek' then at = fmt(now) end
+return table.concat({state, gen, fmt(now - since), left, table.concat(moves, ','),
+                     admitted, mismatch, n, f, s, consecutive, trials, trial_successes,
+                     at}, '|')

@@ -25,6 +25,7 @@ from ._base import Subscription, check_subscription
 from ._breaker import CircuitBreaker
 from ._config import CircuitBreakerConfig
 from ._metrics import CircuitMetrics
+from ._shared import Store
 from ._state import AlertLevel
 from .events import Event
 
@@ -145,7 +146,7 @@ class CircuitBreakerManager:
         default_config: CircuitBreakerConfig | None = None,
         *,
         clock: Callable[[], float] | None = None,
-        store: Any = None,
+        store: Store | None = None,
     ) -> None:
         if default_config is None:
             default_config = CircuitBreakerConfig()

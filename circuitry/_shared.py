@@ -48,7 +48,7 @@ import enum
 import logging
 import math
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import NamedTuple, Protocol
 
 import attrs
 
@@ -63,9 +63,11 @@ __all__ = [
     "Learned",
     "Mode",
     "Reply",
+    "Answer",
     "Request",
     "SharedCore",
     "SharedStore",
+    "Store",
     "StoreError",
 ]
 
@@ -97,22 +99,20 @@ class Mode(enum.Enum):
     DENY = "deny"  # the store failed: reject everything
 
 
-@attrs.frozen
-class Request:
+class Request(NamedTuple):
     """One round trip: an operation of the store's script with its arguments."""
 
     op: str
     args: tuple[str, ...] = ()
-    permit: str = ""  # acquire: the permit id asked for
 
-    def to_argv(self, core: SharedCore) -> list[str]:
-        """The script's ARGV for this request, from `core`'s config and store."""
-        return [self.op, core.store.now_argument(), *core.config_args, core.jitter(), *core.tail,
-                *self.args]
+    def to_argv(self, core: SharedCore) -> tuple[str, str]:
+        """The script's ARGV for this request, with `core`'s config (see `_circuit.lua`)."""
+        jitter = core.no_jitter or core.jitter()
+        line = ",".join((self.op, core.store.now_argument(), jitter, *self.args))
+        return line, core.rules
 
 
-@attrs.frozen
-class Reply:
+class Reply(NamedTuple):
     """What the store answers: the shared state after the operation."""
 
     state: CircuitState
@@ -128,34 +128,38 @@ class Reply:
     consecutive_failures: int
     trials_in_flight: int
     trial_successes: int
-    now: float  # the store's clock
+    now: float | None  # the store's clock (peek only)
 
     @classmethod
-    def parse(cls, raw: list[Any]) -> Reply:
-        """A reply from the script's array (see `_circuit.lua`)."""
+    def parse(cls, raw: bytes | str) -> Reply | None:
+        """A reply from the script's string (see `_circuit.lua`); None for '=' (no change)."""
+        if raw == b"=" or raw == "=":
+            return None
+        text = raw.decode() if isinstance(raw, bytes) else raw
         (state, generation, in_state, left, moves, admitted, differs, calls, failures, slow,
-         consecutive, trials, successes, now) = (
-            item.decode() if isinstance(item, bytes) else item for item in raw
-        )
+         consecutive, trials, successes, now) = text.split("|")
         return cls(
-            state=CircuitState(state),
-            generation=int(generation),
-            time_in_state=max(0.0, float(in_state)),
-            left=float(left) if left else None,
-            moves=tuple(
-                (CircuitState(old), CircuitState(new))
-                for old, new in (move.split(">") for move in moves.split(",") if move)
-            ),
-            admitted=bool(int(admitted)),
-            config_differs=bool(int(differs)),
-            window_calls=int(calls),
-            window_failures=int(failures),
-            window_slow=int(slow),
-            consecutive_failures=int(consecutive),
-            trials_in_flight=int(trials),
-            trial_successes=int(successes),
-            now=float(now),
+            _STATES[state],
+            int(generation),
+            max(0.0, float(in_state)),
+            float(left) if left else None,
+            tuple(
+                (_STATES[old], _STATES[new])
+                for old, new in (move.split(">") for move in moves.split(","))
+            ) if moves else (),
+            admitted == "1",
+            differs == "1",
+            int(calls),
+            int(failures),
+            int(slow),
+            int(consecutive),
+            int(trials),
+            int(successes),
+            float(now) if now else None,
         )
+
+
+_STATES = {state.value: state for state in CircuitState}
 
 
 @attrs.frozen
@@ -163,6 +167,10 @@ class StoreError:
     """The store failed this request (or is backing off after a failure)."""
 
     error: BaseException
+
+
+Answer = Reply | StoreError | None
+"""What a store's `send` returns: a reply, the failure, or None ('=': recorded, no change)."""
 
 
 @attrs.frozen
@@ -202,12 +210,20 @@ class SharedStore(Protocol):
         """A trial permit's id, unique across processes."""
         ...
 
-    def send(self, core: SharedCore, request: Request) -> Reply | StoreError:
+    def send(self, core: SharedCore, request: Request) -> Answer:
         """Run `request` (blocking); never raises for a store failure."""
         ...
 
-    async def send_async(self, core: SharedCore, request: Request) -> Reply | StoreError:
+    async def send_async(self, core: SharedCore, request: Request) -> Answer:
         """Run `request` without blocking the event loop."""
+        ...
+
+
+class Store(Protocol):
+    """What `store=` takes (`circuitry.redis.RedisStore`): it makes each breaker's core."""
+
+    def attach(self, config: CircuitBreakerConfig, name: str, now: float) -> SharedCore:
+        """The core of a new breaker `name` with `config`, built at `now`."""
         ...
 
 
@@ -216,17 +232,17 @@ def _optional(value: float | None) -> str:
 
 
 def config_arguments(config: CircuitBreakerConfig) -> tuple[str, ...]:
-    """ARGV 4 to 14 of the script: the trip and recovery rules of `config`."""
+    """The trip and recovery rules of `config`, in the script's order (`_circuit.lua`)."""
     count = config.failure_threshold_count
     return (
+        _optional(config.failure_window),
         "" if count is None else str(count),
         _optional(config.failure_threshold_percentage),
         str(config.minimum_calls),
+        _optional(config.slow_call_rate_threshold),
         str(config.success_threshold_count),
         str(config.test_request_count),
-        _optional(config.slow_call_rate_threshold),
         _optional(config.half_open_max_wait),
-        _optional(config.failure_window),
         repr(float(config.reset_timeout)),
         repr(float(config.reset_timeout_multiplier)),
         _optional(config.max_reset_timeout),
@@ -238,17 +254,17 @@ class SharedCore(CircuitCore):
 
     __slots__ = (
         "asking",
-        "config_args",
+        "rules",
         "flying",
         "keys",
         "local_from",
         "mode",
+        "no_jitter",
         "permits",
         "refresh_at",
         "shared_window",
         "store",
         "synced",
-        "tail",
         "warned",
     )
 
@@ -267,9 +283,12 @@ class SharedCore(CircuitCore):
             super().__init__(config, name, now, random)
         self.store = store
         self.keys = store.keys(name)
-        self.config_args = (str(store.ttl_ms()), *config_arguments(config))
-        fingerprint = ",".join(self.config_args[1:])
-        self.tail = (repr(float(store.lease_for(config))), fingerprint)
+        # The script's config argument, also the fingerprint of this process's rules.
+        self.rules = ",".join(
+            (str(store.ttl_ms()), *config_arguments(config), repr(float(store.lease_for(config))))
+        )
+        # The jitter argument when the config has none ('' when it has: see jitter()).
+        self.no_jitter = "" if config.reset_timeout_jitter else "1.0"
         self.synced = False
         self.asking = False  # a single-flight request is out (see _plan_acquire)
         self.flying = 0  # calls admitted under the shared rules, not yet complete
@@ -291,13 +310,18 @@ class SharedCore(CircuitCore):
     # -- what the adapters read without the lock ---------------------------------
 
     def _publish(self) -> None:
-        """As `CircuitCore._publish`, but nothing is admitted or recorded without a plan.
+        """As `CircuitCore._publish`, but nothing is recorded without a plan.
 
-        A rejection while an OPEN period this process knows of runs needs no
+        While the store's state is known CLOSED or FORCED_CLOSED, a call is
+        admitted without the lock, as in-process (into `tickets`); otherwise
+        (not yet synced, the store down) each admission is planned. A
+        rejection while an OPEN period this process knows of runs needs no
         plan; FORCED_OPEN does (it asks again every FORCED_OPEN_REFRESH).
         """
         super()._publish()
-        self.admitting = self.deferring = None
+        self.deferring = None
+        if self.mode is not Mode.SHARED:
+            self.admitting = None
         if self.state is FORCED_OPEN and self.mode is not Mode.LOCAL:
             self.reject_until = -math.inf
 
@@ -321,7 +345,8 @@ class SharedCore(CircuitCore):
             return self._acquire_fallback(now, trial), None
         state = self.state
         if state is CLOSED or state is FORCED_CLOSED:
-            return self._admitted(self.generation, state), None
+            self.tickets.append(now)  # as an adapter does without the lock
+            return (self.generation, state, None), None
         if state is HALF_OPEN:
             if trial is not None and trial[0] == self.generation and trial in self.permits:
                 return self._admitted(RIDING - self.generation, state), None
@@ -334,11 +359,12 @@ class SharedCore(CircuitCore):
 
     def apply_acquire(
         self, now: float, trial: tuple[int, float] | None, request: Request,
-        reply: Reply | StoreError,
+        reply: Answer,
     ) -> tuple[int, CircuitState, float | None]:
         """The result of an acquire request: (ticket or REJECTED, state, retry_after)."""
         self.asking = False
-        if isinstance(reply, StoreError):
+        if not isinstance(reply, Reply):  # (an acquire is always answered in full)
+            reply = reply or StoreError(RuntimeError("no answer to an acquire"))
             self._fall_back(now, reply.error)
             return self._acquire_fallback(now, trial)
         self._absorb(now, reply)
@@ -347,6 +373,9 @@ class SharedCore(CircuitCore):
             return self._rejected(now)
         if state is HALF_OPEN:
             self.permits.setdefault((self.generation, now), []).append(request.args[0])
+        elif state is CLOSED or state is FORCED_CLOSED:
+            self.tickets.append(now)  # (see _publish)
+            return self.generation, state, None
         return self._admitted(self.generation, state)
 
     def cancel(self) -> None:
@@ -356,6 +385,7 @@ class SharedCore(CircuitCore):
     def _admitted(
         self, generation: int, state: CircuitState
     ) -> tuple[int, CircuitState, float | None]:
+        """Count an admission in `flying` (the current CLOSED period's are in `tickets`)."""
         self._allowed += 1
         self.flying += 1
         return generation, state, None
@@ -421,10 +451,20 @@ class SharedCore(CircuitCore):
         if self.mode is Mode.LOCAL and issued >= self.local_from:
             CircuitCore.complete(self, generation, started, now, outcome, exception)
             return None
-        self.flying -= 1
+        state = self.state
+        tickets = self.tickets
+        if (
+            issued == self.generation
+            and not riding
+            and (state is CLOSED or state is FORCED_CLOSED)
+            and tickets
+        ):
+            tickets.pop()  # admitted into `tickets` (see _publish)
+            self._allowed += 1
+        else:
+            self.flying -= 1
         self.completed += 1
         slow = self._count(outcome, now - started, now, exception)
-        state = self.state
         permit = ""
         if state is HALF_OPEN and not riding and issued == self.generation:
             ids = self.permits.get((issued, started))
@@ -447,10 +487,12 @@ class SharedCore(CircuitCore):
             "record", (str(issued), _OUTCOME_CODES[outcome], "1" if slow else "0", permit, "0")
         )
 
-    def apply_complete(self, now: float, request: Request, reply: Reply | StoreError) -> None:
+    def apply_complete(
+        self, now: float, request: Request, reply: Answer
+    ) -> None:
         if isinstance(reply, StoreError):
             self._fall_back(now, reply.error)  # this outcome is the process's alone
-        else:
+        elif reply is not None:  # None: recorded, and nothing else changed
             self._absorb(now, reply)
 
     # -- reads and manual control -------------------------------------------------------
@@ -464,7 +506,9 @@ class SharedCore(CircuitCore):
             return None
         return Request("read")
 
-    def apply_read(self, now: float, reply: Reply | StoreError) -> None:
+    def apply_read(self, now: float, reply: Answer) -> None:
+        if reply is None:
+            return
         if isinstance(reply, StoreError):
             self._fall_back(now, reply.error)
         else:
@@ -505,7 +549,7 @@ class SharedCore(CircuitCore):
         return None
 
     def apply_control(
-        self, now: float, request: Request | None, reply: Reply | StoreError | None,
+        self, now: float, request: Request | None, reply: Answer,
         local: Callable[[], None],
     ) -> None:
         """Absorb the reply; when the store failed (or is down), `local()` does it here."""
@@ -534,6 +578,8 @@ class SharedCore(CircuitCore):
         for before, after in moves:
             self.state_changes += 1
             events.append(StateChanged(self.name, now, before, after))
+        if reply.generation != self.generation:
+            self._sweep()
         state = self.state = reply.state
         self.generation = reply.generation
         self.state_since = now - reply.time_in_state
@@ -560,12 +606,21 @@ class SharedCore(CircuitCore):
         self.synced = True
         self._publish()
 
+    def _sweep(self) -> None:
+        """A new period: the calls admitted into `tickets` are late results now (`flying`)."""
+        tickets = self.tickets
+        swept = len(tickets)  # only these: an adapter may be appending
+        del tickets[:swept]
+        self._allowed += swept
+        self.flying += swept
+
     def _fall_back(self, now: float, error: BaseException) -> None:
         """The store failed: decide by `on_unavailable` until it answers (once per outage)."""
         if self.mode is not Mode.SHARED and self.mode is not Mode.UNSYNCED:
             return  # already: the outage goes on
         self.mode = mode = self.store.on_unavailable
         self.asking = False
+        self._sweep()  # a new period (LOCAL), or none at all: late results either way
         if mode is Mode.LOCAL:
             # A new local period: the shared calls in flight are late results here.
             self.generation += 1
@@ -574,12 +629,8 @@ class SharedCore(CircuitCore):
             if self.window is not None:
                 self.window.clear()
             self.backoff_level = self.config.reset_timeout
-            if self.state is HALF_OPEN:
-                # The trials in flight are elsewhere's: probe afresh from OPEN's end.
-                self.state = OPEN
-                self.open_until = now
-            elif self.state is OPEN and self.open_until == math.inf:
-                self.open_until = now
+            # From the last known state as it is: in HALF_OPEN the trials in
+            # flight are late here, and the local rules admit trials of their own.
         self.permits.clear()
         self.events.append(StoreUnavailable(self.name, now, error))
         self._publish()
@@ -605,6 +656,7 @@ class SharedCore(CircuitCore):
         if self.mode is Mode.LOCAL:
             super().after_fork(kept)
             return
+        self._sweep()
         gone = max(0, self.flying - kept)
         self.total_ignored += gone
         self.completed += gone

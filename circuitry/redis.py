@@ -15,10 +15,11 @@ side (`circuitry._shared`) keeps a mirror of the state so that a call while
 CLOSED costs one round trip (the record after it) and a rejection while OPEN
 costs none. See README "Many processes" for the failure modes.
 
-Keys: `circuitry:{<namespace>:<name>}:state` (a hash: the state, the window's
-buckets) and `...:permits` (a sorted set: trial permit -> start), one hash tag
-per breaker (Redis Cluster safe), names percent-escaped, each with a TTL
-renewed at every use.
+Keys: `circuitry:{<namespace>:<name>}:state` (a string: the state),
+`...:window` (a hash: the window's buckets, with a window only) and
+`...:permits` (a sorted set: trial permit -> start, in HALF_OPEN only), one
+hash tag per breaker (Redis Cluster safe), names percent-escaped, each with a
+TTL renewed at every use.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import logging
 import math
 import os
 import threading
@@ -44,7 +46,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ._config import CircuitBreakerConfig
-from ._shared import Mode, Reply, Request, SharedCore, StoreError
+from ._shared import Answer, Mode, Reply, Request, SharedCore, StoreError
 
 __all__ = ["RedisStore"]
 
@@ -60,14 +62,19 @@ DEFAULT_LEASE = 30.0
 
 _MODES = {"local": Mode.LOCAL, "allow": Mode.ALLOW, "deny": Mode.DENY}
 
+logger = logging.getLogger("circuitry")
+
 
 class RedisStore:
     """The shared state of circuits, in Redis: pass it as `store=` to breakers and managers.
 
     Args:
-        client: a `redis.Redis` (sync). Give it a short `socket_timeout`: a
-            hung Redis delays a call by that much, once per outage. A
-            `redis.cluster.RedisCluster` works too (one hash tag per breaker).
+        client: a `redis.Redis` (sync). Give it a short `socket_timeout` and
+            no retries (`retry=Retry(NoBackoff(), 0)`; `from_url` does both):
+            a dead or hung Redis then delays a call by one socket timeout,
+            once per outage. redis-py's own default retries (10, with backoff,
+            in redis-py 8) make that several seconds: a warning is logged for
+            a client that retries.
         namespace: circuits of one namespace and name are one circuit.
         async_client: a `redis.asyncio.Redis` for `async with` / `call_async`
             on asyncio, on the event loop it is first used on (its connections
@@ -115,6 +122,15 @@ class RedisStore:
         _check_seconds("ttl", ttl)
         if time_source is not None and not callable(time_source):
             raise TypeError(f"time_source must be callable or None, got {time_source!r}")
+        for field, given in (("client", client), ("async_client", async_client)):
+            if _retries(given):
+                logger.warning(
+                    "RedisStore: %s retries %d times: a dead or hung Redis will delay "
+                    "calls by that many socket timeouts; pass retry=Retry(NoBackoff(), 0) "
+                    "or use RedisStore.from_url",
+                    field,
+                    _retries(given),
+                )
         self.client = client
         self.async_client = async_client
         self._async_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None  # see _async_here
@@ -128,7 +144,7 @@ class RedisStore:
         self._outage: StoreError | None = None  # the error of the outage going on
         self._retry_at = -math.inf  # time.monotonic() before which Redis is left alone
         self._backoff = BACKOFF_START
-        self._probe_at = -math.inf  # when the newest request during an outage was let through
+        self._period = 0  # see _may_send
         self._token = os.urandom(6).hex()
         self._permits = itertools.count()
         # The config of each name attached in this process, for `snapshot`.
@@ -201,7 +217,7 @@ class RedisStore:
 
     def keys(self, name: str) -> tuple[str, ...]:
         tag = self._prefix + quote(name, safe="") + "}"
-        return (tag + ":state", tag + ":permits")
+        return (tag + ":state", tag + ":permits", tag + ":window")
 
     def lease_for(self, config: CircuitBreakerConfig) -> float:
         if self.lease is not None:
@@ -230,7 +246,7 @@ class RedisStore:
         outage = self._outage
         return outage if outage is not None else StoreError(ConnectionError("store unavailable"))
 
-    def send(self, core: SharedCore, request: Request) -> Reply | StoreError:
+    def send(self, core: SharedCore, request: Request) -> Answer:
         """Run one request on the sync client: the reply, or the error (never raised)."""
         sent = self._may_send()
         if sent is None:
@@ -238,16 +254,16 @@ class RedisStore:
         argv = request.to_argv(core)
         try:
             try:
-                raw = self.client.evalsha(SCRIPT_SHA, 2, *core.keys, *argv)
+                raw = self.client.evalsha(SCRIPT_SHA, 3, *core.keys, *argv)
             except redis.exceptions.NoScriptError:  # a new or restarted server, SCRIPT FLUSH
-                raw = self.client.eval(SCRIPT, 2, *core.keys, *argv)
+                raw = self.client.eval(SCRIPT, 3, *core.keys, *argv)
             reply = Reply.parse(raw)
         except Exception as exc:  # any error: the call must not fail for the store
             return self._failed(exc, sent)
         self._answered()
         return reply
 
-    async def send_async(self, core: SharedCore, request: Request) -> Reply | StoreError:
+    async def send_async(self, core: SharedCore, request: Request) -> Answer:
         """Run one request without blocking the loop: the asyncio client, else a thread."""
         client = self._async_here()
         if client is None:
@@ -260,9 +276,9 @@ class RedisStore:
         argv = request.to_argv(core)
         try:
             try:
-                raw = await client.evalsha(SCRIPT_SHA, 2, *core.keys, *argv)
+                raw = await client.evalsha(SCRIPT_SHA, 3, *core.keys, *argv)
             except redis.exceptions.NoScriptError:
-                raw = await client.eval(SCRIPT, 2, *core.keys, *argv)
+                raw = await client.eval(SCRIPT, 3, *core.keys, *argv)
             reply = Reply.parse(raw)
         except Exception as exc:
             return self._failed(exc, sent)
@@ -272,22 +288,23 @@ class RedisStore:
     # The outage: after a failure nothing is sent until `_retry_at`; then one
     # request (the probe) is let through, and the others keep waiting until it
     # fails (the backoff doubles, up to BACKOFF_MAX) or succeeds (the outage is
-    # over). A request that was already out when the outage began or a probe
-    # was let through fails without doubling the backoff.
+    # over). Each request carries the number of the period it was sent in
+    # (`_period`: a new one at an outage's start and at each probe), so one
+    # that was already out then fails without doubling the backoff.
 
-    def _may_send(self) -> float | None:
-        """The time a request is sent at, or None: backing off."""
-        now = time.monotonic()
+    def _may_send(self) -> int | None:
+        """The period a request is sent in, or None: backing off."""
         if self._outage is None:
-            return now
+            return self._period
         with self._lock:
             if self._outage is None:
-                return now
+                return self._period
+            now = time.monotonic()
             if now < self._retry_at:
                 return None
-            self._probe_at = now
+            self._period += 1
             self._retry_at = now + self._backoff  # the others wait for this probe
-            return now
+            return self._period
 
     def _async_here(self) -> redis.asyncio.Redis | None:
         """The asyncio client, if the running loop is asyncio's and the one it belongs to.
@@ -311,19 +328,18 @@ class RedisStore:
                     self._async_loop = bound = weakref.ref(loop)
         return client if bound() is loop else None
 
-    def _failed(self, error: Exception, sent: float) -> StoreError:
+    def _failed(self, error: Exception, sent: int) -> StoreError:
         with self._lock:
-            now = time.monotonic()
             outage = self._outage
             if outage is None:
                 outage = self._outage = StoreError(error)
                 self._backoff = BACKOFF_START
-            elif sent >= self._probe_at:  # the probe failed
+            elif sent == self._period:  # the probe failed
                 self._backoff = min(self._backoff * 2.0, BACKOFF_MAX)
             else:
-                return outage  # out before the outage was known: changes nothing
-            self._probe_at = now
-            self._retry_at = now + self._backoff
+                return outage  # out before the outage or the probe: changes nothing
+            self._period += 1
+            self._retry_at = time.monotonic() + self._backoff
         return outage
 
     def _answered(self) -> None:
@@ -349,14 +365,16 @@ class RedisStore:
         core = SharedCore(config, name, 0.0, self)
         argv = Request("peek").to_argv(core)
         try:
-            raw = self.client.evalsha(SCRIPT_SHA, 2, *core.keys, *argv)
+            raw = self.client.evalsha(SCRIPT_SHA, 3, *core.keys, *argv)
         except redis.exceptions.NoScriptError:
-            raw = self.client.eval(SCRIPT, 2, *core.keys, *argv)
+            raw = self.client.eval(SCRIPT, 3, *core.keys, *argv)
         reply = Reply.parse(raw)
+        assert reply is not None  # (only a record may answer '=')
+        now = reply.now
         return {
             "state": reply.state.value,
             "generation": reply.generation,
-            "open_until": None if reply.left is None else reply.now + reply.left,
+            "open_until": None if reply.left is None or now is None else now + reply.left,
             "time_in_state": reply.time_in_state,
             "window_calls": reply.window_calls,
             "window_failures": reply.window_failures,
@@ -371,6 +389,15 @@ class RedisStore:
         self._lock = threading.Lock()
         self._token = os.urandom(6).hex()  # permit ids stay unique across processes
         # redis-py's pools notice the new pid and connect afresh.
+
+
+def _retries(client: object) -> int:
+    """How many times `client` retries a failed command (0 when it cannot tell)."""
+    get_retry = getattr(client, "get_retry", None)
+    retry = get_retry() if callable(get_retry) else None
+    get_retries = getattr(retry, "get_retries", None)
+    count = get_retries() if callable(get_retries) else 0
+    return count if isinstance(count, int) else 0
 
 
 def _check_seconds(field: str, value: object) -> None:

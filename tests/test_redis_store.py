@@ -8,6 +8,7 @@ test_redis_processes.py and test_redis_faults.py.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -116,12 +117,12 @@ def test_names_are_escaped_into_one_hash_tag_each(redis_url: str, client: redis.
     assert len(keys) == len(names)  # one state hash each; no permits without trials
     tags = set()
     for key in keys:
-        assert key.count("{") == 1 and key.count("}") == 1, key  # one tag, never cut short
+        assert key.count("{") == 1, key  # one tag, never cut short
+        assert key.count("}") == 1, key
         tags.add(key[key.index("{") : key.index("}") + 1])
     assert len(tags) == len(names)
     for name in names:
-        a, b = (store.keys(name))
-        assert a[: a.index("}")] == b[: b.index("}")]  # one slot per breaker
+        assert len({key[: key.index("}")] for key in store.keys(name)}) == 1  # one slot each
 
 
 def test_every_key_has_a_ttl_renewed_at_each_use(redis_url: str, client: redis.Redis) -> None:
@@ -132,7 +133,7 @@ def test_every_key_has_a_ttl_renewed_at_each_use(redis_url: str, client: redis.R
     time.sleep(0.06)
     permit = breaker.try_acquire()  # a trial: the permits key exists too
     assert permit is not None
-    state_key, permits_key = store.keys("svc")
+    state_key, permits_key, _ = store.keys("svc")
     for key in (state_key, permits_key):
         assert 0 < client.pttl(key) <= 100_000
     client.pexpire(state_key, 5_000)
@@ -151,18 +152,21 @@ def test_memory_per_breaker_is_bounded_whatever_the_traffic(
         store=store,
     )
     sizes = []
-    for round_ in range(4):
+    for _ in range(4):
         deadline = time.monotonic() + 0.25  # more than a window: every bucket used
         while time.monotonic() < deadline:
             breaker.call(lambda: None)
             fail(breaker)
-        sizes.append((len(client.keys("*")), client.hlen(store.keys("busy")[0]),
-                      client.memory_usage(store.keys("busy")[0])))
+        state, _, window = store.keys("busy")
+        sizes.append((len(client.keys("*")), client.hlen(window),
+                      (client.memory_usage(state) or 0) + (client.memory_usage(window) or 0)))
     assert len({s[:2] for s in sizes}) == 1, sizes  # the same keys and fields every round
-    assert max(s[2] or 0 for s in sizes) < 4096, sizes
+    assert sizes[0][:2] == (2, 34), sizes  # the state, the window: head, 30 buckets, 3 totals
+    assert max(s[2] for s in sizes) < 4096, sizes
     metrics = breaker.metrics()
     assert metrics.total_allowed > 100
-    assert metrics.window_calls is not None and 0 < metrics.window_calls <= metrics.total_allowed
+    assert metrics.window_calls is not None
+    assert 0 < metrics.window_calls <= metrics.total_allowed
 
 
 # -- scripts and generations ------------------------------------------------------------
@@ -208,7 +212,8 @@ def test_snapshot_is_plain_data_and_changes_nothing(redis_url: str, client: redi
     data = store.snapshot("svc")
     assert data["state"] == "closed"
     assert (data["window_calls"], data["window_failures"]) == (3, 2)
-    assert data["trials_in_flight"] == 0 and data["open_until"] is None
+    assert data["trials_in_flight"] == 0
+    assert data["open_until"] is None
     assert isinstance(data["generation"], int)
     assert store.snapshot("never-used")["state"] == "closed"
     assert client.keys("*never-used*") == []  # a look creates nothing
@@ -281,7 +286,8 @@ def test_manual_controls_act_on_every_process(redis_url: str) -> None:
     b.trip(30.0)
     assert a.state is OPEN
     retry_after = a.metrics().retry_after
-    assert retry_after is not None and 29.0 < retry_after <= 30.0
+    assert retry_after is not None
+    assert 29.0 < retry_after <= 30.0
 
 
 def test_a_forced_open_process_learns_of_a_reset_elsewhere_within_a_second(
@@ -405,3 +411,198 @@ async def test_an_async_trial_takes_two_round_trips_and_closes(
         assert breaker.state is CLOSED
     finally:
         await store.aclose()
+
+
+# -- round trips ------------------------------------------------------------------------------
+
+
+def evalsha_calls(server: Any) -> int:
+    stats = server.commandstats()
+    return int(stats.get("evalsha", 0) + stats.get("eval", 0))
+
+
+def test_what_each_step_costs_in_round_trips(redis_url: str, redis_server: Any) -> None:
+    store = RedisStore.from_url(redis_url)
+    CircuitBreaker(config(), name="warm-up", store=store).call(lambda: None)  # loads the script
+    breaker = CircuitBreaker(config(failure_threshold_count=2, reset_timeout=0.1),
+                             name="svc", store=store)
+    before = evalsha_calls(redis_server)
+    breaker.call(lambda: None)  # the first call asks first: two
+    assert evalsha_calls(redis_server) - before == 2
+    before = evalsha_calls(redis_server)
+    for _ in range(10):
+        breaker.call(lambda: None)  # CLOSED: the record only
+    assert evalsha_calls(redis_server) - before == 10
+    before = evalsha_calls(redis_server)
+    assert breaker.state is CLOSED  # a read: one
+    assert evalsha_calls(redis_server) - before == 1
+    fail(breaker, 2)  # opens
+    before = evalsha_calls(redis_server)
+    for _ in range(100):
+        with pytest.raises(CircuitOpenError):
+            breaker.call(lambda: None)
+    assert breaker.state is OPEN
+    breaker.metrics()
+    assert evalsha_calls(redis_server) - before == 0  # OPEN is known: nothing asked
+    time.sleep(0.12)
+    before = evalsha_calls(redis_server)
+    breaker.call(lambda: None)  # the trial: acquire and record
+    assert evalsha_calls(redis_server) - before == 2
+    assert breaker.state is CLOSED
+
+
+def test_a_new_breaker_asks_before_its_first_call(redis_url: str) -> None:
+    opener = CircuitBreaker(config(failure_threshold_count=1), name="svc",
+                            store=RedisStore.from_url(redis_url))
+    fail(opener)
+    newcomer = CircuitBreaker(config(failure_threshold_count=1), name="svc",
+                              store=RedisStore.from_url(redis_url))
+    ran = []
+    with pytest.raises(CircuitOpenError) as caught:
+        newcomer.call(lambda: ran.append(1))
+    assert ran == []
+    assert caught.value.state is OPEN
+    assert caught.value.retry_after is not None
+    assert 59.0 < caught.value.retry_after <= 60.0
+
+
+# -- many threads --------------------------------------------------------------------------
+
+
+def test_threads_of_two_processes_never_run_more_trials_than_allowed(redis_url: str) -> None:
+    import threading
+
+    allowed = 2
+    cfg = config(failure_threshold_count=1, reset_timeout=0.02, test_request_count=allowed,
+                 success_threshold_count=10**6)  # stays HALF_OPEN while the trials succeed
+    breakers = [CircuitBreaker(cfg, name="svc", store=RedisStore.from_url(redis_url))
+                for _ in range(2)]
+    fail(breakers[0])
+    time.sleep(0.03)
+    lock = threading.Lock()
+    running = [0]
+    peak = [0]
+    admitted = [0]
+
+    def trial() -> None:
+        with lock:
+            running[0] += 1
+            admitted[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.002)
+        with lock:
+            running[0] -= 1
+
+    stop = time.monotonic() + 1.0
+
+    def worker(breaker: CircuitBreaker) -> None:
+        while time.monotonic() < stop:
+            with contextlib.suppress(CircuitOpenError):
+                breaker.call(trial)
+
+    threads = [threading.Thread(target=worker, args=(breakers[i % 2],)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak[0] <= allowed
+    assert admitted[0] > allowed  # slots came back as trials completed
+    assert breakers[1].state is HALF_OPEN
+    total = sum(b.metrics().total_allowed for b in breakers)
+    assert total == admitted[0] + 1  # and the failure that opened it
+
+
+def test_at_the_deadline_one_request_per_process_asks(redis_url: str, redis_server: Any) -> None:
+    import threading
+
+    breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=0.3,
+                                    test_request_count=1),
+                             name="svc", store=RedisStore.from_url(redis_url))
+    fail(breaker)
+    hold = threading.Event()
+    barrier = threading.Barrier(12)
+    outcomes: list[str] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            breaker.call(hold.wait, 5.0)
+            outcomes.append("ran")
+        except CircuitOpenError:
+            outcomes.append("rejected")
+
+    time.sleep(0.31)
+    before = evalsha_calls(redis_server)
+    threads = [threading.Thread(target=worker) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    asked = evalsha_calls(redis_server) - before
+    hold.set()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("ran") == 1
+    # The one that took the trial, and at most a few that came after its answer
+    # (HALF_OPEN, full); never one each of the twelve at the deadline.
+    assert asked < 12
+
+
+def test_a_client_that_retries_is_warned_about_and_from_url_does_not_retry(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    with caplog.at_level(logging.WARNING, logger="circuitry"):
+        RedisStore(redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 3)))
+    assert any("client retries 3 times" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="circuitry"):
+        store = RedisStore.from_url(redis_url)
+        RedisStore(redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 0)))
+    assert caplog.records == []
+    assert store.client.get_retry().get_retries() == 0  # type: ignore[union-attr]
+    assert store.client.get_connection_kwargs()["socket_timeout"] == 0.25
+
+
+def test_a_dropped_trial_permit_holds_its_slot_until_its_lease_runs_out(redis_url: str) -> None:
+    import gc
+
+    cfg = config(failure_threshold_count=1, reset_timeout=0.02)
+    holder = CircuitBreaker(cfg, name="svc", store=RedisStore.from_url(redis_url, lease=0.5))
+    other = CircuitBreaker(cfg, name="svc", store=RedisStore.from_url(redis_url, lease=0.5))
+    fail(holder)
+    time.sleep(0.03)
+    taken = time.monotonic()
+    permit = holder.try_acquire()
+    assert permit is not None
+    del permit
+    gc.collect()
+    holder.metrics()  # the holder counts it as ignored at its next use
+    assert holder.metrics().total_ignored == 1
+    assert other.try_acquire() is None  # the slot is still out in Redis
+    while (permit := other.try_acquire()) is None:
+        assert time.monotonic() - taken < 5.0
+        time.sleep(0.02)
+    assert time.monotonic() - taken >= 0.45  # the lease (0.5 s), not before
+    permit.record_success()
+    assert other.state is CLOSED
+
+
+def test_jitter_applies_once_per_opening_and_every_process_sees_that_period(
+    redis_url: str,
+) -> None:
+    cfg = config(failure_threshold_count=1, reset_timeout=100.0, reset_timeout_jitter=0.5)
+    periods = set()
+    for round_ in range(5):
+        name = f"svc-{round_}"
+        opener = CircuitBreaker(cfg, name=name, store=RedisStore.from_url(redis_url))
+        watcher = CircuitBreaker(cfg, name=name, store=RedisStore.from_url(redis_url))
+        fail(opener)
+        a, b = opener.metrics().retry_after, watcher.metrics().retry_after
+        assert a is not None
+        assert b is not None
+        assert abs(a - b) < 0.5  # one period, the opener's jitter
+        assert 50.0 - 1 <= b <= 150.0
+        periods.add(round(b))
+    assert len(periods) > 1  # jittered: not the same period every opening

@@ -97,6 +97,25 @@ async def async_guard_does_not_swallow() -> int:
         return await fetch_raw(7)
 
 
+def a_store_is_typed() -> None:
+    """`store=` takes a RedisStore, and nothing else; checked only (main() needs no server)."""
+    from collections.abc import Callable
+    from typing import Any
+
+    import redis
+
+    from circuitry import CircuitBreakerManager
+    from circuitry.redis import RedisStore
+
+    store: RedisStore = RedisStore(redis.Redis(), namespace="typing")
+    shared: CircuitBreaker = CircuitBreaker(name="shared", store=store)
+    CircuitBreakerManager(store=RedisStore.from_url("redis://127.0.0.1:1/0"))
+    read: Callable[[str], dict[str, Any]] = store.snapshot
+    assert shared.name == "shared"
+    assert callable(read)
+    CircuitBreaker(store="redis://")  # type: ignore[arg-type]
+
+
 def round_2_config_and_metrics_keep_types() -> float | None:
     config: CircuitBreakerConfig = (
         CircuitBreakerConfig()
