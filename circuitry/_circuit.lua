@@ -164,6 +164,12 @@ if stored then
   if cfg ~= fingerprint then mismatch = 1 else dirty = false end
 end
 
+if op == 'peek' and stored then
+  -- A look from anywhere (a process with no breaker of this name, or another
+  -- config): the window as its last writer keeps it.
+  local writer = select(8, string.match(stored, STATE))
+  window_length = num(string.match(writer, '^[^,]*,([^,]*)'))
+end
 local width = nil
 local head = nil
 local calls, failures, slows = {}, {}, {}

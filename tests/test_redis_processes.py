@@ -659,3 +659,25 @@ def test_an_asyncio_store_serves_a_second_event_loop(
         assert store.async_client is not None
         store.async_client.connection_pool.reset()  # type: ignore[no-untyped-call]
         gc.collect()
+
+
+def test_a_snapshot_from_a_process_without_the_breaker_shows_the_shared_window(
+    redis_url: str, store: RedisStore
+) -> None:
+    # An operator's process (or any other) reads a circuit it has no breaker for.
+    writer = RedisStore.from_url(redis_url, namespace=NAMESPACE)
+    try:
+        breaker = CircuitBreaker(
+            config(failure_threshold_count=None, failure_threshold_percentage=90.0,
+                   failure_window=600.0),
+            name="looked-at",
+            store=writer,
+        )
+        for fn in (ok, ok, fail):
+            with contextlib.suppress(Boom):
+                breaker.call(fn)
+        for reader in (store, writer):
+            snapshot = reader.snapshot("looked-at")
+            assert (snapshot["window_calls"], snapshot["window_failures"]) == (3, 1)
+    finally:
+        close(writer)
