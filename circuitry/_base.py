@@ -717,7 +717,7 @@ class BreakerBase:
         if request is not None:
             reply = yield request
             with self._lock:
-                core.apply_read(now, reply)
+                core.apply_read(now, reply, request)
         with self._lock:
             return read(core, now)
 

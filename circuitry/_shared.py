@@ -104,6 +104,7 @@ class Request(NamedTuple):
 
     op: str
     args: tuple[str, ...] = ()
+    epoch: int = 0  # the planning core's `epoch` (see SharedCore._absorb)
 
     def to_argv(self, core: SharedCore) -> tuple[str, str]:
         """The script's ARGV for this request, with `core`'s config (see `_circuit.lua`)."""
@@ -254,6 +255,7 @@ class SharedCore(CircuitCore):
 
     __slots__ = (
         "asking",
+        "epoch",
         "rules",
         "flying",
         "keys",
@@ -291,6 +293,7 @@ class SharedCore(CircuitCore):
         self.no_jitter = "" if config.reset_timeout_jitter else "1.0"
         self.synced = False
         self.asking = False  # a single-flight request is out (see _plan_acquire)
+        self.epoch = 0  # generation changes taken from the store (see _absorb)
         self.flying = 0  # calls admitted under the shared rules, not yet complete
         self.local_from = 0  # the first local generation (Mode.LOCAL)
         self.refresh_at = -math.inf  # FORCED_OPEN: when to ask again
@@ -339,7 +342,7 @@ class SharedCore(CircuitCore):
         mode = self.mode
         if mode is not Mode.SHARED:
             if self.store.usable():
-                return None, Request("acquire", (self.store.permit_id(),))
+                return None, Request("acquire", (self.store.permit_id(),), self.epoch)
             if mode is Mode.UNSYNCED:
                 self._fall_back(now, self.store.down().error)
             return self._acquire_fallback(now, trial), None
@@ -350,12 +353,12 @@ class SharedCore(CircuitCore):
         if state is HALF_OPEN:
             if trial is not None and trial[0] == self.generation and trial in self.permits:
                 return self._admitted(RIDING - self.generation, state), None
-            return None, Request("acquire", (self.store.permit_id(),))
+            return None, Request("acquire", (self.store.permit_id(),), self.epoch)
         due = self.open_until if state is OPEN else self.refresh_at
         if now < due or self.asking:
             return self._rejected(now), None
         self.asking = True
-        return None, Request("acquire", (self.store.permit_id(),))
+        return None, Request("acquire", (self.store.permit_id(),), self.epoch)
 
     def apply_acquire(
         self, now: float, trial: tuple[int, float] | None, request: Request,
@@ -367,7 +370,7 @@ class SharedCore(CircuitCore):
             reply = reply or StoreError(RuntimeError("no answer to an acquire"))
             self._fall_back(now, reply.error)
             return self._acquire_fallback(now, trial)
-        self._absorb(now, reply)
+        self._absorb(now, reply, request.epoch)
         state = self.state
         if not reply.admitted:
             return self._rejected(now)
@@ -476,7 +479,7 @@ class SharedCore(CircuitCore):
             return None  # a late result, or the store is down: totals only
         if riding:
             if outcome is FAILURE and state is HALF_OPEN:
-                return Request("record", (str(issued), "f", "0", "", "1"))
+                return Request("record", (str(issued), "f", "0", "", "1"), self.epoch)
             return None
         if state is HALF_OPEN:
             if not permit:
@@ -484,7 +487,8 @@ class SharedCore(CircuitCore):
         elif outcome is IGNORED or (state is not CLOSED and state is not FORCED_CLOSED):
             return None
         return Request(
-            "record", (str(issued), _OUTCOME_CODES[outcome], "1" if slow else "0", permit, "0")
+            "record", (str(issued), _OUTCOME_CODES[outcome], "1" if slow else "0", permit, "0"),
+            self.epoch,
         )
 
     def apply_complete(
@@ -493,7 +497,7 @@ class SharedCore(CircuitCore):
         if isinstance(reply, StoreError):
             self._fall_back(now, reply.error)  # this outcome is the process's alone
         elif reply is not None:  # None: recorded, and nothing else changed
-            self._absorb(now, reply)
+            self._absorb(now, reply, request.epoch)
 
     # -- reads and manual control -------------------------------------------------------
 
@@ -504,15 +508,15 @@ class SharedCore(CircuitCore):
                 return None  # known: the window is empty, the period runs
         elif not self.store.usable():
             return None
-        return Request("read")
+        return Request("read", (), self.epoch)
 
-    def apply_read(self, now: float, reply: Answer) -> None:
+    def apply_read(self, now: float, reply: Answer, request: Request | None = None) -> None:
         if reply is None:
             return
         if isinstance(reply, StoreError):
             self._fall_back(now, reply.error)
         else:
-            self._absorb(now, reply)
+            self._absorb(now, reply, None if request is None else request.epoch)
 
     def read_state(self, now: float) -> CircuitState:
         """The state, once `plan_read` / `apply_read` brought the mirror up to date."""
@@ -545,7 +549,7 @@ class SharedCore(CircuitCore):
     def plan_control(self, trigger: str, duration: float | None) -> Request | None:
         """The request for force_open / force_closed / reset / trip, or None: do it locally."""
         if self.mode is Mode.SHARED or self.store.usable():
-            return Request("control", (trigger, _optional(duration)))
+            return Request("control", (trigger, _optional(duration)), self.epoch)
         return None
 
     def apply_control(
@@ -554,7 +558,7 @@ class SharedCore(CircuitCore):
     ) -> None:
         """Absorb the reply; when the store failed (or is down), `local()` does it here."""
         if isinstance(reply, Reply):
-            self._absorb(now, reply)
+            self._absorb(now, reply, None if request is None else request.epoch)
             return
         if isinstance(reply, StoreError):
             self._fall_back(now, reply.error)
@@ -564,14 +568,33 @@ class SharedCore(CircuitCore):
 
     # -- the mirror -------------------------------------------------------------------------
 
-    def _absorb(self, now: float, reply: Reply) -> None:
-        """Take the store's state as this process's: the store answered, so it is authoritative."""
+    def _absorb(self, now: float, reply: Reply, epoch: int | None = None) -> None:
+        """Take the store's state as this process's: the store answered, so it is authoritative.
+
+        Unless another thread's answer, newer, got here first: requests run
+        concurrently and their replies take the lock in any order. A reply of
+        an earlier period to a request planned before the mirror learned of
+        its current one (`epoch`: the generation changes the mirror took)
+        leaves the mirror as it is; one of the mirror's own period tells
+        nothing new but the transitions it made. Those transitions are this
+        process's either way: their events stand (its alerts).
+        """
+        events = self.events
+        moves = reply.moves
+        if self.mode is Mode.SHARED and (
+            reply.generation == self.generation
+            or (reply.generation < self.generation and epoch is not None and epoch < self.epoch)
+        ):
+            for before, after in moves:
+                self.state_changes += 1
+                events.append(StateChanged(self.name, now, before, after))
+            if reply.generation < self.generation:
+                return
+            moves = ()  # (told above)
         if self.mode is not Mode.SHARED:
             self._recover(now)
         old = self.state
-        moves = reply.moves
         first = moves[0][0] if moves else reply.state
-        events = self.events
         if old is not first:  # what changed since this process last knew (made elsewhere)
             self.state_changes += 1
             events.append(Learned(StateChanged(self.name, now, old, first)))  # type: ignore[arg-type]
@@ -580,6 +603,7 @@ class SharedCore(CircuitCore):
             events.append(StateChanged(self.name, now, before, after))
         if reply.generation != self.generation:
             self._sweep()
+            self.epoch += 1
         state = self.state = reply.state
         self.generation = reply.generation
         self.state_since = now - reply.time_in_state

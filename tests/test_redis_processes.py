@@ -29,6 +29,8 @@ from helpers import Boom, Skipped
 from redis_server import RedisServer
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
+from circuitry._core import FAILURE
+from circuitry._shared import Learned, Reply, Request, SharedCore
 from circuitry.events import Alert, Event, StateChanged, StoreRecovered, StoreUnavailable
 from circuitry.redis import RedisStore
 
@@ -582,12 +584,17 @@ def test_per_process_totals_sum_to_the_cluster(redis_url: str, store: RedisStore
 
 
 @pytest.mark.anyio
-async def test_async_breakers_share_one_circuit(redis_url: str) -> None:
+async def test_async_breakers_share_one_circuit(
+    redis_server: RedisServer, redis_url: str
+) -> None:
     stores = [RedisStore.from_url(redis_url, namespace=NAMESPACE) for _ in range(2)]
     try:
         rules = config(failure_threshold_count=3, reset_timeout=0.2)
         first = CircuitBreaker(rules, name="async", store=stores[0])
         second = CircuitBreaker(rules, name="async", store=stores[1])
+        outages: list[Event] = []
+        for breaker in (first, second):
+            breaker.subscribe(outages.append, StoreUnavailable, StoreRecovered)
 
         async def boom() -> None:
             await anyio.sleep(0)
@@ -602,6 +609,8 @@ async def test_async_breakers_share_one_circuit(redis_url: str) -> None:
                 async with first:
                     await boom()
         assert await second.call_async(fine) == "fine"  # a success: the count starts again
+        with redis_server.client() as client:
+            client.script_flush()  # NOSCRIPT next: loaded again, no outage
         for _ in range(2):
             with pytest.raises(Boom):
                 async with first:
@@ -625,6 +634,7 @@ async def test_async_breakers_share_one_circuit(redis_url: str) -> None:
         assert stores[1].snapshot("async")["state"] == "closed"
         assert first.metrics().total_allowed == 6
         assert second.metrics().total_allowed == 3
+        assert outages == []
     finally:
         for store in stores:
             await store.aclose()  # (on trio the sync client ran, in a worker thread)
@@ -681,3 +691,116 @@ def test_a_snapshot_from_a_process_without_the_breaker_shows_the_shared_window(
             assert (snapshot["window_calls"], snapshot["window_failures"]) == (3, 1)
     finally:
         close(writer)
+
+
+def fail_in_threads(url: str, start: Any) -> dict[str, Any]:
+    """Four threads of one process, each failing 250 calls."""
+    store = RedisStore.from_url(url, namespace=NAMESPACE)
+    breaker, alerts, changes = failing_breaker(store)
+    ran = [0] * 4
+
+    def run(index: int) -> None:
+        start.wait(WAIT)
+        for _ in range(250):
+            try:
+                ran[index] += 1
+                breaker.call(fail)
+            except Boom:
+                pass
+            except CircuitOpenError:
+                ran[index] -= 1
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result = {**totals(breaker), "ran": sum(ran), "alerts": len(alerts),
+              "changes": [(c.old_state.value, c.new_state.value)
+                          for c in changes if isinstance(c, StateChanged)]}
+    close(store)
+    return result
+
+
+def test_threads_in_processes_failing_together_open_the_circuit_once(
+    redis_url: str, store: RedisStore
+) -> None:
+    start = CTX.Barrier(16)  # 4 processes x 4 threads
+    results = run_workers(fail_in_threads, [(redis_url, start)] * 4)
+    assert sum(result["alerts"] for result in results) == 1
+    for result in results:
+        assert result["allowed"] == result["failures"] == result["ran"]
+        assert result["allowed"] + result["rejected"] == 1000
+        # Only the transition there was (told twice when the reply of the call
+        # that made it reached the lock after another thread's had told of it).
+        assert set(result["changes"]) == {("closed", "open")}
+    # 50 trip it; each of the other 15 threads may have one call in flight.
+    assert 50 <= sum(result["ran"] for result in results) <= 65
+    assert store.snapshot("payments")["state"] == "open"
+
+
+# Two threads' records race: Redis runs the first, then the second, but their
+# replies reach the breaker's lock the other way round. The older reply must
+# not take the mirror back (nor tell listeners of a transition that never was).
+
+
+def racing_records(store: RedisStore, failed_before: int) -> tuple[SharedCore, Request, Request]:
+    """A breaker (trips at 2 in a row) with two failures' records planned, not sent."""
+    breaker = CircuitBreaker(config(failure_threshold_count=2, reset_timeout=600.0),
+                             name="order", store=store)
+    breaker.call(ok)  # synced: CLOSED
+    for _ in range(failed_before):
+        with pytest.raises(Boom):
+            breaker.call(fail)
+    core = breaker._core
+    assert isinstance(core, SharedCore)
+    now = time.monotonic()
+    requests = []
+    for _ in range(2):
+        admitted, _ = core.plan_acquire(now, None)
+        assert admitted is not None
+        request = core.plan_complete(admitted[0], now, now, FAILURE, Boom())
+        assert request is not None
+        requests.append(request)
+    del core.events[:]
+    return core, requests[0], requests[1]
+
+
+def state_changes(core: SharedCore) -> list[tuple[str, str, str]]:
+    changes = []
+    for event in core.events:
+        change = event.event if isinstance(event, Learned) else event
+        if isinstance(change, StateChanged):
+            kind = "learned" if isinstance(event, Learned) else "own"
+            changes.append((kind, change.old_state.value, change.new_state.value))
+    return changes
+
+
+def test_an_older_reply_arriving_last_leaves_the_mirror_as_it_is(store: RedisStore) -> None:
+    core, tripping, _ = racing_records(store, failed_before=1)
+    # (A record that trips nothing is answered '=', no state: a read is the older reply.)
+    read = core.plan_read(time.monotonic())
+    assert read is not None
+    older, newer = store.send(core, read), store.send(core, tripping)
+    assert isinstance(older, Reply)
+    assert isinstance(newer, Reply)
+    assert (older.state, newer.state) == (CircuitState.CLOSED, CircuitState.OPEN)
+    now = time.monotonic()
+    core.apply_complete(now, tripping, newer)
+    core.apply_read(now, older, read)  # CLOSED, of the period before
+    assert core.state is CircuitState.OPEN
+    assert state_changes(core) == [("own", "closed", "open")]
+
+
+def test_the_tripping_reply_arriving_last_does_not_undo_the_trip(store: RedisStore) -> None:
+    core, first, second = racing_records(store, failed_before=1)
+    tripping, late = store.send(core, first), store.send(core, second)
+    assert isinstance(tripping, Reply)
+    assert tripping.moves == ((CircuitState.CLOSED, CircuitState.OPEN),)
+    now = time.monotonic()
+    core.apply_complete(now, second, late)  # learns of the OPEN
+    core.apply_complete(now, first, tripping)  # the transition this process made
+    assert core.state is CircuitState.OPEN
+    changes = state_changes(core)
+    assert ("learned", "open", "closed") not in changes  # never happened
+    assert changes.count(("own", "closed", "open")) == 1  # its alert, once
