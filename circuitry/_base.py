@@ -43,7 +43,7 @@ from ._core import (
 )
 from ._errors import CircuitOpenError
 from ._metrics import CircuitMetrics
-from ._shared import Answer, Learned, Request, SharedCore, Store
+from ._shared import AlertOnly, Answer, Learned, Request, SharedCore, Store
 from ._state import CircuitState
 from .events import (
     Alert,
@@ -383,6 +383,9 @@ class BreakerBase:
         if isinstance(event, Learned):  # made by another process: no alert here
             event = event.event
             alert = False
+        elif isinstance(event, AlertOnly):  # made here, heard of already (see SharedCore)
+            event = event.event
+            listeners = ()
         for entry in listeners:
             listener, wanted = entry
             if not isinstance(event, wanted):

@@ -63,6 +63,7 @@ __all__ = [
     "Learned",
     "Mode",
     "Reply",
+    "AlertOnly",
     "Answer",
     "Request",
     "SharedCore",
@@ -177,6 +178,13 @@ Answer = Reply | StoreError | None
 @attrs.frozen
 class Learned:
     """A transition another process made, as this one learned of it: no alert here."""
+
+    event: StateChanged
+
+
+@attrs.frozen
+class AlertOnly:
+    """A transition this process made, whose event its listeners had as `Learned`: the alert."""
 
     event: StateChanged
 
@@ -577,7 +585,9 @@ class SharedCore(CircuitCore):
         its current one (`epoch`: the generation changes the mirror took)
         leaves the mirror as it is; one of the mirror's own period tells
         nothing new but the transitions it made. Those transitions are this
-        process's either way: their events stand (its alerts).
+        process's either way, but its listeners have heard of them already
+        (learned, from the newer reply): they get no event again, and the
+        alert handler gets its alerts (`AlertOnly`).
         """
         events = self.events
         moves = reply.moves
@@ -586,8 +596,7 @@ class SharedCore(CircuitCore):
             or (reply.generation < self.generation and epoch is not None and epoch < self.epoch)
         ):
             for before, after in moves:
-                self.state_changes += 1
-                events.append(StateChanged(self.name, now, before, after))
+                events.append(AlertOnly(StateChanged(self.name, now, before, after)))  # type: ignore[arg-type]
             if reply.generation < self.generation:
                 return
             moves = ()  # (told above)

@@ -606,3 +606,34 @@ def test_jitter_applies_once_per_opening_and_every_process_sees_that_period(
         assert 50.0 - 1 <= b <= 150.0
         periods.add(round(b))
     assert len(periods) > 1  # jittered: not the same period every opening
+
+
+def test_replies_out_of_order_tell_listeners_once_and_alert_once() -> None:
+    # Two threads' replies: the newer (a look that learned the opening) takes
+    # the lock before the older (the record that made it). No server needed:
+    # the replies are handed to the core as the store would.
+    from circuitry._shared import Reply
+
+    alerts: list[Alert] = []
+    seen: list[Event] = []
+    store = RedisStore(redis.Redis(port=1, retry=None))
+    breaker = CircuitBreaker(config(alert_handler=alerts.append), name="svc", store=store)
+    breaker.subscribe(seen.append, StateChanged)
+    core = breaker._core
+
+    def reply(state: str, generation: int, moves: str = "") -> Reply:
+        text = f"{state}|{generation}|0.0|{'5.0' if state == 'open' else ''}|{moves}|1|0|0|0|0|0|0|0|"
+        parsed = Reply.parse(text)
+        assert parsed is not None
+        return parsed
+
+    with breaker._lock:
+        core._absorb(1.0, reply("closed", 100), core.epoch)  # synced: CLOSED
+        record_epoch = core.epoch  # the record is planned now...
+        core._absorb(2.0, reply("open", 200), core.epoch)  # ...a look learns OPEN first
+        core._absorb(2.0, reply("open", 200, "closed>open"), record_epoch)  # the record's reply
+    breaker._deliver()
+    assert [(e.old_state, e.new_state) for e in seen] == [(CLOSED, OPEN)]  # type: ignore[union-attr]
+    assert [(a.old_state, a.new_state) for a in alerts] == [(CLOSED, OPEN)]
+    assert core.state_changes == 1
+    assert core.state is OPEN
