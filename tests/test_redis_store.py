@@ -622,7 +622,8 @@ def test_replies_out_of_order_tell_listeners_once_and_alert_once() -> None:
     core = breaker._core
 
     def reply(state: str, generation: int, moves: str = "") -> Reply:
-        text = f"{state}|{generation}|0.0|{'5.0' if state == 'open' else ''}|{moves}|1|0|0|0|0|0|0|0|"
+        left = "5.0" if state == "open" else ""
+        text = f"{state}|{generation}|0.0|{left}|{moves}|1|0|0|0|0|0|0|0|"
         parsed = Reply.parse(text)
         assert parsed is not None
         return parsed
