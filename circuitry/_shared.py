@@ -45,6 +45,7 @@ called only in the process that made a transition, skips them.
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import math
 from collections.abc import Callable
@@ -53,8 +54,17 @@ from typing import NamedTuple, Protocol
 import attrs
 
 from ._config import CircuitBreakerConfig
-from ._core import FAILURE, IGNORED, REJECTED, RIDING, SUCCESS, CircuitCore, Outcome
-from ._metrics import CircuitMetrics
+from ._core import (
+    _FAST_REJECTIONS,
+    FAILURE,
+    IGNORED,
+    REJECTED,
+    RIDING,
+    SUCCESS,
+    CircuitCore,
+    Outcome,
+)
+from ._metrics import CircuitMetrics, LatencyHistogram
 from ._state import CircuitState
 from .events import CallRejected, StateChanged, StoreRecovered, StoreUnavailable
 
@@ -684,13 +694,27 @@ class SharedCore(CircuitCore):
             self.events.append(StoreRecovered(self.name, now))
 
     def after_fork(self, kept: int) -> None:
-        """In a forked child: the parent threads' calls never complete here (see CircuitCore)."""
+        """In a forked child: a process of its own, whose totals start at zero.
+
+        The parent threads' calls never complete here (see CircuitCore); the
+        forking thread's `kept` ones may, and stay counted as admitted. What the
+        parent counted stays the parent's: the totals are each process's, and
+        summed over processes they must count every call once.
+        """
         self.asking = False
         if self.mode is Mode.LOCAL:
             super().after_fork(kept)
-            return
-        self._sweep()
-        gone = max(0, self.flying - kept)
-        self.total_ignored += gone
-        self.completed += gone
-        self.flying -= gone
+        else:
+            self._sweep()
+            gone = max(0, self.flying - kept)
+            self.flying -= gone
+        in_flight = min(kept, self.total_allowed)
+        del self.tickets[:]
+        self.trial_starts.clear()
+        self._allowed = in_flight
+        self.flying = in_flight if self.mode is not Mode.LOCAL else 0
+        self.completed = 0
+        self.total_rejected = self.total_successes = self.total_failures = 0
+        self.total_ignored = self.total_slow = self.state_changes = 0
+        self.latency = LatencyHistogram()
+        self.fast_rejections = itertools.repeat(None, _FAST_REJECTIONS)

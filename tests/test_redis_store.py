@@ -327,24 +327,39 @@ def test_a_manager_with_a_store_gives_each_service_a_shared_circuit(redis_url: s
 
 
 def test_a_store_used_before_fork_works_in_the_child(redis_url: str) -> None:
+    import json
+    import warnings
+
     store = RedisStore.from_url(redis_url)
     breaker = CircuitBreaker(config(failure_threshold_count=2), name="svc", store=store)
     breaker.call(lambda: None)  # connected in the parent
     read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: its own connection, the same circuit
-        code = 1
+    with warnings.catch_warnings():
+        # 3.12+: "This process is multi-threaded, use of fork() may lead to deadlocks".
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: its own connection, the same circuit, its own totals
+        report: dict[str, Any] = {"error": "unfinished"}
         try:
             fail(breaker, 2)
-            code = 0 if breaker.state is OPEN else 2
+            metrics = breaker.metrics()
+            report = {"state": breaker.state.value, "allowed": metrics.total_allowed,
+                      "successes": metrics.total_successes, "failures": metrics.total_failures,
+                      "state_changes": metrics.state_changes}
+        except BaseException as exc:
+            report = {"error": repr(exc)}
         finally:
-            os.write(write, bytes([code]))
+            os.write(write, json.dumps(report).encode())
             os._exit(0)
     os.close(write)
-    status = os.read(read, 1)
+    child = json.loads(os.read(read, 4096))
     os.waitpid(pid, 0)
-    assert status == b"\x00"
+    # The child counted its own calls only: summed with the parent's, each call once.
+    assert child == {"state": "open", "allowed": 2, "successes": 0, "failures": 2,
+                     "state_changes": 1}
     assert breaker.state is OPEN  # the parent sees what the child did
+    parent = breaker.metrics()
+    assert (parent.total_allowed, parent.total_successes, parent.total_failures) == (1, 1, 0)
     breaker.reset()
     assert breaker.call(lambda: 3) == 3  # and its own connection still works
 
