@@ -18,7 +18,8 @@
 --            a CLOSED call), riding (1 | 0)
 --   control: trigger (TRIP_CALLED | FORCE_OPEN | FORCE_CLOSED | RESET),
 --            duration ('' = the config's open period)
--- ARGV[2]: the caller's config, comma-separated: ttl (ms), failure_window,
+-- ARGV[2]: the caller's config, comma-separated: its id (a digest of the
+-- rest), ttl (ms), failure_window,
 -- failure_threshold_count, failure_threshold_percentage, minimum_calls,
 -- slow_call_rate_threshold, success_threshold_count, test_request_count,
 -- half_open_max_wait, reset_timeout, reset_timeout_multiplier,
@@ -34,9 +35,9 @@
 --
 -- Stored: the state as one string, '|'-separated: state, generation, since,
 -- until (the open period's end), consecutive failures, trial successes,
--- backoff level, the config of the last writer (ARGV[2]). One string, so
--- that GETEX reads it and renews its TTL in one command: a CLOSED success
--- costs that command alone. With a window, the window hash holds head (the
+-- backoff level, the failure_window and config id of the last writer. One
+-- string, so that GETEX reads it and renews its TTL in one command: a CLOSED
+-- success costs that command alone. With a window, the window hash holds head (the
 -- newest bucket's number), c0..c9, f0..f9, s0..s9 (each bucket's calls,
 -- failures, slow calls) and tc, tf, tsl (their totals).
 
@@ -71,9 +72,14 @@ local function clock()
 end
 
 local fingerprint = ARGV[2]
+-- The config's id (a digest of the rest: what the state keeps of its writer)
+-- and the fields the fast path needs, in one match.
+local config_id, ttl, window_field, count_field, percent_field, minimum_field, rate_field =
+  string.match(fingerprint, '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),')
 
-local STATE = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'
-local ttl = string.match(fingerprint, '^[^,]*')
+-- state, generation, since, until, consecutive failures, trial successes,
+-- backoff level, the writer's failure_window, the writer's config id.
+local STATE = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$'
 -- The state, read once (GET for peek: a look renews nothing).
 local stored
 if op == 'peek' then
@@ -87,19 +93,19 @@ end
 -- with a few commands and answered '='. The same rules as the full path
 -- below (`record`, `window_trips`); anything else takes the full path.
 if op == 'record' and stored and a[7] == '' and a[8] ~= '1' then
-  local st, gen, since_s, until_s, cf, ts, bl, cfg = string.match(stored, STATE)
-  if st == 'closed' and gen == a[4] and cfg == fingerprint then
-    local window, count, percent, minimum, rate = string.match(
-      fingerprint, '^[^,]*,([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),')
+  local st, gen, since_s, until_s, cf, ts, bl, writer_window, writer = string.match(stored, STATE)
+  if st == 'closed' and gen == a[4] and writer == config_id then
+    local window, percent, minimum, rate = window_field, percent_field, minimum_field, rate_field
     local failed = a[5] == 'f'
-    local limit = num(count) or INF
+    local limit = num(count_field) or INF
     if window == '' then
       local consecutive = 0
       if failed then consecutive = tonumber(cf) + 1 end
       if consecutive < limit then
         if consecutive ~= tonumber(cf) then
           redis.call('SET', state_key,
-                     table.concat({st, gen, since_s, until_s, consecutive, ts, bl, cfg}, '|'),
+                     table.concat({st, gen, since_s, until_s, consecutive, ts, bl, writer_window,
+                                   writer}, '|'),
                      'PX', ttl)
         end
         return '='
@@ -136,18 +142,18 @@ end
 local now = clock()
 local c = {}
 for field in string.gmatch(fingerprint .. ',', '([^,]*),') do c[#c + 1] = field end
-local window_length = num(c[2])
-local threshold = num(c[3]) or INF  -- no count rule: no count reaches inf
-local percentage = num(c[4])
-local minimum_calls = tonumber(c[5])
-local slow_rate = num(c[6])
-local success_threshold = tonumber(c[7])
-local test_requests = tonumber(c[8])
-local max_wait = num(c[9])
-local reset_timeout = tonumber(c[10])
-local multiplier = tonumber(c[11])
-local max_reset = num(c[12]) or INF
-local lease = tonumber(c[13])
+local window_length = num(window_field)
+local threshold = num(count_field) or INF  -- no count rule: no count reaches inf
+local percentage = num(percent_field)
+local minimum_calls = tonumber(minimum_field)
+local slow_rate = num(rate_field)
+local success_threshold = tonumber(c[8])
+local test_requests = tonumber(c[9])
+local max_wait = num(c[10])
+local reset_timeout = tonumber(c[11])
+local multiplier = tonumber(c[12])
+local max_reset = num(c[13]) or INF
+local lease = tonumber(c[14])
 local jitter = tonumber(a[3])
 
 -- The state as stored; a missing one (new, expired or wiped) is CLOSED, with
@@ -158,17 +164,15 @@ local consecutive, trial_successes, backoff_level = 0, 0, reset_timeout
 local mismatch = 0
 local dirty = true
 if stored then
-  local st, gen, since_s, until_s, cf, ts, bl, cfg = string.match(stored, STATE)
+  local st, gen, since_s, until_s, cf, ts, bl, writer_window, writer = string.match(stored, STATE)
   state, generation, since, open_until = st, tonumber(gen), num(since_s), num(until_s)
   consecutive, trial_successes, backoff_level = tonumber(cf), tonumber(ts), num(bl)
-  if cfg ~= fingerprint then mismatch = 1 else dirty = false end
-end
-
-if op == 'peek' and stored then
-  -- A look from anywhere (a process with no breaker of this name, or another
-  -- config): the window as its last writer keeps it.
-  local writer = select(8, string.match(stored, STATE))
-  window_length = num(string.match(writer, '^[^,]*,([^,]*)'))
+  if writer ~= config_id then mismatch = 1 else dirty = false end
+  if op == 'peek' then
+    -- A look from anywhere (a process with no breaker of this name, or another
+    -- config): the window as its last writer keeps it.
+    window_length = num(writer_window)
+  end
 end
 local width = nil
 local head = nil
@@ -366,7 +370,7 @@ if op ~= 'peek' then
   if dirty then  -- (GETEX renewed its TTL otherwise)
     redis.call('SET', state_key,
                table.concat({state, fmt(generation), fmt(since), fmt(open_until), consecutive,
-                             trial_successes, fmt(backoff_level), fingerprint}, '|'),
+                             trial_successes, fmt(backoff_level), window_field, config_id}, '|'),
                'PX', ttl)
   end
   if width ~= nil then

@@ -45,6 +45,7 @@ called only in the process that made a transition, skips them.
 from __future__ import annotations
 
 import enum
+import hashlib
 import itertools
 import logging
 import math
@@ -304,9 +305,11 @@ class SharedCore(CircuitCore):
         self.store = store
         self.keys = store.keys(name)
         # The script's config argument, also the fingerprint of this process's rules.
-        self.rules = ",".join(
+        rules = ",".join(
             (str(store.ttl_ms()), *config_arguments(config), repr(float(store.lease_for(config))))
         )
+        digest = hashlib.blake2b(rules.encode(), digest_size=8).hexdigest()
+        self.rules = f"{digest},{rules}"
         # The jitter argument when the config has none ('' when it has: see jitter()).
         self.no_jitter = "" if config.reset_timeout_jitter else "1.0"
         self.synced = False
