@@ -62,7 +62,7 @@ DEFAULT_LEASE = 30.0
 
 _MODES = {"local": Mode.LOCAL, "allow": Mode.ALLOW, "deny": Mode.DENY}
 
-STORE_CLOCK = clock_from(None)
+_CLOCK = clock_from(None)
 """The store's own clock, for its backoff: the default breakers' (real monotonic time;
 the backoff is the store's, shared by breakers whatever their clocks)."""
 
@@ -146,7 +146,7 @@ class RedisStore:
         self._prefix = f"circuitry:{{{quote(namespace, safe='')}:"
         self._lock = threading.Lock()
         self._outage: StoreError | None = None  # the error of the outage going on
-        self._retry_at = -math.inf  # the time (STORE_CLOCK) before which Redis is left alone
+        self._retry_at = -math.inf  # the time (_CLOCK) before which Redis is left alone
         self._backoff = BACKOFF_START
         self._period = 0  # see _may_send
         self._token = os.urandom(6).hex()
@@ -244,7 +244,7 @@ class RedisStore:
 
     def usable(self) -> bool:
         """Whether a request would be sent now (no outage, or its backoff has passed)."""
-        return self._outage is None or STORE_CLOCK.monotonic() >= self._retry_at
+        return self._outage is None or _CLOCK.monotonic() >= self._retry_at
 
     def down(self) -> StoreError:
         outage = self._outage
@@ -303,7 +303,7 @@ class RedisStore:
         with self._lock:
             if self._outage is None:
                 return self._period
-            now = STORE_CLOCK.monotonic()
+            now = _CLOCK.monotonic()
             if now < self._retry_at:
                 return None
             self._period += 1
@@ -343,7 +343,7 @@ class RedisStore:
             else:
                 return outage  # out before the outage or the probe: changes nothing
             self._period += 1
-            self._retry_at = STORE_CLOCK.monotonic() + self._backoff
+            self._retry_at = _CLOCK.monotonic() + self._backoff
         return outage
 
     def _answered(self) -> None:
