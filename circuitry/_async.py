@@ -95,7 +95,7 @@ class AsyncAdapter(BreakerBase):
         generation, started, scope, _, _ = block
         # With a store, each report awaits it (the same steps: see BreakerBase._drive).
         shared = self._store is not None
-        report = self._finish_classified_async if shared else self._report_classified
+        report = self._finish_classified_async
         if scope is not None:
             try:
                 scope.__exit__(exc_type, exc, tb)
@@ -134,18 +134,6 @@ class AsyncAdapter(BreakerBase):
             if receipt:
                 self._dropped.append((generation, started))
             raise
-
-    async def _report_classified(
-        self,
-        generation: int,
-        started: float,
-        classify: Callable[[Any], Outcome],
-        subject: object,
-        exception: BaseException | None,
-        receipt: list[None] | None = None,
-    ) -> None:
-        """`_finish_classified`, awaitable like `_finish_classified_async` (no store)."""
-        self._finish_classified(generation, started, classify, subject, exception, receipt)
 
     def _block_outcome(self, exc: BaseException | None) -> Outcome:
         return SUCCESS if exc is None else self._async_exception_outcome(exc)
@@ -198,8 +186,9 @@ class AsyncAdapter(BreakerBase):
         except BaseException as exc:
             receipt = [None]  # see SyncAdapter._call
             try:
-                report = self._finish_classified_async if shared else self._report_classified
-                await report(generation, started, self._async_exception_outcome, exc, exc, receipt)
+                await self._finish_classified_async(
+                    generation, started, self._async_exception_outcome, exc, exc, receipt
+                )
             except BaseException:
                 if receipt:
                     self._dropped.append((generation, started))

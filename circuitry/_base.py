@@ -779,7 +779,10 @@ class BreakerBase:
         exception: BaseException | None,
         receipt: list[None] | None = None,
     ) -> None:
-        """`_finish_classified` for a breaker with a store, from async code."""
+        """`_finish_classified`, from async code: awaits the store, if the breaker has one."""
+        if self._store is None:
+            self._finish_classified(generation, started, classify, subject, exception, receipt)
+            return
         outcome = IGNORED
         try:
             outcome = classify(subject)

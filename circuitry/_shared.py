@@ -441,14 +441,8 @@ class SharedCore(CircuitCore):
         retry_after = self.retry_after(now) if generation == REJECTED else None
         return generation, state, retry_after
 
-    # Direct core calls (the fork hook, a test) keep to the process: no request.
-
-    def acquire(self, now: float) -> int:
-        result, request = self.plan_acquire(now, None)
-        if request is not None:
-            result = self.apply_acquire(now, None, request, self.store.down())
-        assert result is not None
-        return result[0]
+    # A direct core call (a dropped permit reclaimed under the lock) keeps to
+    # the process: no request.
 
     def complete(
         self,
