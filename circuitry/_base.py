@@ -450,7 +450,10 @@ class BreakerBase:
         and a trial admitted here is marked in the context until it completes.
         """
         if self._store is not None:
-            return self._drive(self._acquire_steps(now, nesting))
+            result = self._drive(self._acquire_steps(now, nesting), deliver=False)
+            if self._core.events:
+                self._deliver_admitting(result[0], now)
+            return result
         core = self._core
         lock = self._lock
         marks = self._trial
@@ -471,8 +474,30 @@ class BreakerBase:
         finally:
             lock.release()
         if core.events:
-            self._deliver()
+            self._deliver_admitting(generation, now)
         return generation, state, retry_after
+
+    def _deliver_admitting(self, generation: int, started: float) -> None:
+        """Deliver the events of an admission (the OPEN -> HALF_OPEN change, say).
+
+        Should a callback raise there, the call being admitted does not run:
+        its ticket (a trial slot, the trial mark of this thread or task) is
+        given back as ignored before the exception propagates.
+        """
+        try:
+            self._deliver()
+        except BaseException:
+            if generation != REJECTED:
+                self._give_back(generation, started)
+            raise
+
+    def _give_back(self, generation: int, started: float) -> None:
+        """Complete, as ignored, a ticket whose call never ran (see `_deliver_admitting`)."""
+        # The ticket is back once the core has it; only the delivery of its
+        # CallIgnored can raise after that, and the first interrupt is the
+        # one on its way out.
+        with contextlib.suppress(BaseException):
+            self._settle(generation, started, started, IGNORED, None)
 
     def _finish(
         self,
@@ -629,7 +654,8 @@ class BreakerBase:
     # sends with the sync client, `_drive_async` awaits the store: one code
     # path for `with` and `async with`. The lock is never held across a send.
 
-    def _drive(self, steps: Steps[R]) -> R:
+    def _drive(self, steps: Steps[R], *, deliver: bool = True) -> R:
+        """Run `steps` with the sync client; then deliver events, unless `deliver` is False."""
         store = self._store
         core = self._core
         try:
@@ -640,10 +666,11 @@ class BreakerBase:
             return done.value  # type: ignore[no-any-return]
         finally:
             steps.close()
-            if core.events:
+            if deliver and core.events:
                 self._deliver()
 
-    async def _drive_async(self, steps: Steps[R]) -> R:
+    async def _drive_async(self, steps: Steps[R], *, deliver: bool = True) -> R:
+        """`_drive`, awaiting the store."""
         store = self._store
         core = self._core
         try:
@@ -654,7 +681,7 @@ class BreakerBase:
             return done.value  # type: ignore[no-any-return]
         finally:
             steps.close()
-            if core.events:
+            if deliver and core.events:
                 self._deliver()
 
     def _acquire_steps(
@@ -748,7 +775,15 @@ class BreakerBase:
         if core.reject_from <= now < core.reject_until:
             return self._admit(now)  # rejects without the lock, as every adapter
         steps = self._acquire_steps(now, True)
-        generation, state, retry_after = await self._drive_async(steps)
+        generation, state, retry_after = await self._drive_async(steps, deliver=False)
+        if self._core.events:
+            try:
+                self._deliver()
+            except BaseException:
+                if generation != REJECTED:  # as _deliver_admitting, awaiting the store
+                    with contextlib.suppress(BaseException):
+                        await self._finish_async(generation, now, IGNORED, None)
+                raise
         if generation == REJECTED:
             raise CircuitOpenError(self._name, state, retry_after)
         return generation

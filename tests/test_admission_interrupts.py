@@ -1,4 +1,4 @@
-"""An interrupt raised by a callback while a call is being admitted holds nothing (issue 22, item 1).
+"""An interrupt from a callback while a call is admitted holds nothing (issue 22, item 1).
 
 The OPEN -> HALF_OPEN change is made, and its event delivered, while the call
 that noticed the open period had passed is being admitted as the trial; a
@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 from helpers import CLOSED, HALF_OPEN, OPEN, Boom, Interrupt, make, trip
 
-from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitBreakerManager, CircuitMetrics
+from circuitry import (
+    Alert,
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitBreakerManager,
+    CircuitMetrics,
+)
 from circuitry.events import CallIgnored, Event, StateChanged
 from circuitry.testing import FakeClock
 
@@ -29,8 +35,9 @@ def settled(metrics: CircuitMetrics) -> bool:
     )
 
 
-def to_half_open(event: object) -> bool:
-    return isinstance(event, StateChanged) and event.new_state is HALF_OPEN
+def to_half_open(item: object) -> bool:
+    """A StateChanged (listeners) or an Alert (the alert handler) into HALF_OPEN."""
+    return isinstance(item, (StateChanged, Alert)) and item.new_state is HALF_OPEN
 
 
 class Raiser:
@@ -200,7 +207,7 @@ async def test_an_interrupt_delivering_half_open_to_an_async_call_holds_no_trial
 def test_the_interrupted_threads_later_calls_do_not_ride_on_the_lost_trial() -> None:
     # Before: the thread kept the lost trial's mark, so its calls all rode
     # without a slot, counting nothing for the trial: the circuit never closed.
-    breaker, manager, _ = half_open_due("listener", KeyboardInterrupt)
+    breaker, _, _ = half_open_due("listener", KeyboardInterrupt)
     with pytest.raises(KeyboardInterrupt):
         breaker.call(_noop)
     assert breaker._trial is None or breaker._trial.get() is None
@@ -209,10 +216,16 @@ def test_the_interrupted_threads_later_calls_do_not_ride_on_the_lost_trial() -> 
     assert breaker.state is CLOSED
 
 
-@pytest.mark.parametrize("state", ["closed", "half_open"])
+@pytest.mark.parametrize(
+    ("state", "entry"),
+    [("closed", via_try_acquire), ("half_open", via_try_acquire), ("half_open", via_call)],
+    ids=["closed-try_acquire", "half_open-try_acquire", "half_open-call"],
+)
 def test_an_interrupt_delivering_a_reclaimed_permits_event_holds_no_ticket(
-    state: str, clock: FakeClock
+    state: str, entry: Callable[[CircuitBreaker, CircuitBreakerManager], object], clock: FakeClock
 ) -> None:
+    # (A CLOSED `call` admits without the lock: the permit is reclaimed when
+    # the call completes, and the call, which ran, keeps its outcome.)
     breaker = make(
         clock, failure_threshold_count=1, reset_timeout=10, success_threshold_count=2,
         test_request_count=2,
@@ -232,7 +245,7 @@ def test_an_interrupt_delivering_a_reclaimed_permits_event_holds_no_ticket(
 
     unsubscribe = breaker.subscribe(on_ignored)
     with pytest.raises(KeyboardInterrupt):
-        breaker.call(_noop)
+        entry(breaker, CircuitBreakerManager())
     unsubscribe()
     metrics = breaker.metrics()
     assert settled(metrics), metrics
