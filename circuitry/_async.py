@@ -35,7 +35,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import anyio
 
-from ._base import _CALL_CODES, BreakerBase, get_ident
+from ._base import BreakerBase, get_ident
 from ._core import FAILURE, FOLD_AT, IGNORED, SUCCESS, Outcome
 
 __all__ = ["AsyncAdapter"]
@@ -281,5 +281,3 @@ class AsyncAdapter(BreakerBase):
 
 if _mark_coroutine_function is not None:
     _mark_coroutine_function(AsyncAdapter.call_async)
-
-_CALL_CODES.add(AsyncAdapter._call_async.__code__)  # for the fork hooks (see _base)

@@ -260,6 +260,8 @@ class BreakerBase:
     def _locked(self, operation: Callable[[CircuitCore, float], R]) -> R:
         """Run a core operation at the current time, under the lock; deliver its events."""
         now = self._clock.monotonic()
+        if now < self._core.latest:
+            now = self._check_clock()
         with self._lock:
             if self._dropped:
                 self._reclaim_dropped(now)
@@ -449,6 +451,8 @@ class BreakerBase:
         this breaker in the same thread or task rides on it (`CircuitCore.ride`),
         and a trial admitted here is marked in the context until it completes.
         """
+        if now < self._core.latest:
+            self._check_clock()  # the ticket keeps `now`: the core takes it as stale
         if self._store is not None:
             result = self._drive(self._acquire_steps(now, nesting), deliver=False)
             if self._core.events:
@@ -527,7 +531,31 @@ class BreakerBase:
             if len(pending) >= FOLD_AT or core.deferring != generation:
                 self._fold()  # (see the _core module doc: a success that may trip)
         else:
+            if now < core.latest:
+                try:
+                    now = self._check_clock()
+                except BaseException:
+                    self._clock_broke(generation, started, receipt)
+                    raise
             self._settle(generation, started, now, outcome, exception, receipt)
+
+    def _check_clock(self) -> float:
+        """A reading came out older than the core's `latest`: read the clock again.
+
+        Most such readings are stale: taken by a thread preempted before the
+        lock while another thread used the breaker (the core then takes them
+        as `latest`, moving nothing back). A fresh reading that is still older
+        means the clock itself went back (leaving freezegun, an adjusted
+        clock): the core's time goes back with it, and a period begun later
+        starts again on the new clock. Returns the fresh reading.
+        """
+        core = self._core
+        since = core.latest  # read first: a time stored after this is no proof
+        now = self._clock.monotonic()
+        if now < since:  # read after `since` was, yet older: the clock went back
+            with self._lock:
+                core.clock_went_back(now)
+        return now
 
     def _clock_broke(
         self, generation: int, started: float, receipt: list[None] | None = None
@@ -905,25 +933,21 @@ class BreakerBase:
     # waits a moment at most). The child gets a new lock; the calls in flight
     # are the parent threads', which do not exist there (see `_after_fork`).
 
-    def _after_fork(self, forking_thread: int, running: list[FrameType]) -> None:
-        """In the child: new lock, and none of the parent threads' calls held."""
+    def _after_fork(self, forking_thread: int) -> None:
+        """In the child: new lock, and none of the parent threads' calls held.
+
+        Every call in flight is counted as ignored now (see
+        `CircuitCore.after_fork`); the forking thread's, which may still
+        complete here, then take their outcome in its place.
+        """
         self._lock = threading.RLock()
         self._delivery = None  # the parent's deliverer is not here; its events wait
+        # A permit dropped before the fork is in flight, and so counted already.
         self._dropped = []
         blocks = self._blocks
         for frame in [f for f, block in blocks.items() if block[3] != forking_thread]:
             del blocks[frame]
-        # The forking thread's calls in flight may still complete here: its
-        # blocks, and its `call` / `call_async` frames on the stack now.
-        kept = sum(_depth_of(block) for block in blocks.values())
-        kept += sum(
-            1
-            for frame in running
-            if frame.f_code in _CALL_CODES
-            and frame.f_locals.get("self") is self
-            and "generation" in frame.f_locals
-        )
-        self._core.after_fork(kept)
+        self._core.after_fork()
 
     # -- the two-step form ------------------------------------------------------------
 
@@ -1128,15 +1152,6 @@ class _Delivery:
             self.turn.notify_all()  # type: ignore[union-attr]
 
 
-def _depth_of(block: Block | None) -> int:
-    """How many blocks nest in this frame's `block` (it and those below it)."""
-    depth = 0
-    while block is not None:
-        depth += 1
-        block = block[4]
-    return depth
-
-
 # Every breaker, for the fork hooks: plain weak references (no callback, so
 # the one CPython keeps for the object is reused), with the dead ones pruned
 # whenever the list has doubled. A WeakSet cost about 185 bytes a breaker.
@@ -1155,7 +1170,6 @@ def _register(breaker: BreakerBase) -> None:
             _prune_at = max(1024, 2 * len(_BREAKERS))
 
 
-_CALL_CODES: set[Any] = set()  # the adapters' `_call` and `_call_async` (they add them)
 
 
 def _before_fork() -> None:
@@ -1175,14 +1189,9 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    running = []
-    frame: FrameType | None = _getframe()
-    while frame is not None:
-        running.append(frame)
-        frame = frame.f_back
     forking_thread = get_ident()
     for breaker in _FORKING:
-        breaker._after_fork(forking_thread, running)
+        breaker._after_fork(forking_thread)
     _FORKING.clear()
     _REGISTRY_LOCK.release()  # taken by this thread, which the child has
 

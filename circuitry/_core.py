@@ -26,8 +26,11 @@ fail the trial: a healthy dependency could never close the circuit.)
 
 After a fork (`after_fork`, called by the adapters' fork hook in the child),
 the calls in flight are the parent's: a new period in the same state makes
-them late results, and those of threads the child does not have are counted
-as ignored, since they never complete there.
+them late results, and all of them are counted as ignored at once, since
+those of the parent's other threads never complete there. One that does
+complete in the child (the forking thread's call or permit, a call suspended
+in one of its tasks) then takes its real outcome in place of that ignored
+count (`forked`): each call is counted exactly once.
 
 Nothing runs on a timer. Time-driven transitions (the open period passing,
 a trial hanging past `half_open_max_wait`) are applied lazily by `_tick`
@@ -48,8 +51,10 @@ an adapter may read without the lock, so that the commonest steps take none:
   call is rejected, so the adapter rejects at once and counts with
   `next(fast_rejections)`. The core moves OPEN to HALF_OPEN on the same
   comparison (`_tick`), so the two never disagree; a clock that went back
-  before `reject_from` takes the lock, and `_tick` starts the period again
-  on the new clock (`_clock_went_back`).
+  before `reject_from` takes the lock, and the adapter, having read it again,
+  starts the period again on the new clock (`clock_went_back`). A reading
+  that is merely stale (taken before another thread's transition) moves
+  nothing back: the core takes it as the period's start (`_tick`).
 - `deferring`: the generation while a success of that generation cannot
   move the circuit, else None: CLOSED or FORCED_CLOSED, no slow-call rule,
   nobody listening, and with a window too few failures in it for any
@@ -228,6 +233,7 @@ class CircuitCore:
         "state",
         "generation",
         "state_since",
+        "latest",
         "admitting",
         "tickets",
         "deferring",
@@ -238,6 +244,8 @@ class CircuitCore:
         "trial_successes",
         "backoff_level",
         "open_until",
+        "forked",
+        "fork_generation",
         # totals and outputs
         "_allowed",
         "completed",
@@ -281,6 +289,9 @@ class CircuitCore:
         self.state = CLOSED
         self.generation = 0
         self.state_since = now
+        # The newest time an operation was made at: an older `now` is a stale
+        # reading (see _tick), taken as this, so the core's time never goes back.
+        self.latest = now
         # What adapters read without the lock (see the module doc): set by _publish.
         self.admitting: int | None = None
         self.deferring: int | None = None
@@ -297,6 +308,10 @@ class CircuitCore:
         self.trial_successes = 0
         self.backoff_level = config.reset_timeout  # the open period before jitter
         self.open_until = math.inf  # when OPEN: when the open period ends
+        # Calls in flight at a fork, counted as ignored then and not completed
+        # here since; tickets of generations below `fork_generation` are theirs.
+        self.forked = 0
+        self.fork_generation = 0
 
         self._allowed = 0  # admitted calls whose entry has left `tickets`
         # Completions counted by `complete` (late ones included), so that an
@@ -323,12 +338,12 @@ class CircuitCore:
         if state is CLOSED or state is FORCED_CLOSED:
             self.tickets.append(now)  # what an adapter does without the lock
             return self.generation
-        self._tick(now)
+        at = self._tick(now)
         state = self.state
         if state is not HALF_OPEN or len(self.trial_starts) >= self._test_requests:
             self.total_rejected += 1
             if self._listening:
-                self.events.append(CallRejected(self.name, now, state))
+                self.events.append(CallRejected(self.name, at, state))
             return REJECTED
         self.trial_starts.append(now)
         self._allowed += 1
@@ -353,25 +368,31 @@ class CircuitCore:
         self._allowed += 1
         return RIDING - generation
 
-    def after_fork(self, kept: int) -> None:
-        """In a forked child: the calls in flight are the parent's, but `kept`.
+    def after_fork(self) -> None:
+        """In a forked child: every call in flight is the parent's, and counted as ignored.
 
-        The child's threads are gone but the forking one, so their calls will
-        never complete here: a new period in the same state makes every call
-        in flight a late result (freeing the trial slots), and those beyond
-        `kept` (the forking thread's own, which may still complete) are
-        counted as ignored now. No event: the state does not change.
+        The child's threads are gone but the forking one, so most of those
+        calls never complete here: a new period in the same state makes every
+        call in flight a late result (freeing the trial slots), and each is
+        counted as ignored now, so the totals add up at once. One that does
+        complete here later (see `complete`) replaces its ignored count with
+        its outcome. No event: the state does not change.
         """
         if self.pending:
             self.fold()
-        gone = max(0, self.in_flight - kept)
-        self.total_ignored += gone
-        self.completed += gone
+        in_flight = max(
+            0,
+            self.total_allowed - self.total_successes - self.total_failures - self.total_ignored,
+        )
+        self.total_ignored += in_flight
+        self.completed += in_flight
+        self.forked += in_flight
         tickets = self.tickets
         self._allowed += len(tickets)
         del tickets[:]
         self.trial_starts.clear()
         self.generation += 1
+        self.fork_generation = self.generation
         self._publish()
 
     @property
@@ -447,6 +468,15 @@ class CircuitCore:
                 generation = RIDING - generation
             else:
                 self._check_ticket(generation, started)
+            if generation < self.fork_generation:
+                # In flight at a fork: counted as ignored there (see after_fork),
+                # this outcome takes its place; or, where the fork counted none
+                # (SharedCore's child counts from zero), it is admitted now.
+                if self.forked:
+                    self.forked -= 1
+                    self.total_ignored -= 1
+                else:
+                    self._allowed += 1
             if state is not CLOSED:
                 self._tick(now)
                 state = self.state
@@ -466,6 +496,10 @@ class CircuitCore:
         # Totals: every completion, late or not. (Inline, not `_count`: no call
         # may come between the ticket and its outcome's count, see above.)
         duration = now - started
+        if now < self.latest:
+            now = self.latest  # a stale reading (see _tick): events and periods keep their order
+        else:
+            self.latest = now
         slow = False
         if outcome is IGNORED:
             self.total_ignored += 1
@@ -612,8 +646,10 @@ class CircuitCore:
 
     def _into_window(self, window: TimeWindow, now: float, failed: bool, slow: bool) -> bool:
         """Count a completed call into the window, then the trip rules: whether it tripped."""
-        if now < self.state_since:
-            self._clock_went_back(now)
+        if now < self.latest:
+            now = self.latest  # a stale reading (see _tick)
+        else:
+            self.latest = now
         failures = window.total_failures
         window.add(now, failed, slow)
         if self._window_trips(window):
@@ -676,16 +712,13 @@ class CircuitCore:
     # -- manual control and reads ---------------------------------------------
 
     def force_open(self, now: float) -> None:
-        self._tick(now)
-        self._fire(Trigger.FORCE_OPEN, now)
+        self._fire(Trigger.FORCE_OPEN, self._tick(now))
 
     def force_closed(self, now: float) -> None:
-        self._tick(now)
-        self._fire(Trigger.FORCE_CLOSED, now)
+        self._fire(Trigger.FORCE_CLOSED, self._tick(now))
 
     def reset(self, now: float) -> None:
-        self._tick(now)
-        self._fire(Trigger.RESET, now)
+        self._fire(Trigger.RESET, self._tick(now))
 
     def trip(self, now: float, duration: float | None = None) -> None:
         """Open the circuit now, for `duration` seconds or the next open period.
@@ -694,8 +727,7 @@ class CircuitCore:
         from HALF_OPEN or OPEN the backed-off one (as a failed trial), else
         `reset_timeout`, with jitter. A given `duration` has no jitter.
         """
-        self._tick(now)
-        self._fire(Trigger.TRIP_CALLED, now, duration)
+        self._fire(Trigger.TRIP_CALLED, self._tick(now), duration)
 
     def poll(self, now: float) -> CircuitState:
         """Apply the transitions time alone makes; return the state."""
@@ -706,11 +738,11 @@ class CircuitCore:
         """Seconds until a trial may be let through; None when unknown."""
         if self.state is not OPEN:
             return None
-        return max(0.0, self.open_until - now)
+        return max(0.0, self.open_until - max(now, self.latest))
 
     def snapshot(self, now: float) -> CircuitMetrics:
         """The metrics as of `now`."""
-        self._tick(now)
+        now = self._tick(now)
         window = self.window
         window_calls: int | None = None
         failure_rate = slow_call_rate = None
@@ -761,11 +793,23 @@ class CircuitCore:
 
     # -- transitions ------------------------------------------------------------
 
-    def _tick(self, now: float) -> None:
+    def _tick(self, now: float) -> float:
+        """Apply the transitions time alone makes by `now`; return the time the
+        operation happens at: `now`, or `latest` if `now` is older.
+
+        A `now` older than `latest` is a stale reading: taken by a thread
+        preempted before the lock while another thread used the core. It moves
+        nothing back (no period restarts, no window empties, no transition is
+        dated earlier than one before it): the operation happens at `latest`.
+        Only the adapter can tell a clock that really went back (it reads the
+        clock again) and says so with `clock_went_back`.
+        """
         if self.pending:
             self.fold()
-        if now < self.state_since:
-            self._clock_went_back(now)
+        if now < self.latest:
+            now = self.latest
+        else:
+            self.latest = now
         state = self.state
         if state is OPEN:
             if now >= self.open_until:
@@ -778,9 +822,14 @@ class CircuitCore:
                     oldest = self.state_since
                 if now - oldest >= wait:
                     self._fire(Trigger.TRIAL_HUNG, now)
+        return now
 
-    def _clock_went_back(self, now: float) -> None:
-        """The clock reads earlier than the current period began: start it again at `now`.
+    def clock_went_back(self, now: float) -> None:
+        """The clock really went back to `now`: the core's time goes back with it.
+
+        The adapter calls it when a fresh reading is still older than `latest`
+        (a stale one is not: see `_tick`). Earlier than the current period
+        began, the period starts again at `now`.
 
         A clock that jumped back (a breaker tripped inside freezegun's
         `freeze_time` and used after it; an adjusted clock) would otherwise
@@ -789,6 +838,13 @@ class CircuitCore:
         the window starts empty; a trial in flight is aged from now for
         `half_open_max_wait` (see `_tick`).
         """
+        if self.pending:
+            self.fold()
+        if now >= self.latest:
+            return
+        self.latest = now
+        if now >= self.state_since:
+            return
         self.open_until -= self.state_since - now  # inf stays inf
         self.state_since = now
         if self.window is not None:

@@ -349,10 +349,11 @@ class SharedCore(CircuitCore):
         if self.state is FORCED_OPEN and self.mode is not Mode.LOCAL:
             self.reject_until = -math.inf
 
-    def _tick(self, now: float) -> None:
+    def _tick(self, now: float) -> float:
         # Time-driven transitions are the store's, but in LOCAL mode.
         if self.mode is Mode.LOCAL:
-            super()._tick(now)
+            return super()._tick(now)
+        return now
 
     # -- calls ---------------------------------------------------------------------
 
@@ -479,8 +480,10 @@ class SharedCore(CircuitCore):
         ):
             tickets.pop()  # admitted into `tickets` (see _publish)
             self._allowed += 1
-        else:
+        elif self.flying:
             self.flying -= 1
+        else:
+            self._allowed += 1  # in flight at a fork: admitted here as far as totals go
         self.completed += 1
         slow = self._count(outcome, now - started, now, exception)
         permit = ""
@@ -690,26 +693,23 @@ class SharedCore(CircuitCore):
         if was is not Mode.UNSYNCED:
             self.events.append(StoreRecovered(self.name, now))
 
-    def after_fork(self, kept: int) -> None:
+    def after_fork(self) -> None:
         """In a forked child: a process of its own, whose totals start at zero.
 
-        The parent threads' calls never complete here (see CircuitCore); the
-        forking thread's `kept` ones may, and stay counted as admitted. What the
-        parent counted stays the parent's: the totals are each process's, and
-        summed over processes they must count every call once.
+        The parent threads' calls never complete here (see CircuitCore); one
+        that does (the forking thread's call or permit, a call suspended in
+        one of its tasks) is counted as admitted when it completes, with its
+        outcome. What the parent counted stays the parent's: the totals are
+        each process's, and summed over processes they count every call once.
         """
         self.asking = False
         if self.mode is Mode.LOCAL:
-            super().after_fork(kept)
+            super().after_fork()
         else:
             self._sweep()
-            gone = max(0, self.flying - kept)
-            self.flying -= gone
-        in_flight = min(kept, self.total_allowed)
         del self.tickets[:]
         self.trial_starts.clear()
-        self._allowed = in_flight
-        self.flying = in_flight if self.mode is not Mode.LOCAL else 0
+        self._allowed = self.flying = self.forked = 0
         self.completed = 0
         self.total_rejected = self.total_successes = self.total_failures = 0
         self.total_ignored = self.total_slow = self.state_changes = 0

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from ._base import _CALL_CODES, BreakerBase, get_ident
+from ._base import BreakerBase, get_ident
 from ._core import FOLD_AT, SUCCESS
 
 __all__ = ["SyncAdapter"]
@@ -120,5 +120,3 @@ class SyncAdapter(BreakerBase):
 
         return protected
 
-
-_CALL_CODES.add(SyncAdapter._call.__code__)  # for the fork hooks (see _base)

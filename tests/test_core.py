@@ -870,9 +870,9 @@ def test_snapshot_reports_totals_and_latency() -> None:
     fail(core, 1.0, duration=3.0)
     ignore(core, 4.0, duration=50.0)
     assert core.acquire(5.0) != REJECTED  # in flight
-    m = core.snapshot(6.0)
+    m = core.snapshot(60.0)  # after the ignored call ended (54): the core's time never goes back
     assert m.current_state is CLOSED
-    assert m.time_in_state == 6.0
+    assert m.time_in_state == 60.0
     assert (m.total_allowed, m.total_rejected) == (4, 0)
     assert (m.total_successes, m.total_failures, m.total_ignored) == (1, 1, 1)
     assert m.total_slow == 1
@@ -1028,7 +1028,10 @@ def test_clock_going_backwards_does_not_crash() -> None:
     core = make(now=100.0, failure_threshold_count=2, failure_window=10, reset_timeout=10)
     succeed(core, 100.0)
     run(core, 100.0, 95.0, SUCCESS)  # ended before it started: duration 0
-    m = core.snapshot(50.0)  # before the period began: it starts again at 50, window empty
+    # The adapter read the clock again and it is still before the period began:
+    # the clock went back (a stale reading alone moves nothing: test_stale_clock.py).
+    core.clock_went_back(50.0)
+    m = core.snapshot(50.0)  # it starts again at 50, window empty
     assert m.time_in_state == 0.0
     assert m.average_response_time == 0.0
     assert m.window_failures == 0
@@ -1036,12 +1039,37 @@ def test_clock_going_backwards_does_not_crash() -> None:
     fail(core, 58.0)  # earlier than the window's newest call: counted there
     fail(core, 61.0)  # 2 failures in the window
     assert core.state is OPEN
-    assert core.acquire(55.0) == REJECTED  # before the trip: still open...
+    core.clock_went_back(55.0)  # back again, before the trip
+    assert core.acquire(55.0) == REJECTED  # still open...
     # ...for its open period (10 s) measured on the new clock, not 10 s + the jump
     # back (issue 10, item 6: this was 16, and a jump of 54 years held it 54 years).
     assert core.retry_after(55.0) == 10.0
     assert core.poll(64.9) is OPEN
     assert core.poll(65.0) is HALF_OPEN
+
+
+def test_a_stale_reading_moves_nothing_back() -> None:
+    # A `now` earlier than the period's start, without `clock_went_back`, is a
+    # reading taken before another thread's transition: it happens at the start.
+    core = make(failure_threshold_count=3, failure_window=60, reset_timeout=1)
+    fail(core, 5.0)
+    fail(core, 6.0)
+    assert core.snapshot(4.0).window_failures == 2  # not emptied
+    fail(core, 4.5)  # the third failure in the window: trips at 6.0, not earlier
+    assert core.state is OPEN
+    assert core.state_since == 6.0
+    assert core.acquire(5.5) == REJECTED
+    assert core.retry_after(5.5) == 1.0
+    assert core.poll(6.9) is OPEN
+    assert core.poll(7.0) is HALF_OPEN
+    assert [e.at for e in core.take_events() if isinstance(e, StateChanged)] == [6.0, 7.0]
+
+
+def test_clock_went_back_with_a_later_reading_does_nothing() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10)
+    fail(core, 5.0)
+    core.clock_went_back(6.0)
+    assert (core.state_since, core.retry_after(6.0)) == (5.0, 9.0)
 
 
 def test_latency_covers_successes_and_failures_not_ignored() -> None:
