@@ -26,6 +26,7 @@ from circuitry import (
     CircuitMetrics,
 )
 from circuitry.events import CallIgnored, Event, StateChanged
+from circuitry.redis import RedisStore
 from circuitry.testing import FakeClock
 
 
@@ -269,3 +270,56 @@ def test_a_failure_after_an_interrupted_admission_is_still_counted() -> None:
 
 def _raise_boom() -> None:
     raise Boom("down")
+
+
+# -- with a shared store: the same, where the trial is Redis's permit ----------------------
+
+
+def shared_half_open_due(
+    redis_url: str, error: type[BaseException]
+) -> tuple[CircuitBreaker, RedisStore]:
+    clock = FakeClock()
+    store = RedisStore.from_url(redis_url, time_source=clock)
+    breaker = CircuitBreaker(
+        CircuitBreakerConfig(failure_threshold_count=1, reset_timeout=10, reset_timeout_jitter=0),
+        name="shared",
+        store=store,
+        clock=clock,
+    )
+    breaker.subscribe(Raiser(to_half_open, error))
+    with pytest.raises(Boom):
+        breaker.call(_raise_boom)
+    assert breaker._core.state is OPEN
+    clock.advance(10)
+    return breaker, store
+
+
+def test_an_interrupt_delivering_half_open_with_a_store_holds_no_permit(redis_url: str) -> None:
+    breaker, store = shared_half_open_due(redis_url, KeyboardInterrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            breaker.call(_noop)
+        metrics = breaker.metrics()
+        assert metrics.current_state is HALF_OPEN
+        assert settled(metrics), metrics
+        assert breaker.call(_noop) == "ok"  # the permit came back: this one is the trial
+        assert breaker.state is CLOSED
+    finally:
+        store.close()
+
+
+@pytest.mark.anyio
+async def test_an_interrupt_delivering_half_open_with_a_store_holds_no_permit_async(
+    redis_url: str,
+) -> None:
+    breaker, store = shared_half_open_due(redis_url, Interrupt)
+    try:
+        with pytest.raises(Interrupt):
+            await breaker.call_async(_anoop)
+        metrics = breaker.metrics()
+        assert metrics.current_state is HALF_OPEN
+        assert settled(metrics), metrics
+        assert await breaker.call_async(_anoop) == "ok"
+        assert breaker.state is CLOSED
+    finally:
+        await store.aclose()
