@@ -19,7 +19,8 @@ import pytest
 from helpers import CLOSED, Boom, make
 from test_fork import child_ok, exit_child, fork, settled
 
-from circuitry import CircuitBreaker, CircuitMetrics
+from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitMetrics
+from circuitry.redis import RedisStore
 from circuitry.testing import FakeClock
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
@@ -161,3 +162,26 @@ def test_the_childs_calls_after_the_fork_count_as_usual(clock: FakeClock) -> Non
 
 def _boom() -> None:
     raise Boom("down")
+
+
+def test_a_permit_held_by_the_forking_thread_is_counted_once_with_a_store(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url)
+    breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold_count=5), store=store)
+    try:
+        breaker.call(lambda: None)
+        permit = breaker.try_acquire()
+        assert permit is not None
+        pid = fork()
+        if pid == 0:  # pragma: no cover - the child counts from zero: the permit, once
+
+            def check() -> bool:
+                permit.record_success()
+                m = breaker.metrics()
+                return settled(m) and totals(m) == (1, 1, 0, 0)
+
+            exit_child(check)
+        permit.record_success()
+        wait_child(pid)
+        assert totals(breaker.metrics()) == (2, 2, 0, 0)
+    finally:
+        store.close()
