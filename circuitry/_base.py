@@ -1170,8 +1170,6 @@ def _register(breaker: BreakerBase) -> None:
             _prune_at = max(1024, 2 * len(_BREAKERS))
 
 
-
-
 def _before_fork() -> None:
     # The registry's lock too, held across the fork: a thread creating a
     # breaker at that moment must not leave it locked in the child.
