@@ -279,6 +279,7 @@ class SharedCore(CircuitCore):
         "flying",
         "keys",
         "local_from",
+        "local_last",
         "mode",
         "no_jitter",
         "permits",
@@ -317,6 +318,7 @@ class SharedCore(CircuitCore):
         self.epoch = 0  # generation changes taken from the store (see _absorb)
         self.flying = 0  # calls admitted under the shared rules, not yet complete
         self.local_from = 0  # the first local generation (Mode.LOCAL)
+        self.local_last = -1  # the last generation of the last local period (see _fall_back)
         self.refresh_at = -math.inf  # FORCED_OPEN: when to ask again
         # The trial permits this process holds: (generation, started) -> ids.
         self.permits: dict[tuple[int, float], list[str]] = {}
@@ -662,8 +664,10 @@ class SharedCore(CircuitCore):
         self.asking = False
         self._sweep()  # a new period (LOCAL), or none at all: late results either way
         if mode is Mode.LOCAL:
-            # A new local period: the shared calls in flight are late results here.
-            self.generation += 1
+            # A new local period: the shared calls in flight are late results
+            # here, and so are the local calls of an earlier outage still in
+            # flight (a number of its own: never one an earlier outage used).
+            self.generation = max(self.generation, self.local_last) + 1
             self.local_from = self.generation
             self.consecutive_failures = self.trial_successes = 0
             if self.window is not None:
@@ -679,6 +683,7 @@ class SharedCore(CircuitCore):
         was = self.mode
         self.mode = Mode.SHARED
         if was is Mode.LOCAL:
+            self.local_last = self.generation
             # The local calls in flight become late results of the shared circuit.
             in_flight = len(self.tickets) + len(self.trial_starts)
             self._allowed += len(self.tickets)

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 from helpers import Boom
-from redis_server import RedisServer
+from redis_server import RedisServer, ReplyDropper
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
-from circuitry.events import Event, StoreRecovered, StoreUnavailable
+from circuitry.events import Alert, Event, StoreRecovered, StoreUnavailable
 from circuitry.redis import BACKOFF_START, RedisStore
 
 NAMESPACE = "faults"
@@ -81,6 +81,24 @@ def make_store(stores: list[RedisStore], server: RedisServer, **options: Any) ->
     store = RedisStore.from_url(server.url, namespace=NAMESPACE, **options)
     stores.append(store)
     return store
+
+
+@pytest.fixture
+def dropper(server: RedisServer) -> Iterator[ReplyDropper]:
+    """A proxy in front of `server` that can lose its replies (after the script ran)."""
+    proxy = ReplyDropper(server.port)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+def wait_until(condition: Any, limit: float = 5.0) -> None:
+    """Poll `condition()` until it holds; fail after `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)
 
 
 def wait_for_backoff(since: float) -> None:
@@ -546,3 +564,55 @@ async def test_a_hung_redis_delays_one_async_call_by_the_socket_timeout(
             server.resume()
     finally:
         await store.aclose()
+
+
+# -- lost replies and outages in a row: the caller only ever sees its own outcome --------------
+
+
+def test_a_call_in_flight_across_two_outages_returns_its_own_result(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    # Two short hangs (the state survives them): the second outage's local
+    # period must not take the number of the first one's.
+    store = make_store(stores, server)
+    breaker = CircuitBreaker(config(), name="svc", store=store)
+    breaker.call(ok)
+    server.pause()
+    try:
+        assert breaker.call(ok) == "ok"  # the first outage: the in-process rules
+    finally:
+        server.resume()
+    failed_at = time.monotonic()
+    running, release = threading.Event(), threading.Event()
+    results: list[object] = []
+
+    def slow() -> str:
+        running.set()
+        assert release.wait(10.0)
+        return "slow"
+
+    def run() -> None:
+        try:
+            results.append(breaker.call(slow))  # admitted by the in-process rules
+        except BaseException as exc:  # pragma: no cover - the failure this test looks for
+            results.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert running.wait(10.0)
+        wait_for_backoff(failed_at)
+        assert breaker.call(ok) == "ok"  # the store answers: shared again
+        server.pause()
+        try:
+            assert breaker.call(ok) == "ok"  # the second outage
+        finally:
+            server.resume()
+    finally:
+        release.set()
+        thread.join(10.0)
+    assert results == ["slow"]
+    metrics = breaker.metrics()
+    assert metrics.total_allowed == (
+        metrics.total_successes + metrics.total_failures + metrics.total_ignored
+    )
