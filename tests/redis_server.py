@@ -160,7 +160,7 @@ class ReplyDropper:
         while not self._closed.is_set():
             try:
                 downstream, _ = self._listener.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -184,7 +184,7 @@ class ReplyDropper:
             while not self._closed.is_set():
                 try:
                     data = source.recv(65536)
-                except (TimeoutError, socket.timeout):
+                except TimeoutError:
                     continue
                 if not data:
                     break
