@@ -117,12 +117,17 @@ class Request(NamedTuple):
     op: str
     args: tuple[str, ...] = ()
     epoch: int = 0  # the planning core's `epoch` (see SharedCore._absorb)
+    rid: str = ""  # the request's id: the store keeps the transitions it makes under it
+    release: tuple[str, ...] = ()  # permits to give back (see SharedCore.orphans)
+    lost: tuple[str, ...] = ()  # ids of requests whose replies were lost (see SharedCore.lost)
 
-    def to_argv(self, core: SharedCore) -> tuple[str, str]:
+    def to_argv(self, core: SharedCore) -> tuple[str, ...]:
         """The script's ARGV for this request, with `core`'s config (see `_circuit.lua`)."""
         jitter = core.no_jitter or core.jitter()
         line = ",".join((self.op, core.store.now_argument(), jitter, *self.args))
-        return line, core.rules
+        if self.release or self.lost:
+            return line, core.rules, self.rid, " ".join(self.release), " ".join(self.lost)
+        return line, core.rules, self.rid
 
 
 class Reply(NamedTuple):
@@ -142,6 +147,8 @@ class Reply(NamedTuple):
     trials_in_flight: int
     trial_successes: int
     now: float | None  # the store's clock (peek only)
+    # The transitions of this process's lost requests (`Request.lost`): (id, moves).
+    owed: tuple[tuple[str, tuple[tuple[CircuitState, CircuitState], ...]], ...] = ()
 
     @classmethod
     def parse(cls, raw: bytes | str) -> Reply | None:
@@ -150,16 +157,13 @@ class Reply(NamedTuple):
             return None
         text = raw.decode() if isinstance(raw, bytes) else raw
         (state, generation, in_state, left, moves, admitted, differs, calls, failures, slow,
-         consecutive, trials, successes, now) = text.split("|")
+         consecutive, trials, successes, now, owed) = text.split("|")
         return cls(
             _STATES[state],
             int(generation),
             max(0.0, float(in_state)),
             float(left) if left else None,
-            tuple(
-                (_STATES[old], _STATES[new])
-                for old, new in (move.split(">") for move in moves.split(","))
-            ) if moves else (),
+            _moves(moves) if moves else (),
             admitted == "1",
             differs == "1",
             int(calls),
@@ -169,10 +173,23 @@ class Reply(NamedTuple):
             int(trials),
             int(successes),
             float(now) if now else None,
+            tuple(
+                (rid, _moves(made)) for rid, made in (entry.split("=") for entry in owed.split(";"))
+            ) if owed else (),
         )
 
 
 _STATES = {state.value: state for state in CircuitState}
+
+
+def _moves(text: str) -> tuple[tuple[CircuitState, CircuitState], ...]:
+    """Transitions from the script's 'old>new,...'."""
+    return tuple(
+        (_STATES[old], _STATES[new]) for old, new in (move.split(">") for move in text.split(","))
+    )
+
+LOST_KEPT = 64
+"""Lost request ids and permits to give back a core keeps at most (oldest forgotten first)."""
 
 
 @attrs.frozen
@@ -180,6 +197,7 @@ class StoreError:
     """The store failed this request (or is backing off after a failure)."""
 
     error: BaseException
+    sent: bool = True  # False: backing off, nothing was sent (nothing can have run)
 
 
 Answer = Reply | StoreError | None
@@ -280,8 +298,10 @@ class SharedCore(CircuitCore):
         "keys",
         "local_from",
         "local_last",
+        "lost",
         "mode",
         "no_jitter",
+        "orphans",
         "permits",
         "refresh_at",
         "shared_window",
@@ -322,6 +342,12 @@ class SharedCore(CircuitCore):
         self.refresh_at = -math.inf  # FORCED_OPEN: when to ask again
         # The trial permits this process holds: (generation, started) -> ids.
         self.permits: dict[tuple[int, float], list[str]] = {}
+        # After a lost reply (a timeout: the script may have run): the trial
+        # permits to give back, and the ids of the lost requests, whose
+        # transitions the store hands back for this process to alert. Both
+        # ride on the next request; its reply settles them (see _settled).
+        self.orphans: list[str] = []
+        self.lost: list[str] = []
         # (calls, failures, slow, consecutive failures) of the last read.
         self.shared_window = (0, 0, 0, 0)
         self.warned = False
@@ -365,7 +391,7 @@ class SharedCore(CircuitCore):
         mode = self.mode
         if mode is not Mode.SHARED:
             if self.store.usable():
-                return None, Request("acquire", (self.store.permit_id(),), self.epoch)
+                return None, self._request("acquire", (self.store.permit_id(),))
             if mode is Mode.UNSYNCED:
                 self._fall_back(now, self.store.down().error)
             return self._acquire_fallback(now, trial), None
@@ -376,12 +402,12 @@ class SharedCore(CircuitCore):
         if state is HALF_OPEN:
             if trial is not None and trial[0] == self.generation and trial in self.permits:
                 return self._admitted(RIDING - self.generation, state), None
-            return None, Request("acquire", (self.store.permit_id(),), self.epoch)
+            return None, self._request("acquire", (self.store.permit_id(),))
         due = self.open_until if state is OPEN else self.refresh_at
         if now < due or self.asking:
             return self._rejected(now), None
         self.asking = True
-        return None, Request("acquire", (self.store.permit_id(),), self.epoch)
+        return None, self._request("acquire", (self.store.permit_id(),))
 
     def apply_acquire(
         self, now: float, trial: tuple[int, float] | None, request: Request,
@@ -391,9 +417,11 @@ class SharedCore(CircuitCore):
         self.asking = False
         if not isinstance(reply, Reply):  # (an acquire is always answered in full)
             reply = reply or StoreError(RuntimeError("no answer to an acquire"))
+            self._unanswered(request, reply)
             self._fall_back(now, reply.error)
             return self._acquire_fallback(now, trial)
         self._absorb(now, reply, request.epoch)
+        self._settled(now, request, reply)
         state = self.state
         if not reply.admitted:
             return self._rejected(now)
@@ -404,9 +432,14 @@ class SharedCore(CircuitCore):
             return self.generation, state, None
         return self._admitted(self.generation, state)
 
-    def cancel(self) -> None:
-        """A request was abandoned (the caller cancelled): no single-flight request is out."""
+    def cancel(self, request: Request | None = None) -> None:
+        """A request was abandoned (the caller cancelled): no single-flight request is out.
+
+        It may have run in the store all the same: its reply is lost.
+        """
         self.asking = False
+        if request is not None:
+            self._unanswered(request, StoreError(RuntimeError("abandoned")))
 
     def _admitted(
         self, generation: int, state: CircuitState
@@ -496,25 +529,27 @@ class SharedCore(CircuitCore):
             return None  # a late result, or the store is down: totals only
         if riding:
             if outcome is FAILURE and state is HALF_OPEN:
-                return Request("record", (str(issued), "f", "0", "", "1"), self.epoch)
+                return self._request("record", (str(issued), "f", "0", "", "1"))
             return None
         if state is HALF_OPEN:
             if not permit:
                 return None  # not a trial this process holds
         elif outcome is IGNORED or (state is not CLOSED and state is not FORCED_CLOSED):
             return None
-        return Request(
-            "record", (str(issued), _OUTCOME_CODES[outcome], "1" if slow else "0", permit, "0"),
-            self.epoch,
+        return self._request(
+            "record", (str(issued), _OUTCOME_CODES[outcome], "1" if slow else "0", permit, "0")
         )
 
     def apply_complete(
         self, now: float, request: Request, reply: Answer
     ) -> None:
         if isinstance(reply, StoreError):
+            self._unanswered(request, reply)
             self._fall_back(now, reply.error)  # this outcome is the process's alone
-        elif reply is not None:  # None: recorded, and nothing else changed
+            return
+        if reply is not None:  # None: recorded, and nothing else changed
             self._absorb(now, reply, request.epoch)
+        self._settled(now, request, reply)
 
     # -- reads and manual control -------------------------------------------------------
 
@@ -525,15 +560,19 @@ class SharedCore(CircuitCore):
                 return None  # known: the window is empty, the period runs
         elif not self.store.usable():
             return None
-        return Request("read", (), self.epoch)
+        return self._request("read", ())
 
     def apply_read(self, now: float, reply: Answer, request: Request | None = None) -> None:
         if reply is None:
             return
         if isinstance(reply, StoreError):
+            if request is not None:
+                self._unanswered(request, reply)
             self._fall_back(now, reply.error)
         else:
             self._absorb(now, reply, None if request is None else request.epoch)
+            if request is not None:
+                self._settled(now, request, reply)
 
     def read_state(self, now: float) -> CircuitState:
         """The state, once `plan_read` / `apply_read` brought the mirror up to date."""
@@ -566,7 +605,7 @@ class SharedCore(CircuitCore):
     def plan_control(self, trigger: str, duration: float | None) -> Request | None:
         """The request for force_open / force_closed / reset / trip, or None: do it locally."""
         if self.mode is Mode.SHARED or self.store.usable():
-            return Request("control", (trigger, _optional(duration)), self.epoch)
+            return self._request("control", (trigger, _optional(duration)))
         return None
 
     def apply_control(
@@ -576,12 +615,75 @@ class SharedCore(CircuitCore):
         """Absorb the reply; when the store failed (or is down), `local()` does it here."""
         if isinstance(reply, Reply):
             self._absorb(now, reply, None if request is None else request.epoch)
+            if request is not None:
+                self._settled(now, request, reply)
             return
         if isinstance(reply, StoreError):
+            if request is not None:
+                self._unanswered(request, reply)
             self._fall_back(now, reply.error)
         elif self.mode is Mode.UNSYNCED:
             self._fall_back(now, self.store.down().error)
         local()
+
+    # -- lost replies -------------------------------------------------------------------------
+
+    def _request(self, op: str, args: tuple[str, ...]) -> Request:
+        """A request, carrying what earlier lost replies left to settle."""
+        orphans = self.orphans
+        lost = self.lost
+        return Request(
+            op, args, self.epoch, self.store.permit_id(),
+            tuple(orphans) if orphans else (), tuple(lost) if lost else (),
+        )
+
+    def _unanswered(self, request: Request, error: StoreError) -> None:
+        """`request` got no reply: if it was sent, the script may have run all the same.
+
+        Then an acquire may hold a trial permit in the store that this process
+        never uses, a record may have left its trial's permit there, and the
+        request may have made transitions that nobody alerts. The next request
+        gives the permits back and asks for those transitions (`_settled`).
+        """
+        if not error.sent:
+            return
+        lost = self.lost
+        orphans = self.orphans
+        lost.append(request.rid)
+        op = request.op
+        if op == "acquire":
+            orphans.append(request.args[0])
+        elif op == "record" and request.args[3]:
+            orphans.append(request.args[3])
+        del lost[:-LOST_KEPT]
+        del orphans[:-LOST_KEPT]
+
+    def _settled(self, now: float, request: Request, reply: Reply | None) -> None:
+        """The store answered `request`: the permits it gave back and the lost transitions.
+
+        A lost request's transitions were alerted nowhere (its reply never came,
+        and other processes learned of them without alerting): this process,
+        which made them, alerts them, once, whichever of its requests brought
+        them back first.
+        """
+        if request.release:
+            orphans = self.orphans
+            for permit in request.release:
+                if permit in orphans:
+                    orphans.remove(permit)
+        if request.lost:
+            lost = self.lost
+            if reply is not None:
+                for rid, moves in reply.owed:
+                    if rid in lost:
+                        lost.remove(rid)
+                        for before, after in moves:
+                            self.events.append(
+                                AlertOnly(StateChanged(self.name, now, before, after))  # type: ignore[arg-type]
+                            )
+            for rid in request.lost:
+                if rid in lost:
+                    lost.remove(rid)
 
     # -- the mirror -------------------------------------------------------------------------
 
@@ -675,6 +777,11 @@ class SharedCore(CircuitCore):
             self.backoff_level = self.config.reset_timeout
             # From the last known state as it is: in HALF_OPEN the trials in
             # flight are late here, and the local rules admit trials of their own.
+        # The trials in flight are late here: the shared circuit will not hear
+        # from them, so their slots are given back at the next round trip.
+        for ids in self.permits.values():
+            self.orphans.extend(ids)
+        del self.orphans[:-LOST_KEPT]
         self.permits.clear()
         self.events.append(StoreUnavailable(self.name, now, error))
         self._publish()

@@ -16,10 +16,11 @@ CLOSED costs one round trip (the record after it) and a rejection while OPEN
 costs none. See README "Many processes" for the failure modes.
 
 Keys: `circuitry:{<namespace>:<name>}:state` (a string: the state),
-`...:window` (a hash: the window's buckets, with a window only) and
-`...:permits` (a sorted set: trial permit -> start, in HALF_OPEN only), one
-hash tag per breaker (Redis Cluster safe), names percent-escaped, each with a
-TTL renewed at every use.
+`...:window` (a hash: the window's buckets, with a window only),
+`...:permits` (a sorted set: trial permit -> start, in HALF_OPEN only) and
+`...:owed` (a list: the last transitions, by the request that made them, for
+a process whose reply was lost to alert), one hash tag per breaker (Redis
+Cluster safe), names percent-escaped, each with a TTL renewed at every use.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ __all__ = ["RedisStore"]
 
 SCRIPT = resources.files("circuitry").joinpath("_circuit.lua").read_text(encoding="utf-8")
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+
+KEYS = 4
+"""Keys of one circuit (`RedisStore.keys`), all with its hash tag."""
 
 BACKOFF_START = 1.0
 """Seconds the store leaves Redis alone after a first failure; doubled at each next one."""
@@ -221,7 +225,7 @@ class RedisStore:
 
     def keys(self, name: str) -> tuple[str, ...]:
         tag = self._prefix + quote(name, safe="") + "}"
-        return (tag + ":state", tag + ":permits", tag + ":window")
+        return (tag + ":state", tag + ":permits", tag + ":window", tag + ":owed")
 
     def lease_for(self, config: CircuitBreakerConfig) -> float:
         if self.lease is not None:
@@ -250,17 +254,21 @@ class RedisStore:
         outage = self._outage
         return outage if outage is not None else StoreError(ConnectionError("store unavailable"))
 
+    def _unsent(self) -> StoreError:
+        """The answer to a request not sent (backing off): nothing of it can have run."""
+        return StoreError(self.down().error, sent=False)
+
     def send(self, core: SharedCore, request: Request) -> Answer:
         """Run one request on the sync client: the reply, or the error (never raised)."""
         sent = self._may_send()
         if sent is None:
-            return self.down()  # backing off: no I/O, no latency
+            return self._unsent()  # backing off: no I/O, no latency
         argv = request.to_argv(core)
         try:
             try:
-                raw = self.client.evalsha(SCRIPT_SHA, 3, *core.keys, *argv)
+                raw = self.client.evalsha(SCRIPT_SHA, KEYS, *core.keys, *argv)
             except redis.exceptions.NoScriptError:  # a new or restarted server, SCRIPT FLUSH
-                raw = self.client.eval(SCRIPT, 3, *core.keys, *argv)
+                raw = self.client.eval(SCRIPT, KEYS, *core.keys, *argv)
             reply = Reply.parse(raw)
         except Exception as exc:  # any error: the call must not fail for the store
             return self._failed(exc, sent)
@@ -272,17 +280,17 @@ class RedisStore:
         client = self._async_here()
         if client is None:
             if not self.usable():
-                return self.down()  # not worth a thread
+                return self._unsent()  # not worth a thread
             return await anyio.to_thread.run_sync(self.send, core, request)
         sent = self._may_send()
         if sent is None:
-            return self.down()
+            return self._unsent()
         argv = request.to_argv(core)
         try:
             try:
-                raw = await client.evalsha(SCRIPT_SHA, 3, *core.keys, *argv)
+                raw = await client.evalsha(SCRIPT_SHA, KEYS, *core.keys, *argv)
             except redis.exceptions.NoScriptError:
-                raw = await client.eval(SCRIPT, 3, *core.keys, *argv)
+                raw = await client.eval(SCRIPT, KEYS, *core.keys, *argv)
             reply = Reply.parse(raw)
         except Exception as exc:
             return self._failed(exc, sent)
@@ -369,9 +377,9 @@ class RedisStore:
         core = SharedCore(config, name, 0.0, self)
         argv = Request("peek").to_argv(core)
         try:
-            raw = self.client.evalsha(SCRIPT_SHA, 3, *core.keys, *argv)
+            raw = self.client.evalsha(SCRIPT_SHA, KEYS, *core.keys, *argv)
         except redis.exceptions.NoScriptError:
-            raw = self.client.eval(SCRIPT, 3, *core.keys, *argv)
+            raw = self.client.eval(SCRIPT, KEYS, *core.keys, *argv)
         reply = Reply.parse(raw)
         assert reply is not None  # (only a record may answer '=')
         now = reply.now

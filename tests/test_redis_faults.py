@@ -616,3 +616,71 @@ def test_a_call_in_flight_across_two_outages_returns_its_own_result(
     assert metrics.total_allowed == (
         metrics.total_successes + metrics.total_failures + metrics.total_ignored
     )
+
+
+def test_a_trial_whose_reply_was_lost_gives_its_slot_back_at_the_next_round_trip(
+    server: RedisServer, stores: list[RedisStore], dropper: ReplyDropper
+) -> None:
+    rules = config(failure_threshold_count=1, reset_timeout=0.2)  # lease: 30 s
+    lossy = RedisStore.from_url(dropper.url, namespace=NAMESPACE)
+    stores.append(lossy)
+    direct = make_store(stores, server)
+    breaker = CircuitBreaker(rules, name="svc", store=lossy)
+    other = CircuitBreaker(rules, name="svc", store=direct)
+    with pytest.raises(Boom):
+        breaker.call(fail)
+    time.sleep(0.3)  # the open period is over
+    dropper.dropping.set()
+    try:
+        # Its acquire takes the trial in Redis; the reply is lost: the local rules decide.
+        assert breaker.call(ok) == "ok"
+        lost_at = time.monotonic()
+    finally:
+        dropper.dropping.clear()
+    wait_until(lambda: direct.snapshot("svc")["trials_in_flight"] == 1)
+    assert direct.snapshot("svc")["state"] == "half_open"
+    with pytest.raises(CircuitOpenError):
+        other.call(ok)  # the only slot is held
+    wait_for_backoff(lost_at)
+    breaker.state  # noqa: B018 - its next round trip, which succeeds, gives the slot back
+    assert direct.snapshot("svc")["trials_in_flight"] == 0
+    assert other.call(ok) == "ok"  # the trial, long before the lease ran out
+    assert direct.snapshot("svc")["state"] == "closed"
+
+
+def test_a_transition_whose_reply_was_lost_is_alerted_once(
+    server: RedisServer, stores: list[RedisStore], dropper: ReplyDropper
+) -> None:
+    alerts: list[tuple[str, Alert]] = []
+
+    def rules(who: str) -> CircuitBreakerConfig:
+        return config(failure_threshold_count=2, reset_timeout=60.0,
+                      alert_handler=lambda alert: alerts.append((who, alert)))
+
+    lossy = RedisStore.from_url(dropper.url, namespace=NAMESPACE)
+    stores.append(lossy)
+    direct = make_store(stores, server)
+    maker = CircuitBreaker(rules("maker"), name="svc", store=lossy)
+    other = CircuitBreaker(rules("other"), name="svc", store=direct)
+    maker.call(ok)
+    other.call(ok)
+    with pytest.raises(Boom):
+        other.call(fail)
+    dropper.dropping.set()
+    try:
+        with pytest.raises(Boom):
+            maker.call(fail)  # the second failure trips the circuit; the reply is lost
+        lost_at = time.monotonic()
+    finally:
+        dropper.dropping.clear()
+    wait_until(lambda: direct.snapshot("svc")["state"] == "open")
+    assert other.call(ok) == "ok"  # admitted on the CLOSED it knew; its record learns OPEN
+    assert other.state is CircuitState.OPEN
+    wait_for_backoff(lost_at)
+    assert maker.state is CircuitState.OPEN  # the maker's next round trip that succeeds
+    for breaker in (maker, other):
+        with pytest.raises(CircuitOpenError):
+            breaker.call(ok)
+        assert breaker.state is CircuitState.OPEN
+    trips = [(who, alert.old_state, alert.new_state) for who, alert in alerts]
+    assert trips == [("maker", CircuitState.CLOSED, CircuitState.OPEN)]
