@@ -22,9 +22,10 @@ What costs a round trip (one script call):
   recording a success or a failure costs one, and its reply tells the
   process if the circuit opened meanwhile;
 - rejecting while OPEN costs none until the open period the process knows of
-  has ended; then one request per process (`asking`, single-flight) takes
-  the trial or learns the new state, while the process's other calls are
-  rejected;
+  has ended, or `REFRESH` (a second) has passed since the store last
+  answered, whichever is sooner; then one request per process (`asking`,
+  single-flight) takes the trial or learns the new state, while the
+  process's other calls are rejected; FORCED_OPEN likewise, every `REFRESH`;
 - a HALF_OPEN trial costs two (the permit, the record); a breaker's first
   call in a process asks first (`synced`).
 
@@ -70,7 +71,7 @@ from ._state import CircuitState
 from .events import CallRejected, StateChanged, StoreRecovered, StoreUnavailable
 
 __all__ = [
-    "FORCED_OPEN_REFRESH",
+    "REFRESH",
     "Learned",
     "Mode",
     "Reply",
@@ -91,12 +92,34 @@ HALF_OPEN = CircuitState.HALF_OPEN
 FORCED_OPEN = CircuitState.FORCED_OPEN
 FORCED_CLOSED = CircuitState.FORCED_CLOSED
 
-FORCED_OPEN_REFRESH = 1.0
-"""Seconds a process rejects on a FORCED_OPEN it knows of before it asks again.
+REFRESH = 1.0
+"""Seconds a process rejects on an OPEN or FORCED_OPEN it knows of before it asks again.
 
-FORCED_OPEN has no end to wait for: without this a process would never learn
-that another one called `reset()` or `force_closed()`.
+What it knows may have changed elsewhere meanwhile: `reset()`,
+`force_closed()`, a shorter `trip()` and the trial that closed the circuit,
+in another process. FORCED_OPEN has no end to wait for, and after this
+process's clock stepped back the open period it knows of is no guide at all.
 """
+
+
+class _AskAt(float):
+    """`reject_until` for an OPEN period known from a read: the time to ask again.
+
+    The adapters reject without the lock while `reject_from <= now <
+    reject_until` and tell the caller `reject_until - now` as `retry_after`:
+    rejections end at the next ask, yet `retry_after` is the time left of
+    the open period, so subtracting gives that.
+    """
+
+    open_until: float
+
+    def __new__(cls, ask_at: float, open_until: float) -> _AskAt:
+        value = super().__new__(cls, ask_at)
+        value.open_until = open_until
+        return value
+
+    def __sub__(self, other: float) -> float:
+        return self.open_until - other
 
 _OUTCOME_CODES = {SUCCESS: "s", FAILURE: "f", IGNORED: "i"}
 
@@ -303,6 +326,7 @@ class SharedCore(CircuitCore):
         "no_jitter",
         "orphans",
         "permits",
+        "read_at",
         "refresh_at",
         "shared_window",
         "store",
@@ -339,7 +363,8 @@ class SharedCore(CircuitCore):
         self.flying = 0  # calls admitted under the shared rules, not yet complete
         self.local_from = 0  # the first local generation (Mode.LOCAL)
         self.local_last = -1  # the last generation of the last local period (see _fall_back)
-        self.refresh_at = -math.inf  # FORCED_OPEN: when to ask again
+        self.read_at = -math.inf  # when the store last answered (this process's clock)
+        self.refresh_at = -math.inf  # OPEN, FORCED_OPEN: when to ask again (REFRESH)
         # The trial permits this process holds: (generation, started) -> ids.
         self.permits: dict[tuple[int, float], list[str]] = {}
         # After a lost reply (a timeout: the script may have run): the trial
@@ -368,14 +393,22 @@ class SharedCore(CircuitCore):
         admitted without the lock, as in-process (into `tickets`); otherwise
         (not yet synced, the store down) each admission is planned. A
         rejection while an OPEN period this process knows of runs needs no
-        plan; FORCED_OPEN does (it asks again every FORCED_OPEN_REFRESH).
+        plan until it is time to ask again (`REFRESH` after the last answer,
+        or the period's end if sooner; at once if the clock went back before
+        the last answer); FORCED_OPEN always takes one.
         """
         super()._publish()
         self.deferring = None
-        if self.mode is not Mode.SHARED:
+        mode = self.mode
+        if mode is not Mode.SHARED:
             self.admitting = None
-        if self.state is FORCED_OPEN and self.mode is not Mode.LOCAL:
+        state = self.state
+        if state is FORCED_OPEN and mode is not Mode.LOCAL:
             self.reject_until = -math.inf
+        elif state is OPEN and mode is Mode.SHARED and self.reject_until != -math.inf:
+            self.reject_from = self.read_at
+            if self.refresh_at < self.open_until:
+                self.reject_until = _AskAt(self.refresh_at, self.open_until)
 
     def _tick(self, now: float) -> None:
         # Time-driven transitions are the store's, but in LOCAL mode.
@@ -403,8 +436,10 @@ class SharedCore(CircuitCore):
             if trial is not None and trial[0] == self.generation and trial in self.permits:
                 return self._admitted(RIDING - self.generation, state), None
             return None, self._request("acquire", (self.store.permit_id(),))
-        due = self.open_until if state is OPEN else self.refresh_at
-        if now < due or self.asking:
+        due = self.refresh_at
+        if state is OPEN and self.open_until < due:
+            due = self.open_until
+        if self.read_at <= now < due or self.asking:
             return self._rejected(now), None
         self.asking = True
         return None, self._request("acquire", (self.store.permit_id(),))
@@ -556,7 +591,7 @@ class SharedCore(CircuitCore):
     def plan_read(self, now: float) -> Request | None:
         """The read request, or None when the state is known without one."""
         if self.mode is Mode.SHARED:
-            if self.state is OPEN and now < self.open_until:
+            if self.state is OPEN and self.read_at <= now < min(self.open_until, self.refresh_at):
                 return None  # known: the window is empty, the period runs
         elif not self.store.usable():
             return None
@@ -724,12 +759,12 @@ class SharedCore(CircuitCore):
         if reply.generation != self.generation:
             self._sweep()
             self.epoch += 1
-        state = self.state = reply.state
+        self.state = reply.state
         self.generation = reply.generation
         self.state_since = now - reply.time_in_state
         self.open_until = math.inf if reply.left is None else now + reply.left
-        if state is FORCED_OPEN:
-            self.refresh_at = now + FORCED_OPEN_REFRESH
+        self.read_at = now
+        self.refresh_at = now + REFRESH
         self.shared_window = (
             reply.window_calls,
             reply.window_failures,

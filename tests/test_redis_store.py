@@ -27,6 +27,7 @@ from circuitry import (
 )
 from circuitry.events import Alert, Event, StateChanged
 from circuitry.redis import RedisStore
+from circuitry.testing import FakeClock
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 
@@ -309,6 +310,73 @@ def test_a_forced_open_process_learns_of_a_reset_elsewhere_within_a_second(
             time.sleep(0.05)
 
 
+@pytest.mark.parametrize("control", ["reset", "force_closed"])
+def test_a_process_that_knows_open_learns_of_a_control_elsewhere_within_a_second(
+    redis_url: str, redis_server: Any, control: str
+) -> None:
+    clock = FakeClock(100.0)  # this process's clock: its mirror's open period is in it
+    rules = config(failure_threshold_count=1, reset_timeout=300.0)
+    a = CircuitBreaker(rules, name="svc", store=RedisStore.from_url(redis_url), clock=clock)
+    b = CircuitBreaker(rules, name="svc", store=RedisStore.from_url(redis_url))
+    fail(a)  # a knows OPEN for 300 s
+    getattr(b, control)()
+    before = evalsha_calls(redis_server)
+    for _ in range(50):
+        clock.advance(0.01)
+        with pytest.raises(CircuitOpenError):
+            a.call(lambda: None)  # within the second: OPEN as known, nothing asked
+    assert evalsha_calls(redis_server) == before
+    clock.advance(0.5)  # a second since a last asked
+    assert a.call(lambda: 7) == 7
+    assert a.state is (CLOSED if control == "reset" else CircuitState.FORCED_CLOSED)
+
+
+def test_a_shared_close_is_learned_within_a_second(redis_url: str) -> None:
+    clock = FakeClock()
+    rules = config(failure_threshold_count=1)
+    a = CircuitBreaker(rules, name="svc", store=RedisStore.from_url(redis_url), clock=clock)
+    b = CircuitBreaker(rules, name="svc", store=RedisStore.from_url(redis_url))
+    b.trip(300.0)
+    assert a.state is OPEN  # a knows OPEN for 300 s
+    b.trip(0.2)  # a shorter open period, which a has not heard of
+    time.sleep(0.3)
+    assert b.call(lambda: 1) == 1  # b's trial closes the circuit
+    clock.advance(1.0)
+    assert a.call(lambda: 2) == 2
+    assert a.state is CLOSED
+
+
+def test_a_process_whose_clock_stepped_back_asks_again(redis_url: str) -> None:
+    clock = FakeClock(1000.0)
+    rules = config(failure_threshold_count=1, reset_timeout=300.0)
+    a = CircuitBreaker(rules, name="svc", store=RedisStore.from_url(redis_url), clock=clock)
+    b = CircuitBreaker(rules, name="svc", store=RedisStore.from_url(redis_url))
+    fail(a)  # a knows OPEN until 1300 on its clock
+    b.reset()
+    clock.set(400.0)  # stepped back: what a knows is no guide to when to ask
+    assert a.call(lambda: 3) == 3
+    assert a.state is CLOSED
+
+
+def test_open_is_asked_about_at_most_once_a_second(redis_url: str, redis_server: Any) -> None:
+    clock = FakeClock()
+    a = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=300.0), name="svc",
+                       store=RedisStore.from_url(redis_url), clock=clock)
+    fail(a)
+    clock.advance(1.0)
+    for _ in range(3):
+        before = evalsha_calls(redis_server)
+        for _ in range(20):
+            with pytest.raises(CircuitOpenError) as rejected:
+                a.call(lambda: None)
+            retry_after = rejected.value.retry_after
+            assert retry_after is not None
+            assert 290.0 < retry_after <= 300.0  # the open period's end, not the next ask
+            clock.advance(0.05)
+        assert evalsha_calls(redis_server) - before == 1  # once a second: one round trip
+    assert a.state is OPEN
+
+
 # -- the manager --------------------------------------------------------------------------
 
 
@@ -439,8 +507,9 @@ def evalsha_calls(server: Any) -> int:
 def test_what_each_step_costs_in_round_trips(redis_url: str, redis_server: Any) -> None:
     store = RedisStore.from_url(redis_url)
     CircuitBreaker(config(), name="warm-up", store=store).call(lambda: None)  # loads the script
+    clock = FakeClock()  # the process's clock: when it asks again while OPEN (REFRESH)
     breaker = CircuitBreaker(config(failure_threshold_count=2, reset_timeout=0.1),
-                             name="svc", store=store)
+                             name="svc", store=store, clock=clock)
     before = evalsha_calls(redis_server)
     breaker.call(lambda: None)  # the first call asks first: two
     assert evalsha_calls(redis_server) - before == 2
@@ -460,6 +529,7 @@ def test_what_each_step_costs_in_round_trips(redis_url: str, redis_server: Any) 
     breaker.metrics()
     assert evalsha_calls(redis_server) - before == 0  # OPEN is known: nothing asked
     time.sleep(0.12)
+    clock.advance(0.12)
     before = evalsha_calls(redis_server)
     breaker.call(lambda: None)  # the trial: acquire and record
     assert evalsha_calls(redis_server) - before == 2
