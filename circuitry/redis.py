@@ -155,6 +155,7 @@ class RedisStore:
         self._period = 0  # see _may_send
         self._token = os.urandom(6).hex()
         self._permits = itertools.count()
+        self._policy_read = False  # see _check_policy
         # The config of each name attached in this process, for `snapshot`.
         self._configs: dict[str, CircuitBreakerConfig] = {}
         _STORES.add(self)
@@ -265,6 +266,12 @@ class RedisStore:
             return self._unsent()  # backing off: no I/O, no latency
         argv = request.to_argv(core)
         try:
+            if not self._policy_read:
+                try:
+                    policy = self.client.config_get("maxmemory-policy")
+                except redis.exceptions.ResponseError:  # CONFIG refused or renamed
+                    policy = {}
+                self._check_policy(policy)
             try:
                 raw = self.client.evalsha(SCRIPT_SHA, KEYS, *core.keys, *argv)
             except redis.exceptions.NoScriptError:  # a new or restarted server, SCRIPT FLUSH
@@ -287,6 +294,12 @@ class RedisStore:
             return self._unsent()
         argv = request.to_argv(core)
         try:
+            if not self._policy_read:
+                try:
+                    policy = await client.config_get("maxmemory-policy")
+                except redis.exceptions.ResponseError:
+                    policy = {}
+                self._check_policy(policy)
             try:
                 raw = await client.evalsha(SCRIPT_SHA, KEYS, *core.keys, *argv)
             except redis.exceptions.NoScriptError:
@@ -296,6 +309,28 @@ class RedisStore:
             return self._failed(exc, sent)
         self._answered()
         return reply
+
+    def _check_policy(self, answer: Any) -> None:
+        """Warn, once, when Redis may evict the breakers' keys (`CONFIG GET maxmemory-policy`).
+
+        Every key has a TTL, so a `volatile-*` policy picks them first (an
+        OPEN circuit's, unused while it rejects, is the coldest), as does any
+        `allkeys-*` one: an evicted state is a circuit CLOSED again.
+        """
+        policy = answer.get("maxmemory-policy", "") if isinstance(answer, dict) else ""
+        if isinstance(policy, bytes):
+            policy = policy.decode(errors="replace")
+        with self._lock:
+            if self._policy_read:
+                return
+            self._policy_read = True
+        if policy and policy != "noeviction":
+            logger.warning(
+                "RedisStore: Redis has maxmemory-policy %s, which can evict the breakers' "
+                "keys (each has a TTL): an evicted circuit starts CLOSED again; use "
+                "noeviction, or a Redis of its own for the breakers",
+                policy,
+            )
 
     # The outage: after a failure nothing is sent until `_retry_at`; then one
     # request (the probe) is let through, and the others keep waiting until it

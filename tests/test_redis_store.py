@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 from helpers import Boom
+from redis_server import RedisServer
 
 from circuitry import (
     CircuitBreaker,
@@ -375,6 +376,77 @@ def test_open_is_asked_about_at_most_once_a_second(redis_url: str, redis_server:
             clock.advance(0.05)
         assert evalsha_calls(redis_server) - before == 1  # once a second: one round trip
     assert a.state is OPEN
+
+
+# -- the eviction policy -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["volatile-lru", "allkeys-lfu", "volatile-ttl"])
+def test_a_policy_that_can_evict_the_keys_is_warned_about_once(
+    policy: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RedisServer(options=("--maxmemory-policy", policy))
+    server.start()
+    try:
+        store = RedisStore.from_url(server.url)
+        try:
+            with caplog.at_level(logging.WARNING, logger="circuitry"):
+                for name in ("a", "b"):
+                    breaker = CircuitBreaker(config(), name=name, store=store)
+                    for _ in range(3):
+                        breaker.call(lambda: None)
+                    breaker.metrics()
+        finally:
+            store.close()
+        warnings = [r for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+        assert len(warnings) == 1
+        assert policy in warnings[0].getMessage()
+    finally:
+        server.stop()
+
+
+@pytest.mark.anyio
+async def test_an_evicting_policy_is_warned_about_from_async_code_too(
+    anyio_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RedisServer(options=("--maxmemory-policy", "allkeys-lru"))
+    server.start()
+    try:
+        store = RedisStore.from_url(server.url)  # asyncio: its client; trio: a thread
+
+        async def fine() -> int:
+            return 1
+
+        try:
+            with caplog.at_level(logging.WARNING, logger="circuitry"):
+                breaker = CircuitBreaker(config(), name="svc", store=store)
+                for _ in range(3):
+                    assert await breaker.call_async(fine) == 1
+        finally:
+            await store.aclose()
+        warnings = [r for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+        assert len(warnings) == 1
+        assert "allkeys-lru" in warnings[0].getMessage()
+    finally:
+        server.stop()
+
+
+def test_noeviction_and_a_refused_config_command_say_nothing(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RedisServer(options=("--rename-command", "CONFIG", ""))
+    server.start()
+    try:
+        for url in (redis_url, server.url):  # noeviction (the default); CONFIG disabled
+            store = RedisStore.from_url(url)
+            with caplog.at_level(logging.WARNING, logger="circuitry"):
+                breaker = CircuitBreaker(config(), name="svc", store=store)
+                for _ in range(3):
+                    assert breaker.call(lambda: 5) == 5
+            store.close()
+        assert caplog.records == []
+    finally:
+        server.stop()
 
 
 # -- the manager --------------------------------------------------------------------------
