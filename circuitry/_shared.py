@@ -403,7 +403,9 @@ class SharedCore(CircuitCore):
         if mode is not Mode.SHARED:
             self.admitting = None
         state = self.state
-        if state is FORCED_OPEN and mode is not Mode.LOCAL:
+        if mode is Mode.ALLOW or mode is Mode.DENY:
+            self.reject_until = -math.inf  # the mode decides, whatever state was known
+        elif state is FORCED_OPEN and mode is not Mode.LOCAL:
             self.reject_until = -math.inf
         elif state is OPEN and mode is Mode.SHARED and self.reject_until != -math.inf:
             self.reject_from = self.read_at

@@ -24,6 +24,7 @@ from redis_server import RedisServer, ReplyDropper
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
 from circuitry.events import Alert, Event, StoreRecovered, StoreUnavailable
 from circuitry.redis import BACKOFF_START, RedisStore
+from circuitry.testing import FakeClock
 
 NAMESPACE = "faults"
 
@@ -303,6 +304,19 @@ def test_allow_fallback_admits_every_call(
         with pytest.raises(Boom):  # never a CircuitOpenError
             breaker.call(fail)
     assert breaker.metrics().total_failures == 20
+
+
+def test_allow_fallback_admits_every_call_while_open_was_known(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    clock = FakeClock()
+    store = make_store(stores, server, on_unavailable="allow")
+    breaker = CircuitBreaker(config(), name="svc", store=store, clock=clock)
+    breaker.trip(60.0)
+    server.kill()
+    clock.advance(1.0)  # time to ask again (the open period runs): Redis is gone
+    for _ in range(5):
+        assert breaker.call(ok) == "ok"  # never the OPEN it knew
 
 
 def test_deny_fallback_rejects_every_call(
