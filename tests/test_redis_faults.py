@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 from helpers import Boom
 from redis_server import RedisServer, ReplyDropper
@@ -698,3 +699,44 @@ def test_a_transition_whose_reply_was_lost_is_alerted_once(
         assert breaker.state is CircuitState.OPEN
     trips = [(who, alert.old_state, alert.new_state) for who, alert in alerts]
     assert trips == [("maker", CircuitState.CLOSED, CircuitState.OPEN)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio's thread is never abandoned
+async def test_a_cancelled_trial_request_gives_its_slot_back_at_the_next_round_trip(
+    server: RedisServer, dropper: ReplyDropper, anyio_backend: str
+) -> None:
+    rules = config(failure_threshold_count=1, reset_timeout=0.2)
+    lossy = RedisStore.from_url(dropper.url, namespace=NAMESPACE)
+    direct = RedisStore.from_url(server.url, namespace=NAMESPACE)
+    try:
+        breaker = CircuitBreaker(rules, name="svc", store=lossy)
+        other = CircuitBreaker(rules, name="svc", store=direct)
+
+        async def fine() -> str:
+            return "fine"
+
+        async def boom() -> None:
+            raise Boom
+
+        with pytest.raises(Boom):
+            await breaker.call_async(boom)
+        await anyio.sleep(0.3)  # the open period is over
+        dropper.dropping.set()
+        try:
+            with anyio.move_on_after(0.1):  # before the socket timeout: abandoned
+                await breaker.call_async(fine)
+        finally:
+            dropper.dropping.clear()
+        deadline = time.monotonic() + 5.0
+        while direct.snapshot("svc")["trials_in_flight"] != 1:  # the acquire ran all the same
+            assert time.monotonic() < deadline
+            await anyio.sleep(0.01)
+        with pytest.raises(CircuitOpenError):
+            other.call(ok)
+        assert breaker.state is CircuitState.HALF_OPEN  # its next round trip gives it back
+        assert direct.snapshot("svc")["trials_in_flight"] == 0
+        assert other.call(ok) == "ok"
+    finally:
+        await lossy.aclose()
+        direct.close()
