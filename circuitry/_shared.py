@@ -102,6 +102,14 @@ process's clock stepped back the open period it knows of is no guide at all.
 """
 
 
+STALE = 0.1
+"""Seconds a reading may predate the store's last answer and still not be the clock going back.
+
+A thread that read the clock and waited for the lock (preemption, a GC pause)
+brings a time a little before another thread's answer: no reason to ask again.
+"""
+
+
 class _AskAt(float):
     """`reject_until` for an OPEN period known from a read: the time to ask again.
 
@@ -326,7 +334,7 @@ class SharedCore(CircuitCore):
         "no_jitter",
         "orphans",
         "permits",
-        "read_at",
+        "known_from",
         "refresh_at",
         "shared_window",
         "store",
@@ -363,7 +371,9 @@ class SharedCore(CircuitCore):
         self.flying = 0  # calls admitted under the shared rules, not yet complete
         self.local_from = 0  # the first local generation (Mode.LOCAL)
         self.local_last = -1  # the last generation of the last local period (see _fall_back)
-        self.read_at = -math.inf  # when the store last answered (this process's clock)
+        # From when this process's readings are no older than the store's last
+        # answer (STALE allowed for): an earlier one means the clock went back.
+        self.known_from = -math.inf
         self.refresh_at = -math.inf  # OPEN, FORCED_OPEN: when to ask again (REFRESH)
         # The trial permits this process holds: (generation, started) -> ids.
         self.permits: dict[tuple[int, float], list[str]] = {}
@@ -408,7 +418,7 @@ class SharedCore(CircuitCore):
         elif state is FORCED_OPEN and mode is not Mode.LOCAL:
             self.reject_until = -math.inf
         elif state is OPEN and mode is Mode.SHARED and self.reject_until != -math.inf:
-            self.reject_from = self.read_at
+            self.reject_from = self.known_from
             if self.refresh_at < self.open_until:
                 self.reject_until = _AskAt(self.refresh_at, self.open_until)
 
@@ -441,7 +451,7 @@ class SharedCore(CircuitCore):
         due = self.refresh_at
         if state is OPEN and self.open_until < due:
             due = self.open_until
-        if self.read_at <= now < due or self.asking:
+        if self.known_from <= now < due or self.asking:
             return self._rejected(now), None
         self.asking = True
         return None, self._request("acquire", (self.store.permit_id(),))
@@ -593,7 +603,8 @@ class SharedCore(CircuitCore):
     def plan_read(self, now: float) -> Request | None:
         """The read request, or None when the state is known without one."""
         if self.mode is Mode.SHARED:
-            if self.state is OPEN and self.read_at <= now < min(self.open_until, self.refresh_at):
+            if self.state is OPEN and self.known_from <= now < min(self.open_until,
+                                                                 self.refresh_at):
                 return None  # known: the window is empty, the period runs
         elif not self.store.usable():
             return None
@@ -765,7 +776,7 @@ class SharedCore(CircuitCore):
         self.generation = reply.generation
         self.state_since = now - reply.time_in_state
         self.open_until = math.inf if reply.left is None else now + reply.left
-        self.read_at = now
+        self.known_from = now - STALE
         self.refresh_at = now + REFRESH
         self.shared_window = (
             reply.window_calls,

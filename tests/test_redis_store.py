@@ -359,6 +359,26 @@ def test_a_process_whose_clock_stepped_back_asks_again(redis_url: str) -> None:
     assert a.state is CLOSED
 
 
+def test_a_reading_a_little_older_than_the_last_answer_asks_nothing(
+    redis_url: str, redis_server: Any
+) -> None:
+    # A thread that read the clock, then waited for the lock while another
+    # thread's answer came: its reading predates that answer, by a little.
+    clock = FakeClock(1000.0)
+    a = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=300.0), name="svc",
+                       store=RedisStore.from_url(redis_url), clock=clock)
+    fail(a)
+    before = evalsha_calls(redis_server)
+    clock.set(999.95)
+    with pytest.raises(CircuitOpenError):
+        a.call(lambda: None)
+    assert evalsha_calls(redis_server) == before
+    clock.set(999.5)  # more than a stale reading: the clock went back
+    with pytest.raises(CircuitOpenError):
+        a.call(lambda: None)
+    assert evalsha_calls(redis_server) == before + 1
+
+
 def test_open_is_asked_about_at_most_once_a_second(redis_url: str, redis_server: Any) -> None:
     clock = FakeClock()
     a = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=300.0), name="svc",
