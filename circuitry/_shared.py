@@ -33,14 +33,20 @@ When the store fails (`StoreError`), the breaker falls back to the store's
 `on_unavailable` mode until the store answers again:
 - LOCAL: this core runs the in-process rules itself (`CircuitCore`'s own
   methods), from the last state it knew, in a new local generation
-  (`local_from`) so that the shared calls in flight are late results here;
+  (`local_from`, never one an earlier outage used) so that the shared
+  calls in flight, and an earlier outage's, are late results here;
 - ALLOW admits every call, DENY rejects every call; neither counts outcomes.
 `StoreUnavailable` is emitted when a breaker falls back, `StoreRecovered`
 when the store answers again; then the store's state is authoritative.
+A failed request may have run all the same (its reply was lost): the trial
+permit it took and the transitions it made are settled by the next request
+that is answered (`orphans`, `lost`: see `_unanswered`).
 
 Transitions this process learns of (made elsewhere) reach its listeners as
 `StateChanged`, wrapped in `Learned` so that the alert handler, which is
-called only in the process that made a transition, skips them.
+called only in the process that made a transition, skips them; the
+transitions of its own lost requests come back for their alert as
+`AlertOnly`.
 """
 
 from __future__ import annotations
