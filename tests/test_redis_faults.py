@@ -740,3 +740,30 @@ async def test_a_cancelled_trial_request_gives_its_slot_back_at_the_next_round_t
     finally:
         await lossy.aclose()
         direct.close()
+
+
+def test_a_trial_in_flight_when_the_store_failed_gives_its_slot_back(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    rules = config(failure_threshold_count=1, reset_timeout=0.2)  # lease: 30 s
+    direct = make_store(stores, server)
+    breaker = CircuitBreaker(rules, name="svc", store=make_store(stores, server))
+    other = CircuitBreaker(rules, name="svc", store=direct)
+    with pytest.raises(Boom):
+        breaker.call(fail)
+    time.sleep(0.3)  # the open period is over
+    permit = breaker.try_acquire()  # the trial, its slot taken in Redis
+    assert permit is not None
+    server.pause()
+    try:
+        assert breaker.call(ok) == "ok"  # times out: the in-process rules from now on
+        failed_at = time.monotonic()
+    finally:
+        server.resume()
+    permit.record_success()  # late here: the shared circuit never hears of it
+    assert direct.snapshot("svc")["trials_in_flight"] == 1
+    wait_for_backoff(failed_at)
+    breaker.state  # noqa: B018 - its next round trip, which succeeds, gives the slot back
+    assert direct.snapshot("svc")["trials_in_flight"] == 0
+    assert other.call(ok) == "ok"  # the trial, long before the lease ran out
+    assert direct.snapshot("svc")["state"] == "closed"
