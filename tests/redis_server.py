@@ -125,9 +125,10 @@ class RedisServer:
 class ReplyDropper:
     """A TCP proxy on 127.0.0.1 in front of a server that can lose its replies.
 
-    Requests always reach the server, which runs them; while `dropping` is
-    set, what the server answers is thrown away, so the client times out
-    after the script ran: a reply lost on the way back, for real. Every
+    While `dropping` is set, what the server answers is thrown away, so the
+    client times out after the script ran: a reply lost on the way back, for
+    real. While `losing` is set, requests are thrown away before they reach
+    the server: the client times out and nothing ran. Every
     socket has a timeout and every thread is a daemon: a test that forgets
     to `close()` cannot hang the run.
     """
@@ -135,6 +136,7 @@ class ReplyDropper:
     def __init__(self, port: int) -> None:
         self.upstream = port
         self.dropping = threading.Event()
+        self.losing = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)
         self.port = int(self._listener.getsockname()[1])
@@ -188,8 +190,8 @@ class ReplyDropper:
                     continue
                 if not data:
                     break
-                if replies and self.dropping.is_set():
-                    continue  # lost on the way back
+                if (self.dropping if replies else self.losing).is_set():
+                    continue  # lost on the way
                 sink.sendall(data)
         except OSError:
             pass

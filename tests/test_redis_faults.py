@@ -767,3 +767,31 @@ def test_a_trial_in_flight_when_the_store_failed_gives_its_slot_back(
     assert direct.snapshot("svc")["trials_in_flight"] == 0
     assert other.call(ok) == "ok"  # the trial, long before the lease ran out
     assert direct.snapshot("svc")["state"] == "closed"
+
+
+def test_a_trial_whose_record_never_arrived_gives_its_slot_back(
+    server: RedisServer, stores: list[RedisStore], dropper: ReplyDropper
+) -> None:
+    rules = config(failure_threshold_count=1, reset_timeout=0.2)  # lease: 30 s
+    lossy = RedisStore.from_url(dropper.url, namespace=NAMESPACE)
+    stores.append(lossy)
+    direct = make_store(stores, server)
+    breaker = CircuitBreaker(rules, name="svc", store=lossy)
+    other = CircuitBreaker(rules, name="svc", store=direct)
+    with pytest.raises(Boom):
+        breaker.call(fail)
+    time.sleep(0.3)  # the open period is over
+    permit = breaker.try_acquire()  # the trial, its slot taken in Redis
+    assert permit is not None
+    dropper.losing.set()
+    try:
+        permit.record_success()  # its record never reaches Redis: it times out
+        lost_at = time.monotonic()
+    finally:
+        dropper.losing.clear()
+    assert direct.snapshot("svc")["trials_in_flight"] == 1
+    wait_for_backoff(lost_at)
+    breaker.state  # noqa: B018 - its next round trip, which succeeds, gives the slot back
+    assert direct.snapshot("svc")["trials_in_flight"] == 0
+    assert other.call(ok) == "ok"
+    assert direct.snapshot("svc")["state"] == "closed"
