@@ -12,7 +12,8 @@
 --
 -- ARGV[1]: the request, comma-separated: op (acquire | record | read |
 -- control | peek), now ('' = Redis TIME; a time source only tests pass), the
--- jitter factor of an open period started now, then the op's own arguments:
+-- jitter factor of an open period started now, the request's id (unique
+-- across processes; '' for peek), then the op's own arguments:
 --   acquire: permit id
 --   record:  generation, outcome (s | f | i), slow (1 | 0), permit id ('' for
 --            a CLOSED call), riding (1 | 0)
@@ -25,15 +26,14 @@
 -- half_open_max_wait, reset_timeout, reset_timeout_multiplier,
 -- max_reset_timeout, lease (s) ('' for none of an optional one). Two
 -- arguments, not twenty: each costs the client more than the script.
--- ARGV[3]: the request's id, unique across processes. ARGV[4] and ARGV[5],
--- only after a reply the caller lost (a timeout: the script may have run):
--- space-separated, the trial permits it gives back, and the ids of its
--- requests whose replies were lost.
+-- ARGV[3] and ARGV[4], only after a reply the caller lost (a timeout: the
+-- script may have run): space-separated, the trial permits it gives back,
+-- and the ids of its requests whose replies were lost.
 --
 -- Lost replies: the transitions a request makes are kept in KEYS[4] under
 -- its id ('id=old>new,...', the last OWED of them). Every process alerts the
 -- transitions its own replies tell it of; one whose reply was lost asks for
--- them again with its next request (ARGV[5]) and alerts them then: once,
+-- them again with its next request (ARGV[4]) and alerts them then: once,
 -- cluster-wide (other processes learn of them without alerting).
 --
 -- Reply: '=' when a CLOSED call was recorded and nothing else changed (the
@@ -42,7 +42,7 @@
 -- made ('old>new,...'), admitted (1 | 0), config differs (1 | 0), window
 -- calls, window failures, window slow, consecutive failures, trials in
 -- flight, trial successes, now (peek only), the transitions of the lost
--- requests of ARGV[5] ('id=old>new,...;...'). Floats are written '%.17g' (exact).
+-- requests of ARGV[4] ('id=old>new,...;...'). Floats are written '%.17g' (exact).
 --
 -- Stored: the state as one string, '|'-separated: state, generation, since,
 -- until (the open period's end), consecutive failures, trial successes,
@@ -53,10 +53,11 @@
 -- failures, slow calls) and tc, tf, tsl (their totals).
 
 local state_key, permits_key, window_key, owed_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local rid, release, lost = ARGV[3] or '', ARGV[4], ARGV[5]
+local release, lost = ARGV[3], ARGV[4]
 -- The request's fields, a[1] (op) to a[8]: string.match, one C call each,
 -- costs far less than a gmatch loop here, on every call.
-local op, given, jitter_factor, rest = string.match(ARGV[1], '^([^,]*),([^,]*),([^,]*),?(.*)$')
+local op, given, jitter_factor, rid, rest =
+  string.match(ARGV[1], '^([^,]*),([^,]*),([^,]*),([^,]*),?(.*)$')
 local a = {op, given, jitter_factor}
 if op == 'record' then
   a[4], a[5], a[6], a[7], a[8] = string.match(rest, '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')

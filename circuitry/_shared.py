@@ -161,10 +161,10 @@ class Request(NamedTuple):
     def to_argv(self, core: SharedCore) -> tuple[str, ...]:
         """The script's ARGV for this request, with `core`'s config (see `_circuit.lua`)."""
         jitter = core.no_jitter or core.jitter()
-        line = ",".join((self.op, core.store.now_argument(), jitter, *self.args))
+        line = ",".join((self.op, core.store.now_argument(), jitter, self.rid, *self.args))
         if self.release or self.lost:
-            return line, core.rules, self.rid, " ".join(self.release), " ".join(self.lost)
-        return line, core.rules, self.rid
+            return line, core.rules, " ".join(self.release), " ".join(self.lost)
+        return line, core.rules
 
 
 class Reply(NamedTuple):
