@@ -728,7 +728,7 @@ class BreakerBase:
                 reply = yield request
             except GeneratorExit:  # abandoned (cancelled): no answer is coming
                 with lock:
-                    core.cancel()
+                    core.cancel(request)
                 raise
             with lock:
                 result = core.apply_acquire(now, trial, request, reply)

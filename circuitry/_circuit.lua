@@ -7,12 +7,13 @@
 --
 -- KEYS[1]: the state (a string, see below); KEYS[2]: the trial permits (a
 -- sorted set: permit -> start); KEYS[3]: the window (a hash of fixed
--- buckets). All share one hash tag, so one script touches one slot (Redis
--- Cluster).
+-- buckets); KEYS[4]: the transitions owed an alert (a list, see below). All
+-- share one hash tag, so one script touches one slot (Redis Cluster).
 --
 -- ARGV[1]: the request, comma-separated: op (acquire | record | read |
 -- control | peek), now ('' = Redis TIME; a time source only tests pass), the
--- jitter factor of an open period started now, then the op's own arguments:
+-- jitter factor of an open period started now, the request's id (unique
+-- across processes; '' for peek), then the op's own arguments:
 --   acquire: permit id
 --   record:  generation, outcome (s | f | i), slow (1 | 0), permit id ('' for
 --            a CLOSED call), riding (1 | 0)
@@ -25,13 +26,23 @@
 -- half_open_max_wait, reset_timeout, reset_timeout_multiplier,
 -- max_reset_timeout, lease (s) ('' for none of an optional one). Two
 -- arguments, not twenty: each costs the client more than the script.
+-- ARGV[3] and ARGV[4], only after a reply the caller lost (a timeout: the
+-- script may have run): space-separated, the trial permits it gives back,
+-- and the ids of its requests whose replies were lost.
+--
+-- Lost replies: the transitions a request makes are kept in KEYS[4] under
+-- its id ('id=old>new,...', the last OWED of them). Every process alerts the
+-- transitions its own replies tell it of; one whose reply was lost asks for
+-- them again with its next request (ARGV[4]) and alerts them then: once,
+-- cluster-wide (other processes learn of them without alerting).
 --
 -- Reply: '=' when a CLOSED call was recorded and nothing else changed (the
 -- fast path below); else one string, '|'-separated: state, generation, time in state,
 -- seconds left of the open period ('' when none), the transitions this call
 -- made ('old>new,...'), admitted (1 | 0), config differs (1 | 0), window
 -- calls, window failures, window slow, consecutive failures, trials in
--- flight, trial successes, now (peek only). Floats are written '%.17g' (exact).
+-- flight, trial successes, now (peek only), the transitions of the lost
+-- requests of ARGV[4] ('id=old>new,...;...'). Floats are written '%.17g' (exact).
 --
 -- Stored: the state as one string, '|'-separated: state, generation, since,
 -- until (the open period's end), consecutive failures, trial successes,
@@ -41,10 +52,12 @@
 -- newest bucket's number), c0..c9, f0..f9, s0..s9 (each bucket's calls,
 -- failures, slow calls) and tc, tf, tsl (their totals).
 
-local state_key, permits_key, window_key = KEYS[1], KEYS[2], KEYS[3]
+local state_key, permits_key, window_key, owed_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local release, lost = ARGV[3], ARGV[4]
 -- The request's fields, a[1] (op) to a[8]: string.match, one C call each,
 -- costs far less than a gmatch loop here, on every call.
-local op, given, jitter_factor, rest = string.match(ARGV[1], '^([^,]*),([^,]*),([^,]*),?(.*)$')
+local op, given, jitter_factor, rid, rest =
+  string.match(ARGV[1], '^([^,]*),([^,]*),([^,]*),([^,]*),?(.*)$')
 local a = {op, given, jitter_factor}
 if op == 'record' then
   a[4], a[5], a[6], a[7], a[8] = string.match(rest, '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
@@ -52,6 +65,7 @@ else
   a[4], a[5] = string.match(rest, '^([^,]*),?(.*)$')
 end
 local BUCKETS = 10
+local OWED = 16
 local INF = math.huge
 
 local function num(s)
@@ -91,8 +105,9 @@ end
 -- The fast path: a success or a failure of the current CLOSED period, that
 -- trips nothing and (with a window) lands in the newest bucket, is counted
 -- with a few commands and answered '='. The same rules as the full path
--- below (`record`, `window_trips`); anything else takes the full path.
-if op == 'record' and stored and a[7] == '' and a[8] ~= '1' then
+-- below (`record`, `window_trips`); anything else (a lost reply to settle
+-- too) takes the full path.
+if op == 'record' and stored and a[7] == '' and a[8] ~= '1' and release == nil then
   local st, gen, since_s, until_s, cf, ts, bl, writer_window, writer = string.match(stored, STATE)
   if st == 'closed' and gen == a[4] and writer == config_id then
     local window, percent, minimum, rate = window_field, percent_field, minimum_field, rate_field
@@ -137,6 +152,11 @@ if op == 'record' and stored and a[7] == '' and a[8] ~= '1' then
       end
     end
   end
+end
+
+-- The trial permits a lost reply left taken: free again before anything else.
+if release ~= nil and release ~= '' then
+  for permit in string.gmatch(release, '%S+') do redis.call('ZREM', permits_key, permit) end
 end
 
 local now = clock()
@@ -396,6 +416,24 @@ if op ~= 'peek' then
   end
 end
 
+-- The transitions this request made, for the alert should its reply be lost;
+-- those of the caller's lost requests, handed back.
+local owed = {}
+if op ~= 'peek' then
+  if lost ~= nil and lost ~= '' then
+    local wanted = {}
+    for id in string.gmatch(lost, '%S+') do wanted[id] = true end
+    for _, entry in ipairs(redis.call('LRANGE', owed_key, 0, -1)) do
+      if wanted[string.match(entry, '^([^=]*)=')] then owed[#owed + 1] = entry end
+    end
+  end
+  if #moves > 0 and rid ~= '' then
+    redis.call('LPUSH', owed_key, rid .. '=' .. table.concat(moves, ','))
+    redis.call('LTRIM', owed_key, 0, OWED - 1)
+    redis.call('PEXPIRE', owed_key, ttl)
+  end
+end
+
 local left = ''
 if state == 'open' then left = fmt(open_until - now) end
 local trials = 0
@@ -406,4 +444,4 @@ local at = ''
 if op == 'peek' then at = fmt(now) end
 return table.concat({state, gen, fmt(now - since), left, table.concat(moves, ','),
                      admitted, mismatch, n, f, s, consecutive, trials, trial_successes,
-                     at}, '|')
+                     at, table.concat(owed, ';')}, '|')

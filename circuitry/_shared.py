@@ -22,9 +22,10 @@ What costs a round trip (one script call):
   recording a success or a failure costs one, and its reply tells the
   process if the circuit opened meanwhile;
 - rejecting while OPEN costs none until the open period the process knows of
-  has ended; then one request per process (`asking`, single-flight) takes
-  the trial or learns the new state, while the process's other calls are
-  rejected;
+  has ended, or `REFRESH` (a second) has passed since the store last
+  answered, whichever is sooner; then one request per process (`asking`,
+  single-flight) takes the trial or learns the new state, while the
+  process's other calls are rejected; FORCED_OPEN likewise, every `REFRESH`;
 - a HALF_OPEN trial costs two (the permit, the record); a breaker's first
   call in a process asks first (`synced`).
 
@@ -32,14 +33,20 @@ When the store fails (`StoreError`), the breaker falls back to the store's
 `on_unavailable` mode until the store answers again:
 - LOCAL: this core runs the in-process rules itself (`CircuitCore`'s own
   methods), from the last state it knew, in a new local generation
-  (`local_from`) so that the shared calls in flight are late results here;
+  (`local_from`, never one an earlier outage used) so that the shared
+  calls in flight, and an earlier outage's, are late results here;
 - ALLOW admits every call, DENY rejects every call; neither counts outcomes.
 `StoreUnavailable` is emitted when a breaker falls back, `StoreRecovered`
 when the store answers again; then the store's state is authoritative.
+A failed request may have run all the same (its reply was lost): the trial
+permit it took and the transitions it made are settled by the next request
+that is answered (`orphans`, `lost`: see `_unanswered`).
 
 Transitions this process learns of (made elsewhere) reach its listeners as
 `StateChanged`, wrapped in `Learned` so that the alert handler, which is
-called only in the process that made a transition, skips them.
+called only in the process that made a transition, skips them; the
+transitions of its own lost requests come back for their alert as
+`AlertOnly`.
 """
 
 from __future__ import annotations
@@ -70,7 +77,7 @@ from ._state import CircuitState
 from .events import CallRejected, StateChanged, StoreRecovered, StoreUnavailable
 
 __all__ = [
-    "FORCED_OPEN_REFRESH",
+    "REFRESH",
     "Learned",
     "Mode",
     "Reply",
@@ -91,12 +98,42 @@ HALF_OPEN = CircuitState.HALF_OPEN
 FORCED_OPEN = CircuitState.FORCED_OPEN
 FORCED_CLOSED = CircuitState.FORCED_CLOSED
 
-FORCED_OPEN_REFRESH = 1.0
-"""Seconds a process rejects on a FORCED_OPEN it knows of before it asks again.
+REFRESH = 1.0
+"""Seconds a process rejects on an OPEN or FORCED_OPEN it knows of before it asks again.
 
-FORCED_OPEN has no end to wait for: without this a process would never learn
-that another one called `reset()` or `force_closed()`.
+What it knows may have changed elsewhere meanwhile: `reset()`,
+`force_closed()`, a shorter `trip()` and the trial that closed the circuit,
+in another process. FORCED_OPEN has no end to wait for, and after this
+process's clock stepped back the open period it knows of is no guide at all.
 """
+
+
+STALE = 0.1
+"""Seconds a reading may predate the store's last answer and still not be the clock going back.
+
+A thread that read the clock and waited for the lock (preemption, a GC pause)
+brings a time a little before another thread's answer: no reason to ask again.
+"""
+
+
+class _AskAt(float):
+    """`reject_until` for an OPEN period known from a read: the time to ask again.
+
+    The adapters reject without the lock while `reject_from <= now <
+    reject_until` and tell the caller `reject_until - now` as `retry_after`:
+    rejections end at the next ask, yet `retry_after` is the time left of
+    the open period, so subtracting gives that.
+    """
+
+    open_until: float
+
+    def __new__(cls, ask_at: float, open_until: float) -> _AskAt:
+        value = super().__new__(cls, ask_at)
+        value.open_until = open_until
+        return value
+
+    def __sub__(self, other: float) -> float:
+        return self.open_until - other
 
 _OUTCOME_CODES = {SUCCESS: "s", FAILURE: "f", IGNORED: "i"}
 
@@ -117,11 +154,16 @@ class Request(NamedTuple):
     op: str
     args: tuple[str, ...] = ()
     epoch: int = 0  # the planning core's `epoch` (see SharedCore._absorb)
+    rid: str = ""  # the request's id: the store keeps the transitions it makes under it
+    release: tuple[str, ...] = ()  # permits to give back (see SharedCore.orphans)
+    lost: tuple[str, ...] = ()  # ids of requests whose replies were lost (see SharedCore.lost)
 
-    def to_argv(self, core: SharedCore) -> tuple[str, str]:
+    def to_argv(self, core: SharedCore) -> tuple[str, ...]:
         """The script's ARGV for this request, with `core`'s config (see `_circuit.lua`)."""
         jitter = core.no_jitter or core.jitter()
-        line = ",".join((self.op, core.store.now_argument(), jitter, *self.args))
+        line = ",".join((self.op, core.store.now_argument(), jitter, self.rid, *self.args))
+        if self.release or self.lost:
+            return line, core.rules, " ".join(self.release), " ".join(self.lost)
         return line, core.rules
 
 
@@ -142,6 +184,8 @@ class Reply(NamedTuple):
     trials_in_flight: int
     trial_successes: int
     now: float | None  # the store's clock (peek only)
+    # The transitions of this process's lost requests (`Request.lost`): (id, moves).
+    owed: tuple[tuple[str, tuple[tuple[CircuitState, CircuitState], ...]], ...] = ()
 
     @classmethod
     def parse(cls, raw: bytes | str) -> Reply | None:
@@ -150,16 +194,13 @@ class Reply(NamedTuple):
             return None
         text = raw.decode() if isinstance(raw, bytes) else raw
         (state, generation, in_state, left, moves, admitted, differs, calls, failures, slow,
-         consecutive, trials, successes, now) = text.split("|")
+         consecutive, trials, successes, now, owed) = text.split("|")
         return cls(
             _STATES[state],
             int(generation),
             max(0.0, float(in_state)),
             float(left) if left else None,
-            tuple(
-                (_STATES[old], _STATES[new])
-                for old, new in (move.split(">") for move in moves.split(","))
-            ) if moves else (),
+            _moves(moves) if moves else (),
             admitted == "1",
             differs == "1",
             int(calls),
@@ -169,10 +210,23 @@ class Reply(NamedTuple):
             int(trials),
             int(successes),
             float(now) if now else None,
+            tuple(
+                (rid, _moves(made)) for rid, made in (entry.split("=") for entry in owed.split(";"))
+            ) if owed else (),
         )
 
 
 _STATES = {state.value: state for state in CircuitState}
+
+
+def _moves(text: str) -> tuple[tuple[CircuitState, CircuitState], ...]:
+    """Transitions from the script's 'old>new,...'."""
+    return tuple(
+        (_STATES[old], _STATES[new]) for old, new in (move.split(">") for move in text.split(","))
+    )
+
+LOST_KEPT = 64
+"""Lost request ids and permits to give back a core keeps at most (oldest forgotten first)."""
 
 
 @attrs.frozen
@@ -180,6 +234,7 @@ class StoreError:
     """The store failed this request (or is backing off after a failure)."""
 
     error: BaseException
+    sent: bool = True  # False: backing off, nothing was sent (nothing can have run)
 
 
 Answer = Reply | StoreError | None
@@ -279,9 +334,13 @@ class SharedCore(CircuitCore):
         "flying",
         "keys",
         "local_from",
+        "local_last",
+        "lost",
         "mode",
         "no_jitter",
+        "orphans",
         "permits",
+        "known_from",
         "refresh_at",
         "shared_window",
         "store",
@@ -317,9 +376,19 @@ class SharedCore(CircuitCore):
         self.epoch = 0  # generation changes taken from the store (see _absorb)
         self.flying = 0  # calls admitted under the shared rules, not yet complete
         self.local_from = 0  # the first local generation (Mode.LOCAL)
-        self.refresh_at = -math.inf  # FORCED_OPEN: when to ask again
+        self.local_last = -1  # the last generation of the last local period (see _fall_back)
+        # From when this process's readings are no older than the store's last
+        # answer (STALE allowed for): an earlier one means the clock went back.
+        self.known_from = -math.inf
+        self.refresh_at = -math.inf  # OPEN, FORCED_OPEN: when to ask again (REFRESH)
         # The trial permits this process holds: (generation, started) -> ids.
         self.permits: dict[tuple[int, float], list[str]] = {}
+        # After a lost reply (a timeout: the script may have run): the trial
+        # permits to give back, and the ids of the lost requests, whose
+        # transitions the store hands back for this process to alert. Both
+        # ride on the next request; its reply settles them (see _settled).
+        self.orphans: list[str] = []
+        self.lost: list[str] = []
         # (calls, failures, slow, consecutive failures) of the last read.
         self.shared_window = (0, 0, 0, 0)
         self.warned = False
@@ -340,14 +409,24 @@ class SharedCore(CircuitCore):
         admitted without the lock, as in-process (into `tickets`); otherwise
         (not yet synced, the store down) each admission is planned. A
         rejection while an OPEN period this process knows of runs needs no
-        plan; FORCED_OPEN does (it asks again every FORCED_OPEN_REFRESH).
+        plan until it is time to ask again (`REFRESH` after the last answer,
+        or the period's end if sooner; at once if the clock went back before
+        the last answer); FORCED_OPEN always takes one.
         """
         super()._publish()
         self.deferring = None
-        if self.mode is not Mode.SHARED:
+        mode = self.mode
+        if mode is not Mode.SHARED:
             self.admitting = None
-        if self.state is FORCED_OPEN and self.mode is not Mode.LOCAL:
+        state = self.state
+        if mode is Mode.ALLOW or mode is Mode.DENY:
+            self.reject_until = -math.inf  # the mode decides, whatever state was known
+        elif state is FORCED_OPEN and mode is not Mode.LOCAL:
             self.reject_until = -math.inf
+        elif state is OPEN and mode is Mode.SHARED and self.reject_until != -math.inf:
+            self.reject_from = self.known_from
+            if self.refresh_at < self.open_until:
+                self.reject_until = _AskAt(self.refresh_at, self.open_until)
 
     def _tick(self, now: float) -> float:
         # Time-driven transitions are the store's, but in LOCAL mode.
@@ -364,7 +443,7 @@ class SharedCore(CircuitCore):
         mode = self.mode
         if mode is not Mode.SHARED:
             if self.store.usable():
-                return None, Request("acquire", (self.store.permit_id(),), self.epoch)
+                return None, self._request("acquire", (self.store.permit_id(),))
             if mode is Mode.UNSYNCED:
                 self._fall_back(now, self.store.down().error)
             return self._acquire_fallback(now, trial), None
@@ -375,12 +454,14 @@ class SharedCore(CircuitCore):
         if state is HALF_OPEN:
             if trial is not None and trial[0] == self.generation and trial in self.permits:
                 return self._admitted(RIDING - self.generation, state), None
-            return None, Request("acquire", (self.store.permit_id(),), self.epoch)
-        due = self.open_until if state is OPEN else self.refresh_at
-        if now < due or self.asking:
+            return None, self._request("acquire", (self.store.permit_id(),))
+        due = self.refresh_at
+        if state is OPEN and self.open_until < due:
+            due = self.open_until
+        if self.known_from <= now < due or self.asking:
             return self._rejected(now), None
         self.asking = True
-        return None, Request("acquire", (self.store.permit_id(),), self.epoch)
+        return None, self._request("acquire", (self.store.permit_id(),))
 
     def apply_acquire(
         self, now: float, trial: tuple[int, float] | None, request: Request,
@@ -390,9 +471,11 @@ class SharedCore(CircuitCore):
         self.asking = False
         if not isinstance(reply, Reply):  # (an acquire is always answered in full)
             reply = reply or StoreError(RuntimeError("no answer to an acquire"))
+            self._unanswered(request, reply)
             self._fall_back(now, reply.error)
             return self._acquire_fallback(now, trial)
         self._absorb(now, reply, request.epoch)
+        self._settled(now, request, reply)
         state = self.state
         if not reply.admitted:
             return self._rejected(now)
@@ -403,9 +486,14 @@ class SharedCore(CircuitCore):
             return self.generation, state, None
         return self._admitted(self.generation, state)
 
-    def cancel(self) -> None:
-        """A request was abandoned (the caller cancelled): no single-flight request is out."""
+    def cancel(self, request: Request | None = None) -> None:
+        """A request was abandoned (the caller cancelled): no single-flight request is out.
+
+        It may have run in the store all the same: its reply is lost.
+        """
         self.asking = False
+        if request is not None:
+            self._unanswered(request, StoreError(RuntimeError("abandoned")))
 
     def _admitted(
         self, generation: int, state: CircuitState
@@ -497,44 +585,51 @@ class SharedCore(CircuitCore):
             return None  # a late result, or the store is down: totals only
         if riding:
             if outcome is FAILURE and state is HALF_OPEN:
-                return Request("record", (str(issued), "f", "0", "", "1"), self.epoch)
+                return self._request("record", (str(issued), "f", "0", "", "1"))
             return None
         if state is HALF_OPEN:
             if not permit:
                 return None  # not a trial this process holds
         elif outcome is IGNORED or (state is not CLOSED and state is not FORCED_CLOSED):
             return None
-        return Request(
-            "record", (str(issued), _OUTCOME_CODES[outcome], "1" if slow else "0", permit, "0"),
-            self.epoch,
+        return self._request(
+            "record", (str(issued), _OUTCOME_CODES[outcome], "1" if slow else "0", permit, "0")
         )
 
     def apply_complete(
         self, now: float, request: Request, reply: Answer
     ) -> None:
         if isinstance(reply, StoreError):
+            self._unanswered(request, reply)
             self._fall_back(now, reply.error)  # this outcome is the process's alone
-        elif reply is not None:  # None: recorded, and nothing else changed
+            return
+        if reply is not None:  # None: recorded, and nothing else changed
             self._absorb(now, reply, request.epoch)
+        self._settled(now, request, reply)
 
     # -- reads and manual control -------------------------------------------------------
 
     def plan_read(self, now: float) -> Request | None:
         """The read request, or None when the state is known without one."""
         if self.mode is Mode.SHARED:
-            if self.state is OPEN and now < self.open_until:
+            if self.state is OPEN and self.known_from <= now < min(self.open_until,
+                                                                 self.refresh_at):
                 return None  # known: the window is empty, the period runs
         elif not self.store.usable():
             return None
-        return Request("read", (), self.epoch)
+        return self._request("read", ())
 
     def apply_read(self, now: float, reply: Answer, request: Request | None = None) -> None:
         if reply is None:
             return
         if isinstance(reply, StoreError):
+            if request is not None:
+                self._unanswered(request, reply)
             self._fall_back(now, reply.error)
         else:
             self._absorb(now, reply, None if request is None else request.epoch)
+            if request is not None:
+                self._settled(now, request, reply)
 
     def read_state(self, now: float) -> CircuitState:
         """The state, once `plan_read` / `apply_read` brought the mirror up to date."""
@@ -567,7 +662,7 @@ class SharedCore(CircuitCore):
     def plan_control(self, trigger: str, duration: float | None) -> Request | None:
         """The request for force_open / force_closed / reset / trip, or None: do it locally."""
         if self.mode is Mode.SHARED or self.store.usable():
-            return Request("control", (trigger, _optional(duration)), self.epoch)
+            return self._request("control", (trigger, _optional(duration)))
         return None
 
     def apply_control(
@@ -577,12 +672,75 @@ class SharedCore(CircuitCore):
         """Absorb the reply; when the store failed (or is down), `local()` does it here."""
         if isinstance(reply, Reply):
             self._absorb(now, reply, None if request is None else request.epoch)
+            if request is not None:
+                self._settled(now, request, reply)
             return
         if isinstance(reply, StoreError):
+            if request is not None:
+                self._unanswered(request, reply)
             self._fall_back(now, reply.error)
         elif self.mode is Mode.UNSYNCED:
             self._fall_back(now, self.store.down().error)
         local()
+
+    # -- lost replies -------------------------------------------------------------------------
+
+    def _request(self, op: str, args: tuple[str, ...]) -> Request:
+        """A request, carrying what earlier lost replies left to settle."""
+        orphans = self.orphans
+        lost = self.lost
+        return Request(
+            op, args, self.epoch, self.store.permit_id(),
+            tuple(orphans) if orphans else (), tuple(lost) if lost else (),
+        )
+
+    def _unanswered(self, request: Request, error: StoreError) -> None:
+        """`request` got no reply: if it was sent, the script may have run all the same.
+
+        Then an acquire may hold a trial permit in the store that this process
+        never uses, a record may have left its trial's permit there, and the
+        request may have made transitions that nobody alerts. The next request
+        gives the permits back and asks for those transitions (`_settled`).
+        """
+        if not error.sent:
+            return
+        lost = self.lost
+        orphans = self.orphans
+        lost.append(request.rid)
+        op = request.op
+        if op == "acquire":
+            orphans.append(request.args[0])
+        elif op == "record" and request.args[3]:
+            orphans.append(request.args[3])
+        del lost[:-LOST_KEPT]
+        del orphans[:-LOST_KEPT]
+
+    def _settled(self, now: float, request: Request, reply: Reply | None) -> None:
+        """The store answered `request`: the permits it gave back and the lost transitions.
+
+        A lost request's transitions were alerted nowhere (its reply never came,
+        and other processes learned of them without alerting): this process,
+        which made them, alerts them, once, whichever of its requests brought
+        them back first.
+        """
+        if request.release:
+            orphans = self.orphans
+            for permit in request.release:
+                if permit in orphans:
+                    orphans.remove(permit)
+        if request.lost:
+            lost = self.lost
+            if reply is not None:
+                for rid, moves in reply.owed:
+                    if rid in lost:
+                        lost.remove(rid)
+                        for before, after in moves:
+                            self.events.append(
+                                AlertOnly(StateChanged(self.name, now, before, after))  # type: ignore[arg-type]
+                            )
+            for rid in request.lost:
+                if rid in lost:
+                    lost.remove(rid)
 
     # -- the mirror -------------------------------------------------------------------------
 
@@ -623,12 +781,12 @@ class SharedCore(CircuitCore):
         if reply.generation != self.generation:
             self._sweep()
             self.epoch += 1
-        state = self.state = reply.state
+        self.state = reply.state
         self.generation = reply.generation
         self.state_since = now - reply.time_in_state
         self.open_until = math.inf if reply.left is None else now + reply.left
-        if state is FORCED_OPEN:
-            self.refresh_at = now + FORCED_OPEN_REFRESH
+        self.known_from = now - STALE
+        self.refresh_at = now + REFRESH
         self.shared_window = (
             reply.window_calls,
             reply.window_failures,
@@ -665,8 +823,10 @@ class SharedCore(CircuitCore):
         self.asking = False
         self._sweep()  # a new period (LOCAL), or none at all: late results either way
         if mode is Mode.LOCAL:
-            # A new local period: the shared calls in flight are late results here.
-            self.generation += 1
+            # A new local period: the shared calls in flight are late results
+            # here, and so are the local calls of an earlier outage still in
+            # flight (a number of its own: never one an earlier outage used).
+            self.generation = max(self.generation, self.local_last) + 1
             self.local_from = self.generation
             self.consecutive_failures = self.trial_successes = 0
             if self.window is not None:
@@ -674,6 +834,11 @@ class SharedCore(CircuitCore):
             self.backoff_level = self.config.reset_timeout
             # From the last known state as it is: in HALF_OPEN the trials in
             # flight are late here, and the local rules admit trials of their own.
+        # The trials in flight are late here: the shared circuit will not hear
+        # from them, so their slots are given back at the next round trip.
+        for ids in self.permits.values():
+            self.orphans.extend(ids)
+        del self.orphans[:-LOST_KEPT]
         self.permits.clear()
         self.events.append(StoreUnavailable(self.name, now, error))
         self._publish()
@@ -682,6 +847,7 @@ class SharedCore(CircuitCore):
         was = self.mode
         self.mode = Mode.SHARED
         if was is Mode.LOCAL:
+            self.local_last = self.generation
             # The local calls in flight become late results of the shared circuit.
             in_flight = len(self.tickets) + len(self.trial_starts)
             self._allowed += len(self.tickets)

@@ -16,10 +16,11 @@ CLOSED costs one round trip (the record after it) and a rejection while OPEN
 costs none. See README "Many processes" for the failure modes.
 
 Keys: `circuitry:{<namespace>:<name>}:state` (a string: the state),
-`...:window` (a hash: the window's buckets, with a window only) and
-`...:permits` (a sorted set: trial permit -> start, in HALF_OPEN only), one
-hash tag per breaker (Redis Cluster safe), names percent-escaped, each with a
-TTL renewed at every use.
+`...:window` (a hash: the window's buckets, with a window only),
+`...:permits` (a sorted set: trial permit -> start, in HALF_OPEN only) and
+`...:owed` (a list: the last transitions, by the request that made them, for
+a process whose reply was lost to alert), one hash tag per breaker (Redis
+Cluster safe), names percent-escaped, each with a TTL renewed at every use.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ __all__ = ["RedisStore"]
 
 SCRIPT = resources.files("circuitry").joinpath("_circuit.lua").read_text(encoding="utf-8")
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+
+KEYS = 4
+"""Keys of one circuit (`RedisStore.keys`), all with its hash tag."""
 
 BACKOFF_START = 1.0
 """Seconds the store leaves Redis alone after a first failure; doubled at each next one."""
@@ -151,6 +155,7 @@ class RedisStore:
         self._period = 0  # see _may_send
         self._token = os.urandom(6).hex()
         self._permits = itertools.count()
+        self._policy_read = False  # see _check_policy
         # The config of each name attached in this process, for `snapshot`.
         self._configs: dict[str, CircuitBreakerConfig] = {}
         _STORES.add(self)
@@ -221,7 +226,7 @@ class RedisStore:
 
     def keys(self, name: str) -> tuple[str, ...]:
         tag = self._prefix + quote(name, safe="") + "}"
-        return (tag + ":state", tag + ":permits", tag + ":window")
+        return (tag + ":state", tag + ":permits", tag + ":window", tag + ":owed")
 
     def lease_for(self, config: CircuitBreakerConfig) -> float:
         if self.lease is not None:
@@ -250,17 +255,27 @@ class RedisStore:
         outage = self._outage
         return outage if outage is not None else StoreError(ConnectionError("store unavailable"))
 
+    def _unsent(self) -> StoreError:
+        """The answer to a request not sent (backing off): nothing of it can have run."""
+        return StoreError(self.down().error, sent=False)
+
     def send(self, core: SharedCore, request: Request) -> Answer:
         """Run one request on the sync client: the reply, or the error (never raised)."""
         sent = self._may_send()
         if sent is None:
-            return self.down()  # backing off: no I/O, no latency
+            return self._unsent()  # backing off: no I/O, no latency
         argv = request.to_argv(core)
         try:
+            if not self._policy_read:
+                try:
+                    policy = self.client.config_get("maxmemory-policy")
+                except redis.exceptions.ResponseError:  # CONFIG refused or renamed
+                    policy = {}
+                self._check_policy(policy)
             try:
-                raw = self.client.evalsha(SCRIPT_SHA, 3, *core.keys, *argv)
+                raw = self.client.evalsha(SCRIPT_SHA, KEYS, *core.keys, *argv)
             except redis.exceptions.NoScriptError:  # a new or restarted server, SCRIPT FLUSH
-                raw = self.client.eval(SCRIPT, 3, *core.keys, *argv)
+                raw = self.client.eval(SCRIPT, KEYS, *core.keys, *argv)
             reply = Reply.parse(raw)
         except Exception as exc:  # any error: the call must not fail for the store
             return self._failed(exc, sent)
@@ -272,22 +287,50 @@ class RedisStore:
         client = self._async_here()
         if client is None:
             if not self.usable():
-                return self.down()  # not worth a thread
+                return self._unsent()  # not worth a thread
             return await anyio.to_thread.run_sync(self.send, core, request)
         sent = self._may_send()
         if sent is None:
-            return self.down()
+            return self._unsent()
         argv = request.to_argv(core)
         try:
+            if not self._policy_read:
+                try:
+                    policy = await client.config_get("maxmemory-policy")
+                except redis.exceptions.ResponseError:
+                    policy = {}
+                self._check_policy(policy)
             try:
-                raw = await client.evalsha(SCRIPT_SHA, 3, *core.keys, *argv)
+                raw = await client.evalsha(SCRIPT_SHA, KEYS, *core.keys, *argv)
             except redis.exceptions.NoScriptError:
-                raw = await client.eval(SCRIPT, 3, *core.keys, *argv)
+                raw = await client.eval(SCRIPT, KEYS, *core.keys, *argv)
             reply = Reply.parse(raw)
         except Exception as exc:
             return self._failed(exc, sent)
         self._answered()
         return reply
+
+    def _check_policy(self, answer: Any) -> None:
+        """Warn, once, when Redis may evict the breakers' keys (`CONFIG GET maxmemory-policy`).
+
+        Every key has a TTL, so a `volatile-*` policy picks them first (an
+        OPEN circuit's, unused while it rejects, is the coldest), as does any
+        `allkeys-*` one: an evicted state is a circuit CLOSED again.
+        """
+        policy = answer.get("maxmemory-policy", "") if isinstance(answer, dict) else ""
+        if isinstance(policy, bytes):
+            policy = policy.decode(errors="replace")
+        with self._lock:
+            if self._policy_read:
+                return
+            self._policy_read = True
+        if policy and policy != "noeviction":
+            logger.warning(
+                "RedisStore: Redis has maxmemory-policy %s, which can evict the breakers' "
+                "keys (each has a TTL): an evicted circuit starts CLOSED again; use "
+                "noeviction, or a Redis of its own for the breakers",
+                policy,
+            )
 
     # The outage: after a failure nothing is sent until `_retry_at`; then one
     # request (the probe) is let through, and the others keep waiting until it
@@ -369,9 +412,9 @@ class RedisStore:
         core = SharedCore(config, name, 0.0, self)
         argv = Request("peek").to_argv(core)
         try:
-            raw = self.client.evalsha(SCRIPT_SHA, 3, *core.keys, *argv)
+            raw = self.client.evalsha(SCRIPT_SHA, KEYS, *core.keys, *argv)
         except redis.exceptions.NoScriptError:
-            raw = self.client.eval(SCRIPT, 3, *core.keys, *argv)
+            raw = self.client.eval(SCRIPT, KEYS, *core.keys, *argv)
         reply = Reply.parse(raw)
         assert reply is not None  # (only a record may answer '=')
         now = reply.now

@@ -17,13 +17,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 from helpers import Boom
-from redis_server import RedisServer
+from redis_server import RedisServer, ReplyDropper
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
-from circuitry.events import Event, StoreRecovered, StoreUnavailable
+from circuitry.events import Alert, Event, StoreRecovered, StoreUnavailable
 from circuitry.redis import BACKOFF_START, RedisStore
+from circuitry.testing import FakeClock
 
 NAMESPACE = "faults"
 
@@ -81,6 +83,24 @@ def make_store(stores: list[RedisStore], server: RedisServer, **options: Any) ->
     store = RedisStore.from_url(server.url, namespace=NAMESPACE, **options)
     stores.append(store)
     return store
+
+
+@pytest.fixture
+def dropper(server: RedisServer) -> Iterator[ReplyDropper]:
+    """A proxy in front of `server` that can lose its replies (after the script ran)."""
+    proxy = ReplyDropper(server.port)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+def wait_until(condition: Any, limit: float = 5.0) -> None:
+    """Poll `condition()` until it holds; fail after `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)
 
 
 def wait_for_backoff(since: float) -> None:
@@ -285,6 +305,19 @@ def test_allow_fallback_admits_every_call(
         with pytest.raises(Boom):  # never a CircuitOpenError
             breaker.call(fail)
     assert breaker.metrics().total_failures == 20
+
+
+def test_allow_fallback_admits_every_call_while_open_was_known(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    clock = FakeClock()
+    store = make_store(stores, server, on_unavailable="allow")
+    breaker = CircuitBreaker(config(), name="svc", store=store, clock=clock)
+    breaker.trip(60.0)
+    server.kill()
+    clock.advance(1.0)  # time to ask again (the open period runs): Redis is gone
+    for _ in range(5):
+        assert breaker.call(ok) == "ok"  # never the OPEN it knew
 
 
 def test_deny_fallback_rejects_every_call(
@@ -546,3 +579,219 @@ async def test_a_hung_redis_delays_one_async_call_by_the_socket_timeout(
             server.resume()
     finally:
         await store.aclose()
+
+
+# -- lost replies and outages in a row: the caller only ever sees its own outcome --------------
+
+
+def test_a_call_in_flight_across_two_outages_returns_its_own_result(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    # Two short hangs (the state survives them): the second outage's local
+    # period must not take the number of the first one's.
+    store = make_store(stores, server)
+    breaker = CircuitBreaker(config(), name="svc", store=store)
+    breaker.call(ok)
+    server.pause()
+    try:
+        assert breaker.call(ok) == "ok"  # the first outage: the in-process rules
+    finally:
+        server.resume()
+    failed_at = time.monotonic()
+    running, release = threading.Event(), threading.Event()
+    results: list[object] = []
+
+    def slow() -> str:
+        running.set()
+        assert release.wait(10.0)
+        return "slow"
+
+    def run() -> None:
+        try:
+            results.append(breaker.call(slow))  # admitted by the in-process rules
+        except BaseException as exc:  # pragma: no cover - the failure this test looks for
+            results.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert running.wait(10.0)
+        wait_for_backoff(failed_at)
+        assert breaker.call(ok) == "ok"  # the store answers: shared again
+        server.pause()
+        try:
+            assert breaker.call(ok) == "ok"  # the second outage
+        finally:
+            server.resume()
+    finally:
+        release.set()
+        thread.join(10.0)
+    assert results == ["slow"]
+    metrics = breaker.metrics()
+    assert metrics.total_allowed == (
+        metrics.total_successes + metrics.total_failures + metrics.total_ignored
+    )
+
+
+def test_a_trial_whose_reply_was_lost_gives_its_slot_back_at_the_next_round_trip(
+    server: RedisServer, stores: list[RedisStore], dropper: ReplyDropper
+) -> None:
+    rules = config(failure_threshold_count=1, reset_timeout=0.2)  # lease: 30 s
+    lossy = RedisStore.from_url(dropper.url, namespace=NAMESPACE)
+    stores.append(lossy)
+    direct = make_store(stores, server)
+    breaker = CircuitBreaker(rules, name="svc", store=lossy)
+    other = CircuitBreaker(rules, name="svc", store=direct)
+    with pytest.raises(Boom):
+        breaker.call(fail)
+    time.sleep(0.3)  # the open period is over
+    dropper.dropping.set()
+    try:
+        # Its acquire takes the trial in Redis; the reply is lost: the local rules decide.
+        assert breaker.call(ok) == "ok"
+        lost_at = time.monotonic()
+    finally:
+        dropper.dropping.clear()
+    wait_until(lambda: direct.snapshot("svc")["trials_in_flight"] == 1)
+    assert direct.snapshot("svc")["state"] == "half_open"
+    with pytest.raises(CircuitOpenError):
+        other.call(ok)  # the only slot is held
+    wait_for_backoff(lost_at)
+    breaker.state  # noqa: B018 - its next round trip, which succeeds, gives the slot back
+    assert direct.snapshot("svc")["trials_in_flight"] == 0
+    assert other.call(ok) == "ok"  # the trial, long before the lease ran out
+    assert direct.snapshot("svc")["state"] == "closed"
+
+
+def test_a_transition_whose_reply_was_lost_is_alerted_once(
+    server: RedisServer, stores: list[RedisStore], dropper: ReplyDropper
+) -> None:
+    alerts: list[tuple[str, Alert]] = []
+
+    def rules(who: str) -> CircuitBreakerConfig:
+        return config(failure_threshold_count=2, reset_timeout=60.0,
+                      alert_handler=lambda alert: alerts.append((who, alert)))
+
+    lossy = RedisStore.from_url(dropper.url, namespace=NAMESPACE)
+    stores.append(lossy)
+    direct = make_store(stores, server)
+    maker = CircuitBreaker(rules("maker"), name="svc", store=lossy)
+    other = CircuitBreaker(rules("other"), name="svc", store=direct)
+    maker.call(ok)
+    other.call(ok)
+    with pytest.raises(Boom):
+        other.call(fail)
+    dropper.dropping.set()
+    try:
+        with pytest.raises(Boom):
+            maker.call(fail)  # the second failure trips the circuit; the reply is lost
+        lost_at = time.monotonic()
+    finally:
+        dropper.dropping.clear()
+    wait_until(lambda: direct.snapshot("svc")["state"] == "open")
+    assert other.call(ok) == "ok"  # admitted on the CLOSED it knew; its record learns OPEN
+    assert other.state is CircuitState.OPEN
+    wait_for_backoff(lost_at)
+    assert maker.state is CircuitState.OPEN  # the maker's next round trip that succeeds
+    for breaker in (maker, other):
+        with pytest.raises(CircuitOpenError):
+            breaker.call(ok)
+        assert breaker.state is CircuitState.OPEN
+    trips = [(who, alert.old_state, alert.new_state) for who, alert in alerts]
+    assert trips == [("maker", CircuitState.CLOSED, CircuitState.OPEN)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio's thread is never abandoned
+async def test_a_cancelled_trial_request_gives_its_slot_back_at_the_next_round_trip(
+    server: RedisServer, dropper: ReplyDropper, anyio_backend: str
+) -> None:
+    rules = config(failure_threshold_count=1, reset_timeout=0.2)
+    lossy = RedisStore.from_url(dropper.url, namespace=NAMESPACE)
+    direct = RedisStore.from_url(server.url, namespace=NAMESPACE)
+    try:
+        breaker = CircuitBreaker(rules, name="svc", store=lossy)
+        other = CircuitBreaker(rules, name="svc", store=direct)
+
+        async def fine() -> str:
+            return "fine"
+
+        async def boom() -> None:
+            raise Boom
+
+        with pytest.raises(Boom):
+            await breaker.call_async(boom)
+        await anyio.sleep(0.3)  # the open period is over
+        dropper.dropping.set()
+        try:
+            with anyio.move_on_after(0.1):  # before the socket timeout: abandoned
+                await breaker.call_async(fine)
+        finally:
+            dropper.dropping.clear()
+        deadline = time.monotonic() + 5.0
+        while direct.snapshot("svc")["trials_in_flight"] != 1:  # the acquire ran all the same
+            assert time.monotonic() < deadline
+            await anyio.sleep(0.01)
+        with pytest.raises(CircuitOpenError):
+            other.call(ok)
+        assert breaker.state is CircuitState.HALF_OPEN  # its next round trip gives it back
+        assert direct.snapshot("svc")["trials_in_flight"] == 0
+        assert other.call(ok) == "ok"
+    finally:
+        await lossy.aclose()
+        direct.close()
+
+
+def test_a_trial_in_flight_when_the_store_failed_gives_its_slot_back(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    rules = config(failure_threshold_count=1, reset_timeout=0.2)  # lease: 30 s
+    direct = make_store(stores, server)
+    breaker = CircuitBreaker(rules, name="svc", store=make_store(stores, server))
+    other = CircuitBreaker(rules, name="svc", store=direct)
+    with pytest.raises(Boom):
+        breaker.call(fail)
+    time.sleep(0.3)  # the open period is over
+    permit = breaker.try_acquire()  # the trial, its slot taken in Redis
+    assert permit is not None
+    server.pause()
+    try:
+        assert breaker.call(ok) == "ok"  # times out: the in-process rules from now on
+        failed_at = time.monotonic()
+    finally:
+        server.resume()
+    permit.record_success()  # late here: the shared circuit never hears of it
+    assert direct.snapshot("svc")["trials_in_flight"] == 1
+    wait_for_backoff(failed_at)
+    breaker.state  # noqa: B018 - its next round trip, which succeeds, gives the slot back
+    assert direct.snapshot("svc")["trials_in_flight"] == 0
+    assert other.call(ok) == "ok"  # the trial, long before the lease ran out
+    assert direct.snapshot("svc")["state"] == "closed"
+
+
+def test_a_trial_whose_record_never_arrived_gives_its_slot_back(
+    server: RedisServer, stores: list[RedisStore], dropper: ReplyDropper
+) -> None:
+    rules = config(failure_threshold_count=1, reset_timeout=0.2)  # lease: 30 s
+    lossy = RedisStore.from_url(dropper.url, namespace=NAMESPACE)
+    stores.append(lossy)
+    direct = make_store(stores, server)
+    breaker = CircuitBreaker(rules, name="svc", store=lossy)
+    other = CircuitBreaker(rules, name="svc", store=direct)
+    with pytest.raises(Boom):
+        breaker.call(fail)
+    time.sleep(0.3)  # the open period is over
+    permit = breaker.try_acquire()  # the trial, its slot taken in Redis
+    assert permit is not None
+    dropper.losing.set()
+    try:
+        permit.record_success()  # its record never reaches Redis: it times out
+        lost_at = time.monotonic()
+    finally:
+        dropper.losing.clear()
+    assert direct.snapshot("svc")["trials_in_flight"] == 1
+    wait_for_backoff(lost_at)
+    breaker.state  # noqa: B018 - its next round trip, which succeeds, gives the slot back
+    assert direct.snapshot("svc")["trials_in_flight"] == 0
+    assert other.call(ok) == "ok"
+    assert direct.snapshot("svc")["state"] == "closed"

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 from helpers import Boom
+from redis_server import RedisServer
 
 from circuitry import (
     CircuitBreaker,
@@ -27,6 +28,7 @@ from circuitry import (
 )
 from circuitry.events import Alert, Event, StateChanged
 from circuitry.redis import RedisStore
+from circuitry.testing import FakeClock
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 
@@ -133,8 +135,8 @@ def test_every_key_has_a_ttl_renewed_at_each_use(redis_url: str, client: redis.R
     time.sleep(0.06)
     permit = breaker.try_acquire()  # a trial: the permits key exists too
     assert permit is not None
-    state_key, permits_key, _ = store.keys("svc")
-    for key in (state_key, permits_key):
+    state_key, permits_key, _, owed_key = store.keys("svc")
+    for key in (state_key, permits_key, owed_key):  # (owed: the transitions made)
         assert 0 < client.pttl(key) <= 100_000
     client.pexpire(state_key, 5_000)
     permit.record_success()
@@ -157,7 +159,7 @@ def test_memory_per_breaker_is_bounded_whatever_the_traffic(
         while time.monotonic() < deadline:
             breaker.call(lambda: None)
             fail(breaker)
-        state, _, window = store.keys("busy")
+        state, _, window, _ = store.keys("busy")
         sizes.append((len(client.keys("*")), client.hlen(window),
                       (client.memory_usage(state) or 0) + (client.memory_usage(window) or 0)))
     assert len({s[:2] for s in sizes}) == 1, sizes  # the same keys and fields every round
@@ -309,6 +311,164 @@ def test_a_forced_open_process_learns_of_a_reset_elsewhere_within_a_second(
             time.sleep(0.05)
 
 
+@pytest.mark.parametrize("control", ["reset", "force_closed"])
+def test_a_process_that_knows_open_learns_of_a_control_elsewhere_within_a_second(
+    redis_url: str, redis_server: Any, control: str
+) -> None:
+    clock = FakeClock(100.0)  # this process's clock: its mirror's open period is in it
+    rules = config(failure_threshold_count=1, reset_timeout=300.0)
+    a = CircuitBreaker(rules, name="svc", store=RedisStore.from_url(redis_url), clock=clock)
+    b = CircuitBreaker(rules, name="svc", store=RedisStore.from_url(redis_url))
+    fail(a)  # a knows OPEN for 300 s
+    getattr(b, control)()
+    before = evalsha_calls(redis_server)
+    for _ in range(50):
+        clock.advance(0.01)
+        with pytest.raises(CircuitOpenError):
+            a.call(lambda: None)  # within the second: OPEN as known, nothing asked
+    assert evalsha_calls(redis_server) == before
+    clock.advance(0.5)  # a second since a last asked
+    assert a.call(lambda: 7) == 7
+    assert a.state is (CLOSED if control == "reset" else CircuitState.FORCED_CLOSED)
+
+
+def test_a_shared_close_is_learned_within_a_second(redis_url: str) -> None:
+    clock = FakeClock()
+    rules = config(failure_threshold_count=1)
+    a = CircuitBreaker(rules, name="svc", store=RedisStore.from_url(redis_url), clock=clock)
+    b = CircuitBreaker(rules, name="svc", store=RedisStore.from_url(redis_url))
+    b.trip(300.0)
+    assert a.state is OPEN  # a knows OPEN for 300 s
+    b.trip(0.2)  # a shorter open period, which a has not heard of
+    time.sleep(0.3)
+    assert b.call(lambda: 1) == 1  # b's trial closes the circuit
+    clock.advance(1.0)
+    assert a.call(lambda: 2) == 2
+    assert a.state is CLOSED
+
+
+def test_a_process_whose_clock_stepped_back_asks_again(redis_url: str) -> None:
+    clock = FakeClock(1000.0)
+    rules = config(failure_threshold_count=1, reset_timeout=300.0)
+    a = CircuitBreaker(rules, name="svc", store=RedisStore.from_url(redis_url), clock=clock)
+    b = CircuitBreaker(rules, name="svc", store=RedisStore.from_url(redis_url))
+    fail(a)  # a knows OPEN until 1300 on its clock
+    b.reset()
+    clock.set(400.0)  # stepped back: what a knows is no guide to when to ask
+    assert a.call(lambda: 3) == 3
+    assert a.state is CLOSED
+
+
+def test_a_reading_a_little_older_than_the_last_answer_asks_nothing(
+    redis_url: str, redis_server: Any
+) -> None:
+    # A thread that read the clock, then waited for the lock while another
+    # thread's answer came: its reading predates that answer, by a little.
+    clock = FakeClock(1000.0)
+    a = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=300.0), name="svc",
+                       store=RedisStore.from_url(redis_url), clock=clock)
+    fail(a)
+    before = evalsha_calls(redis_server)
+    clock.set(999.95)
+    with pytest.raises(CircuitOpenError):
+        a.call(lambda: None)
+    assert evalsha_calls(redis_server) == before
+    clock.set(999.5)  # more than a stale reading: the clock went back
+    with pytest.raises(CircuitOpenError):
+        a.call(lambda: None)
+    assert evalsha_calls(redis_server) == before + 1
+
+
+def test_open_is_asked_about_at_most_once_a_second(redis_url: str, redis_server: Any) -> None:
+    clock = FakeClock()
+    a = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=300.0), name="svc",
+                       store=RedisStore.from_url(redis_url), clock=clock)
+    fail(a)
+    clock.advance(1.0)
+    for _ in range(3):
+        before = evalsha_calls(redis_server)
+        for _ in range(20):
+            with pytest.raises(CircuitOpenError) as rejected:
+                a.call(lambda: None)
+            retry_after = rejected.value.retry_after
+            assert retry_after is not None
+            assert 290.0 < retry_after <= 300.0  # the open period's end, not the next ask
+            clock.advance(0.05)
+        assert evalsha_calls(redis_server) - before == 1  # once a second: one round trip
+    assert a.state is OPEN
+
+
+# -- the eviction policy -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["volatile-lru", "allkeys-lfu", "volatile-ttl"])
+def test_a_policy_that_can_evict_the_keys_is_warned_about_once(
+    policy: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RedisServer(options=("--maxmemory-policy", policy))
+    server.start()
+    try:
+        store = RedisStore.from_url(server.url)
+        try:
+            with caplog.at_level(logging.WARNING, logger="circuitry"):
+                for name in ("a", "b"):
+                    breaker = CircuitBreaker(config(), name=name, store=store)
+                    for _ in range(3):
+                        breaker.call(lambda: None)
+                    breaker.metrics()
+        finally:
+            store.close()
+        warnings = [r for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+        assert len(warnings) == 1
+        assert policy in warnings[0].getMessage()
+    finally:
+        server.stop()
+
+
+@pytest.mark.anyio
+async def test_an_evicting_policy_is_warned_about_from_async_code_too(
+    anyio_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RedisServer(options=("--maxmemory-policy", "allkeys-lru"))
+    server.start()
+    try:
+        store = RedisStore.from_url(server.url)  # asyncio: its client; trio: a thread
+
+        async def fine() -> int:
+            return 1
+
+        try:
+            with caplog.at_level(logging.WARNING, logger="circuitry"):
+                breaker = CircuitBreaker(config(), name="svc", store=store)
+                for _ in range(3):
+                    assert await breaker.call_async(fine) == 1
+        finally:
+            await store.aclose()
+        warnings = [r for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+        assert len(warnings) == 1
+        assert "allkeys-lru" in warnings[0].getMessage()
+    finally:
+        server.stop()
+
+
+def test_noeviction_and_a_refused_config_command_say_nothing(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RedisServer(options=("--rename-command", "CONFIG", ""))
+    server.start()
+    try:
+        for url in (redis_url, server.url):  # noeviction (the default); CONFIG disabled
+            store = RedisStore.from_url(url)
+            with caplog.at_level(logging.WARNING, logger="circuitry"):
+                breaker = CircuitBreaker(config(), name="svc", store=store)
+                for _ in range(3):
+                    assert breaker.call(lambda: 5) == 5
+            store.close()
+        assert caplog.records == []
+    finally:
+        server.stop()
+
+
 # -- the manager --------------------------------------------------------------------------
 
 
@@ -439,8 +599,9 @@ def evalsha_calls(server: Any) -> int:
 def test_what_each_step_costs_in_round_trips(redis_url: str, redis_server: Any) -> None:
     store = RedisStore.from_url(redis_url)
     CircuitBreaker(config(), name="warm-up", store=store).call(lambda: None)  # loads the script
+    clock = FakeClock()  # the process's clock: when it asks again while OPEN (REFRESH)
     breaker = CircuitBreaker(config(failure_threshold_count=2, reset_timeout=0.1),
-                             name="svc", store=store)
+                             name="svc", store=store, clock=clock)
     before = evalsha_calls(redis_server)
     breaker.call(lambda: None)  # the first call asks first: two
     assert evalsha_calls(redis_server) - before == 2
@@ -460,6 +621,7 @@ def test_what_each_step_costs_in_round_trips(redis_url: str, redis_server: Any) 
     breaker.metrics()
     assert evalsha_calls(redis_server) - before == 0  # OPEN is known: nothing asked
     time.sleep(0.12)
+    clock.advance(0.12)
     before = evalsha_calls(redis_server)
     breaker.call(lambda: None)  # the trial: acquire and record
     assert evalsha_calls(redis_server) - before == 2
@@ -638,7 +800,7 @@ def test_replies_out_of_order_tell_listeners_once_and_alert_once() -> None:
 
     def reply(state: str, generation: int, moves: str = "") -> Reply:
         left = "5.0" if state == "open" else ""
-        text = f"{state}|{generation}|0.0|{left}|{moves}|1|0|0|0|0|0|0|0|"
+        text = f"{state}|{generation}|0.0|{left}|{moves}|1|0|0|0|0|0|0|0||"
         parsed = Reply.parse(text)
         assert parsed is not None
         return parsed
