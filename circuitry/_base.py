@@ -195,7 +195,8 @@ class BreakerBase:
     def state(self) -> CircuitState:
         """The current state; reading it applies transitions that time alone makes.
 
-        With a store: the shared circuit's (one round trip, none while OPEN is known).
+        With a store: the shared circuit's (one round trip; none while OPEN is known
+        and was asked about less than a second ago).
         """
         if self._store is not None:
             return self._drive(self._read_steps(SharedCore.read_state))
