@@ -233,17 +233,30 @@ class BreakerBase:
         OPEN the backed-off one. Works from every state, FORCED_* included.
 
         Raises:
-            ValueError: `duration` is not a finite number of seconds >= 0.
+            ValueError: `duration` is not a finite number of seconds >= 0, or
+                so large that the end of the open period is past the largest float.
         """
         if duration is not None:
-            if isinstance(duration, bool) or not isinstance(duration, (int, float)):
-                raise ValueError(f"duration must be seconds (a float) or None, got {duration!r}")
-            if not 0 <= duration < math.inf:
-                raise ValueError(
-                    f"duration must be a finite number of seconds >= 0, got {duration!r}"
-                )
-            duration = float(duration)
+            duration = self._trip_duration(duration)
         self._control("TRIP_CALLED", lambda core, now: core.trip(now, duration), duration)
+
+    def _trip_duration(self, duration: object) -> float:
+        """`duration` as float seconds, or ValueError naming it."""
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+            raise ValueError(f"duration must be seconds (a float) or None, got {duration!r}")
+        try:
+            seconds = float(duration)
+        except OverflowError:  # an int past the largest float
+            seconds = math.inf
+        if not 0 <= seconds < math.inf:  # also false for NaN
+            raise ValueError(f"duration must be a finite number of seconds >= 0, got {duration!r}")
+        now = self._clock.monotonic()
+        if now + seconds == math.inf:
+            raise ValueError(
+                f"duration must stay finite when added to the clock's time {now!r}, "
+                f"got {duration!r}"
+            )
+        return seconds
 
     def _control(
         self,
