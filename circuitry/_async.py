@@ -36,7 +36,15 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import anyio
 
 from ._base import _CALL_CODES, BreakerBase, get_ident
-from ._core import FAILURE, FOLD_AT, IGNORED, SUCCESS, Outcome
+from ._core import (
+    FAILURE,
+    FOLD_AT,
+    IGNORED,
+    SUCCESS,
+    ExceptionGroupType,
+    Outcome,
+    classify_group,
+)
 
 __all__ = ["AsyncAdapter"]
 
@@ -250,9 +258,19 @@ class AsyncAdapter(BreakerBase):
         return anyio.CancelScope(deadline=anyio.current_time() + timeout)
 
     def _async_exception_outcome(self, exc: BaseException) -> Outcome:
+        if isinstance(exc, ExceptionGroupType):  # a task group's: each leaf comes back here
+            return classify_group(exc, self._async_exception_outcome)
         if isinstance(exc, anyio.get_cancelled_exc_class()):
             return IGNORED  # cancellation is never a failure, whatever the config says
         return self._exception_outcome(exc)
+
+    def _permit_outcome(self, exc: BaseException) -> Outcome:
+        """How `Permit.record_exception` counts `exc`: in async code as `async with` does."""
+        try:
+            anyio.get_cancelled_exc_class()
+        except RuntimeError:  # no async library runs in this thread: as `with` does
+            return self._exception_outcome(exc)
+        return self._async_exception_outcome(exc)
 
     def _timed_out(self, generation: int, started: float) -> NoReturn:
         """Report a call our `call_timeout` scope cancelled: TimeoutError, a failure.
