@@ -160,9 +160,14 @@ class AsyncAdapter(BreakerBase):
             CircuitOpenError: the call was rejected; `fn` did not run.
             TimeoutError: `call_timeout` passed; the call was cancelled and
                 counts as a failure.
+            TypeError: `fn` is not callable (raised here, before anything is
+                admitted or counted); or `fn` returned something that cannot be
+                awaited (a plain function: use `call`), which counts as ignored.
             BaseException: whatever `fn` raised, unchanged (a cancellation
                 counts as ignored).
         """
+        if not callable(fn):
+            raise TypeError(f"call_async() needs a callable, got {fn!r}")
         return self._call_async(fn, args, kwargs)
 
     async def _call_async(
@@ -186,21 +191,34 @@ class AsyncAdapter(BreakerBase):
         else:
             core.tickets.append(started)  # admitted without the lock: see _core
         try:
+            # Called and awaited in two steps, so that a function that returned
+            # something `await` refused can be told from one that raised.
+            awaitable: Any = _NOT_CALLED
             if scope is None:
-                result = await fn(*args, **kwargs)
+                awaitable = fn(*args, **kwargs)
+                result: T = await awaitable
             else:
                 with scope:
-                    result = await fn(*args, **kwargs)
+                    awaitable = fn(*args, **kwargs)
+                    result = await awaitable
         except BaseException as exc:
+            classify = self._async_exception_outcome
+            if type(exc) is TypeError and _not_awaitable(awaitable):
+                classify = _ignored  # the caller's mistake, not the dependency's failure
             receipt = [None]  # see SyncAdapter._call
             try:
                 await self._finish_classified_async(
-                    generation, started, self._async_exception_outcome, exc, exc, receipt
+                    generation, started, classify, exc, exc, receipt
                 )
             except BaseException:
                 if receipt:
                     self._dropped.append((generation, started))
                 raise
+            if classify is _ignored:
+                raise TypeError(
+                    f"call_async() awaits what its function returns, and {fn!r} returned "
+                    f"{awaitable!r}: for a plain (sync) function use breaker.call()"
+                ) from None
             raise
         if scope is not None and scope.cancelled_caught:
             # Only our deadline cancels this scope: it swallowed our timeout.
@@ -299,5 +317,20 @@ class AsyncAdapter(BreakerBase):
 
 if _mark_coroutine_function is not None:
     _mark_coroutine_function(AsyncAdapter.call_async)
+
+_NOT_CALLED = object()  # what `_call_async` holds until its function returns
+
+
+def _not_awaitable(returned: object) -> bool:
+    """Whether a function returned `returned` and `await` refused it (a TypeError then).
+
+    Not when the function raised instead (`returned` is `_NOT_CALLED`), nor for
+    an awaitable, whose own TypeError is the call's outcome like any other.
+    """
+    return returned is not _NOT_CALLED and not inspect.isawaitable(returned)
+
+
+def _ignored(exc: BaseException) -> Outcome:
+    return IGNORED
 
 _CALL_CODES.add(AsyncAdapter._call_async.__code__)  # for the fork hooks (see _base)

@@ -99,6 +99,7 @@ Steps = Generator[Request, Answer, R]
 # An open `with` / `async with` block: (generation, started, timeout scope or
 # None, thread that entered it, the block below it in the same frame or None).
 Block = tuple[int, float, Any, int, Any]
+_NOT_VETTED = object()
 get_ident = threading.get_ident
 _getframe = sys._getframe
 
@@ -121,6 +122,8 @@ class BreakerBase:
         "_result_is_failure",
         "_store",
         "_trial",
+        "_vetted",
+        "_vetted_code",
     )
 
     # How many frames up the adapters' `__enter__`, `__exit__`, `__aenter__`
@@ -179,7 +182,16 @@ class BreakerBase:
         # The trial (generation, started) the current thread or task is in:
         # calls made inside it ride on it (see _acquire). Made at the first trial.
         self._trial: ContextVar[tuple[int, float] | None] | None = None
+        # The last plain function, and code, that `call` found sync (see
+        # SyncAdapter._vet); at first an object nobody passes (None must be refused).
+        self._vetted: object = _NOT_VETTED
+        self._vetted_code: object = _NOT_VETTED
         _register(self)
+        if config.call_timeout is not None:
+            self._timeout_is_async_only()
+
+    def _timeout_is_async_only(self) -> None:
+        """Called at construction when the config sets `call_timeout` (see SyncAdapter)."""
 
     # -- public reads ----------------------------------------------------------
 
