@@ -189,7 +189,6 @@ class SyncAdapter(BreakerBase):
 
         return protected
 
-
     def _timeout_is_async_only(self) -> None:
         # `call_timeout` cannot cut a sync call short: the first sync call says
         # so, once. Checking for it at each call would slow every `with` and
