@@ -314,3 +314,31 @@ def test_nothing_in_the_sync_path_asks_for_an_async_library(clock: FakeClock) ->
     with pytest.raises(BaseExceptionGroup):
         via_with(breaker, group(Interrupt()))
     assert counts(breaker) == "failure"
+
+
+# -- the core's rule, without a breaker --------------------------------------------------
+
+
+@pytest.mark.parametrize(("case", "make_exc", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_classify_exception_counts_a_group_by_its_leaves(
+    case: str, make_exc: Callable[[], BaseException], expected: str
+) -> None:
+    from circuitry import CircuitBreakerConfig
+    from circuitry._core import classify_exception
+
+    assert classify_exception(CircuitBreakerConfig(**RULES), make_exc()).value == expected
+
+
+def test_classify_group_stops_at_the_first_failure_in_leaf_order() -> None:
+    from circuitry._core import FAILURE, SUCCESS, classify_group
+
+    seen: list[BaseException] = []
+    leaves = [Answered("1"), Answered("2"), Down("3"), Answered("4")]
+    exc = group(leaves[0], group(leaves[1], group(leaves[2])), leaves[3])
+
+    def classify(leaf: BaseException) -> Any:
+        seen.append(leaf)
+        return FAILURE if isinstance(leaf, Down) else SUCCESS
+
+    assert classify_group(exc, classify) is FAILURE
+    assert seen == leaves[:3]
