@@ -123,7 +123,7 @@ class BreakerBase:
         "_store",
         "_trial",
         "_vetted",
-        "_vetted_code",
+        "_vetted_shape",
     )
 
     # How many frames up the adapters' `__enter__`, `__exit__`, `__aenter__`
@@ -182,10 +182,10 @@ class BreakerBase:
         # The trial (generation, started) the current thread or task is in:
         # calls made inside it ride on it (see _acquire). Made at the first trial.
         self._trial: ContextVar[tuple[int, float] | None] | None = None
-        # The last plain function, and code, that `call` found sync (see
-        # SyncAdapter._vet); at first an object nobody passes (None must be refused).
+        # What `call` last found sync (see SyncAdapter._vet); at first an object
+        # nobody passes (None, say, must be refused).
         self._vetted: object = _NOT_VETTED
-        self._vetted_code: object = _NOT_VETTED
+        self._vetted_shape: object = _NOT_VETTED
         _register(self)
         if config.call_timeout is not None:
             self._timeout_is_async_only()

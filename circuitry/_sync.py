@@ -90,49 +90,53 @@ class SyncAdapter(BreakerBase):
             BaseException: whatever `fn` raised, unchanged.
         """
         if fn is not self._vetted:
-            # Each callable is checked (_vet) when it is not the one checked just
-            # before. Two kinds are new objects at each call, and found here
-            # without a call to _vet: a bound method (obj.method) of the function
-            # checked before, and a closure (a lambda) of the code checked before.
+            # Each callable is checked (_vet) unless it is of what was found sync
+            # last: a function (or its bound method, or a partial of it), a
+            # closure's code (a lambda is a new function at each call), the class
+            # of a callable object. C functions are never async.
             kind = type(fn)
-            if kind is MethodType:
+            if kind is FunctionType:
+                if fn.__code__ is not self._vetted_shape:
+                    self._vet(fn)
+            elif kind is MethodType:
                 if fn.__func__ is not self._vetted:  # type: ignore[attr-defined]
                     self._vet(fn)
-            elif kind is not FunctionType or fn.__code__ is not self._vetted_code:
+            elif kind in _BUILTINS:
+                pass
+            elif kind is _PARTIAL:
+                if fn.func is not self._vetted:  # type: ignore[attr-defined]
+                    self._vet(fn)
+            elif kind is not self._vetted_shape:
                 self._vet(fn)
         return self._call(fn, args, kwargs)
 
     def _vet(self, fn: object) -> None:
         """Refuse what `call` cannot call, before admission: a caller's mistake, not a failure.
 
-        What was found sync is remembered, so that calling it again costs one
-        identity check (`call` is the path of every `breaker.call`): a plain
-        function, or the function of a bound method (a new object at each
-        call); for a closure (a lambda made at each call), its code, which
-        holds none of the caller's data.
+        What is found sync is remembered for the next call (see `call`): the
+        function underneath (bound methods and partials are new objects at
+        each call), or a closure's code (which holds none of the caller's
+        data, unlike the closure), or the class of a callable object.
         """
-        plain = fn.__func__ if type(fn) is MethodType else fn
-        if plain is self._vetted:
-            return
+        plain = _underneath(fn)
         if type(plain) is FunctionType:
             code = plain.__code__
-            if code is self._vetted_code:
-                return
-            if not code.co_flags & _ASYNC_FLAGS and not _is_marked(plain):
-                if plain.__closure__ is None:
-                    self._vetted = plain
-                else:
-                    self._vetted_code = code
-                return
-        if type(fn) in _BUILTINS:
-            return  # the commonest callables that are not functions: never async
+            if code.co_flags & _ASYNC_FLAGS or _is_marked(plain):
+                raise _async_given(fn)
+            if plain.__closure__ is None:
+                self._vetted = plain
+            else:
+                self._vetted_shape = code
+            return
         if not callable(fn):
             raise TypeError(f"call() needs a callable, got {fn!r}")
         if is_async_callable(fn):
-            raise TypeError(
-                f"call() got {fn!r}, which returns an awaitable without running: "
-                "use `await breaker.call_async(...)`"
-            )
+            raise _async_given(fn)
+        if plain is fn and not inspect.isroutine(fn):
+            # A callable object or a class, by its class (whose `__call__` decides).
+            # Not a function-like object of another kind: Cython's async and sync
+            # functions, say, share one class.
+            self._vetted_shape = type(fn)
 
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         # `call` and every decorated function come here, with the arguments as
@@ -210,13 +214,7 @@ def is_async_callable(fn: object) -> bool:
     whose `__call__` is one of those. Cheap for the common kinds (`call`
     checks every callable it has not seen just before).
     """
-    while True:  # to the function underneath partials and bound methods
-        if isinstance(fn, functools.partial):
-            fn = fn.func
-        elif type(fn) is MethodType:
-            fn = fn.__func__
-        else:
-            break
+    fn = _underneath(fn)
     if type(fn) is FunctionType:
         return bool(fn.__code__.co_flags & _ASYNC_FLAGS) or _is_marked(fn)
     if type(fn) in _BUILTINS or isinstance(fn, type):
@@ -227,6 +225,27 @@ def is_async_callable(fn: object) -> bool:
         return False
     call_method = getattr(type(fn), "__call__", None)  # noqa: B004 (the type's, not callable())
     return call_method is not None and is_async_callable(call_method)
+
+
+_PARTIAL = functools.partial
+
+
+def _underneath(fn: object) -> object:
+    """The callable under any partials and bound methods around it."""
+    while True:
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        elif type(fn) is MethodType:
+            fn = fn.__func__
+        else:
+            return fn
+
+
+def _async_given(fn: object) -> TypeError:
+    return TypeError(
+        f"call() got {fn!r}, which returns an awaitable without running: "
+        "use `await breaker.call_async(...)`"
+    )
 
 
 _BUILTINS = frozenset(

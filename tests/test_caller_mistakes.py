@@ -38,6 +38,11 @@ class AsyncCallable:
         return 42
 
 
+class SyncCallable:
+    def __call__(self) -> int:
+        return 3
+
+
 class Client:
     async def get(self) -> int:
         return 42
@@ -145,8 +150,18 @@ def test_what_call_remembers_never_lets_an_async_callable_through(clock: FakeClo
             breaker.call(not_sync)
         with pytest.raises(TypeError, match="call_async"):
             breaker.call(functools.partial(AsyncCallable()))
-    assert breaker.metrics().total_successes == 9
-    assert breaker.metrics().total_allowed == 9
+        assert breaker.call(functools.partial(service.fetch)) == 1
+        with pytest.raises(TypeError, match="call_async"):
+            breaker.call(functools.partial(service.fetch_async))
+        assert breaker.call(SyncCallable()) == 3  # remembered by its class
+        with pytest.raises(TypeError, match="call_async"):
+            breaker.call(AsyncCallable())
+        assert breaker.call(str, n) == str(n)  # a class, remembered by its metaclass
+        with pytest.raises(TypeError, match="needs a callable"):
+            breaker.call(None)  # type: ignore[arg-type]
+        assert breaker.call(len, "ab") == 2
+    assert breaker.metrics().total_successes == 21
+    assert breaker.metrics().total_allowed == 21
 
 
 def test_call_still_takes_every_kind_of_sync_callable(clock: FakeClock) -> None:
