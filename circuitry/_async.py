@@ -36,7 +36,15 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import anyio
 
 from ._base import BreakerBase, get_ident
-from ._core import FAILURE, FOLD_AT, IGNORED, SUCCESS, Outcome
+from ._core import (
+    FAILURE,
+    FOLD_AT,
+    IGNORED,
+    SUCCESS,
+    ExceptionGroupType,
+    Outcome,
+    classify_group,
+)
 
 __all__ = ["AsyncAdapter"]
 
@@ -152,9 +160,14 @@ class AsyncAdapter(BreakerBase):
             CircuitOpenError: the call was rejected; `fn` did not run.
             TimeoutError: `call_timeout` passed; the call was cancelled and
                 counts as a failure.
+            TypeError: `fn` is not callable (raised here, before anything is
+                admitted or counted); or `fn` returned something that cannot be
+                awaited (a plain function: use `call`), which counts as ignored.
             BaseException: whatever `fn` raised, unchanged (a cancellation
                 counts as ignored).
         """
+        if not callable(fn):
+            raise TypeError(f"call_async() needs a callable, got {fn!r}")
         return self._call_async(fn, args, kwargs)
 
     async def _call_async(
@@ -178,21 +191,34 @@ class AsyncAdapter(BreakerBase):
         else:
             core.tickets.append(started)  # admitted without the lock: see _core
         try:
+            # Called and awaited in two steps, so that a function that returned
+            # something `await` refused can be told from one that raised.
+            awaitable: Any = _NOT_CALLED
             if scope is None:
-                result = await fn(*args, **kwargs)
+                awaitable = fn(*args, **kwargs)
+                result: T = await awaitable
             else:
                 with scope:
-                    result = await fn(*args, **kwargs)
+                    awaitable = fn(*args, **kwargs)
+                    result = await awaitable
         except BaseException as exc:
+            classify = self._async_exception_outcome
+            if type(exc) is TypeError and _not_awaitable(awaitable):
+                classify = _ignored  # the caller's mistake, not the dependency's failure
             receipt = [None]  # see SyncAdapter._call
             try:
                 await self._finish_classified_async(
-                    generation, started, self._async_exception_outcome, exc, exc, receipt
+                    generation, started, classify, exc, exc, receipt
                 )
             except BaseException:
                 if receipt:
                     self._dropped.append((generation, started))
                 raise
+            if classify is _ignored:
+                raise TypeError(
+                    f"call_async() awaits what its function returns, and {fn!r} returned "
+                    f"{awaitable!r}: for a plain (sync) function use breaker.call()"
+                ) from None
             raise
         if scope is not None and scope.cancelled_caught:
             # Only our deadline cancels this scope: it swallowed our timeout.
@@ -250,9 +276,19 @@ class AsyncAdapter(BreakerBase):
         return anyio.CancelScope(deadline=anyio.current_time() + timeout)
 
     def _async_exception_outcome(self, exc: BaseException) -> Outcome:
+        if isinstance(exc, ExceptionGroupType):  # a task group's: each leaf comes back here
+            return classify_group(exc, self._async_exception_outcome)
         if isinstance(exc, anyio.get_cancelled_exc_class()):
             return IGNORED  # cancellation is never a failure, whatever the config says
         return self._exception_outcome(exc)
+
+    def _permit_outcome(self, exc: BaseException) -> Outcome:
+        """How `Permit.record_exception` counts `exc`: in async code as `async with` does."""
+        try:
+            anyio.get_cancelled_exc_class()
+        except RuntimeError:  # no async library runs in this thread: as `with` does
+            return self._exception_outcome(exc)
+        return self._async_exception_outcome(exc)
 
     def _timed_out(self, generation: int, started: float) -> NoReturn:
         """Report a call our `call_timeout` scope cancelled: TimeoutError, a failure.
@@ -281,3 +317,18 @@ class AsyncAdapter(BreakerBase):
 
 if _mark_coroutine_function is not None:
     _mark_coroutine_function(AsyncAdapter.call_async)
+
+_NOT_CALLED = object()  # what `_call_async` holds until its function returns
+
+
+def _not_awaitable(returned: object) -> bool:
+    """Whether a function returned `returned` and `await` refused it (a TypeError then).
+
+    Not when the function raised instead (`returned` is `_NOT_CALLED`), nor for
+    an awaitable, whose own TypeError is the call's outcome like any other.
+    """
+    return returned is not _NOT_CALLED and not inspect.isawaitable(returned)
+
+
+def _ignored(exc: BaseException) -> Outcome:
+    return IGNORED

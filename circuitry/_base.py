@@ -37,8 +37,10 @@ from ._core import (
     REJECTED,
     SUCCESS,
     CircuitCore,
+    ExceptionGroupType,
     Outcome,
-    classify_exception,
+    classify_group,
+    classify_leaf,
     classify_result,
 )
 from ._errors import CircuitOpenError
@@ -97,6 +99,7 @@ Steps = Generator[Request, Answer, R]
 # An open `with` / `async with` block: (generation, started, timeout scope or
 # None, thread that entered it, the block below it in the same frame or None).
 Block = tuple[int, float, Any, int, Any]
+_NOT_VETTED = object()
 get_ident = threading.get_ident
 _getframe = sys._getframe
 
@@ -119,6 +122,8 @@ class BreakerBase:
         "_result_is_failure",
         "_store",
         "_trial",
+        "_vetted",
+        "_vetted_shape",
     )
 
     # How many frames up the adapters' `__enter__`, `__exit__`, `__aenter__`
@@ -177,7 +182,16 @@ class BreakerBase:
         # The trial (generation, started) the current thread or task is in:
         # calls made inside it ride on it (see _acquire). Made at the first trial.
         self._trial: ContextVar[tuple[int, float] | None] | None = None
+        # What `call` last found sync (see SyncAdapter._vet); at first an object
+        # nobody passes (None, say, must be refused).
+        self._vetted: object = _NOT_VETTED
+        self._vetted_shape: object = _NOT_VETTED
         _register(self)
+        if config.call_timeout is not None:
+            self._timeout_is_async_only()
+
+    def _timeout_is_async_only(self) -> None:
+        """Called at construction when the config sets `call_timeout` (see SyncAdapter)."""
 
     # -- public reads ----------------------------------------------------------
 
@@ -234,17 +248,30 @@ class BreakerBase:
         OPEN the backed-off one. Works from every state, FORCED_* included.
 
         Raises:
-            ValueError: `duration` is not a finite number of seconds >= 0.
+            ValueError: `duration` is not a finite number of seconds >= 0, or
+                so large that the end of the open period is past the largest float.
         """
         if duration is not None:
-            if isinstance(duration, bool) or not isinstance(duration, (int, float)):
-                raise ValueError(f"duration must be seconds (a float) or None, got {duration!r}")
-            if not 0 <= duration < math.inf:
-                raise ValueError(
-                    f"duration must be a finite number of seconds >= 0, got {duration!r}"
-                )
-            duration = float(duration)
+            duration = self._trip_duration(duration)
         self._control("TRIP_CALLED", lambda core, now: core.trip(now, duration), duration)
+
+    def _trip_duration(self, duration: object) -> float:
+        """`duration` as float seconds, or ValueError naming it."""
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+            raise ValueError(f"duration must be seconds (a float) or None, got {duration!r}")
+        try:
+            seconds = float(duration)
+        except OverflowError:  # an int past the largest float
+            seconds = math.inf
+        if not 0 <= seconds < math.inf:  # also false for NaN
+            raise ValueError(f"duration must be a finite number of seconds >= 0, got {duration!r}")
+        now = self._clock.monotonic()
+        if now + seconds == math.inf:
+            raise ValueError(
+                f"duration must stay finite when added to the clock's time {now!r}, "
+                f"got {duration!r}"
+            )
+        return seconds
 
     def _control(
         self,
@@ -649,16 +676,22 @@ class BreakerBase:
             self._finish(generation, started, outcome, exception, receipt)
 
     def _exception_outcome(self, exc: BaseException) -> Outcome:
+        if isinstance(exc, ExceptionGroupType):  # a task group's: each leaf comes back here
+            return classify_group(exc, self._exception_outcome)
         if type(exc) is CircuitOpenError and self._rejected_here(exc):
             # This breaker's own rejection of a call nested in this one: no
             # outcome of the dependency, so never this call's failure.
             return IGNORED
         try:
-            return classify_exception(self._config, exc)
+            return classify_leaf(self._config, exc)
         except Exception:
             # The exception was recorded and the predicate broke: count the failure.
             logger.exception("circuit %r: failure_predicate raised", self._name)
             return FAILURE
+
+    def _permit_outcome(self, exc: BaseException) -> Outcome:
+        """How `Permit.record_exception` counts `exc` (the async adapter adds cancellation)."""
+        return self._exception_outcome(exc)
 
     def _rejected_here(self, exc: CircuitOpenError) -> bool:
         """Whether this breaker raised `exc` (its innermost frame is this breaker's `_admit`)."""
@@ -955,8 +988,9 @@ class BreakerBase:
     def try_acquire(self) -> Permit | None:
         """Ask to make a call: a `Permit`, or None when rejected (counted, no exception).
 
-        Complete the permit with `record_success()`, `record_failure()` or
-        `release()`. In HALF_OPEN a permit never completed holds its trial slot
+        Complete the permit with `record_success()`, `record_exception(exc)`
+        (counted by the breaker's rules, as `with` would), `record_failure()`
+        or `release()`. In HALF_OPEN a permit never completed holds its trial slot
         until `half_open_max_wait` (if set) reopens the circuit.
         """
         now = self._clock.monotonic()
@@ -977,10 +1011,11 @@ class BreakerBase:
 class Permit:
     """Leave to make one call, from `CircuitBreaker.try_acquire()`.
 
-    Only the first of `record_success()`, `record_failure()` and `release()`
-    has any effect; later ones do nothing. A permit garbage-collected before
-    any of them is released (counted as ignored) at the breaker's next use,
-    so a dropped permit cannot hold a half-open slot forever.
+    Only the first of `record_success()`, `record_exception()`,
+    `record_failure()` and `release()` has any effect; later ones do nothing.
+    A permit garbage-collected before any of them is released (counted as
+    ignored) at the breaker's next use, so a dropped permit cannot hold a
+    half-open slot forever.
     """
 
     __slots__ = ("_breaker", "_generation", "_open", "_started")
@@ -1003,8 +1038,36 @@ class Permit:
         self._complete(SUCCESS, None)
 
     def record_failure(self, exception: BaseException | None = None) -> None:
-        """The call failed (with `exception`, if there was one)."""
+        """The call failed (with `exception`, if there was one), whatever `exception` is.
+
+        To count an exception by the breaker's rules, use `record_exception`.
+        """
         self._complete(FAILURE, exception)
+
+    def record_exception(self, exception: BaseException) -> None:
+        """The call raised `exception`: count it as `with breaker:` would.
+
+        A failure, ignored or a success by the breaker's rules
+        (`record_exceptions`, `ignore_exceptions`, `failure_predicate`; an
+        exception group by its leaves); this breaker's own `CircuitOpenError`,
+        and in async code a cancellation, are ignored. The one to hand an error
+        callback: `on_error(permit.record_exception)`.
+
+        Raises:
+            TypeError: `exception` is not an exception (the permit stays open).
+            BaseException: whatever `failure_predicate` raised that is not an
+                Exception (KeyboardInterrupt): the permit is then released.
+        """
+        if not isinstance(exception, BaseException):
+            raise TypeError(f"record_exception needs an exception, got {exception!r}")
+        try:
+            self._open.pop()
+        except IndexError:
+            return  # completed already: not even classified
+        breaker = self._breaker
+        breaker._finish_classified(
+            self._generation, self._started, breaker._permit_outcome, exception, exception
+        )
 
     def release(self) -> None:
         """The call counts as neither success nor failure (ignored); its slot is freed."""

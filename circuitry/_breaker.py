@@ -7,7 +7,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from ._async import AsyncAdapter
-from ._sync import SyncAdapter
+from ._sync import SyncAdapter, is_async_callable
 
 __all__ = ["CircuitBreaker"]
 
@@ -71,7 +71,6 @@ class CircuitBreaker(SyncAdapter, AsyncAdapter):
                 f"@breaker cannot protect the generator function {fn!r}: its body runs "
                 "after the call returns; use `with breaker:` or `async with breaker:` inside it"
             )
-        call_method = None if inspect.isroutine(fn) else getattr(type(fn), "__call__", None)  # noqa: B004
-        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call_method):
+        if is_async_callable(fn):
             return cast("Callable[P, Any]", self._wrap_async(fn))
         return self._wrap_sync(fn)

@@ -51,6 +51,16 @@ def _number(field: str, value: object) -> float:
     return result
 
 
+SHORTEST_DURATION = 1e-6
+"""The shortest duration a config accepts, in seconds (1 µs).
+
+Below it the arithmetic on durations breaks down: a window of 1e-320 seconds
+has buckets whose numbers overflow, so every call would raise OverflowError
+instead of its own outcome. The largest finite float is accepted: every use
+of a duration copes with a sum or product that overflows to infinity.
+"""
+
+
 def _duration(field: str, value: object) -> float:
     if isinstance(value, datetime.timedelta):
         seconds = value.total_seconds()
@@ -60,6 +70,10 @@ def _duration(field: str, value: object) -> float:
         seconds = _float(value)
     if not 0 < seconds < math.inf:  # also false for NaN
         raise ValueError(f"{field} must be a finite number of seconds > 0, got {value!r}")
+    if seconds < SHORTEST_DURATION:
+        raise ValueError(
+            f"{field} must be at least {SHORTEST_DURATION} seconds (1 µs), got {value!r}"
+        )
     return seconds
 
 
@@ -444,22 +458,29 @@ def _dotted_path(obj: type[BaseException]) -> str:
 
 def _import_object(key: str, path: object) -> object:
     """The object a dotted path such as `"httpx.TransportError"` names; bare names are builtins."""
-    if not isinstance(path, str) or not path:
+    parts = path.split(".") if isinstance(path, str) else [""]
+    if not all(parts):  # not a str, empty, or a relative or malformed path (".Foo", "a..b")
         raise ValueError(f"{key} must be a dotted import path (str), got {path!r}")
-    parts = path.split(".")
     if len(parts) == 1:
         parts = ["builtins", *parts]
     for split in range(len(parts) - 1, 0, -1):  # the longest importable module first
         module_name = ".".join(parts[:split])
         try:
             obj: object = importlib.import_module(module_name)
-        except ImportError:
-            continue
+        except ModuleNotFoundError as exc:
+            missing = exc.name or ""
+            if module_name == missing or module_name.startswith(missing + "."):
+                continue  # no such module: a shorter name may be the module
+            raise ValueError(f"{key}: cannot import {path!r}: {exc}") from exc
+        except Exception as exc:  # the module's own code failed: say why, and for which key
+            raise ValueError(f"{key}: cannot import {path!r}: {exc!r}") from exc
         try:
             for attribute in parts[split:]:
                 obj = getattr(obj, attribute)
         except AttributeError:
             break
+        except Exception as exc:  # a module __getattr__ that raises something else
+            raise ValueError(f"{key}: cannot import {path!r}: {exc!r}") from exc
         return obj
     raise ValueError(f"{key}: cannot import {path!r}")
 

@@ -3,20 +3,42 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
+import threading
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from types import (
+    BuiltinFunctionType,
+    ClassMethodDescriptorType,
+    FunctionType,
+    MethodDescriptorType,
+    MethodType,
+    MethodWrapperType,
+    TracebackType,
+    WrapperDescriptorType,
+)
+from typing import Any, ParamSpec, TypeVar, cast
 
-from ._base import BreakerBase, get_ident
+from ._base import BreakerBase, get_ident, logger
 from ._core import FOLD_AT, SUCCESS
 
-__all__ = ["SyncAdapter"]
+__all__ = ["SyncAdapter", "is_async_callable"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 _getframe = sys._getframe
+_ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+# What inspect.markcoroutinefunction (3.12+) marks a function with.
+_COROUTINE_MARK = getattr(inspect, "_is_coroutine_mark", None)
+
+
+def _is_marked(function: FunctionType) -> bool:
+    """Whether `function` is marked as a coroutine function (3.12+): our async wrappers are."""
+    return (
+        _COROUTINE_MARK is not None
+        and getattr(function, "_is_coroutine_marker", None) is _COROUTINE_MARK
+    )
 
 
 class SyncAdapter(BreakerBase):
@@ -63,9 +85,58 @@ class SyncAdapter(BreakerBase):
 
         Raises:
             CircuitOpenError: the call was rejected; `fn` did not run.
+            TypeError: `fn` is not callable, or is a coroutine function (use
+                `call_async`); nothing is admitted or counted.
             BaseException: whatever `fn` raised, unchanged.
         """
+        if fn is not self._vetted:
+            # Each callable is checked (_vet) unless it is of what was found sync
+            # last: a function (or its bound method, or a partial of it), a
+            # closure's code (a lambda is a new function at each call), the class
+            # of a callable object. C functions are never async.
+            kind = type(fn)
+            if kind is FunctionType:
+                if fn.__code__ is not self._vetted_shape:
+                    self._vet(fn)
+            elif kind is MethodType:
+                if fn.__func__ is not self._vetted:  # type: ignore[attr-defined]
+                    self._vet(fn)
+            elif kind in _BUILTINS:
+                pass
+            elif kind is _PARTIAL:
+                if fn.func is not self._vetted:  # type: ignore[attr-defined]
+                    self._vet(fn)
+            elif kind is not self._vetted_shape:
+                self._vet(fn)
         return self._call(fn, args, kwargs)
+
+    def _vet(self, fn: object) -> None:
+        """Refuse what `call` cannot call, before admission: a caller's mistake, not a failure.
+
+        What is found sync is remembered for the next call (see `call`): the
+        function underneath (bound methods and partials are new objects at
+        each call), or a closure's code (which holds none of the caller's
+        data, unlike the closure), or the class of a callable object.
+        """
+        plain = _underneath(fn)
+        if type(plain) is FunctionType:
+            code = plain.__code__
+            if code.co_flags & _ASYNC_FLAGS or _is_marked(plain):
+                raise _async_given(fn)
+            if plain.__closure__ is None:
+                self._vetted = plain
+            else:
+                self._vetted_shape = code
+            return
+        if not callable(fn):
+            raise TypeError(f"call() needs a callable, got {fn!r}")
+        if is_async_callable(fn):
+            raise _async_given(fn)
+        if plain is fn and not inspect.isroutine(fn):
+            # A callable object or a class, by its class (whose `__call__` decides).
+            # Not a function-like object of another kind: Cython's async and sync
+            # functions, say, share one class.
+            self._vetted_shape = type(fn)
 
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         # `call` and every decorated function come here, with the arguments as
@@ -112,6 +183,8 @@ class SyncAdapter(BreakerBase):
         return result
 
     def _wrap_sync(self, fn: Callable[P, T]) -> Callable[P, T]:
+        if self._config.call_timeout is not None:
+            _first_sync_use(self)  # decorating a plain function is one
         call = self._call
 
         @functools.wraps(fn)
@@ -120,3 +193,118 @@ class SyncAdapter(BreakerBase):
 
         return protected
 
+    def _timeout_is_async_only(self) -> None:
+        # `call_timeout` cannot cut a sync call short: the first sync call says
+        # so, once. Checking for it at each call would slow every `with` and
+        # `call` down, so this breaker is made an instance of a subclass whose
+        # sync entry points warn, and which the first of them turns back into
+        # the breaker's own class: after that, and for async calls, nothing
+        # differs, and without `call_timeout` nothing is done.
+        self.__class__ = _warning_class(type(self))
+
+
+
+def is_async_callable(fn: object) -> bool:
+    """Whether calling `fn` returns a coroutine or an async generator, without running it.
+
+    An `async def` function or method, a `functools.partial` of one, a
+    function marked with `inspect.markcoroutinefunction` (3.12+), or an object
+    whose `__call__` is one of those. Cheap for the common kinds (`call`
+    checks every callable it has not seen just before).
+    """
+    fn = _underneath(fn)
+    if type(fn) is FunctionType:
+        return bool(fn.__code__.co_flags & _ASYNC_FLAGS) or _is_marked(fn)
+    if type(fn) in _BUILTINS or isinstance(fn, type):
+        return False  # a C function, a class: calling it runs it
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        return True  # a function-like object of another kind (Cython's, say)
+    if inspect.isroutine(fn):
+        return False
+    call_method = getattr(type(fn), "__call__", None)  # noqa: B004 (the type's, not callable())
+    return call_method is not None and is_async_callable(call_method)
+
+
+_PARTIAL = functools.partial
+
+
+def _underneath(fn: object) -> object:
+    """The callable under any partials and bound methods around it."""
+    while True:
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        elif type(fn) is MethodType:
+            fn = fn.__func__
+        else:
+            return fn
+
+
+def _async_given(fn: object) -> TypeError:
+    return TypeError(
+        f"call() got {fn!r}, which returns an awaitable without running: "
+        "use `await breaker.call_async(...)`"
+    )
+
+
+_BUILTINS = frozenset(
+    {
+        BuiltinFunctionType,  # len, and methods of C objects (sock.recv)
+        MethodWrapperType,  # (1).__add__
+        WrapperDescriptorType,  # int.__add__
+        MethodDescriptorType,  # str.join
+        ClassMethodDescriptorType,  # dict.__dict__["fromkeys"]
+    }
+)
+
+
+# -- call_timeout and sync calls (see SyncAdapter._timeout_is_async_only) ------------
+
+_WARNING_CLASSES: dict[type[SyncAdapter], type[SyncAdapter]] = {}
+_SWAP_LOCK = threading.Lock()
+
+
+def _warning_class(cls: type[SyncAdapter]) -> type[SyncAdapter]:
+    """`cls`, with `call`, `with` and `guard()` warning at their first use (made once per class)."""
+    with _SWAP_LOCK:
+        warning = _WARNING_CLASSES.get(cls)
+        if warning is None:
+            namespace = {
+                "__slots__": (),
+                "__module__": cls.__module__,
+                "__qualname__": cls.__qualname__,
+                "__doc__": cls.__doc__,
+                "_own_class": cls,
+                "call": _warning_call,
+            }
+            warning = cast("type[SyncAdapter]", type(cls.__name__, (cls,), namespace))
+            # `__enter__` reads `_enter_depth` first thing: a property there warns
+            # without a frame of its own in between (which `with` keys blocks by).
+            # Set after the class is made, where __init_subclass__ cannot replace it.
+            setattr(warning, "_enter_depth", property(_warning_enter_depth))  # noqa: B010
+            _WARNING_CLASSES[cls] = warning
+        return warning
+
+
+def _warning_call(self: SyncAdapter, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    _first_sync_use(self)
+    return self.call(fn, *args, **kwargs)  # the breaker's own class's, from now on
+
+
+def _warning_enter_depth(self: SyncAdapter) -> int:
+    _first_sync_use(self)
+    return type(self)._enter_depth
+
+
+def _first_sync_use(breaker: SyncAdapter) -> None:
+    """Log, once per breaker, that its `call_timeout` does not apply to sync calls."""
+    with _SWAP_LOCK:
+        own_class = vars(type(breaker)).get("_own_class")
+        if own_class is None:
+            return  # warned already (another thread, say)
+        breaker.__class__ = own_class
+    logger.warning(
+        "circuit %r: call_timeout=%r applies to async calls only; sync calls (`with`, "
+        "`call`, a decorated plain function) cannot be cut short and run to their end",
+        breaker.name,
+        breaker.config.call_timeout,
+    )

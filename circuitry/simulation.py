@@ -36,7 +36,7 @@ from typing import Any
 
 import attrs
 
-from ._config import CircuitBreakerConfig
+from ._config import CircuitBreakerConfig, _float
 from ._core import FAILURE, IGNORED, SUCCESS, CircuitCore, Outcome
 from ._state import CircuitState
 from .events import StateChanged
@@ -78,7 +78,7 @@ Transition = tuple[float, CircuitState, CircuitState]
 def _start(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"start must be seconds (a number), got {value!r}")
-    start = float(value)
+    start = _float(value)  # an int past the largest float becomes inf: refused below
     if not math.isfinite(start):
         raise ValueError(f"start must be a finite number of seconds, got {value!r}")
     return start
@@ -87,7 +87,7 @@ def _start(value: float) -> float:
 def _duration(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"duration must be seconds (a number), got {value!r}")
-    duration = float(value)
+    duration = _float(value)
     if not 0 <= duration < math.inf:
         raise ValueError(f"duration must be a finite number of seconds >= 0, got {value!r}")
     return duration
