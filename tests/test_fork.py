@@ -23,6 +23,8 @@ from circuitry.testing import FakeClock
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
 
+WAIT = 60  # seconds a child or a thread may take before it is taken for hung (never reached)
+
 
 def settled(metrics: CircuitMetrics) -> bool:
     return metrics.total_allowed == (
@@ -30,7 +32,7 @@ def settled(metrics: CircuitMetrics) -> bool:
     )
 
 
-def in_child(check: Callable[[], bool], *, timeout: int = 10) -> int:
+def in_child(check: Callable[[], bool], *, timeout: int = WAIT) -> int:
     """Fork; in the child run `check` under an alarm and exit 0 if it held, 1 if not,
     2 on an error, and die of SIGALRM if it hung. Returns the child's wait status."""
     with warnings.catch_warnings():
@@ -97,7 +99,7 @@ def test_a_trial_in_a_parent_thread_holds_no_slot_in_the_child(clock: FakeClock)
 
     thread = threading.Thread(target=trial)
     thread.start()
-    entered.wait()
+    assert entered.wait(WAIT)
     try:
         assert breaker.try_acquire() is None  # in the parent the slot is taken
 
@@ -123,7 +125,7 @@ def fork() -> int:
 def exit_child(check: Callable[[], bool]) -> None:  # pragma: no cover - runs in the child
     code = 2
     try:
-        signal.alarm(10)
+        signal.alarm(WAIT)
         code = 0 if check() else 1
     except BaseException as exc:
         print(f"child: {exc!r}", file=sys.stderr)
@@ -143,7 +145,7 @@ def test_the_forking_threads_own_block_completes_in_the_child(clock: FakeClock) 
 
     thread = threading.Thread(target=other)
     thread.start()
-    other_entered.wait()
+    assert other_entered.wait(WAIT)
     try:
         with breaker:  # this thread's trial, open across the fork
             pid = fork()
