@@ -53,7 +53,7 @@ def test_a_stalled_success_and_a_racing_failure_open_the_circuit_before_the_next
         except CircuitOpenError:
             outcome.append("rejected")
 
-    a = threading.Thread(target=thread_a)
+    a = threading.Thread(target=thread_a, daemon=True)
     a.start()
     assert a_returned.wait(60)
     with pytest.raises(RuntimeError):

@@ -74,7 +74,7 @@ def test_forks_under_load_leave_the_child_a_working_breaker() -> None:
         m = breaker.metrics()
         return m.current_state is CLOSED and breaker._core.in_flight == 0 and settled(m)
 
-    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    threads = [threading.Thread(target=hammer, daemon=True) for _ in range(8)]
     for thread in threads:
         thread.start()
     try:
@@ -82,7 +82,8 @@ def test_forks_under_load_leave_the_child_a_working_breaker() -> None:
     finally:
         stop.set()
         for thread in threads:
-            thread.join()
+            thread.join(WAIT)
+    assert not any(thread.is_alive() for thread in threads)
     assert all(child_ok(status) for status in statuses), statuses
     assert settled(breaker.metrics())  # and the parent is unharmed
 
@@ -95,9 +96,9 @@ def test_a_trial_in_a_parent_thread_holds_no_slot_in_the_child(clock: FakeClock)
     def trial() -> None:
         with breaker:  # the only trial slot, held across the fork
             entered.set()
-            release.wait()
+            release.wait(WAIT)
 
-    thread = threading.Thread(target=trial)
+    thread = threading.Thread(target=trial, daemon=True)
     thread.start()
     assert entered.wait(WAIT)
     try:
@@ -111,7 +112,7 @@ def test_a_trial_in_a_parent_thread_holds_no_slot_in_the_child(clock: FakeClock)
         status = in_child(use)
     finally:
         release.set()
-        thread.join()
+        thread.join(WAIT)
     assert child_ok(status), status
     assert breaker.state is CLOSED  # the parent's trial, completed in the parent
 
@@ -141,9 +142,9 @@ def test_the_forking_threads_own_block_completes_in_the_child(clock: FakeClock) 
     def other() -> None:
         with breaker.guard():  # a trial of another thread: never exits in the child
             other_entered.set()
-            release.wait()
+            release.wait(WAIT)
 
-    thread = threading.Thread(target=other)
+    thread = threading.Thread(target=other, daemon=True)
     thread.start()
     assert other_entered.wait(WAIT)
     try:
@@ -162,7 +163,7 @@ def test_the_forking_threads_own_block_completes_in_the_child(clock: FakeClock) 
             exit_child(check)
     finally:
         release.set()
-        thread.join()
+        thread.join(WAIT)
     _, status = os.waitpid(pid, 0)
     assert child_ok(status), status
     assert breaker.state is CLOSED  # in the parent: both trials succeeded
@@ -192,7 +193,7 @@ def test_breakers_created_by_another_thread_at_fork_time_leave_the_child_able_to
         while not stop.is_set():
             CircuitBreaker(name="churn")
 
-    creator = threading.Thread(target=create)
+    creator = threading.Thread(target=create, daemon=True)
     creator.start()
     try:
         statuses = [
@@ -200,5 +201,6 @@ def test_breakers_created_by_another_thread_at_fork_time_leave_the_child_able_to
         ]
     finally:
         stop.set()
-        creator.join()
+        creator.join(WAIT)
+    assert not creator.is_alive()
     assert all(child_ok(status) for status in statuses), statuses

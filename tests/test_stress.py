@@ -283,7 +283,7 @@ def storm_round(breaker: CircuitBreaker, form: str, in_flight: InFlight, *, igno
             else:
                 permit.record_success()
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(THREADS)]
     for t in threads:
         t.start()
     try:
@@ -454,7 +454,7 @@ def test_admissions_racing_transitions_are_each_counted_once() -> None:
             except CircuitOpenError:
                 rejected[index] += 1
 
-    thread = threading.Thread(target=mover)
+    thread = threading.Thread(target=mover, daemon=True)
     with switching_often():
         thread.start()
         try:
