@@ -419,11 +419,12 @@ class CircuitBreakerManager:
         """The worst `alert_level()` of all breakers' metrics; HEALTHY when there are none."""
         worst = AlertLevel.HEALTHY
 
-        def read(breaker: CircuitBreaker) -> None:
+        def read(breaker: CircuitBreaker) -> bool:
             nonlocal worst
             level = breaker.metrics().alert_level()
             if level.severity > worst.severity:
                 worst = level
+            return worst is AlertLevel.CRITICAL  # none can be worse: stop
 
         _each(self._breakers_now(), read)
         return worst
@@ -446,15 +447,17 @@ def _check_name(name: object) -> None:
 
 
 def _each(breakers: list[CircuitBreaker], operation: Callable[[CircuitBreaker], object]) -> None:
-    """`operation(breaker)` for every breaker, even after one raised; then raise the first.
+    """`operation(breaker)` for each breaker, even after one raised; then raise the first.
 
     A loop over the breakers delivers their events to user code: an interrupt
-    it raises must not leave the breakers after it untouched.
+    it raises must not leave the breakers after it untouched. The loop stops
+    early only where `operation` returns True.
     """
     first: BaseException | None = None
     for breaker in breakers:
         try:
-            operation(breaker)
+            if operation(breaker) is True:
+                break
         except BaseException as exc:
             first = first or exc
     _raise(first)
