@@ -260,12 +260,20 @@ class CircuitBreakerManager:
     def _created(
         self, breaker: CircuitBreaker, hooks: tuple[tuple[CreatedHook], ...]
     ) -> None:
-        """Call the `on_created` hooks, outside the lock; one that raises is logged."""
+        """Call the `on_created` hooks, outside the lock; one that raises is logged.
+
+        A BaseException (KeyboardInterrupt) from a hook is raised once every
+        hook ran: the breaker is in the manager already, and a retry gets it.
+        """
+        interrupt: BaseException | None = None
         for (hook,) in hooks:
             try:
                 hook(breaker)
             except Exception:
                 logger.exception("circuit %r: on_created hook %r raised", breaker.name, hook)
+            except BaseException as exc:
+                interrupt = interrupt or exc
+        _raise(interrupt)
 
     # -- manager-wide events ------------------------------------------------------------
 
@@ -306,8 +314,10 @@ class CircuitBreakerManager:
         runs in the thread that created the breaker, right after the breaker
         joined the manager (other threads may already use it) and outside
         the manager's lock; an exception from it is logged (logger
-        `"circuitry"`) and does not stop the caller. The breakers that exist
-        already are `manager.names()`. Returns a function that unregisters `fn`.
+        `"circuitry"`) and does not stop the caller. A BaseException
+        (KeyboardInterrupt) propagates once every hook ran, the breaker made
+        and in the manager. The breakers that exist already are
+        `manager.names()`. Returns a function that unregisters `fn`.
 
         Raises:
             TypeError: `fn` is not callable.
@@ -397,23 +407,35 @@ class CircuitBreakerManager:
 
     def metrics(self) -> dict[str, CircuitMetrics]:
         """A snapshot of every breaker's metrics, by name, in creation order."""
-        return {breaker.name: breaker.metrics() for breaker in self._breakers_now()}
+        snapshots: dict[str, CircuitMetrics] = {}
+
+        def read(breaker: CircuitBreaker) -> None:
+            snapshots[breaker.name] = breaker.metrics()
+
+        _each(self._breakers_now(), read)
+        return snapshots
 
     def health(self) -> AlertLevel:
         """The worst `alert_level()` of all breakers' metrics; HEALTHY when there are none."""
         worst = AlertLevel.HEALTHY
-        for breaker in self._breakers_now():
+
+        def read(breaker: CircuitBreaker) -> bool:
+            nonlocal worst
             level = breaker.metrics().alert_level()
             if level.severity > worst.severity:
                 worst = level
-                if worst is AlertLevel.CRITICAL:
-                    break
+            return worst is AlertLevel.CRITICAL  # none can be worse: stop
+
+        _each(self._breakers_now(), read)
         return worst
 
     def reset_all(self) -> None:
-        """`reset()` every breaker: back to CLOSED with an empty window."""
-        for breaker in self._breakers_now():
-            breaker.reset()
+        """`reset()` every breaker: back to CLOSED with an empty window.
+
+        Every breaker is reset even when one's reset raises (a listener's
+        KeyboardInterrupt); then the first such exception is raised.
+        """
+        _each(self._breakers_now(), CircuitBreaker.reset)
 
     def __repr__(self) -> str:
         return f"<CircuitBreakerManager with {len(self._breakers)} breakers>"
@@ -422,3 +444,29 @@ class CircuitBreakerManager:
 def _check_name(name: object) -> None:
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {name!r}")
+
+
+def _each(breakers: list[CircuitBreaker], operation: Callable[[CircuitBreaker], object]) -> None:
+    """`operation(breaker)` for each breaker, even after one raised; then raise the first.
+
+    A loop over the breakers delivers their events to user code: an interrupt
+    it raises must not leave the breakers after it untouched. The loop stops
+    early only where `operation` returns True.
+    """
+    first: BaseException | None = None
+    for breaker in breakers:
+        try:
+            if operation(breaker) is True:
+                break
+        except BaseException as exc:
+            first = first or exc
+    _raise(first)
+
+
+def _raise(exc: BaseException | None) -> None:
+    """Raise `exc` if there is one."""
+    if exc is not None:
+        try:
+            raise exc
+        finally:
+            del exc  # no cycle through this frame

@@ -129,7 +129,8 @@ def run_in_threads(
 
         return run
 
-    threads = [threading.Thread(target=guarded(target)) for target in targets]
+    # Daemons: one that hangs fails the test below, and cannot keep the run from exiting.
+    threads = [threading.Thread(target=guarded(target), daemon=True) for target in targets]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -20,7 +20,7 @@ from circuitry.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
-SAFETY = 10  # seconds: only so that a bug fails the test instead of hanging it
+SAFETY = 60  # seconds: only so that a bug fails the test instead of hanging it
 
 
 @entries

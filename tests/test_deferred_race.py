@@ -35,7 +35,7 @@ def test_a_stalled_success_and_a_racing_failure_open_the_circuit_before_the_next
         if stall and threading.current_thread() is stall[0]:
             stall.clear()
             a_returned.set()
-            assert b_done.wait(10)
+            assert b_done.wait(60)
         return 1.0
 
     breaker = CircuitBreaker(CONFIG, clock=clock)
@@ -53,13 +53,13 @@ def test_a_stalled_success_and_a_racing_failure_open_the_circuit_before_the_next
         except CircuitOpenError:
             outcome.append("rejected")
 
-    a = threading.Thread(target=thread_a)
+    a = threading.Thread(target=thread_a, daemon=True)
     a.start()
-    assert a_returned.wait(10)
+    assert a_returned.wait(60)
     with pytest.raises(RuntimeError):
         breaker.call(_boom)  # B: 1 failure of 1 call, below minimum_calls: no trip yet
     b_done.set()
-    a.join(10)
+    a.join(60)
     # A's success and B's failure make 2 calls at 50 %: OPEN, whichever came first.
     assert outcome == ["rejected"]
     assert breaker.state is CircuitState.OPEN

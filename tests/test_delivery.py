@@ -81,7 +81,10 @@ def test_a_caller_whose_event_waits_behind_a_deliverer_delivers_it_itself() -> N
 
     second = threading.Thread(target=trip, name="second")
     second.start()
-    time.sleep(0.05)  # let it queue its events and wait its turn
+    deadline = time.monotonic() + 10
+    while len(breaker._core.events) < 2:  # its events queued: it waits its turn
+        assert time.monotonic() < deadline, "the second call never queued its events"
+        time.sleep(0.001)
     release.set()
     first.join(10)
     second.join(10)

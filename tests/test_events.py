@@ -430,7 +430,7 @@ def test_events_from_many_threads_are_delivered_in_order_one_at_a_time() -> None
     breaker.subscribe(listener)
     threads = 8
     rounds = 300
-    barrier = threading.Barrier(threads)
+    barrier = threading.Barrier(threads, timeout=60)
 
     def worker(index: int) -> None:
         barrier.wait()
@@ -450,11 +450,12 @@ def test_events_from_many_threads_are_delivered_in_order_one_at_a_time() -> None
                 except (Boom, CircuitOpenError):
                     pass
 
-    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    pool = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(threads)]
     for t in pool:
         t.start()
     for t in pool:
-        t.join()
+        t.join(60)
+    assert not any(t.is_alive() for t in pool)
 
     assert overlaps == []
     changes = [e for e in events if isinstance(e, StateChanged)]

@@ -23,6 +23,8 @@ from circuitry.testing import FakeClock
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
 
+WAIT = 60  # seconds a child or a thread may take before it is taken for hung (never reached)
+
 
 def settled(metrics: CircuitMetrics) -> bool:
     return metrics.total_allowed == (
@@ -30,7 +32,7 @@ def settled(metrics: CircuitMetrics) -> bool:
     )
 
 
-def in_child(check: Callable[[], bool], *, timeout: int = 10) -> int:
+def in_child(check: Callable[[], bool], *, timeout: int = WAIT) -> int:
     """Fork; in the child run `check` under an alarm and exit 0 if it held, 1 if not,
     2 on an error, and die of SIGALRM if it hung. Returns the child's wait status."""
     with warnings.catch_warnings():
@@ -72,7 +74,7 @@ def test_forks_under_load_leave_the_child_a_working_breaker() -> None:
         m = breaker.metrics()
         return m.current_state is CLOSED and breaker._core.in_flight == 0 and settled(m)
 
-    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    threads = [threading.Thread(target=hammer, daemon=True) for _ in range(8)]
     for thread in threads:
         thread.start()
     try:
@@ -80,7 +82,8 @@ def test_forks_under_load_leave_the_child_a_working_breaker() -> None:
     finally:
         stop.set()
         for thread in threads:
-            thread.join()
+            thread.join(WAIT)
+    assert not any(thread.is_alive() for thread in threads)
     assert all(child_ok(status) for status in statuses), statuses
     assert settled(breaker.metrics())  # and the parent is unharmed
 
@@ -93,11 +96,11 @@ def test_a_trial_in_a_parent_thread_holds_no_slot_in_the_child(clock: FakeClock)
     def trial() -> None:
         with breaker:  # the only trial slot, held across the fork
             entered.set()
-            release.wait()
+            release.wait(WAIT)
 
-    thread = threading.Thread(target=trial)
+    thread = threading.Thread(target=trial, daemon=True)
     thread.start()
-    entered.wait()
+    assert entered.wait(WAIT)
     try:
         assert breaker.try_acquire() is None  # in the parent the slot is taken
 
@@ -109,7 +112,7 @@ def test_a_trial_in_a_parent_thread_holds_no_slot_in_the_child(clock: FakeClock)
         status = in_child(use)
     finally:
         release.set()
-        thread.join()
+        thread.join(WAIT)
     assert child_ok(status), status
     assert breaker.state is CLOSED  # the parent's trial, completed in the parent
 
@@ -123,7 +126,7 @@ def fork() -> int:
 def exit_child(check: Callable[[], bool]) -> None:  # pragma: no cover - runs in the child
     code = 2
     try:
-        signal.alarm(10)
+        signal.alarm(WAIT)
         code = 0 if check() else 1
     except BaseException as exc:
         print(f"child: {exc!r}", file=sys.stderr)
@@ -139,11 +142,11 @@ def test_the_forking_threads_own_block_completes_in_the_child(clock: FakeClock) 
     def other() -> None:
         with breaker.guard():  # a trial of another thread: never exits in the child
             other_entered.set()
-            release.wait()
+            release.wait(WAIT)
 
-    thread = threading.Thread(target=other)
+    thread = threading.Thread(target=other, daemon=True)
     thread.start()
-    other_entered.wait()
+    assert other_entered.wait(WAIT)
     try:
         with breaker:  # this thread's trial, open across the fork
             pid = fork()
@@ -160,7 +163,7 @@ def test_the_forking_threads_own_block_completes_in_the_child(clock: FakeClock) 
             exit_child(check)
     finally:
         release.set()
-        thread.join()
+        thread.join(WAIT)
     _, status = os.waitpid(pid, 0)
     assert child_ok(status), status
     assert breaker.state is CLOSED  # in the parent: both trials succeeded
@@ -190,7 +193,7 @@ def test_breakers_created_by_another_thread_at_fork_time_leave_the_child_able_to
         while not stop.is_set():
             CircuitBreaker(name="churn")
 
-    creator = threading.Thread(target=create)
+    creator = threading.Thread(target=create, daemon=True)
     creator.start()
     try:
         statuses = [
@@ -198,5 +201,6 @@ def test_breakers_created_by_another_thread_at_fork_time_leave_the_child_able_to
         ]
     finally:
         stop.set()
-        creator.join()
+        creator.join(WAIT)
+    assert not creator.is_alive()
     assert all(child_ok(status) for status in statuses), statuses

@@ -26,6 +26,8 @@ from circuitry.testing import FakeClock
 
 # Only Retry-After (or an explicit threshold) opens these breakers.
 PATIENT = CircuitBreakerConfig(failure_threshold_count=100, reset_timeout=30)
+# A short read timeout for /hang; connecting gets long enough for a busy machine.
+READ_TIMEOUT = httpx.Timeout(30.0, read=0.2)
 
 
 @pytest.fixture
@@ -104,7 +106,7 @@ def test_hung_server_under_an_httpx_timeout_is_a_failure(
     server: LoopbackServer, manager: CircuitBreakerManager
 ) -> None:
     with client_for(manager) as client, pytest.raises(httpx.ReadTimeout):
-        client.get(f"{server.url}/hang", timeout=0.2)
+        client.get(f"{server.url}/hang", timeout=READ_TIMEOUT)
     metrics = manager.breaker(key_of(server.url)).metrics()
     assert (metrics.total_failures, metrics.total_successes) == (1, 0)
 
@@ -374,7 +376,7 @@ async def test_async_connection_refused_and_timeout_are_failures(
         with pytest.raises(httpx.ConnectError):
             await client.get(refused)
         with pytest.raises(httpx.ReadTimeout):
-            await client.get(f"{server.url}/hang", timeout=0.2)
+            await client.get(f"{server.url}/hang", timeout=READ_TIMEOUT)
     assert manager.breaker(key_of(refused)).metrics().total_failures == 1
     assert manager.breaker(key_of(server.url)).metrics().total_failures == 1
 

@@ -136,7 +136,7 @@ def test_sixteen_threads_asking_for_a_new_name_get_one_breaker() -> None:
         return 0.0
 
     manager = CircuitBreakerManager(clock=slow_clock)
-    barrier = threading.Barrier(16)
+    barrier = threading.Barrier(16, timeout=60)
     got: list[CircuitBreaker] = []
     got_lock = threading.Lock()
 
@@ -146,11 +146,11 @@ def test_sixteen_threads_asking_for_a_new_name_get_one_breaker() -> None:
         with got_lock:
             got.append(breaker)
 
-    threads = [threading.Thread(target=ask) for _ in range(16)]
+    threads = [threading.Thread(target=ask, daemon=True) for _ in range(16)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(60)
 
     assert len(got) == 16
     assert all(breaker is got[0] for breaker in got)
@@ -161,7 +161,7 @@ def test_sixteen_threads_asking_for_a_new_name_get_one_breaker() -> None:
 def test_threads_asking_for_many_names_at_once_share_each_breaker() -> None:
     manager = CircuitBreakerManager()
     names = [f"svc-{i}" for i in range(200)]
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=60)
     seen: list[dict[str, CircuitBreaker]] = []
 
     def ask(seed: int) -> None:
@@ -170,11 +170,11 @@ def test_threads_asking_for_many_names_at_once_share_each_breaker() -> None:
         barrier.wait()
         seen.append({name: manager.breaker(name) for name in order})
 
-    threads = [threading.Thread(target=ask, args=(seed,)) for seed in range(8)]
+    threads = [threading.Thread(target=ask, args=(seed,), daemon=True) for seed in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(60)
 
     assert len(seen) == 8
     assert len(manager) == len(names)

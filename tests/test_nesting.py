@@ -107,9 +107,10 @@ def test_riders_take_no_slot_and_other_threads_stay_out(clock: FakeClock) -> Non
 
     def outer() -> None:
         breaker.call(lambda: None)  # rides: the only slot is the outer call's
-        thread = threading.Thread(target=other_thread)
+        thread = threading.Thread(target=other_thread, daemon=True)
         thread.start()
-        thread.join()
+        thread.join(60)
+        assert not thread.is_alive()
 
     breaker.call(outer)
     assert seen == ["rejected"]  # another thread is not inside the trial

@@ -39,6 +39,11 @@ CTX = multiprocessing.get_context("forkserver")
 CTX.set_forkserver_preload(["circuitry.redis", __name__])
 
 WAIT = 30.0  # seconds any barrier or result may take before the test fails (never reached)
+# How long run_workers waits for every answer before it kills the workers: well past WAIT, so
+# that a barrier one of them waits at breaks first (each party then answers with its error).
+# A process killed while it waits at a barrier (or an Event) would hang for ever whoever
+# notifies it next: multiprocessing's Condition.notify waits for each waiter to wake.
+ANSWERS_WAIT = 3 * WAIT
 NAMESPACE = "procs"
 
 
@@ -100,12 +105,12 @@ def run_workers(
     try:
         answers: dict[int, Any] = {}
         errors: list[str] = []
-        deadline = time.monotonic() + WAIT
+        deadline = time.monotonic() + ANSWERS_WAIT
         while len(answers) + len(errors) < len(processes):
             try:
                 index, good, value = results.get(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
-                pytest.fail(f"workers did not answer within {WAIT}s")
+                pytest.fail(f"workers did not answer within {ANSWERS_WAIT}s")
             if good:
                 answers[index] = value
             else:
@@ -258,6 +263,7 @@ def race_trials(url: str, name: str, synced: bool, sync: Any) -> dict[str, Any]:
     return {**result, "admitted": admitted, "rejection": rejection}
 
 
+@pytest.mark.timeout(2 * WAIT + ANSWERS_WAIT + 30)  # a broken barrier, then every answer
 @pytest.mark.parametrize("synced", [False, True], ids=["first-call", "knew-open"])
 def test_processes_racing_for_trials_get_exactly_test_request_count(
     redis_url: str, store: RedisStore, synced: bool
@@ -269,7 +275,8 @@ def test_processes_racing_for_trials_get_exactly_test_request_count(
     runner = threading.Thread(
         target=lambda: results.extend(
             run_workers(race_trials, [(redis_url, name, synced, sync)] * 8)
-        )
+        ),
+        daemon=True,
     )
     runner.start()
     try:
@@ -290,7 +297,7 @@ def test_processes_racing_for_trials_get_exactly_test_request_count(
         sync.abort()
         raise
     finally:
-        runner.join(WAIT)
+        runner.join(ANSWERS_WAIT)  # its workers answer (or are killed) within that
     assert len(results) == 8
     assert sum(result["admitted"] for result in results) == 3
     rejections = [result["rejection"] for result in results if not result["admitted"]]

@@ -94,9 +94,10 @@ def test_an_exit_stack_closed_in_another_thread_records_the_trial_and_frees_its_
         except BaseException as exc:
             errors.append(exc)
 
-    closer = threading.Thread(target=close)
+    closer = threading.Thread(target=close, daemon=True)
     closer.start()
-    closer.join()
+    closer.join(60)
+    assert not closer.is_alive()
     assert errors == []
     assert breaker.state is CLOSED  # the trial succeeded
     assert settled(breaker.metrics())
@@ -274,9 +275,10 @@ def test_a_guard_closed_in_another_thread_frees_the_trial(clock: FakeClock) -> N
     half_open(breaker, clock)
     guard = breaker.guard()
     guard.__enter__()
-    closer = threading.Thread(target=guard.__exit__, args=(None, None, None))
+    closer = threading.Thread(target=guard.__exit__, args=(None, None, None), daemon=True)
     closer.start()
-    closer.join()
+    closer.join(60)
+    assert not closer.is_alive()
     assert breaker.state is CLOSED
 
 

@@ -56,7 +56,7 @@ def test_with_blocks_from_many_threads_lose_no_update() -> None:
         CircuitBreakerConfig(failure_threshold_count=10**9, ignore_exceptions=(KeyError,)),
         clock=FakeClock(),
     )
-    barrier = threading.Barrier(THREADS)
+    barrier = threading.Barrier(THREADS, timeout=JOIN_TIMEOUT)
     expected = {"success": 0, "failure": 0, "ignored": 0, "other": 0}
     for index in range(THREADS):
         for i in range(calls):
@@ -90,7 +90,7 @@ def test_call_from_many_threads_with_tripping_and_recovery_keeps_exact_totals() 
         CircuitBreakerConfig(failure_threshold_count=3, reset_timeout=1, test_request_count=2),
         clock=clock,
     )
-    barrier = threading.Barrier(THREADS)
+    barrier = threading.Barrier(THREADS, timeout=JOIN_TIMEOUT)
     attempts = [0] * THREADS
     rejected = [0] * THREADS
     clock_lock = threading.Lock()
@@ -124,7 +124,7 @@ def test_call_from_many_threads_with_tripping_and_recovery_keeps_exact_totals() 
 def test_permits_from_many_threads_lose_no_update() -> None:
     rounds = 400
     breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold_count=10**9), clock=FakeClock())
-    barrier = threading.Barrier(THREADS)
+    barrier = threading.Barrier(THREADS, timeout=JOIN_TIMEOUT)
     counts = {"success": 0, "failure": 0, "ignored": 0}
     counts_lock = threading.Lock()
 
@@ -165,7 +165,7 @@ def test_one_permit_completed_from_many_threads_at_once_counts_once() -> None:
     for _ in range(50):
         permit = breaker.try_acquire()
         assert permit is not None
-        barrier = threading.Barrier(THREADS)
+        barrier = threading.Barrier(THREADS, timeout=JOIN_TIMEOUT)
 
         def worker(index: int, permit: Any = permit, barrier: Any = barrier) -> None:
             barrier.wait()
@@ -184,7 +184,7 @@ def test_events_from_many_threads_match_the_totals() -> None:
     )
     events: list[Event] = []
     breaker.subscribe(events.append)
-    barrier = threading.Barrier(THREADS)
+    barrier = threading.Barrier(THREADS, timeout=JOIN_TIMEOUT)
 
     def worker(index: int) -> None:
         barrier.wait()
@@ -244,7 +244,7 @@ def storm_round(breaker: CircuitBreaker, form: str, in_flight: InFlight, *, igno
     rejected: list[int] = []
     tally = threading.Condition()
     release = threading.Event()
-    barrier = threading.Barrier(THREADS)
+    barrier = threading.Barrier(THREADS, timeout=JOIN_TIMEOUT)
 
     def attempted(index: int, ok: bool) -> None:
         with tally:
@@ -283,7 +283,7 @@ def storm_round(breaker: CircuitBreaker, form: str, in_flight: InFlight, *, igno
             else:
                 permit.record_success()
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(THREADS)]
     for t in threads:
         t.start()
     try:
@@ -327,7 +327,7 @@ def test_half_open_storm_of_with_blocks_never_exceeds_the_trial_limit() -> None:
     breaker = half_open_breaker(clock, test_request_count=3, success_threshold_count=10**9)
     in_flight = InFlight()
     rounds = 200
-    barrier = threading.Barrier(THREADS)
+    barrier = threading.Barrier(THREADS, timeout=JOIN_TIMEOUT)
     admitted = [0] * THREADS
 
     def worker(index: int) -> None:
@@ -357,7 +357,7 @@ def test_half_open_storm_of_with_blocks_never_exceeds_the_trial_limit() -> None:
 def test_half_open_storm_with_a_failing_trial_reopens_once() -> None:
     clock = FakeClock()
     breaker = half_open_breaker(clock, test_request_count=3, success_threshold_count=10**9)
-    barrier = threading.Barrier(THREADS)
+    barrier = threading.Barrier(THREADS, timeout=JOIN_TIMEOUT)
     outcomes: list[str] = []
     outcomes_lock = threading.Lock()
 
@@ -393,7 +393,7 @@ def test_rejections_from_many_threads_are_all_counted() -> None:
     with pytest.raises(Boom), breaker:
         raise Boom
     assert breaker.state is CircuitState.OPEN
-    barrier = threading.Barrier(THREADS)
+    barrier = threading.Barrier(THREADS, timeout=JOIN_TIMEOUT)
     seen: list[int] = []
 
     def worker(index: int) -> None:
@@ -422,7 +422,7 @@ def test_admissions_racing_transitions_are_each_counted_once() -> None:
     # nothing may raise but the rejections of FORCED_OPEN.
     calls = 2_000
     breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold_count=10**9), clock=FakeClock())
-    barrier = threading.Barrier(THREADS + 1)
+    barrier = threading.Barrier(THREADS + 1, timeout=JOIN_TIMEOUT)
     done = threading.Event()
     attempts = [0] * THREADS
     rejected = [0] * THREADS
@@ -454,7 +454,7 @@ def test_admissions_racing_transitions_are_each_counted_once() -> None:
             except CircuitOpenError:
                 rejected[index] += 1
 
-    thread = threading.Thread(target=mover)
+    thread = threading.Thread(target=mover, daemon=True)
     with switching_often():
         thread.start()
         try:
@@ -476,7 +476,7 @@ def test_unlocked_successes_against_failures_reads_and_subscriptions_stay_exact(
     # add up at every read and exactly at the end, with nothing left in flight.
     calls = 1_500
     breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold_count=10**9), clock=FakeClock())
-    barrier = threading.Barrier(THREADS)
+    barrier = threading.Barrier(THREADS, timeout=JOIN_TIMEOUT)
     failures = [0] * THREADS
     reads: list[tuple[int, int, int]] = []
 
@@ -531,7 +531,7 @@ def test_windowed_breaker_under_load_with_trips_keeps_exact_totals() -> None:
         ),
         clock=clock,
     )
-    barrier = threading.Barrier(THREADS)
+    barrier = threading.Barrier(THREADS, timeout=JOIN_TIMEOUT)
     clock_lock = threading.Lock()
     rejected = [0] * THREADS
 

@@ -400,7 +400,7 @@ def test_with_blocks_in_two_threads_each_record_their_own_call(clock: FakeClock)
             go.wait(60)
             raise Boom
 
-    worker = threading.Thread(target=late_failure)
+    worker = threading.Thread(target=late_failure, daemon=True)
     worker.start()
     assert entered.wait(60)
     breaker.force_open()
@@ -1141,9 +1141,10 @@ def test_generator_closed_in_another_thread_gives_its_trial_slot_back(clock: Fak
     gen = trial()
     next(gen)  # holds the only trial slot
     assert breaker.try_acquire() is None
-    closer = threading.Thread(target=gen.close)
+    closer = threading.Thread(target=gen.close, daemon=True)
     closer.start()
-    closer.join()
+    closer.join(60)
+    assert not closer.is_alive()
     assert breaker.metrics().total_ignored == 1  # GeneratorExit is ignored...
     permit = breaker.try_acquire()  # ...and the slot came back
     assert permit is not None
