@@ -666,10 +666,14 @@ def test_a_call_in_flight_across_two_outages_returns_its_own_result(
     )
 
 
-def test_a_trial_whose_reply_was_lost_gives_its_slot_back_at_the_next_round_trip(
-    server: RedisServer, stores: list[RedisStore], dropper: ReplyDropper
-) -> None:
-    rules = config(failure_threshold_count=1, reset_timeout=0.2)  # lease: 30 s
+def half_open_through(
+    dropper: ReplyDropper, server: RedisServer, stores: list[RedisStore]
+) -> tuple[CircuitBreaker, CircuitBreaker, RedisStore]:
+    """A breaker on a store behind `dropper`, another on a direct store: tripped, then due.
+
+    Returns (the lossy one, the direct one, the direct store). The trial lease is 30 s.
+    """
+    rules = config(failure_threshold_count=1, reset_timeout=0.2)
     lossy = RedisStore.from_url(dropper.url, namespace=NAMESPACE)
     stores.append(lossy)
     direct = make_store(stores, server)
@@ -678,6 +682,13 @@ def test_a_trial_whose_reply_was_lost_gives_its_slot_back_at_the_next_round_trip
     with pytest.raises(Boom):
         breaker.call(fail)
     time.sleep(0.3)  # the open period is over
+    return breaker, other, direct
+
+
+def test_a_trial_whose_reply_was_lost_gives_its_slot_back_at_the_next_round_trip(
+    server: RedisServer, stores: list[RedisStore], dropper: ReplyDropper
+) -> None:
+    breaker, other, direct = half_open_through(dropper, server, stores)
     dropper.dropping.set()
     try:
         # Its acquire takes the trial in Redis; the reply is lost: the local rules decide.
@@ -805,15 +816,7 @@ def test_a_trial_in_flight_when_the_store_failed_gives_its_slot_back(
 def test_a_trial_whose_record_never_arrived_gives_its_slot_back(
     server: RedisServer, stores: list[RedisStore], dropper: ReplyDropper
 ) -> None:
-    rules = config(failure_threshold_count=1, reset_timeout=0.2)  # lease: 30 s
-    lossy = RedisStore.from_url(dropper.url, namespace=NAMESPACE)
-    stores.append(lossy)
-    direct = make_store(stores, server)
-    breaker = CircuitBreaker(rules, name="svc", store=lossy)
-    other = CircuitBreaker(rules, name="svc", store=direct)
-    with pytest.raises(Boom):
-        breaker.call(fail)
-    time.sleep(0.3)  # the open period is over
+    breaker, other, direct = half_open_through(dropper, server, stores)
     permit = breaker.try_acquire()  # the trial, its slot taken in Redis
     assert permit is not None
     dropper.losing.set()
