@@ -692,36 +692,50 @@ def test_threads_of_two_processes_never_run_more_trials_than_allowed(redis_url: 
 def test_at_the_deadline_one_request_per_process_asks(redis_url: str, redis_server: Any) -> None:
     import threading
 
+    # A socket timeout of seconds: the due request is held in the paused server
+    # while the others arrive, however busy the machine (with from_url's 0.25 s
+    # a late start made them arrive after its answer, each then asking HALF_OPEN).
     breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=0.3,
                                     test_request_count=1),
-                             name="svc", store=RedisStore.from_url(redis_url))
+                             name="svc", store=RedisStore.from_url(redis_url, socket_timeout=5.0))
     fail(breaker)
-    hold = threading.Event()
-    barrier = threading.Barrier(12)
+    hold, running = threading.Event(), threading.Event()
     outcomes: list[str] = []
 
+    def trial() -> None:
+        running.set()
+        hold.wait(30)
+
     def worker() -> None:
-        barrier.wait()
         try:
-            breaker.call(hold.wait, 5.0)
+            breaker.call(trial)
             outcomes.append("ran")
         except CircuitOpenError:
             outcomes.append("rejected")
 
     time.sleep(0.31)
     before = evalsha_calls(redis_server)
-    threads = [threading.Thread(target=worker) for _ in range(12)]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.3)
+    redis_server.pause()
+    try:
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        # One request is out (held by the paused server); the other eleven are
+        # rejected without one, while it is.
+        deadline = time.monotonic() + 30
+        while outcomes.count("rejected") < 11:
+            assert time.monotonic() < deadline, outcomes
+            time.sleep(0.01)
+    finally:
+        redis_server.resume()
+    assert running.wait(30)  # the due request was answered: the trial runs
     asked = evalsha_calls(redis_server) - before
     hold.set()
     for thread in threads:
-        thread.join()
+        thread.join(30)
     assert outcomes.count("ran") == 1
-    # The one that took the trial, and at most a few that came after its answer
-    # (HALF_OPEN, full); never one each of the twelve at the deadline.
-    assert asked < 12
+    assert outcomes.count("rejected") == 11
+    assert asked == 1  # the due request, and only it
 
 
 def test_a_client_that_retries_is_warned_about_and_from_url_does_not_retry(
