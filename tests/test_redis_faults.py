@@ -666,6 +666,18 @@ def test_a_call_in_flight_across_two_outages_returns_its_own_result(
     )
 
 
+def the_slot_comes_back(
+    breaker: CircuitBreaker, other: CircuitBreaker, direct: RedisStore, since: float
+) -> None:
+    """`breaker`'s next answered round trip (after the backoff from `since`) frees the
+    trial slot it lost track of, long before its lease runs out: `other` gets it and closes."""
+    wait_for_backoff(since)
+    breaker.state  # noqa: B018 - its next round trip, which succeeds, gives the slot back
+    assert direct.snapshot("svc")["trials_in_flight"] == 0
+    assert other.call(ok) == "ok"  # the trial
+    assert direct.snapshot("svc")["state"] == "closed"
+
+
 def half_open_through(
     dropper: ReplyDropper, server: RedisServer, stores: list[RedisStore]
 ) -> tuple[CircuitBreaker, CircuitBreaker, RedisStore]:
@@ -700,11 +712,7 @@ def test_a_trial_whose_reply_was_lost_gives_its_slot_back_at_the_next_round_trip
     assert direct.snapshot("svc")["state"] == "half_open"
     with pytest.raises(CircuitOpenError):
         other.call(ok)  # the only slot is held
-    wait_for_backoff(lost_at)
-    breaker.state  # noqa: B018 - its next round trip, which succeeds, gives the slot back
-    assert direct.snapshot("svc")["trials_in_flight"] == 0
-    assert other.call(ok) == "ok"  # the trial, long before the lease ran out
-    assert direct.snapshot("svc")["state"] == "closed"
+    the_slot_comes_back(breaker, other, direct, lost_at)
 
 
 def test_a_transition_whose_reply_was_lost_is_alerted_once(
@@ -806,11 +814,7 @@ def test_a_trial_in_flight_when_the_store_failed_gives_its_slot_back(
         server.resume()
     permit.record_success()  # late here: the shared circuit never hears of it
     assert direct.snapshot("svc")["trials_in_flight"] == 1
-    wait_for_backoff(failed_at)
-    breaker.state  # noqa: B018 - its next round trip, which succeeds, gives the slot back
-    assert direct.snapshot("svc")["trials_in_flight"] == 0
-    assert other.call(ok) == "ok"  # the trial, long before the lease ran out
-    assert direct.snapshot("svc")["state"] == "closed"
+    the_slot_comes_back(breaker, other, direct, failed_at)
 
 
 def test_a_trial_whose_record_never_arrived_gives_its_slot_back(
@@ -826,8 +830,4 @@ def test_a_trial_whose_record_never_arrived_gives_its_slot_back(
     finally:
         dropper.losing.clear()
     assert direct.snapshot("svc")["trials_in_flight"] == 1
-    wait_for_backoff(lost_at)
-    breaker.state  # noqa: B018 - its next round trip, which succeeds, gives the slot back
-    assert direct.snapshot("svc")["trials_in_flight"] == 0
-    assert other.call(ok) == "ok"
-    assert direct.snapshot("svc")["state"] == "closed"
+    the_slot_comes_back(breaker, other, direct, lost_at)
