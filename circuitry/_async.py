@@ -72,7 +72,11 @@ class AsyncAdapter(BreakerBase):
         scope = None if timeout is None else self._timeout_scope(timeout)
         started = self._clock.monotonic()
         store = self._store
-        if store is None:
+        core = self._core
+        generation = core.admitting  # BreakerBase._admit's first step, inlined (see _call)
+        if generation is not None:
+            core.tickets.append(started)  # admitted without the lock: see _core
+        elif store is None:
             generation = self._admit(started)
         else:
             generation = await self._admit_async(started)
@@ -130,7 +134,19 @@ class AsyncAdapter(BreakerBase):
                     await self._timed_out_async(generation, started)
                 self._timed_out(generation, started)
         if exc is None:
-            if shared:
+            core = self._core
+            if generation == core.deferring:
+                # BreakerBase._finish for a success, inlined (see SyncAdapter._call).
+                try:
+                    now = self._clock.monotonic()
+                except BaseException:
+                    self._clock_broke(generation, started)
+                    raise
+                pending = core.pending
+                pending.append((generation, started, now))
+                if len(pending) >= FOLD_AT or core.deferring != generation:
+                    self._fold()  # (a failure meanwhile may have made this success trip)
+            elif shared:
                 await self._finish_async(generation, started, SUCCESS, None)
             else:
                 self._finish(generation, started, SUCCESS, None)

@@ -49,7 +49,12 @@ class SyncAdapter(BreakerBase):
 
     def __enter__(self) -> None:
         started = self._clock.monotonic()
-        generation = self._admit(started)
+        core = self._core
+        generation = core.admitting  # BreakerBase._admit's first step, inlined (see _call)
+        if generation is None:
+            generation = self._admit(started)
+        else:
+            core.tickets.append(started)  # admitted without the lock: see _core
         # The frame running `with` finds its block again (see BreakerBase._unwind_block).
         blocks = self._blocks
         frame = _getframe(self._enter_depth)
@@ -65,9 +70,23 @@ class SyncAdapter(BreakerBase):
         block = self._blocks.pop(frame, None)
         if block is None or block[4] is not None:
             block = self._unwind_block(frame, block)
-        generation, started, _, _, _ = block
+        generation = block[0]
+        started = block[1]
         if exc is None:
-            self._finish(generation, started, SUCCESS, None)
+            core = self._core
+            if generation != core.deferring:
+                self._finish(generation, started, SUCCESS, None)
+                return
+            # BreakerBase._finish for a success, inlined (see _call).
+            try:
+                now = self._clock.monotonic()
+            except BaseException:
+                self._clock_broke(generation, started)
+                raise
+            pending = core.pending
+            pending.append((generation, started, now))
+            if len(pending) >= FOLD_AT or core.deferring != generation:
+                self._fold()  # (a failure meanwhile may have made this success trip)
             return
         receipt = [None]  # see _call
         try:
