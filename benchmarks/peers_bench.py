@@ -2,8 +2,9 @@
 """Per-call overhead of circuitry and its peers, side by side in one run.
 
 Peers (whichever are importable): pybreaker, circuitbreaker, purgatory,
-aiobreaker, pyresilience. They are benchmark-only dependencies: install them in
-the benchmark venv (see run.sh), never in the project.
+aiobreaker, pyresilience, interlock-cb, nopanic, fluxgate. They are
+benchmark-only dependencies: install them in the benchmark venv (see run.sh),
+never in the project.
 
 Every row times N calls of one API path around a trivial target (`def f():
 return 1`, or `async def g(): return 1`), best of R repeats, GC disabled while
@@ -311,6 +312,31 @@ def areject_direct(afn, exc):
     return run
 
 
+def aloop_with_factory(mk, target):
+    async def run(n):
+        r = range(n)
+        t0 = perf_counter_ns()
+        for _ in r:
+            async with mk():
+                await target()
+        return perf_counter_ns() - t0
+    return run
+
+
+def areject_with_factory(mk, target, exc):
+    async def run(n):
+        r = range(n)
+        t0 = perf_counter_ns()
+        for _ in r:
+            try:
+                async with mk():
+                    await target()
+            except exc as e:
+                e.__traceback__ = None
+        return perf_counter_ns() - t0
+    return run
+
+
 def areject_call(call, target, exc):
     async def run(n):
         r = range(n)
@@ -515,17 +541,18 @@ def _awith_once(opened):
     return once
 
 
-def call_rows(mk, opened, exc):
-    """`b.call(f)` CLOSED, and while OPEN (raising `exc`)."""
+def call_rows(mk, opened, exc, method="call"):
+    """`b.call(f)` CLOSED, and while OPEN (raising `exc`); `method` names the
+    library's call method when it is not `call` (the loop gets the bound method)."""
     def closed():
-        b = mk()
-        o = opened()
-        return (loop_call(b.call, f), expect_value(lambda: b.call(f)),
-                probe_reject(lambda: o.call(f_probe), exc))
+        call = getattr(mk(), method)
+        ocall = getattr(opened(), method)
+        return (loop_call(call, f), expect_value(lambda: call(f)),
+                probe_reject(lambda: ocall(f_probe), exc))
 
     def reject():
-        b = opened()
-        return reject_call(b.call, f, exc), must_reject(probe_reject(lambda: b.call(f_probe), exc)), None
+        call = getattr(opened(), method)
+        return reject_call(call, f, exc), must_reject(probe_reject(lambda: call(f_probe), exc)), None
     return closed, reject
 
 
@@ -551,23 +578,23 @@ def with_rows(mk, opened, exc):
     return closed, reject
 
 
-def acall_rows(mk, opened, exc):
-    """`await b.call_async(g)` CLOSED, and while OPEN."""
+def acall_rows(mk, opened, exc, method="call_async"):
+    """`await b.call_async(g)` CLOSED, and while OPEN; `method` as for call_rows."""
     def closed():
-        b = mk()
-        o = opened()
+        call = getattr(mk(), method)
+        ocall = getattr(opened(), method)
 
         async def once():
-            return await o.call_async(g_probe)
-        return (aloop_call(b.call_async, g), expect_value(lambda: b.call_async(g), aw=True),
+            return await ocall(g_probe)
+        return (aloop_call(call, g), expect_value(lambda: call(g), aw=True),
                 probe_reject(once, exc, aw=True))
 
     def reject():
-        b = opened()
+        call = getattr(opened(), method)
 
         async def once():
-            return await b.call_async(g_probe)
-        return areject_call(b.call_async, g, exc), must_reject(probe_reject(once, exc, aw=True)), None
+            return await call(g_probe)
+        return areject_call(call, g, exc), must_reject(probe_reject(once, exc, aw=True)), None
     return closed, reject
 
 
@@ -581,6 +608,47 @@ def adeco_rows(mk, opened, exc):
         b = opened()
         return (areject_direct(b(g), exc), must_reject(probe_reject(b(g_probe), exc, aw=True)),
                 None)
+    return closed, reject
+
+
+def with_factory_rows(mk, opened, exc, method):
+    """`with b.<method>(): f()` (a fresh context manager per block, e.g. nopanic's
+    `guard()`) CLOSED, and while OPEN (the probe uses a second OPEN breaker)."""
+    def once_on(b):
+        cm = getattr(b, method)
+
+        def once():
+            with cm():
+                f_probe()
+        return once
+
+    def closed():
+        return (loop_with_factory(getattr(mk(), method), f), None,
+                probe_reject(once_on(opened()), exc))
+
+    def reject():
+        return (reject_with_factory(getattr(opened(), method), f, exc),
+                must_reject(probe_reject(once_on(opened()), exc)), None)
+    return closed, reject
+
+
+def awith_factory_rows(mk, opened, exc, method):
+    """`async with b.<method>(): await g()` CLOSED, and while OPEN."""
+    def once_on(b):
+        cm = getattr(b, method)
+
+        async def once():
+            async with cm():
+                await g_probe()
+        return once
+
+    def closed():
+        return (aloop_with_factory(getattr(mk(), method), g), None,
+                probe_reject(once_on(opened()), exc, aw=True))
+
+    def reject():
+        return (areject_with_factory(getattr(opened(), method), g, exc),
+                must_reject(probe_reject(once_on(opened()), exc, aw=True)), None)
     return closed, reject
 
 
@@ -865,6 +933,175 @@ def pyresilience_cases():
     return cases
 
 
+def interlock_cases():
+    # interlock-cb (import name `interlock`): one CircuitBreaker class for sync and
+    # async, a context manager for both `with` and `async with`.
+    import interlock as il
+
+    E = il.CircuitOpenError
+    # its defaults (50 % failures over at least 10 calls, a window of the last
+    # 100), open for 10**6 s
+    cfg = il.Config(wait_duration_in_open=10**6)
+
+    def mk():
+        return il.CircuitBreaker(name="bench", config=cfg)
+
+    def opened():
+        """Tripped into OPEN by real failures (force_open() is FORCED_OPEN, not used)."""
+        b = mk()
+        for _ in range(cfg.minimum_number_of_calls):
+            with contextlib.suppress(Boom):
+                b.call(failing)
+        if b.state is not il.State.OPEN:
+            raise Skip(f"could not trip breaker: {b.state}")
+        return b
+
+    c_call, o_call = call_rows(mk, opened, E)
+    c_call_sync, o_call_sync = call_rows(mk, opened, E, method="call_sync")
+    c_deco, o_deco = deco_rows(mk, opened, E)
+    c_with, o_with = with_rows(mk, opened, E)
+    a_call, ao_call = acall_rows(mk, opened, E)
+    a_deco, ao_deco = adeco_rows(mk, opened, E)
+    a_with, ao_with = awith_rows(mk, opened, E)
+
+    cases = [
+        Case("interlock-cb", "sync_closed.call", "sync", "call", c_call,
+             "call() tells a sync fn from an async one at every call"),
+        Case("interlock-cb", "sync_closed.call_sync", "sync", "call", c_call_sync),
+        Case("interlock-cb", "sync_closed.decorator", "sync", "call", c_deco),
+        Case("interlock-cb", "sync_closed.with", "sync", "with", c_with),
+        Case("interlock-cb", "open_reject.call", "sync", "reject.call", o_call),
+        Case("interlock-cb", "open_reject.call_sync", "sync", "reject.call", o_call_sync),
+        Case("interlock-cb", "open_reject.decorator", "sync", "reject.call", o_deco),
+        Case("interlock-cb", "open_reject.with", "sync", "reject.with", o_with),
+    ]
+    for kind in ("asyncio", "trio"):
+        cases += [
+            Case("interlock-cb", f"{kind}_closed.async_with", kind, "async_with", a_with),
+            Case("interlock-cb", f"{kind}_closed.call_async", kind, "async_call", a_call),
+            Case("interlock-cb", f"{kind}_closed.decorator", kind, "async_call", a_deco),
+            Case("interlock-cb", f"{kind}_reject.async_with", kind, "reject.async_with", ao_with),
+            Case("interlock-cb", f"{kind}_reject.call_async", kind, "reject.async_call", ao_call),
+            Case("interlock-cb", f"{kind}_reject.decorator", kind, "reject.async_call", ao_deco),
+        ]
+    return cases
+
+
+def nopanic_cases():
+    # nopanic: a resilience toolkit; its CircuitBreaker is a Policy (decorator,
+    # call / acall), and guard() hands out a fresh context manager per block,
+    # for `with` and `async with` alike.
+    import nopanic as np_
+
+    E = np_.CircuitOpen
+
+    def mk():
+        # its defaults (50 % failures over at least 5 calls in a 30 s window),
+        # open for 10**6 s
+        return np_.CircuitBreaker(reset_timeout=10**6, name="bench")
+
+    def opened():
+        """Tripped into OPEN by real failures (force_open() is "forced_open", not used)."""
+        b = mk()
+        for _ in range(b.min_calls):
+            with contextlib.suppress(Boom):
+                b.call(failing)
+        if b.state != "open":
+            raise Skip(f"could not trip breaker: {b.state}")
+        return b
+
+    c_call, o_call = call_rows(mk, opened, E)
+    c_deco, o_deco = deco_rows(mk, opened, E)
+    c_guard, o_guard = with_factory_rows(mk, opened, E, "guard")
+    a_call, ao_call = acall_rows(mk, opened, E, method="acall")
+    a_deco, ao_deco = adeco_rows(mk, opened, E)
+    a_guard, ao_guard = awith_factory_rows(mk, opened, E, "guard")
+
+    cases = [
+        Case("nopanic", "sync_closed.call", "sync", "call", c_call),
+        Case("nopanic", "sync_closed.decorator", "sync", "call", c_deco),
+        Case("nopanic", "sync_closed.with guard()", "sync", "with", c_guard),
+        Case("nopanic", "open_reject.call", "sync", "reject.call", o_call),
+        Case("nopanic", "open_reject.decorator", "sync", "reject.call", o_deco),
+        Case("nopanic", "open_reject.with guard()", "sync", "reject.with", o_guard),
+    ]
+    for kind in ("asyncio", "trio"):
+        cases += [
+            Case("nopanic", f"{kind}_closed.async_with guard()", kind, "async_with", a_guard),
+            Case("nopanic", f"{kind}_closed.acall", kind, "async_call", a_call),
+            Case("nopanic", f"{kind}_closed.decorator", kind, "async_call", a_deco),
+            Case("nopanic", f"{kind}_reject.async_with guard()", kind, "reject.async_with", ao_guard),
+            Case("nopanic", f"{kind}_reject.acall", kind, "reject.async_call", ao_call),
+            Case("nopanic", f"{kind}_reject.decorator", kind, "reject.async_call", ao_deco),
+        ]
+    return cases
+
+
+def fluxgate_cases():
+    # fluxgate: CircuitBreaker (sync; documented as NOT thread-safe) and
+    # AsyncCircuitBreaker (asyncio), each with call() and a decorator; no
+    # context manager.
+    import fluxgate as fg
+    from fluxgate.retries import Cooldown
+
+    E = fg.CallNotPermittedError
+    TRIP = 100  # its default tripper: MinRequests(100) & FailureRate(0.5), CountWindow(100)
+
+    def mk():
+        # its defaults, with a cooldown (OPEN -> HALF_OPEN) of 10**6 s
+        return fg.CircuitBreaker(retry=Cooldown(10**6))
+
+    def opened():
+        """Tripped into OPEN by real failures (force_open() is "forced_open", not used)."""
+        b = mk()
+        for _ in range(TRIP):
+            with contextlib.suppress(Boom):
+                b.call(failing)
+        if b.info().state != "open":
+            raise Skip(f"could not trip breaker: {b.info().state}")
+        return b
+
+    def amk():
+        return fg.AsyncCircuitBreaker(retry=Cooldown(10**6))
+
+    def aopened():
+        b = amk()
+
+        async def trip():
+            for _ in range(TRIP):
+                with contextlib.suppress(Boom):
+                    await b.call(afailing)
+        run_in("asyncio", trip)
+        if b.info().state != "open":
+            raise Skip(f"could not trip breaker: {b.info().state}")
+        return b
+
+    c_call, o_call = call_rows(mk, opened, E)
+    c_deco, o_deco = deco_rows(mk, opened, E)
+    a_call, ao_call = acall_rows(amk, aopened, E, method="call")
+    a_deco, ao_deco = adeco_rows(amk, aopened, E)
+
+    unsafe = "sync CircuitBreaker: no lock (documented NOT thread-safe), counts lost under threads"
+    cases = [
+        Case("fluxgate", "sync_closed.call", "sync", "call", c_call, unsafe),
+        Case("fluxgate", "sync_closed.decorator", "sync", "call", c_deco, unsafe),
+        Case("fluxgate", "open_reject.call", "sync", "reject.call", o_call),
+        Case("fluxgate", "open_reject.decorator", "sync", "reject.call", o_deco),
+        Case("fluxgate", "asyncio_closed.call", "asyncio", "async_call", a_call,
+             "AsyncCircuitBreaker: `await b.call(g)`"),
+        Case("fluxgate", "asyncio_closed.decorator", "asyncio", "async_call", a_deco),
+        Case("fluxgate", "asyncio_reject.call", "asyncio", "reject.async_call", ao_call),
+        Case("fluxgate", "asyncio_reject.decorator", "asyncio", "reject.async_call", ao_deco),
+    ]
+
+    def no_trio():
+        raise Skip("AsyncCircuitBreaker is asyncio-only: under trio.run the call that opens it "
+                   "raises RuntimeError (no current event loop: asyncio.gather in its listener "
+                   "notification) in place of the call's own exception")
+    cases.append(Case("fluxgate", "trio_closed.call", "trio", "async_call", no_trio))
+    return cases
+
+
 # --------------------------------------------------------------------------- circuitry
 
 
@@ -935,6 +1172,9 @@ PEERS = [
     ("purgatory", purgatory_cases),
     ("aiobreaker", aiobreaker_cases),
     ("pyresilience", pyresilience_cases),
+    ("interlock-cb", interlock_cases),
+    ("nopanic", nopanic_cases),
+    ("fluxgate", fluxgate_cases),
 ]
 
 # --------------------------------------------------------------------------- timing

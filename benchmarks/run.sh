@@ -22,6 +22,9 @@ PEERS=(
     "purgatory==3.0.1"
     "aiobreaker==1.2.0"
     "pyresilience==0.4.1"
+    "interlock-cb==2.8.2"
+    "nopanic==0.3.0"
+    "fluxgate==0.9.4"
     "trio==0.35.0"
     # redis-py: circuitry.redis (bench_redis.py) and pybreaker's CircuitRedisStorage
     "redis==8.1.0"
