@@ -378,7 +378,7 @@ class SharedCore(CircuitCore):
         self.no_jitter = "" if config.reset_timeout_jitter else "1.0"
         # The store's own: what every request of this circuit sends alike, made
         # once (RedisStore: the command's head and the config argument, encoded).
-        self.wire: tuple[tuple[bytes, ...], bytes] | None = None
+        self.wire: tuple[tuple[str | bytes, ...], bytes] | None = None
         self.synced = False
         self.asking = False  # a single-flight request is out (see _plan_acquire)
         self.epoch = 0  # generation changes taken from the store (see _absorb)

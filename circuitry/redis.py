@@ -261,7 +261,8 @@ class RedisStore:
 
     def send(self, core: SharedCore, request: Request) -> Answer:
         """Run one request on the sync client: the reply, or the error (never raised)."""
-        sent = self._may_send()
+        # (_may_send's first check, inlined: no outage is every call's case)
+        sent = self._period if self._outage is None else self._may_send()
         if sent is None:
             return self._unsent()  # backing off: no I/O, no latency
         command = self._command(core, request)
@@ -315,20 +316,22 @@ class RedisStore:
             self._answered()
         return reply
 
-    def _command(self, core: SharedCore, request: Request) -> tuple[bytes, ...]:
+    def _command(self, core: SharedCore, request: Request) -> tuple[str | bytes, ...]:
         """EVALSHA with its arguments for `request`, as bytes (redis-py then encodes nothing).
 
         What every request of a circuit sends alike (the script, its keys, the
         config argument) is encoded once, at the circuit's first request, and
         kept on its core (`SharedCore.wire`): per request only the request's
-        own line is built and encoded.
+        own line is built and encoded. The command's name stays a str, as
+        redis-py's own commands send it (its cluster routing and metrics read it).
         """
         wire = core.wire
         if wire is None:
             wire = core.wire = (
-                b"EVALSHA", SCRIPT_SHA.encode(), str(KEYS).encode(),
-                *(key.encode() for key in core.keys),
-            ), core.rules.encode()
+                ("EVALSHA", SCRIPT_SHA.encode(), str(KEYS).encode(),
+                 *(key.encode() for key in core.keys)),
+                core.rules.encode(),
+            )
         head, rules = wire
         line = request.line(core).encode()
         if request.release or request.lost:
