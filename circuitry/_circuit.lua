@@ -113,8 +113,10 @@ end
 -- below (`record`, `window_trips`); anything else (a lost reply to settle
 -- too) takes the full path.
 if op == 'record' and stored and a[7] == '' and a[8] ~= '1' and release == nil then
-  local st, gen, since_s, until_s, cf, ts, bl, writer_window, writer = string.match(stored, STATE)
-  if st == 'closed' and gen == a[4] and writer == config_id then
+  -- Only the fields it needs, of a CLOSED state only (STATE's, taken whole below to write it).
+  local gen, cf, writer = string.match(
+    stored, '^closed|([^|]*)|[^|]*|[^|]*|([^|]*)|[^|]*|[^|]*|[^|]*|([^|]*)$')
+  if gen == a[4] and writer == config_id then
     local window, percent, minimum, rate = window_field, percent_field, minimum_field, rate_field
     local failed = a[5] == 'f'
     local limit = num(count_field) or INF
@@ -123,6 +125,7 @@ if op == 'record' and stored and a[7] == '' and a[8] ~= '1' and release == nil t
       if failed then consecutive = tonumber(cf) + 1 end
       if consecutive < limit then
         if consecutive ~= tonumber(cf) then
+          local st, _, since_s, until_s, _, ts, bl, writer_window = string.match(stored, STATE)
           redis.call('SET', state_key,
                      table.concat({st, gen, since_s, until_s, consecutive, ts, bl, writer_window,
                                    writer}, '|'),
