@@ -158,17 +158,17 @@ class Request(NamedTuple):
 
     def to_argv(self, core: SharedCore) -> tuple[str, ...]:
         """The script's ARGV for this request, with `core`'s config (see `_circuit.lua`)."""
-        line = self.line(core)
+        line = self.line(core, core.store.now_argument())
         if self.release or self.lost:
             return line, core.rules, " ".join(self.release), " ".join(self.lost)
         return line, core.rules
 
-    def line(self, core: SharedCore) -> str:
-        """The script's ARGV[1]: the operation, its time, jitter and id, and its arguments."""
-        return ",".join(
-            (self.op, core.store.now_argument(), core.no_jitter or core.jitter(), self.rid,
-             *self.args)
-        )
+    def line(self, core: SharedCore, now: str) -> str:
+        """The script's ARGV[1]: the operation, `now` (the store's), jitter, id and arguments."""
+        return ",".join((self.op, now, core.no_jitter or core.jitter(), self.rid, *self.args))
+
+
+_new_request = tuple.__new__
 
 
 class Reply(NamedTuple):
@@ -697,10 +697,12 @@ class SharedCore(CircuitCore):
         """A request, carrying what earlier lost replies left to settle."""
         orphans = self.orphans
         lost = self.lost
-        return Request(
+        # (tuple.__new__, as NamedTuple._make does: every field given, no Python __new__
+        # frame on every call's record)
+        return _new_request(Request, (
             op, args, self.epoch, self.store.permit_id(),
             tuple(orphans) if orphans else (), tuple(lost) if lost else (),
-        )
+        ))
 
     def _unanswered(self, request: Request, error: StoreError) -> None:
         """`request` got no reply: if it was sent, the script may have run all the same.

@@ -333,7 +333,8 @@ class RedisStore:
                 core.rules.encode(),
             )
         head, rules = wire
-        line = request.line(core).encode()
+        now = "" if self._time_source is None else self.now_argument()
+        line = request.line(core, now).encode()
         if request.release or request.lost:
             return (*head, line, rules, " ".join(request.release).encode(),
                     " ".join(request.lost).encode())
