@@ -603,7 +603,7 @@ class BreakerBase:
     ) -> None:
         """Hand a completion to the core, under the lock (`receipt`: see `_finish`)."""
         if self._store is not None:
-            self._drive(self._settle_steps(generation, started, now, outcome, exception, receipt))
+            self._drive_settle(generation, started, now, outcome, exception, receipt)
             return
         core = self._core
         lock = self._lock
@@ -784,20 +784,59 @@ class BreakerBase:
         receipt: list[None] | None,
     ) -> Steps[None]:
         core: SharedCore = self._core  # type: ignore[assignment]
-        lock = self._lock
+        request = self._plan_settle(generation, started, now, outcome, exception, receipt)
+        if request is not None:
+            reply = yield request
+            with self._lock:
+                core.apply_complete(now, request, reply)
+
+    def _drive_settle(
+        self,
+        generation: int,
+        started: float,
+        now: float,
+        outcome: Outcome,
+        exception: BaseException | None,
+        receipt: list[None] | None,
+    ) -> None:
+        """`_drive(self._settle_steps(...))` without the generator, sync: every call's record.
+
+        A copy kept for speed (the generator's set-up, resumes and StopIteration
+        cost about 0.9 µs of a CLOSED call's Python); the async path drives
+        `_settle_steps`. Both share `_plan_settle` and `apply_complete`.
+        """
+        core: SharedCore = self._core  # type: ignore[assignment]
+        try:
+            request = self._plan_settle(generation, started, now, outcome, exception, receipt)
+            if request is not None:
+                reply = self._store.send(core, request)
+                with self._lock:
+                    core.apply_complete(now, request, reply)
+        finally:
+            if core.events:
+                self._deliver()
+
+    def _plan_settle(
+        self,
+        generation: int,
+        started: float,
+        now: float,
+        outcome: Outcome,
+        exception: BaseException | None,
+        receipt: list[None] | None,
+    ) -> Request | None:
+        """Count a completion in the core, under the lock: the record request to send, if any."""
+        core: SharedCore = self._core  # type: ignore[assignment]
         marks = self._trial
         if marks is not None and marks.get() == (generation, started):
             marks.set(None)  # the trial this context was in is over
-        with lock:
+        with self._lock:
             if self._dropped:
                 self._reclaim_dropped(now)
             request = core.plan_complete(generation, started, now, outcome, exception)
             if receipt is not None:
                 receipt.clear()
-        if request is not None:
-            reply = yield request
-            with lock:
-                core.apply_complete(now, request, reply)
+        return request
 
     def _read_steps(self, read: Callable[[SharedCore, float], R]) -> Steps[R]:
         core: SharedCore = self._core  # type: ignore[assignment]

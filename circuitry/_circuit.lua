@@ -55,13 +55,18 @@
 local state_key, permits_key, window_key, owed_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local release, lost = ARGV[3], ARGV[4]
 -- The request's fields, a[1] (op) to a[8]: string.match, one C call each,
--- costs far less than a gmatch loop here, on every call.
-local op, given, jitter_factor, rid, rest =
-  string.match(ARGV[1], '^([^,]*),([^,]*),([^,]*),([^,]*),?(.*)$')
-local a = {op, given, jitter_factor}
-if op == 'record' then
-  a[4], a[5], a[6], a[7], a[8] = string.match(rest, '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
+-- costs far less than a gmatch loop here, on every call. A record (a
+-- CLOSED call's op) is taken apart in one match and its table built whole.
+local op, given, jitter_factor, rid, a4, a5, a6, a7, a8 = string.match(
+  ARGV[1], '^(record),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
+local a
+if op ~= nil then
+  a = {op, given, jitter_factor, a4, a5, a6, a7, a8}
 else
+  local rest
+  op, given, jitter_factor, rid, rest =
+    string.match(ARGV[1], '^([^,]*),([^,]*),([^,]*),([^,]*),?(.*)$')
+  a = {op, given, jitter_factor}
   a[4], a[5] = string.match(rest, '^([^,]*),?(.*)$')
 end
 local BUCKETS = 10
@@ -108,8 +113,10 @@ end
 -- below (`record`, `window_trips`); anything else (a lost reply to settle
 -- too) takes the full path.
 if op == 'record' and stored and a[7] == '' and a[8] ~= '1' and release == nil then
-  local st, gen, since_s, until_s, cf, ts, bl, writer_window, writer = string.match(stored, STATE)
-  if st == 'closed' and gen == a[4] and writer == config_id then
+  -- Only the fields it needs, of a CLOSED state only (STATE's, taken whole below to write it).
+  local gen, cf, writer = string.match(
+    stored, '^closed|([^|]*)|[^|]*|[^|]*|([^|]*)|[^|]*|[^|]*|[^|]*|([^|]*)$')
+  if gen == a[4] and writer == config_id then
     local window, percent, minimum, rate = window_field, percent_field, minimum_field, rate_field
     local failed = a[5] == 'f'
     local limit = num(count_field) or INF
@@ -118,6 +125,7 @@ if op == 'record' and stored and a[7] == '' and a[8] ~= '1' and release == nil t
       if failed then consecutive = tonumber(cf) + 1 end
       if consecutive < limit then
         if consecutive ~= tonumber(cf) then
+          local st, _, since_s, until_s, _, ts, bl, writer_window = string.match(stored, STATE)
           redis.call('SET', state_key,
                      table.concat({st, gen, since_s, until_s, consecutive, ts, bl, writer_window,
                                    writer}, '|'),

@@ -135,8 +135,6 @@ class _AskAt(float):
     def __sub__(self, other: float) -> float:
         return self.open_until - other
 
-_OUTCOME_CODES = {SUCCESS: "s", FAILURE: "f", IGNORED: "i"}
-
 
 class Mode(enum.Enum):
     """Where a shared breaker's decisions come from."""
@@ -160,11 +158,17 @@ class Request(NamedTuple):
 
     def to_argv(self, core: SharedCore) -> tuple[str, ...]:
         """The script's ARGV for this request, with `core`'s config (see `_circuit.lua`)."""
-        jitter = core.no_jitter or core.jitter()
-        line = ",".join((self.op, core.store.now_argument(), jitter, self.rid, *self.args))
+        line = self.line(core, core.store.now_argument())
         if self.release or self.lost:
             return line, core.rules, " ".join(self.release), " ".join(self.lost)
         return line, core.rules
+
+    def line(self, core: SharedCore, now: str) -> str:
+        """The script's ARGV[1]: the operation, `now` (the store's), jitter, id and arguments."""
+        return ",".join((self.op, now, core.no_jitter or core.jitter(), self.rid, *self.args))
+
+
+_new_request = tuple.__new__
 
 
 class Reply(NamedTuple):
@@ -346,6 +350,7 @@ class SharedCore(CircuitCore):
         "store",
         "synced",
         "warned",
+        "wire",
     )
 
     def __init__(
@@ -371,6 +376,9 @@ class SharedCore(CircuitCore):
         self.rules = f"{digest},{rules}"
         # The jitter argument when the config has none ('' when it has: see jitter()).
         self.no_jitter = "" if config.reset_timeout_jitter else "1.0"
+        # The store's own: what every request of this circuit sends alike, made
+        # once (RedisStore: the command's head and the config argument, encoded).
+        self.wire: tuple[tuple[str | bytes, ...], bytes] | None = None
         self.synced = False
         self.asking = False  # a single-flight request is out (see _plan_acquire)
         self.epoch = 0  # generation changes taken from the store (see _absorb)
@@ -592,9 +600,9 @@ class SharedCore(CircuitCore):
                 return None  # not a trial this process holds
         elif outcome is IGNORED or (state is not CLOSED and state is not FORCED_CLOSED):
             return None
-        return self._request(
-            "record", (str(issued), _OUTCOME_CODES[outcome], "1" if slow else "0", permit, "0")
-        )
+        # (Not a dict of outcomes: an Enum's hash is Python code, on every call.)
+        code = "s" if outcome is SUCCESS else "f" if outcome is FAILURE else "i"
+        return self._request("record", (str(issued), code, "1" if slow else "0", permit, "0"))
 
     def apply_complete(
         self, now: float, request: Request, reply: Answer
@@ -689,10 +697,12 @@ class SharedCore(CircuitCore):
         """A request, carrying what earlier lost replies left to settle."""
         orphans = self.orphans
         lost = self.lost
-        return Request(
+        # (tuple.__new__, as NamedTuple._make does: every field given, no Python __new__
+        # frame on every call's record)
+        return _new_request(Request, (
             op, args, self.epoch, self.store.permit_id(),
             tuple(orphans) if orphans else (), tuple(lost) if lost else (),
-        )
+        ))
 
     def _unanswered(self, request: Request, error: StoreError) -> None:
         """`request` got no reply: if it was sent, the script may have run all the same.

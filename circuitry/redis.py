@@ -33,7 +33,7 @@ import math
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
@@ -261,25 +261,29 @@ class RedisStore:
 
     def send(self, core: SharedCore, request: Request) -> Answer:
         """Run one request on the sync client: the reply, or the error (never raised)."""
-        sent = self._may_send()
+        # (_may_send's first check, inlined: no outage is every call's case)
+        sent = self._period if self._outage is None else self._may_send()
         if sent is None:
             return self._unsent()  # backing off: no I/O, no latency
-        argv = request.to_argv(core)
+        command = self._command(core, request)
+        client = self.client
+        execute: Callable[..., Any] = client.execute_command  # (redis-py's is untyped)
         try:
             if not self._policy_read:
                 try:
-                    policy = self.client.config_get("maxmemory-policy")
+                    policy = client.config_get("maxmemory-policy")
                 except redis.exceptions.ResponseError:  # CONFIG refused or renamed
                     policy = {}
                 self._check_policy(policy)
             try:
-                raw = self.client.evalsha(SCRIPT_SHA, KEYS, *core.keys, *argv)
+                raw = execute(*command)
             except redis.exceptions.NoScriptError:  # a new or restarted server, SCRIPT FLUSH
-                raw = self.client.eval(SCRIPT, KEYS, *core.keys, *argv)
-            reply = Reply.parse(raw)
+                raw = execute("EVAL", SCRIPT, *command[2:])
+            reply = None if raw == b"=" else Reply.parse(raw)  # '=': a CLOSED call recorded
         except Exception as exc:  # any error: the call must not fail for the store
             return self._failed(exc, sent)
-        self._answered()
+        if self._outage is not None:
+            self._answered()
         return reply
 
     async def send_async(self, core: SharedCore, request: Request) -> Answer:
@@ -292,7 +296,8 @@ class RedisStore:
         sent = self._may_send()
         if sent is None:
             return self._unsent()
-        argv = request.to_argv(core)
+        command = self._command(core, request)
+        execute: Callable[..., Awaitable[Any]] = client.execute_command
         try:
             if not self._policy_read:
                 try:
@@ -301,14 +306,39 @@ class RedisStore:
                     policy = {}
                 self._check_policy(policy)
             try:
-                raw = await client.evalsha(SCRIPT_SHA, KEYS, *core.keys, *argv)
+                raw = await execute(*command)
             except redis.exceptions.NoScriptError:
-                raw = await client.eval(SCRIPT, KEYS, *core.keys, *argv)
-            reply = Reply.parse(raw)
+                raw = await execute("EVAL", SCRIPT, *command[2:])
+            reply = None if raw == b"=" else Reply.parse(raw)
         except Exception as exc:
             return self._failed(exc, sent)
-        self._answered()
+        if self._outage is not None:
+            self._answered()
         return reply
+
+    def _command(self, core: SharedCore, request: Request) -> tuple[str | bytes, ...]:
+        """EVALSHA with its arguments for `request`, as bytes (redis-py then encodes nothing).
+
+        What every request of a circuit sends alike (the script, its keys, the
+        config argument) is encoded once, at the circuit's first request, and
+        kept on its core (`SharedCore.wire`): per request only the request's
+        own line is built and encoded. The command's name stays a str, as
+        redis-py's own commands send it (its cluster routing and metrics read it).
+        """
+        wire = core.wire
+        if wire is None:
+            wire = core.wire = (
+                ("EVALSHA", SCRIPT_SHA.encode(), str(KEYS).encode(),
+                 *(key.encode() for key in core.keys)),
+                core.rules.encode(),
+            )
+        head, rules = wire
+        now = "" if self._time_source is None else self.now_argument()
+        line = request.line(core, now).encode()
+        if request.release or request.lost:
+            return (*head, line, rules, " ".join(request.release).encode(),
+                    " ".join(request.lost).encode())
+        return (*head, line, rules)
 
     def _check_policy(self, answer: Any) -> None:
         """Warn, once, when Redis may evict the breakers' keys (`CONFIG GET maxmemory-policy`).
@@ -410,11 +440,12 @@ class RedisStore:
         """
         config = self._configs.get(name) or CircuitBreakerConfig()
         core = SharedCore(config, name, 0.0, self)
-        argv = Request("peek").to_argv(core)
+        command = self._command(core, Request("peek"))
+        execute: Callable[..., Any] = self.client.execute_command
         try:
-            raw = self.client.evalsha(SCRIPT_SHA, KEYS, *core.keys, *argv)
+            raw = execute(*command)
         except redis.exceptions.NoScriptError:
-            raw = self.client.eval(SCRIPT, KEYS, *core.keys, *argv)
+            raw = execute("EVAL", SCRIPT, *command[2:])
         reply = Reply.parse(raw)
         assert reply is not None  # (only a record may answer '=')
         now = reply.now
