@@ -53,8 +53,8 @@ an adapter may read without the lock, so that the commonest steps take none:
   comparison (`_tick`), so the two never disagree; a clock that went back
   before `reject_from` takes the lock, and the adapter, having read it again,
   starts the period again on the new clock (`clock_went_back`). A reading
-  that is merely stale (taken before another thread's transition) moves
-  nothing back: the core takes it as the period's start (`_tick`).
+  that is merely stale (taken before another thread's operation) moves
+  nothing back: the core takes it as its newest time, `latest` (`_at`).
 - `deferring`: the generation while a success of that generation cannot
   move the circuit, else None: CLOSED or FORCED_CLOSED, no slow-call rule,
   nobody listening, and with a window too few failures in it for any
@@ -334,7 +334,7 @@ class CircuitCore:
         self.generation = 0
         self.state_since = now
         # The newest time an operation was made at: an older `now` is a stale
-        # reading (see _tick), taken as this, so the core's time never goes back.
+        # reading (see _at), taken as this, so the core's time never goes back.
         self.latest = now
         # What adapters read without the lock (see the module doc): set by _publish.
         self.admitting: int | None = None
@@ -540,10 +540,7 @@ class CircuitCore:
         # Totals: every completion, late or not. (Inline, not `_count`: no call
         # may come between the ticket and its outcome's count, see above.)
         duration = now - started
-        if now < self.latest:
-            now = self.latest  # a stale reading (see _tick): events and periods keep their order
-        else:
-            self.latest = now
+        now = self._at(now)  # (after the duration: that is the call's own)
         slow = False
         if outcome is IGNORED:
             self.total_ignored += 1
@@ -690,10 +687,7 @@ class CircuitCore:
 
     def _into_window(self, window: TimeWindow, now: float, failed: bool, slow: bool) -> bool:
         """Count a completed call into the window, then the trip rules: whether it tripped."""
-        if now < self.latest:
-            now = self.latest  # a stale reading (see _tick)
-        else:
-            self.latest = now
+        now = self._at(now)  # (`fold` brings the times its successes were recorded at)
         failures = window.total_failures
         window.add(now, failed, slow)
         if self._window_trips(window):
@@ -837,23 +831,27 @@ class CircuitCore:
 
     # -- transitions ------------------------------------------------------------
 
-    def _tick(self, now: float) -> float:
-        """Apply the transitions time alone makes by `now`; return the time the
-        operation happens at: `now`, or `latest` if `now` is older.
+    def _at(self, now: float) -> float:
+        """The time an operation given `now` happens at: `now`, or `latest` if older.
 
         A `now` older than `latest` is a stale reading: taken by a thread
         preempted before the lock while another thread used the core. It moves
         nothing back (no period restarts, no window empties, no transition is
-        dated earlier than one before it): the operation happens at `latest`.
-        Only the adapter can tell a clock that really went back (it reads the
-        clock again) and says so with `clock_went_back`.
+        dated earlier than one before it). Only the adapter can tell a clock
+        that really went back (it reads the clock again) and says so with
+        `clock_went_back`.
         """
+        if now < self.latest:
+            return self.latest
+        self.latest = now
+        return now
+
+    def _tick(self, now: float) -> float:
+        """Apply the transitions time alone makes by `now`; return the time the
+        operation happens at (see `_at`)."""
         if self.pending:
             self.fold()
-        if now < self.latest:
-            now = self.latest
-        else:
-            self.latest = now
+        now = self._at(now)
         state = self.state
         if state is OPEN:
             if now >= self.open_until:
