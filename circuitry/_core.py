@@ -540,7 +540,11 @@ class CircuitCore:
         # Totals: every completion, late or not. (Inline, not `_count`: no call
         # may come between the ticket and its outcome's count, see above.)
         duration = now - started
-        now = self._at(now)  # (after the duration: that is the call's own)
+        # `_at`, inline: no call may come between the ticket and its count (above).
+        if now < self.latest:
+            now = self.latest
+        else:
+            self.latest = now
         slow = False
         if outcome is IGNORED:
             self.total_ignored += 1
