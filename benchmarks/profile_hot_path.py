@@ -14,8 +14,8 @@ import threading
 import timeit
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig
-from circuitry._base import get_ident
 from circuitry._core import FOLD_AT
+from circuitry._delivery import get_ident
 
 N = 300_000
 

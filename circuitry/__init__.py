@@ -7,12 +7,12 @@ and as a decorator.
 
 from __future__ import annotations
 
-from ._base import Permit
 from ._breaker import CircuitBreaker
 from ._config import CircuitBreakerConfig, ServicePresets
 from ._errors import CircuitBreakerError, CircuitOpenError
 from ._manager import CircuitBreakerManager
 from ._metrics import CircuitMetrics
+from ._permit import Permit
 from ._state import AlertLevel, CircuitState
 from .events import Alert
 

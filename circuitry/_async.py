@@ -10,7 +10,7 @@ counts as a failure; a cancellation from outside (an enclosing cancel scope,
 a `TimeoutError` the protected code raises itself is classified like any other
 exception.
 
-Which `async with` block is exiting: see `BreakerBase._unwind_block`.
+Which `async with` block is exiting: see `circuitry._blocks`.
 
 With `call_timeout` set, an `async with` block is a cancel scope, so the rule
 of every anyio and trio cancel scope applies: an async generator must not
@@ -35,7 +35,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import anyio
 
-from ._base import BreakerBase, get_ident
+from ._base import BreakerBase
 from ._core import (
     FAILURE,
     FOLD_AT,
@@ -45,6 +45,7 @@ from ._core import (
     Outcome,
     classify_group,
 )
+from ._delivery import get_ident
 
 __all__ = ["AsyncAdapter"]
 
@@ -71,23 +72,17 @@ class AsyncAdapter(BreakerBase):
         timeout = self._config.call_timeout
         scope = None if timeout is None else self._timeout_scope(timeout)
         started = self._clock.monotonic()
-        store = self._store
         core = self._core
-        generation = core.admitting  # BreakerBase._admit's first step, inlined (see _call)
+        generation = core.admitting  # CallProtocol._admit's first step, inlined (see _call)
         if generation is not None:
             core.tickets.append(started)  # admitted without the lock: see _core
-        elif store is None:
-            generation = self._admit(started)
         else:
             generation = await self._admit_async(started)
         if scope is not None:
             try:
                 scope.__enter__()
             except BaseException:
-                if store is None:
-                    self._finish(generation, started, IGNORED, None)
-                else:
-                    await self._finish_async(generation, started, IGNORED, None)
+                await self._finish_async(generation, started, IGNORED, None)
                 raise
         blocks = self._blocks
         blocks[frame] = (generation, started, scope, get_ident(), blocks.get(frame))
@@ -105,8 +100,6 @@ class AsyncAdapter(BreakerBase):
         if block is None or block[4] is not None:
             block = self._unwind_block(frame, block)
         generation, started, scope, _, _ = block
-        # With a store, each report awaits it (the same steps: see BreakerBase._drive).
-        shared = self._store is not None
         report = self._finish_classified_async
         if scope is not None:
             try:
@@ -130,13 +123,11 @@ class AsyncAdapter(BreakerBase):
             if scope.cancelled_caught:
                 # Only our deadline cancels this scope: it swallowed our timeout.
                 # (trio's scope also returns True when there was no exception.)
-                if shared:
-                    await self._timed_out_async(generation, started)
-                self._timed_out(generation, started)
+                await self._timed_out(generation, started)
         if exc is None:
             core = self._core
             if generation == core.deferring:
-                # BreakerBase._finish for a success, inlined (see SyncAdapter._call).
+                # CallProtocol._finish for a success, inlined (see SyncAdapter._call).
                 try:
                     now = self._clock.monotonic()
                 except BaseException:
@@ -146,10 +137,8 @@ class AsyncAdapter(BreakerBase):
                 pending.append((generation, started, now))
                 if len(pending) >= FOLD_AT or core.deferring != generation:
                     self._fold()  # (a failure meanwhile may have made this success trip)
-            elif shared:
-                await self._finish_async(generation, started, SUCCESS, None)
             else:
-                self._finish(generation, started, SUCCESS, None)
+                await self._finish_async(generation, started, SUCCESS, None)
             return
         receipt = [None]  # see SyncAdapter._call
         try:
@@ -196,14 +185,8 @@ class AsyncAdapter(BreakerBase):
         started = self._clock.monotonic()
         core = self._core
         generation = core.admitting
-        shared = False
         if generation is None:
-            # With a store, admitting and each report await it (see BreakerBase._drive).
-            shared = self._store is not None
-            if shared:
-                generation = await self._admit_async(started)
-            else:
-                generation = self._admit(started)
+            generation = await self._admit_async(started)
         else:
             core.tickets.append(started)  # admitted without the lock: see _core
         try:
@@ -238,11 +221,9 @@ class AsyncAdapter(BreakerBase):
             raise
         if scope is not None and scope.cancelled_caught:
             # Only our deadline cancels this scope: it swallowed our timeout.
-            if shared:
-                await self._timed_out_async(generation, started)
-            self._timed_out(generation, started)
+            await self._timed_out(generation, started)
         if generation == core.deferring and self._result_is_failure is None:
-            # BreakerBase._finish for a success, inlined (see SyncAdapter._call).
+            # CallProtocol._finish for a success, inlined (see SyncAdapter._call).
             try:
                 now = self._clock.monotonic()
             except BaseException:
@@ -252,17 +233,12 @@ class AsyncAdapter(BreakerBase):
             pending.append((generation, started, now))
             if len(pending) >= FOLD_AT or core.deferring != generation:
                 self._fold()  # (a failure meanwhile may have made this success trip)
-        elif shared:
-            if self._result_is_failure is None:
-                await self._finish_async(generation, started, SUCCESS, None)
-            else:
-                await self._finish_classified_async(
-                    generation, started, self._result_outcome, result, None
-                )
         elif self._result_is_failure is None:
-            self._finish(generation, started, SUCCESS, None)
+            await self._finish_async(generation, started, SUCCESS, None)
         else:
-            self._finish_classified(generation, started, self._result_outcome, result, None)
+            await self._finish_classified_async(
+                generation, started, self._result_outcome, result, None
+            )
         return result
 
     def _wrap_async(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -306,7 +282,7 @@ class AsyncAdapter(BreakerBase):
             return self._exception_outcome(exc)
         return self._async_exception_outcome(exc)
 
-    def _timed_out(self, generation: int, started: float) -> NoReturn:
+    async def _timed_out(self, generation: int, started: float) -> NoReturn:
         """Report a call our `call_timeout` scope cancelled: TimeoutError, a failure.
 
         When an outside cancellation falls due at the same moment, anyio's
@@ -315,12 +291,6 @@ class AsyncAdapter(BreakerBase):
         apart and the scope swallows both: the caller gets this TimeoutError
         and the outside `Task.cancel()` is lost (README, asyncio section).
         """
-        error = self._timeout_error()
-        self._finish(generation, started, FAILURE, error)
-        raise error
-
-    async def _timed_out_async(self, generation: int, started: float) -> NoReturn:
-        """`_timed_out` for a breaker with a store."""
         error = self._timeout_error()
         await self._finish_async(generation, started, FAILURE, error)
         raise error

@@ -90,6 +90,7 @@ import random as _random
 import sys
 from collections.abc import Callable
 from math import log2
+from typing import TYPE_CHECKING
 
 from ._config import CircuitBreakerConfig
 from ._metrics import MIN_DURATION, OFFSET, PER_OCTAVE, CircuitMetrics, LatencyHistogram
@@ -97,6 +98,9 @@ from ._metrics import ZERO as ZERO_DURATION
 from ._state import CircuitState
 from ._window import TimeWindow
 from .events import CallFailed, CallIgnored, CallRejected, CallSucceeded, Event, StateChanged
+
+if TYPE_CHECKING:
+    from ._shared import Answer, Request
 
 __all__ = [
     "FAILURE",
@@ -953,3 +957,73 @@ class CircuitCore:
         if new is not old:
             self.state_changes += 1
             self.events.append(StateChanged(self.name, now, old, new))
+
+    # -- the store protocol --------------------------------------------------------------
+    # Each locked operation of an adapter is a plan, made under the lock, and,
+    # when the plan is a request to a shared store, an apply of the store's
+    # reply, under the lock again (see `circuitry._calls`). In process every
+    # plan is complete at once: no request, nothing to apply. `SharedCore`
+    # (circuitry._shared) overrides these to plan requests to Redis.
+
+    def plan_acquire(
+        self, now: float, trial: tuple[int, float] | None
+    ) -> tuple[tuple[int, CircuitState, float | None] | None, Request | None]:
+        """Admit (riding on `trial` while it runs) or reject: ((ticket, state, retry), None)."""
+        generation = None if trial is None else self.ride(now, trial)
+        if generation is None:
+            generation = self.acquire(now)
+        retry_after = self.retry_after(now) if generation == REJECTED else None
+        return (generation, self.state, retry_after), None
+
+    def plan_complete(
+        self,
+        generation: int,
+        started: float,
+        now: float,
+        outcome: Outcome,
+        exception: BaseException | None,
+    ) -> Request | None:
+        """Count a completion: `complete`, and no request."""
+        self.complete(generation, started, now, outcome, exception)
+        return None
+
+    def plan_read(self, now: float) -> Request | None:
+        """No request: the state is here."""
+        return None
+
+    def read_state(self, now: float) -> CircuitState:
+        """The state, once `plan_read` (and `apply_read`) brought it up to date."""
+        return self.poll(now)
+
+    def plan_control(self, trigger: Trigger, duration: float | None) -> Request | None:
+        """No request: `apply_control` does it here."""
+        return None
+
+    def apply_control(
+        self,
+        now: float,
+        request: Request | None,
+        reply: Answer,
+        trigger: Trigger,
+        duration: float | None,
+    ) -> None:
+        """Do the manual control `trigger` (force_open, force_closed, reset, trip) here."""
+        self._fire(trigger, self._tick(now), duration)
+
+    def apply_acquire(
+        self, now: float, trial: tuple[int, float] | None, request: Request, reply: Answer
+    ) -> tuple[int, CircuitState, float | None]:
+        raise _not_planned(request)
+
+    def apply_complete(self, now: float, request: Request, reply: Answer) -> None:
+        raise _not_planned(request)
+
+    def apply_read(self, now: float, reply: Answer, request: Request | None = None) -> None:
+        raise _not_planned(request)
+
+    def cancel(self, request: Request | None = None) -> None:
+        raise _not_planned(request)
+
+
+def _not_planned(request: object) -> TypeError:
+    return TypeError(f"an in-process circuit plans no request, got {request!r}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._state import CircuitState
 
@@ -32,26 +32,52 @@ class CircuitOpenError(CircuitBreakerError):
     """
 
     # No __init__ of our own: BaseException's (in C) keeps the arguments in
-    # `args`, which makes a rejection about three times cheaper to raise.
+    # `args`, which makes a rejection about three times cheaper to raise. A
+    # breaker passes itself fourth (see `breaker`).
     if TYPE_CHECKING:
 
         def __init__(
-            self, name: str, state: CircuitState, retry_after: float | None, /
+            self,
+            name: str,
+            state: CircuitState,
+            retry_after: float | None,
+            breaker: object = None,
+            /,
         ) -> None: ...
 
-    args: tuple[str, CircuitState, float | None]
+    args: tuple[Any, ...]
+
+    @property
+    def breaker(self) -> object:
+        """The breaker that raised it, or None (made elsewhere, or unpickled).
+
+        How a breaker tells its own rejection of a call nested in one of its
+        calls, which never counts as that call's failure.
+        """
+        return self.args[3] if len(self.args) > 3 else None
+
+    def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[Any, ...]]:
+        # Without the breaker (a lock, a clock): a rejection crosses process
+        # boundaries (a process pool's result) as name, state and retry_after.
+        return type(self), self.args[:3]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}{self.args[:3]!r}"
 
     @property
     def name(self) -> str:
-        return self.args[0]
+        name: str = self.args[0]
+        return name
 
     @property
     def state(self) -> CircuitState:
-        return self.args[1]
+        state: CircuitState = self.args[1]
+        return state
 
     @property
     def retry_after(self) -> float | None:
-        return self.args[2]
+        retry_after: float | None = self.args[2]
+        return retry_after
 
     def __str__(self) -> str:
         why = _WHY.get(self.state, f"is {self.state.value}")

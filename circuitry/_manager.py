@@ -21,9 +21,9 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
-from ._base import Subscription, check_subscription
 from ._breaker import CircuitBreaker
 from ._config import CircuitBreakerConfig
+from ._delivery import Subscription, check_subscription
 from ._metrics import CircuitMetrics
 from ._shared import Store
 from ._state import AlertLevel

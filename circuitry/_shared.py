@@ -71,6 +71,7 @@ from ._core import (
     SUCCESS,
     CircuitCore,
     Outcome,
+    Trigger,
 )
 from ._metrics import CircuitMetrics, LatencyHistogram
 from ._state import CircuitState
@@ -667,17 +668,21 @@ class SharedCore(CircuitCore):
             slow_call_rate=slow_call_rate,
         )
 
-    def plan_control(self, trigger: str, duration: float | None) -> Request | None:
+    def plan_control(self, trigger: Trigger, duration: float | None) -> Request | None:
         """The request for force_open / force_closed / reset / trip, or None: do it locally."""
         if self.mode is Mode.SHARED or self.store.usable():
-            return self._request("control", (trigger, _optional(duration)))
+            return self._request("control", (trigger.name, _optional(duration)))
         return None
 
     def apply_control(
-        self, now: float, request: Request | None, reply: Answer,
-        local: Callable[[], None],
+        self,
+        now: float,
+        request: Request | None,
+        reply: Answer,
+        trigger: Trigger,
+        duration: float | None,
     ) -> None:
-        """Absorb the reply; when the store failed (or is down), `local()` does it here."""
+        """Absorb the reply; when the store failed (or is down), do the control here."""
         if isinstance(reply, Reply):
             self._absorb(now, reply, None if request is None else request.epoch)
             if request is not None:
@@ -689,7 +694,7 @@ class SharedCore(CircuitCore):
             self._fall_back(now, reply.error)
         elif self.mode is Mode.UNSYNCED:
             self._fall_back(now, self.store.down().error)
-        local()
+        CircuitCore.apply_control(self, now, request, reply, trigger, duration)
 
     # -- lost replies -------------------------------------------------------------------------
 

@@ -19,8 +19,9 @@ from types import (
 )
 from typing import Any, ParamSpec, TypeVar, cast
 
-from ._base import BreakerBase, get_ident, logger
+from ._base import BreakerBase
 from ._core import FOLD_AT, SUCCESS
+from ._delivery import get_ident, logger
 
 __all__ = ["SyncAdapter", "is_async_callable"]
 
@@ -50,12 +51,12 @@ class SyncAdapter(BreakerBase):
     def __enter__(self) -> None:
         started = self._clock.monotonic()
         core = self._core
-        generation = core.admitting  # BreakerBase._admit's first step, inlined (see _call)
+        generation = core.admitting  # CallProtocol._admit's first step, inlined (see _call)
         if generation is None:
             generation = self._admit(started)
         else:
             core.tickets.append(started)  # admitted without the lock: see _core
-        # The frame running `with` finds its block again (see BreakerBase._unwind_block).
+        # The frame running `with` finds its block again (see circuitry._blocks).
         blocks = self._blocks
         frame = _getframe(self._enter_depth)
         blocks[frame] = (generation, started, None, get_ident(), blocks.get(frame))
@@ -77,7 +78,7 @@ class SyncAdapter(BreakerBase):
             if generation != core.deferring:
                 self._finish(generation, started, SUCCESS, None)
                 return
-            # BreakerBase._finish for a success, inlined (see _call).
+            # CallProtocol._finish for a success, inlined (see _call).
             try:
                 now = self._clock.monotonic()
             except BaseException:
@@ -185,7 +186,7 @@ class SyncAdapter(BreakerBase):
                 raise
             raise
         if generation == core.deferring and self._result_is_failure is None:
-            # BreakerBase._finish for a success, inlined: this is the hot path.
+            # CallProtocol._finish for a success, inlined: this is the hot path.
             try:
                 now = self._clock.monotonic()
             except BaseException:

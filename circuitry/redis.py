@@ -45,6 +45,7 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from . import _fork
 from ._clock import clock_from
 from ._config import CircuitBreakerConfig
 from ._shared import Answer, Mode, Reply, Request, SharedCore, StoreError
@@ -158,7 +159,7 @@ class RedisStore:
         self._policy_read = False  # see _check_policy
         # The config of each name attached in this process, for `snapshot`.
         self._configs: dict[str, CircuitBreakerConfig] = {}
-        _STORES.add(self)
+        _fork.register(self)
 
     @classmethod
     def from_url(
@@ -463,7 +464,15 @@ class RedisStore:
             "now": reply.now,
         }
 
-    def _after_fork(self) -> None:
+    # -- fork (circuitry._fork) -----------------------------------------------------------
+
+    def _before_fork(self) -> None:
+        self._lock.acquire()
+
+    def _after_fork_in_parent(self) -> None:
+        self._lock.release()
+
+    def _after_fork_in_child(self, forking_thread: int) -> None:
         self._lock = threading.Lock()
         self._token = os.urandom(6).hex()  # permit ids stay unique across processes
         # redis-py's pools notice the new pid and connect afresh.
@@ -483,23 +492,3 @@ def _check_seconds(field: str, value: object) -> None:
         raise TypeError(f"{field} must be seconds (a float), got {value!r}")
     if not 0 < value < math.inf:
         raise ValueError(f"{field} must be a finite number of seconds > 0, got {value!r}")
-
-
-def _on_asyncio() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-_STORES: weakref.WeakSet[RedisStore] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for store in list(_STORES):
-        store._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

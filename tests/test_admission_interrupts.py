@@ -25,6 +25,7 @@ from circuitry import (
     CircuitBreakerManager,
     CircuitMetrics,
 )
+from circuitry._calls import trial_of
 from circuitry.events import CallIgnored, Event, StateChanged
 from circuitry.redis import RedisStore
 from circuitry.testing import FakeClock
@@ -211,7 +212,7 @@ def test_the_interrupted_threads_later_calls_do_not_ride_on_the_lost_trial() -> 
     breaker, _, _ = half_open_due("listener", KeyboardInterrupt)
     with pytest.raises(KeyboardInterrupt):
         breaker.call(_noop)
-    assert breaker._trial is None or breaker._trial.get() is None
+    assert trial_of(breaker._core) is None
     for _ in range(3):
         breaker.call(_noop)
     assert breaker.state is CLOSED
