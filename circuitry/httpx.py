@@ -24,11 +24,13 @@ from collections.abc import Callable
 
 import httpx
 
-from ._base import Permit
 from ._breaker import CircuitBreaker
 from ._config import _duration, _optional_callable
+from ._core import FAILURE, IGNORED, SUCCESS, CircuitCore, Outcome, Trigger
 from ._errors import CircuitOpenError
 from ._manager import CircuitBreakerManager
+from ._metrics import CircuitMetrics
+from ._permit import Permit
 from ._state import CircuitState
 
 __all__ = [
@@ -138,6 +140,9 @@ class _Guard:
             return self._breaker
         return self._manager.breaker(self._key(request))
 
+    # Each step has a sync form and an async one that awaits the breaker's
+    # store: with a RedisStore, async code never blocks its event loop on it.
+
     def _admit(self, request: httpx.Request) -> tuple[CircuitBreaker, Permit]:
         breaker = self.breaker_for(request)
         permit = breaker.try_acquire()
@@ -147,40 +152,68 @@ class _Guard:
             raise CircuitOpenError(breaker.name, metrics.current_state, metrics.retry_after)
         return breaker, permit
 
+    async def _admit_async(self, request: httpx.Request) -> tuple[CircuitBreaker, Permit]:
+        breaker = self.breaker_for(request)
+        return breaker, await breaker._try_acquire_async()  # or CircuitOpenError
+
     def _failed(self, permit: Permit, exc: BaseException) -> None:
-        if isinstance(exc, httpx.TransportError):
-            permit.record_failure(exc)
-        else:
-            # Cancellation, KeyboardInterrupt, a bug: the host did not answer
-            # either way, so the call counts as neither (and frees its slot).
-            permit.release()
+        permit._complete(*_failure_of(exc))
+
+    async def _failed_async(self, permit: Permit, exc: BaseException) -> None:
+        await permit._complete_async(*_failure_of(exc))
 
     def _answered(
         self, breaker: CircuitBreaker, permit: Permit, response: httpx.Response
     ) -> None:
+        permit._complete(self._outcome_of(breaker, response), None)
+        seconds = self._retry_after(response)
+        if seconds is not None and _lengthens(breaker.metrics(), seconds):
+            breaker.trip(seconds)
+
+    async def _answered_async(
+        self, breaker: CircuitBreaker, permit: Permit, response: httpx.Response
+    ) -> None:
+        await permit._complete_async(self._outcome_of(breaker, response), None)
+        seconds = self._retry_after(response)
+        if seconds is not None and _lengthens(await breaker._read_async(_snapshot), seconds):
+            await breaker._control_async(Trigger.TRIP_CALLED, breaker._trip_duration(seconds))
+
+    def _outcome_of(self, breaker: CircuitBreaker, response: httpx.Response) -> Outcome:
         try:
             failed = bool(self._is_failure(response))
         except Exception:
             logger.exception("circuit %r: is_failure raised", breaker.name)
             failed = False
-        if failed:
-            permit.record_failure()
-        else:
-            permit.record_success()
-        if self._respect_retry_after and response.status_code in (429, 503):
-            self._obey_retry_after(breaker, response)
+        return FAILURE if failed else SUCCESS
 
-    def _obey_retry_after(self, breaker: CircuitBreaker, response: httpx.Response) -> None:
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        """Seconds to open the breaker for, from a 429 or 503's Retry-After (capped), or None."""
+        if not self._respect_retry_after or response.status_code not in (429, 503):
+            return None
         seconds = parse_retry_after(response)
         if seconds is None or not seconds > 0:
-            return
-        seconds = min(seconds, self._max_retry_after)
-        metrics = breaker.metrics()
-        if metrics.current_state in _FORCED:
-            return  # an operator's decision outranks the server's hint
-        if metrics.retry_after is not None and metrics.retry_after >= seconds:
-            return  # open for longer already: never shorten it
-        breaker.trip(seconds)
+            return None
+        return min(seconds, self._max_retry_after)
+
+
+def _failure_of(exc: BaseException) -> tuple[Outcome, BaseException | None]:
+    if isinstance(exc, httpx.TransportError):
+        return FAILURE, exc
+    # Cancellation, KeyboardInterrupt, a bug: the host did not answer either
+    # way, so the call counts as neither (and frees its slot).
+    return IGNORED, None
+
+
+def _lengthens(metrics: CircuitMetrics, seconds: float) -> bool:
+    """Whether opening for `seconds` is the server's hint to obey."""
+    if metrics.current_state in _FORCED:
+        return False  # an operator's decision outranks the server's hint
+    # Open for longer already: never shorten it.
+    return metrics.retry_after is None or metrics.retry_after < seconds
+
+
+def _snapshot(core: CircuitCore, now: float) -> CircuitMetrics:
+    return core.snapshot(now)
 
 
 class _Guarded:
@@ -295,13 +328,13 @@ class AsyncCircuitBreakerTransport(_Guarded, httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         guard = self._guard
-        breaker, permit = guard._admit(request)
+        breaker, permit = await guard._admit_async(request)
         try:
             response = await self._transport.handle_async_request(request)
         except BaseException as exc:
-            guard._failed(permit, exc)
+            await guard._failed_async(permit, exc)
             raise
-        guard._answered(breaker, permit, response)
+        await guard._answered_async(breaker, permit, response)
         return response
 
     async def aclose(self) -> None:
