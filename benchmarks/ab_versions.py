@@ -47,6 +47,10 @@ async def g() -> int:
     return 1
 
 
+def boom() -> int:
+    return 1 // 0
+
+
 SyncCase = Callable[[int], None]
 AsyncCase = Callable[[int], Coroutine[Any, Any, None]]
 
@@ -59,6 +63,8 @@ def cases(c: Any) -> tuple[dict[str, SyncCase], dict[str, AsyncCase]]:
     )
     with contextlib.suppress(ZeroDivisionError):
         opened.call(lambda: 1 / 0)
+    # Failures that never trip: the locked path of every failed call.
+    failing = c.CircuitBreaker(c.CircuitBreakerConfig(failure_threshold_count=10**9), name="z")
     dec, odec, adec = closed(f), opened(f), closed(g)
     error = c.CircuitOpenError
 
@@ -105,6 +111,21 @@ def cases(c: Any) -> tuple[dict[str, SyncCase], dict[str, AsyncCase]]:
         for _ in range(n):
             opened.try_acquire()
 
+    def fail_call(n: int) -> None:
+        for _ in range(n):
+            try:
+                failing.call(boom)
+            except ZeroDivisionError as e:
+                e.__traceback__ = None
+
+    async def fail_async_with(n: int) -> None:
+        for _ in range(n):
+            try:
+                async with failing:
+                    boom()
+            except ZeroDivisionError as e:
+                e.__traceback__ = None
+
     async def call_async(n: int) -> None:
         for _ in range(n):
             await closed.call_async(g)
@@ -134,12 +155,14 @@ def cases(c: Any) -> tuple[dict[str, SyncCase], dict[str, AsyncCase]]:
         "reject_with": reject_with,
         "reject_decorator": reject_decorator,
         "reject_try": reject_try,
+        "fail_call": fail_call,
     }
     asynchronous: dict[str, AsyncCase] = {
         "call_async": call_async,
         "async_with": async_with,
         "async_decorator": async_decorator,
         "reject_call_async": reject_call_async,
+        "fail_async_with": fail_async_with,
     }
     return sync, asynchronous
 

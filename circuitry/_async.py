@@ -76,6 +76,8 @@ class AsyncAdapter(BreakerBase):
         generation = core.admitting  # CallProtocol._admit's first step, inlined (see _call)
         if generation is not None:
             core.tickets.append(started)  # admitted without the lock: see _core
+        elif core.reject_from <= started < core.reject_until:
+            generation = self._admit(started)  # rejects without the lock or awaiting
         else:
             generation = await self._admit_async(started)
         if scope is not None:
@@ -185,10 +187,12 @@ class AsyncAdapter(BreakerBase):
         started = self._clock.monotonic()
         core = self._core
         generation = core.admitting
-        if generation is None:
-            generation = await self._admit_async(started)
-        else:
+        if generation is not None:
             core.tickets.append(started)  # admitted without the lock: see _core
+        elif core.reject_from <= started < core.reject_until:
+            generation = self._admit(started)  # rejects without the lock or awaiting
+        else:
+            generation = await self._admit_async(started)
         try:
             # Called and awaited in two steps, so that a function that returned
             # something `await` refused can be told from one that raised.

@@ -103,7 +103,7 @@ def _mark_trial(core: CircuitCore, generation: int, started: float) -> None:
 
 def _unmark_trial(core: CircuitCore, generation: int, started: float) -> None:
     marks = _TRIALS.get()
-    if marks and (core, generation, started) in marks:  # the trial this context was in is over
+    if (core, generation, started) in marks:  # the trial this context was in is over
         _TRIALS.set(tuple(mark for mark in marks if mark[0] is not core))
 
 
@@ -273,9 +273,28 @@ class CallProtocol:
         `_plan_settle`): a caller whose report raised can tell whether the
         ticket is still out.
         """
-        now = self._ended(generation, started, outcome, receipt)
-        if now is not None:
-            self._settle(generation, started, now, outcome, exception, receipt)
+        # `_ended`, inlined: every failure's and every permit's path.
+        try:
+            now = self._clock.monotonic()
+        except BaseException:
+            self._clock_broke(generation, started, receipt)
+            raise
+        core = self._core
+        if generation == core.deferring and outcome is SUCCESS:
+            pending = core.pending
+            pending.append((generation, started, now))  # without the lock: see _core
+            if receipt is not None:
+                receipt.clear()
+            if len(pending) >= FOLD_AT or core.deferring != generation:
+                self._fold()  # (see the _core module doc: a success that may trip)
+            return
+        if now < core.latest:
+            try:
+                now = self._check_clock()
+            except BaseException:
+                self._clock_broke(generation, started, receipt)
+                raise
+        self._settle(generation, started, now, outcome, exception, receipt)
 
     async def _finish_async(
         self,
@@ -287,8 +306,12 @@ class CallProtocol:
     ) -> None:
         """`_finish`, awaiting the store."""
         now = self._ended(generation, started, outcome, receipt)
-        if now is not None:
-            await self._settle_async(generation, started, now, outcome, exception, receipt)
+        if now is not None:  # `_settle_async`, inlined: one coroutine less per call
+            request = self._plan_settle(generation, started, now, outcome, exception, receipt)
+            if request is not None:
+                await self._record_async(now, request)
+            elif self._core.events:
+                self._deliver()
 
     def _ended(
         self, generation: int, started: float, outcome: Outcome, receipt: list[None] | None
@@ -351,7 +374,14 @@ class CallProtocol:
         try:
             outcome = classify(subject)
         finally:
-            await self._finish_async(generation, started, outcome, exception, receipt)
+            # `_finish_async`, inlined: one coroutine less on every failure's path.
+            now = self._ended(generation, started, outcome, receipt)
+            if now is not None:
+                request = self._plan_settle(generation, started, now, outcome, exception, receipt)
+                if request is not None:
+                    await self._record_async(now, request)
+                elif self._core.events:
+                    self._deliver()
 
     def _check_clock(self) -> float:
         """A reading came out older than the core's `latest`: read the clock again.
@@ -390,17 +420,10 @@ class CallProtocol:
         receipt: list[None] | None = None,
     ) -> None:
         """Hand a completion to the circuit (`receipt`: see `_finish`)."""
-        core = self._core
         request = self._plan_settle(generation, started, now, outcome, exception, receipt)
         if request is not None:
-            try:
-                reply = self._store.send(core, request)
-                with self._lock:
-                    core.apply_complete(now, request, reply)
-            finally:
-                if core.events:
-                    self._deliver()
-        elif core.events:
+            self._record(now, request)
+        elif self._core.events:
             self._deliver()
 
     async def _settle_async(
@@ -413,18 +436,33 @@ class CallProtocol:
         receipt: list[None] | None = None,
     ) -> None:
         """`_settle`, awaiting the store."""
-        core = self._core
         request = self._plan_settle(generation, started, now, outcome, exception, receipt)
         if request is not None:
-            try:
-                reply = await self._store.send_async(core, request)
-                with self._lock:
-                    core.apply_complete(now, request, reply)
-            finally:
-                if core.events:
-                    self._deliver()
-        elif core.events:
+            await self._record_async(now, request)
+        elif self._core.events:
             self._deliver()
+
+    def _record(self, now: float, request: Request) -> None:
+        """Send a completion's record to the store and apply the reply; deliver events."""
+        core = self._core
+        try:
+            reply = self._store.send(core, request)
+            with self._lock:
+                core.apply_complete(now, request, reply)
+        finally:
+            if core.events:
+                self._deliver()
+
+    async def _record_async(self, now: float, request: Request) -> None:
+        """`_record`, awaiting the store."""
+        core = self._core
+        try:
+            reply = await self._store.send_async(core, request)
+            with self._lock:
+                core.apply_complete(now, request, reply)
+        finally:
+            if core.events:
+                self._deliver()
 
     def _plan_settle(
         self,
@@ -437,7 +475,8 @@ class CallProtocol:
     ) -> Request | None:
         """Count a completion in the core, under the lock: the record request to send, if any."""
         core = self._core
-        _unmark_trial(core, generation, started)
+        if _TRIALS.get():
+            _unmark_trial(core, generation, started)
         lock = self._lock
         lock.acquire()
         try:
@@ -526,11 +565,11 @@ class CallProtocol:
         generation = core.admitting
         if generation is not None and not self._dropped:
             core.tickets.append(now)  # admitted without the lock: see _core
-            return _permit(self, generation, now)
+            return Permit(self, generation, now)
         generation = self._acquire(now, nesting=False)[0]
         if generation < 0:
             return None
-        return _permit(self, generation, now)
+        return Permit(self, generation, now)
 
     async def _try_acquire_async(self) -> Permit:
         """A permit, awaiting the store, or raise CircuitOpenError (for the async transports)."""
@@ -539,14 +578,10 @@ class CallProtocol:
         generation = core.admitting
         if generation is not None and not self._dropped:
             core.tickets.append(now)  # admitted without the lock: see _core
-            return _permit(self, generation, now)
+            return Permit(self, generation, now)
         if core.reject_from <= now < core.reject_until:
             self._admit(now)  # raises, without the lock
         generation, state, retry_after = await self._acquire_async(now, nesting=False)
         if generation < 0:
             raise CircuitOpenError(self._name, state, retry_after, self)
-        return _permit(self, generation, now)
-
-
-def _permit(breaker: CallProtocol, generation: int, started: float) -> Permit:
-    return Permit(breaker, generation, started)
+        return Permit(self, generation, now)

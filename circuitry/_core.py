@@ -975,17 +975,20 @@ class CircuitCore:
         retry_after = self.retry_after(now) if generation == REJECTED else None
         return (generation, self.state, retry_after), None
 
-    def plan_complete(
-        self,
-        generation: int,
-        started: float,
-        now: float,
-        outcome: Outcome,
-        exception: BaseException | None,
-    ) -> Request | None:
-        """Count a completion: `complete`, and no request."""
-        self.complete(generation, started, now, outcome, exception)
-        return None
+    if TYPE_CHECKING:
+
+        def plan_complete(
+            self,
+            generation: int,
+            started: float,
+            now: float,
+            outcome: Outcome,
+            exception: BaseException | None,
+        ) -> Request | None:
+            """Count a completion: `complete`, and no request."""
+
+    else:
+        plan_complete = complete  # itself: one call less on every failure's path
 
     def plan_read(self, now: float) -> Request | None:
         """No request: the state is here."""
