@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import Boom
+from helpers import Boom, config, script_calls
 from redis_server import RedisServer, ReplyDropper
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
@@ -30,22 +30,12 @@ from circuitry.testing import FakeClock
 NAMESPACE = "faults"
 
 
-def config(**options: Any) -> CircuitBreakerConfig:
-    options.setdefault("reset_timeout_jitter", 0.0)
-    return CircuitBreakerConfig(**options)
-
-
 def fail() -> None:
     raise Boom
 
 
 def ok() -> str:
     return "ok"
-
-
-def script_calls(server: RedisServer) -> int:
-    stats = server.commandstats()
-    return stats.get("evalsha", 0) + stats.get("eval", 0)
 
 
 class Recorder:

@@ -25,10 +25,10 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import Boom, Skipped
+from helpers import Boom, Skipped, config, script_calls
 from redis_server import RedisServer
 
-from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
+from circuitry import CircuitBreaker, CircuitOpenError, CircuitState
 from circuitry._core import FAILURE
 from circuitry._shared import AlertOnly, Learned, Reply, Request, SharedCore
 from circuitry.events import Alert, Event, StateChanged, StoreRecovered, StoreUnavailable
@@ -45,11 +45,6 @@ WAIT = 30.0  # seconds any barrier or result may take before the test fails (nev
 # notifies it next: multiprocessing's Condition.notify waits for each waiter to wake.
 ANSWERS_WAIT = 3 * WAIT
 NAMESPACE = "procs"
-
-
-def config(**options: Any) -> CircuitBreakerConfig:
-    options.setdefault("reset_timeout_jitter", 0.0)
-    return CircuitBreakerConfig(**options)
 
 
 def fail() -> None:
@@ -310,11 +305,6 @@ def test_processes_racing_for_trials_get_exactly_test_request_count(
 
 
 # -- 3. round trips: none while OPEN is known, at most one per CLOSED call -------------------
-
-
-def script_calls(server: RedisServer) -> int:
-    stats = server.commandstats()
-    return stats.get("evalsha", 0) + stats.get("eval", 0)
 
 
 def test_rejections_while_open_is_known_cost_no_redis_command(

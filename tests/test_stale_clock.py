@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import functools
 import itertools
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from helpers import CLOSED, HALF_OPEN, OPEN, Boom, run_in_threads
+from helpers import CLOSED, HALF_OPEN, OPEN, Boom, run_in_threads, switching_often
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
 from circuitry.events import Event, StateChanged
@@ -167,12 +166,8 @@ def test_events_never_go_back_in_time_after_a_stale_reading() -> None:
 
 @pytest.fixture
 def tiny_switch_interval() -> Iterator[None]:
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # hand the GIL over as often as possible: preemption
-    try:
+    with switching_often():  # hand the GIL over as often as possible: preemption
         yield
-    finally:
-        sys.setswitchinterval(interval)
 
 
 @pytest.mark.usefixtures("tiny_switch_interval")

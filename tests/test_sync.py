@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 import pytest
-from helpers import CLOSED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, Boom, fail, make
+from helpers import CLOSED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, Boom, fail, make, succeed
 
 from circuitry import (
     AlertLevel,
@@ -24,11 +24,6 @@ from circuitry import (
 )
 from circuitry._core import FOLD_AT
 from circuitry.testing import FakeClock
-
-
-def succeed(breaker: CircuitBreaker) -> None:
-    with breaker:
-        pass
 
 
 def trip(breaker: CircuitBreaker) -> None:
