@@ -102,30 +102,6 @@ def test_trip_refuses_a_bad_duration(clock: FakeClock, bad: object) -> None:
     assert breaker.state is CLOSED
 
 
-# -- metrics().retry_after --------------------------------------------------------------------
-
-
-def test_retry_after_in_metrics_only_while_open(clock: FakeClock) -> None:
-    breaker = make(clock, reset_timeout=30.0, failure_threshold_count=1)
-    assert breaker.metrics().retry_after is None
-    with pytest.raises(Boom), breaker:
-        raise Boom
-    clock.advance(10.0)
-    metrics = breaker.metrics()
-    assert metrics.current_state is OPEN
-    assert metrics.retry_after == pytest.approx(20.0)
-    # Read without counting a rejection or taking a slot.
-    assert metrics.total_rejected == 0
-    clock.advance(20.0)
-    metrics = breaker.metrics()
-    assert metrics.current_state is HALF_OPEN
-    assert metrics.retry_after is None
-    with breaker:  # the trial slot is still free
-        pass
-    breaker.force_open()
-    assert breaker.metrics().retry_after is None  # unknown: FORCED_OPEN never ends
-
-
 # -- subscribe(listener, *event_types) ----------------------------------------------------------
 
 

@@ -15,7 +15,6 @@ import pytest
 from helpers import CLOSED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, Boom, fail, make, succeed
 
 from circuitry import (
-    AlertLevel,
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitBreakerError,
@@ -969,78 +968,6 @@ def test_call_in_flight_across_force_open_is_a_late_result(clock: FakeClock) -> 
     permit.record_failure()
     assert breaker.state is CLOSED
     assert breaker.metrics().total_failures == 1
-
-
-# -- metrics ---------------------------------------------------------------------------------------
-
-
-def test_metrics_before_any_call(clock: FakeClock) -> None:
-    breaker = make(clock, name="fresh")
-    clock.advance(3)
-    m = breaker.metrics()
-    assert m.name == "fresh"
-    assert m.current_state is CLOSED
-    assert m.time_in_state == 3.0
-    assert (m.state_changes, m.total_allowed, m.total_rejected) == (0, 0, 0)
-    assert m.average_response_time is None
-    assert m.p95_response_time is None
-    assert m.success_rate() == 100.0
-    assert m.is_healthy()
-    assert m.alert_level() is AlertLevel.HEALTHY
-
-
-def test_metrics_after_a_known_sequence(clock: FakeClock) -> None:
-    breaker = make(clock, name="m", failure_threshold_count=3, ignore_exceptions=(KeyError,))
-
-    def takes(seconds: float, exc: BaseException | None = None) -> str:
-        clock.advance(seconds)
-        if exc is not None:
-            raise exc
-        return "ok"
-
-    breaker.call(takes, 0.1)
-    with pytest.raises(Boom):
-        breaker.call(takes, 0.2, Boom())
-    with pytest.raises(KeyError):
-        breaker.call(takes, 0.3, KeyError())
-    breaker.call(takes, 0.4)
-    with pytest.raises(Boom):
-        breaker.call(takes, 0.5, Boom())
-
-    m = breaker.metrics()
-    assert m.current_state is CLOSED
-    assert m.total_allowed == 5
-    assert (m.total_successes, m.total_failures, m.total_ignored) == (2, 2, 1)
-    assert (m.total_rejected, m.total_slow, m.state_changes) == (0, 0, 0)
-    assert m.window_failures == 1
-    assert m.time_in_state == pytest.approx(1.5)
-    assert m.average_response_time == pytest.approx((0.1 + 0.2 + 0.4 + 0.5) / 4)
-    assert m.p95_response_time == pytest.approx(0.5, rel=0.05)
-    assert m.success_rate() == 50.0
-    assert m.is_degraded()
-    assert m.alert_level() is AlertLevel.WARNING
-
-    fail(breaker)
-    fail(breaker)
-    clock.advance(2)
-    with pytest.raises(CircuitOpenError), breaker:
-        pass
-    m = breaker.metrics()
-    assert m.current_state is OPEN
-    assert m.state_changes == 1
-    assert m.total_rejected == 1
-    assert m.total_allowed == 7
-    assert m.time_in_state == 2.0
-    assert m.is_critical()
-    assert m.alert_level() is AlertLevel.CRITICAL
-
-
-def test_metrics_is_a_snapshot(clock: FakeClock) -> None:
-    breaker = make(clock)
-    before = breaker.metrics()
-    succeed(breaker)
-    assert before.total_successes == 0
-    assert breaker.metrics().total_successes == 1
 
 
 # -- half_open_max_wait ----------------------------------------------------------------------------
