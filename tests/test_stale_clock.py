@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from helpers import CLOSED, HALF_OPEN, OPEN, Boom, run_in_threads, switching_often
+from helpers import CLOSED, HALF_OPEN, OPEN, Boom, boom, run_in_threads, switching_often
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
 from circuitry.events import Event, StateChanged
@@ -46,10 +46,6 @@ class PreemptingClock:
         if hook is not None:
             hook()
         return reading
-
-
-def boom() -> None:
-    raise Boom("down")
 
 
 def fail(breaker: CircuitBreaker) -> None:
