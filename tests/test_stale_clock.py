@@ -4,7 +4,7 @@ A thread that read the clock and was preempted before the lock (GIL hand-off,
 GC pause, busy machine) brings a time earlier than another thread's
 transition. That must never cut an open period short, restart a state period
 or empty the window; only a clock that really went back does (see
-test_clock_edges.py).
+test_clock.py).
 
 The deterministic tests make the preemption happen inside the clock: the
 reading a call takes is returned only after another "thread" (run by the
