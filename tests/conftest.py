@@ -12,10 +12,18 @@ from circuitry.testing import FakeClock
 # helpers.py asserts too (half_open, run_in_threads): let pytest explain its failures.
 pytest.register_assert_rewrite("helpers")
 
+from helpers import INTERRUPTS  # noqa: E402  (imported once registered, to be rewritten)
+
 
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture(params=INTERRUPTS, ids=lambda t: t.__name__)
+def interrupt(request: pytest.FixtureRequest) -> type[BaseException]:
+    """Each BaseException a callback may raise that is no Exception, in turn."""
+    return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture(params=["asyncio", "trio"])

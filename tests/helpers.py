@@ -7,15 +7,20 @@ in conftest.py; this holds only what tests call directly.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitState
+from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitMetrics, CircuitState
 from circuitry._core import CircuitCore
 from circuitry.testing import FakeClock
+
+if TYPE_CHECKING:
+    from redis_server import RedisServer
 
 CLOSED = CircuitState.CLOSED
 OPEN = CircuitState.OPEN
@@ -38,6 +43,15 @@ class Interrupt(BaseException):
     """A BaseException that is neither an Exception nor a cancellation."""
 
 
+# What a callback may raise that is no Exception (conftest.py's `interrupt` fixture).
+INTERRUPTS = [KeyboardInterrupt, SystemExit, Interrupt]
+
+
+def boom() -> None:
+    """A protected function that fails: raises Boom."""
+    raise Boom("down")
+
+
 # -- breakers -----------------------------------------------------------------------------
 
 
@@ -54,12 +68,26 @@ def fail(breaker: CircuitBreaker, exc: BaseException | None = None) -> BaseExcep
     return info.value
 
 
+def succeed(breaker: CircuitBreaker, seconds: float = 0.0, clock: FakeClock | None = None) -> None:
+    """Run one `with` block that succeeds, taking `seconds` on `clock` if given."""
+    with breaker:
+        if clock is not None:
+            clock.advance(seconds)
+
+
+def call(breaker: CircuitBreaker, clock: FakeClock, seconds: float, *, ok: bool = True) -> None:
+    """One call that takes `seconds` on `clock` and succeeds or fails (with Boom, swallowed)."""
+    try:
+        with breaker:
+            clock.advance(seconds)
+            if not ok:
+                raise Boom("down")
+    except Boom:
+        pass
+
+
 def trip(breaker: CircuitBreaker) -> None:
     """Fail calls through `breaker.call` until the circuit opens."""
-
-    def boom() -> None:
-        raise Boom("down")
-
     while breaker.state is not OPEN:
         with pytest.raises(Boom):
             breaker.call(boom)
@@ -70,6 +98,13 @@ def half_open(breaker: CircuitBreaker, clock: FakeClock) -> None:
     trip(breaker)
     clock.advance(breaker.config.reset_timeout)
     assert breaker.state is HALF_OPEN
+
+
+def settled(metrics: CircuitMetrics) -> bool:
+    """Every admitted call has completed: none holds a ticket."""
+    return metrics.total_allowed == (
+        metrics.total_successes + metrics.total_failures + metrics.total_ignored
+    )
 
 
 # -- the three ways to protect an async call ------------------------------------------------
@@ -138,6 +173,32 @@ def run_in_threads(
     assert not any(thread.is_alive() for thread in threads), "a worker thread hung"
     if errors:
         raise errors[0]
+
+
+@contextlib.contextmanager
+def switching_often() -> Iterator[None]:
+    """Switch threads as often as the interpreter can: more interleavings, more races."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
+# -- a shared store (Redis) ---------------------------------------------------------------
+
+
+def config(**options: Any) -> CircuitBreakerConfig:
+    """A config without jitter: the open periods a shared store keeps are then exact."""
+    options.setdefault("reset_timeout_jitter", 0.0)
+    return CircuitBreakerConfig(**options)
+
+
+def script_calls(server: RedisServer) -> int:
+    """How many scripts `server` has run (EVALSHA and EVAL)."""
+    stats = server.commandstats()
+    return stats.get("evalsha", 0) + stats.get("eval", 0)
 
 
 # -- the core --------------------------------------------------------------------------

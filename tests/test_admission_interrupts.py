@@ -16,25 +16,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from helpers import CLOSED, HALF_OPEN, OPEN, Boom, Interrupt, make, trip
+from helpers import CLOSED, HALF_OPEN, OPEN, Boom, Interrupt, boom, make, settled, trip
 
 from circuitry import (
     Alert,
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitBreakerManager,
-    CircuitMetrics,
 )
 from circuitry._calls import trial_of
 from circuitry.events import CallIgnored, Event, StateChanged
 from circuitry.redis import RedisStore
 from circuitry.testing import FakeClock
-
-
-def settled(metrics: CircuitMetrics) -> bool:
-    return metrics.total_allowed == (
-        metrics.total_successes + metrics.total_failures + metrics.total_ignored
-    )
 
 
 def to_half_open(item: object) -> bool:
@@ -264,13 +257,9 @@ def test_a_failure_after_an_interrupted_admission_is_still_counted() -> None:
     with pytest.raises(SystemExit):
         breaker.call(_noop)
     with pytest.raises(Boom):
-        breaker.call(_raise_boom)  # the trial, and it fails: OPEN again
+        breaker.call(boom)  # the trial, and it fails: OPEN again
     assert breaker.state is OPEN
     assert settled(breaker.metrics())
-
-
-def _raise_boom() -> None:
-    raise Boom("down")
 
 
 # -- with a shared store: the same, where the trial is Redis's permit ----------------------
@@ -289,7 +278,7 @@ def shared_half_open_due(
     )
     breaker.subscribe(Raiser(to_half_open, error))
     with pytest.raises(Boom):
-        breaker.call(_raise_boom)
+        breaker.call(boom)
     assert breaker._core.state is OPEN
     clock.advance(10)
     return breaker, store

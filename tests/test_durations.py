@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import CLOSED, HALF_OPEN, OPEN, Boom, Skipped, make
+from helpers import CLOSED, HALF_OPEN, OPEN, Boom, Skipped, boom, make
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
@@ -97,7 +97,7 @@ def test_the_tiny_window_of_the_issue_no_longer_breaks_calls(clock: FakeClock) -
     breaker = make(clock, failure_window=1e-6, failure_threshold_count=3)
     for _ in range(5):
         with pytest.raises(Boom):
-            breaker.call(_boom)
+            breaker.call(boom)
         clock.advance(1e-6)
     assert breaker.call(lambda: 1) == 1
 
@@ -334,10 +334,6 @@ def test_trip_takes_any_finite_duration_up_to_the_largest_float(
     with pytest.raises(CircuitOpenError) as info:
         breaker.call(lambda: 1)
     assert info.value.retry_after == float(duration)
-
-
-def _boom() -> None:
-    raise Boom
 
 
 @pytest.mark.parametrize(

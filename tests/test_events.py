@@ -216,6 +216,67 @@ def test_state_changes_reach_the_alert_handler_without_listeners(clock: FakeCloc
     assert breaker._core.events == []
 
 
+# -- subscribe(listener, *event_types) ----------------------------------------------------------
+
+
+def test_a_typed_listener_gets_only_its_types(clock: FakeClock) -> None:
+    breaker = make(clock, failure_threshold_count=1)
+    changes: list[Event] = []
+    failures: list[Event] = []
+    everything: list[Event] = []
+    breaker.subscribe(changes.append, StateChanged)
+    breaker.subscribe(failures.append, CallFailed, CallRejected)
+    breaker.subscribe(everything.append)
+    with breaker:
+        pass
+    with pytest.raises(Boom), breaker:
+        raise Boom
+    with pytest.raises(CircuitOpenError), breaker:
+        pass
+    assert [type(e) for e in changes] == [StateChanged]
+    assert [type(e) for e in failures] == [CallFailed, CallRejected]
+    assert [type(e) for e in everything] == [
+        CallSucceeded,
+        CallFailed,
+        StateChanged,
+        CallRejected,
+    ]
+
+
+def test_a_state_change_listener_alone_builds_no_call_events(clock: FakeClock) -> None:
+    breaker = make(clock)
+    breaker.subscribe(lambda event: None, StateChanged)
+    core = breaker._core
+    assert core.listening is False
+    assert core.deferring is not None  # successes still skip the lock
+    unsubscribe = breaker.subscribe(lambda event: None, CallSucceeded)
+    assert core.listening is True
+    unsubscribe()
+    assert core.listening is False
+    breaker.trip(1.0)
+    assert core.reject_until > clock()  # rejections still skip the lock
+
+
+def test_the_same_listener_twice_is_two_subscriptions(clock: FakeClock) -> None:
+    breaker = make(clock)
+    events: list[Event] = []
+    first = breaker.subscribe(events.append, StateChanged)
+    breaker.subscribe(events.append, StateChanged)
+    breaker.trip(1.0)
+    assert len(events) == 2
+    first()
+    breaker.reset()
+    assert len(events) == 3
+
+
+@pytest.mark.parametrize("bad", [int, "StateChanged", Alert, CircuitState])
+def test_subscribe_refuses_what_is_no_event_type(clock: FakeClock, bad: object) -> None:
+    breaker = make(clock)
+    with pytest.raises(TypeError, match="event_types") as info:
+        breaker.subscribe(print, bad)  # type: ignore[arg-type]
+    assert repr(bad) in str(info.value)
+
+
 # -- failing listeners and handlers -----------------------------------------------------------
 
 

@@ -16,20 +16,14 @@ import warnings
 from collections.abc import Callable
 
 import pytest
-from helpers import CLOSED, Boom, half_open, make
+from helpers import CLOSED, Boom, half_open, make, settled
 
-from circuitry import CircuitBreaker, CircuitMetrics
+from circuitry import CircuitBreaker
 from circuitry.testing import FakeClock
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
 
 WAIT = 60  # seconds a child or a thread may take before it is taken for hung (never reached)
-
-
-def settled(metrics: CircuitMetrics) -> bool:
-    return metrics.total_allowed == (
-        metrics.total_successes + metrics.total_failures + metrics.total_ignored
-    )
 
 
 def in_child(check: Callable[[], bool], *, timeout: int = WAIT) -> int:

@@ -16,7 +16,7 @@ import os
 import threading
 
 import pytest
-from helpers import CLOSED, Boom, make
+from helpers import CLOSED, Boom, boom, make
 from test_fork import child_ok, exit_child, fork, settled
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitMetrics
@@ -148,7 +148,7 @@ def test_the_childs_calls_after_the_fork_count_as_usual(clock: FakeClock) -> Non
             breaker.call(lambda: None)
             for _ in range(2):
                 with contextlib.suppress(Boom):
-                    breaker.call(_boom)
+                    breaker.call(boom)
             if breaker.state is CLOSED:
                 return False  # two failures in a row trip it, as in any process
             permit.record_failure()  # the pre-fork permit: a late result, counted once
@@ -158,10 +158,6 @@ def test_the_childs_calls_after_the_fork_count_as_usual(clock: FakeClock) -> Non
         exit_child(check)
     permit.release()
     wait_child(pid)
-
-
-def _boom() -> None:
-    raise Boom("down")
 
 
 def test_a_permit_held_by_the_forking_thread_is_counted_once_with_a_store(redis_url: str) -> None:

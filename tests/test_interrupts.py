@@ -12,20 +12,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers import CLOSED, HALF_OPEN, OPEN, Boom, Interrupt, half_open, make, trip
+from helpers import CLOSED, HALF_OPEN, OPEN, Boom, Interrupt, boom, half_open, make, settled, trip
 
-from circuitry import Alert, CircuitBreaker, CircuitMetrics, CircuitOpenError
+from circuitry import Alert, CircuitBreaker, CircuitOpenError
 from circuitry.events import StateChanged
 from circuitry.testing import FakeClock
-
-INTERRUPTS = [KeyboardInterrupt, SystemExit, Interrupt]
-
-
-def settled(metrics: CircuitMetrics) -> bool:
-    """Every admitted call has completed: none holds a ticket."""
-    return metrics.total_allowed == (
-        metrics.total_successes + metrics.total_failures + metrics.total_ignored
-    )
 
 
 class Recorder:
@@ -45,11 +36,6 @@ class Recorder:
         return [e for e in self.got if isinstance(e, StateChanged)]
 
 
-@pytest.fixture(params=INTERRUPTS, ids=lambda t: t.__name__)
-def interrupt(request: pytest.FixtureRequest) -> type[BaseException]:
-    return request.param  # type: ignore[no-any-return]
-
-
 def test_a_listener_interrupt_propagates_after_every_listener_and_the_alert_handler_had_it(
     clock: FakeClock, interrupt: type[BaseException]
 ) -> None:
@@ -62,9 +48,9 @@ def test_a_listener_interrupt_propagates_after_every_listener_and_the_alert_hand
     breaker.subscribe(second)
 
     with pytest.raises(Boom):
-        breaker.call(_boom)
+        breaker.call(boom)
     with pytest.raises(interrupt):  # the trip's StateChanged reaches `first`, which raises
-        breaker.call(_boom)
+        breaker.call(boom)
 
     assert breaker.state is OPEN
     assert [e.new_state for e in second.state_changes()] == [OPEN]
@@ -96,7 +82,7 @@ def test_an_alert_handler_interrupt_propagates_after_the_listeners_had_the_event
     breaker.subscribe(listener)
 
     with pytest.raises(interrupt):
-        breaker.call(_boom)
+        breaker.call(boom)
 
     assert breaker.state is OPEN
     assert [e.new_state for e in listener.state_changes()] == [OPEN]
@@ -115,7 +101,7 @@ def test_one_interrupt_per_delivery_the_first_and_no_event_lost_in_a_batch(
     breaker.subscribe(raising)
     breaker.subscribe(keeping)
     with pytest.raises(Interrupt):
-        breaker.call(_boom)
+        breaker.call(boom)
     assert [type(e).__name__ for e in keeping.got] == ["CallFailed", "StateChanged"]
     assert keeping.got == raising.got
 
@@ -307,13 +293,9 @@ def test_the_recursion_limit_in_a_half_open_trial_gives_the_slot_back(
         breaker.reset()
 
 
-def _boom() -> None:
-    raise Boom("down")
-
-
 def _fail_by(mode: str, breaker: CircuitBreaker) -> None:
     if mode == "call":
-        breaker.call(_boom)
+        breaker.call(boom)
     else:
         with breaker:
             raise Boom("down")

@@ -8,13 +8,12 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from helpers import Boom, fail, run_in_threads
+from helpers import CLOSED, OPEN, Boom, fail, run_in_threads, succeed
 
 from circuitry import (
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitBreakerManager,
-    CircuitState,
     ServicePresets,
 )
 from circuitry.events import (
@@ -27,18 +26,10 @@ from circuitry.events import (
 )
 from circuitry.testing import FakeClock
 
-CLOSED = CircuitState.CLOSED
-OPEN = CircuitState.OPEN
-
 
 def manager(**config: Any) -> CircuitBreakerManager:
     config = {"failure_threshold_count": 1, **config}
     return CircuitBreakerManager(CircuitBreakerConfig(**config), clock=FakeClock())
-
-
-def succeed(breaker: CircuitBreaker) -> None:
-    with breaker:
-        pass
 
 
 def kinds(events: list[Event]) -> list[tuple[str, str]]:

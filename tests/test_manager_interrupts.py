@@ -20,13 +20,7 @@ from circuitry import Alert, CircuitBreakerConfig, CircuitBreakerManager
 from circuitry.events import Event, StateChanged
 from circuitry.testing import FakeClock
 
-INTERRUPTS = [KeyboardInterrupt, SystemExit, Interrupt]
 NAMES = ["a", "b", "c"]
-
-
-@pytest.fixture(params=INTERRUPTS, ids=lambda t: t.__name__)
-def interrupt(request: pytest.FixtureRequest) -> type[BaseException]:
-    return request.param  # type: ignore[no-any-return]
 
 
 def manager(clock: FakeClock, **config: Any) -> CircuitBreakerManager:

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import Boom, Skipped, run_in_threads
+from helpers import Boom, Skipped, boom, run_in_threads
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
 from circuitry.events import CallFailed, CallIgnored, CallSucceeded, Event
@@ -162,7 +162,7 @@ def test_half_open_limit_holds_across_threads_and_event_loops() -> None:
         name="trials",
     )
     with pytest.raises(Boom):
-        breaker.call(_raise_boom)
+        breaker.call(boom)
     time.sleep(0.002)
     assert breaker.state is CircuitState.HALF_OPEN
 
@@ -250,6 +250,3 @@ def test_half_open_limit_holds_across_threads_and_event_loops() -> None:
     permits = [breaker.try_acquire() for _ in range(slots + 1)]
     assert [p is not None for p in permits] == [True] * slots + [False]
 
-
-def _raise_boom() -> None:
-    raise Boom

@@ -14,16 +14,10 @@ import threading
 
 import anyio
 import pytest
-from helpers import CLOSED, HALF_OPEN, OPEN, Boom, half_open, make, trip
+from helpers import CLOSED, HALF_OPEN, OPEN, Boom, boom, half_open, make, settled, trip
 
-from circuitry import CircuitBreaker, CircuitMetrics, CircuitOpenError
+from circuitry import CircuitBreaker, CircuitOpenError
 from circuitry.testing import FakeClock
-
-
-def settled(metrics: CircuitMetrics) -> bool:
-    return metrics.total_allowed == (
-        metrics.total_successes + metrics.total_failures + metrics.total_ignored
-    )
 
 
 def recurse_with_call(breaker: CircuitBreaker, depth: int) -> int:
@@ -57,9 +51,9 @@ def test_a_nested_call_in_closed_is_a_call_of_its_own(clock: FakeClock) -> None:
 
     def outer() -> None:
         with pytest.raises(Boom):
-            breaker.call(_boom)
+            breaker.call(boom)
         with pytest.raises(Boom):
-            breaker.call(_boom)  # the second failure trips the circuit, inside `outer`
+            breaker.call(boom)  # the second failure trips the circuit, inside `outer`
 
     breaker.call(outer)
     m = breaker.metrics()
@@ -74,7 +68,7 @@ def test_a_nested_failure_fails_the_trial_at_once(clock: FakeClock) -> None:
 
     def outer() -> str:
         with pytest.raises(Boom):
-            breaker.call(_boom)
+            breaker.call(boom)
         states.append(breaker.state)
         return "recovered by the caller"
 
@@ -222,10 +216,6 @@ async def test_another_task_does_not_ride_on_the_trial(clock: FakeClock) -> None
         release.set()
     assert seen == ["rejected"]
     assert breaker.state is CLOSED
-
-
-def _boom() -> None:
-    raise Boom("down")
 
 
 def test_the_core_rides_only_on_a_trial_in_flight() -> None:

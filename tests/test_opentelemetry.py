@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import Boom, fail, make
+from helpers import call, fail, make
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import Gauge, InMemoryMetricReader, Sum
 
-from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitBreakerManager
+from circuitry import CircuitBreakerConfig, CircuitBreakerManager
 from circuitry.opentelemetry import Instrumentation, instrument
 from circuitry.testing import FakeClock
 
@@ -60,16 +60,6 @@ def sdk() -> Iterator[SDK]:
 
 def point(points: Points, instrument: str, /, **attributes: str) -> float | None:
     return points.get((instrument, tuple(sorted(attributes.items()))))
-
-
-def call(breaker: CircuitBreaker, clock: FakeClock, seconds: float, *, ok: bool = True) -> None:
-    try:
-        with breaker:
-            clock.advance(seconds)
-            if not ok:
-                raise Boom("down")
-    except Boom:
-        pass
 
 
 def windowed_manager(clock: FakeClock) -> CircuitBreakerManager:

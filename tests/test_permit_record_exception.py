@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import CLOSED, HALF_OPEN, OPEN, Boom, Interrupt, half_open, make
+from helpers import CLOSED, HALF_OPEN, OPEN, Boom, Interrupt, boom, half_open, make
 
 from circuitry import CircuitBreaker, CircuitOpenError, Permit
 from circuitry.events import CallFailed, Event
@@ -136,7 +136,7 @@ def test_this_breakers_own_rejection_counts_as_ignored(clock: FakeClock) -> None
     breaker = make(clock, failure_threshold_count=1)
     permit = acquire(breaker)
     with pytest.raises(Boom):
-        breaker.call(_boom)  # trips it
+        breaker.call(boom)  # trips it
     with pytest.raises(CircuitOpenError) as info:
         breaker.call(lambda: 1)
     permit.record_exception(info.value)
@@ -210,6 +210,3 @@ async def test_a_cancellation_in_async_code_is_never_a_failure(clock: FakeClock)
     m = breaker.metrics()
     assert (m.total_ignored, m.total_failures) == (2, 1)
 
-
-def _boom() -> None:
-    raise Boom

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Boom, fail, make
+from helpers import call, fail, make
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitBreakerManager
+from circuitry import CircuitBreakerConfig, CircuitBreakerManager
 from circuitry.prometheus import CircuitBreakerCollector
 from circuitry.testing import FakeClock
 
@@ -50,16 +50,6 @@ def value(samples: Samples, metric: str, /, **labels: str) -> float | None:
 def of(samples: Samples, breaker: str) -> Samples:
     """The samples of one breaker."""
     return {k: v for k, v in samples.items() if ("name", breaker) in k[1]}
-
-
-def call(breaker: CircuitBreaker, clock: FakeClock, seconds: float, *, ok: bool = True) -> None:
-    try:
-        with breaker:
-            clock.advance(seconds)
-            if not ok:
-                raise Boom("down")
-    except Boom:
-        pass
 
 
 def windowed_manager(clock: FakeClock) -> CircuitBreakerManager:

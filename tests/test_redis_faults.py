@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import Boom
+from helpers import Boom, boom, config, script_calls
 from redis_server import RedisServer, ReplyDropper
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
@@ -30,22 +30,8 @@ from circuitry.testing import FakeClock
 NAMESPACE = "faults"
 
 
-def config(**options: Any) -> CircuitBreakerConfig:
-    options.setdefault("reset_timeout_jitter", 0.0)
-    return CircuitBreakerConfig(**options)
-
-
-def fail() -> None:
-    raise Boom
-
-
 def ok() -> str:
     return "ok"
-
-
-def script_calls(server: RedisServer) -> int:
-    stats = server.commandstats()
-    return stats.get("evalsha", 0) + stats.get("eval", 0)
 
 
 class Recorder:
@@ -137,7 +123,7 @@ def test_a_restart_empty_mid_run_starts_closed_in_a_newer_generation(
     other = CircuitBreaker(rules, name="svc", store=make_store(stores, server, socket_timeout=5.0))
     for _ in range(3):
         with pytest.raises(Boom):
-            breaker.call(fail)
+            breaker.call(boom)
     before = store.snapshot("svc")
     assert before["state"] == "open"
 
@@ -186,7 +172,7 @@ def test_a_restart_empty_mid_run_starts_closed_in_a_newer_generation(
     # And it is one shared circuit again: three failures from the two trip it.
     for breaker_ in (breaker, other, breaker):
         with pytest.raises(Boom):
-            breaker_.call(fail)
+            breaker_.call(boom)
     assert store.snapshot("svc")["state"] == "open"
 
 
@@ -198,12 +184,12 @@ def test_flushed_scripts_are_reloaded_transparently(
     recorder = Recorder(breaker)
     for _ in range(2):
         with pytest.raises(Boom):
-            breaker.call(fail)
+            breaker.call(boom)
     with server.client() as client:
         client.script_flush()
     before = server.commandstats()
     with pytest.raises(Boom):
-        breaker.call(fail)  # EVALSHA: NOSCRIPT, then EVAL loads it again
+        breaker.call(boom)  # EVALSHA: NOSCRIPT, then EVAL loads it again
     after = server.commandstats()
     assert after.get("eval", 0) - before.get("eval", 0) == 1
     assert after["evalsha"] - before.get("evalsha", 0) == 1
@@ -301,7 +287,7 @@ def test_local_fallback_trips_on_local_failures(
     for _ in range(20):
         try:
             ran += 1
-            breaker.call(fail)
+            breaker.call(boom)
         except Boom:
             pass
         except CircuitOpenError as exc:
@@ -323,7 +309,7 @@ def test_allow_fallback_admits_every_call(
     server.kill()
     for _ in range(20):
         with pytest.raises(Boom):  # never a CircuitOpenError
-            breaker.call(fail)
+            breaker.call(boom)
     assert breaker.metrics().total_failures == 20
 
 
@@ -385,7 +371,7 @@ def test_after_recovery_redis_state_is_authoritative(
     other = CircuitBreaker(rules, name="svc", store=make_store(stores, server))
     for _ in range(3):
         with pytest.raises(Boom):
-            other.call(fail)
+            other.call(boom)
     assert breaker.call(ok) == "ok"  # still in the backoff: the local CLOSED admits
     wait_for_backoff(failed_at)
     with pytest.raises(CircuitOpenError) as rejected:
@@ -544,7 +530,7 @@ def test_the_due_request_is_single_flight_in_a_process(
     breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=0.2), name="svc",
                              store=store)
     with pytest.raises(Boom):
-        breaker.call(fail)
+        breaker.call(boom)
     time.sleep(0.3)  # the open period this process knows of is over
     before = script_calls(server)
     # Hung: the one request out waits a socket timeout; every other call meanwhile
@@ -692,7 +678,7 @@ def half_open_through(
     breaker = CircuitBreaker(rules, name="svc", store=lossy)
     other = CircuitBreaker(rules, name="svc", store=direct)
     with pytest.raises(Boom):
-        breaker.call(fail)
+        breaker.call(boom)
     time.sleep(0.3)  # the open period is over
     return breaker, other, direct
 
@@ -732,11 +718,11 @@ def test_a_transition_whose_reply_was_lost_is_alerted_once(
     maker.call(ok)
     other.call(ok)
     with pytest.raises(Boom):
-        other.call(fail)
+        other.call(boom)
     dropper.dropping.set()
     try:
         with pytest.raises(Boom):
-            maker.call(fail)  # the second failure trips the circuit; the reply is lost
+            maker.call(boom)  # the second failure trips the circuit; the reply is lost
         lost_at = time.monotonic()
     finally:
         dropper.dropping.clear()
@@ -802,7 +788,7 @@ def test_a_trial_in_flight_when_the_store_failed_gives_its_slot_back(
     breaker = CircuitBreaker(rules, name="svc", store=make_store(stores, server))
     other = CircuitBreaker(rules, name="svc", store=direct)
     with pytest.raises(Boom):
-        breaker.call(fail)
+        breaker.call(boom)
     time.sleep(0.3)  # the open period is over
     permit = breaker.try_acquire()  # the trial, its slot taken in Redis
     assert permit is not None

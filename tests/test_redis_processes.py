@@ -25,10 +25,10 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import Boom, Skipped
+from helpers import Boom, Skipped, boom, config, script_calls
 from redis_server import RedisServer
 
-from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
+from circuitry import CircuitBreaker, CircuitOpenError, CircuitState
 from circuitry._core import FAILURE
 from circuitry._shared import AlertOnly, Learned, Reply, Request, SharedCore
 from circuitry.events import Alert, Event, StateChanged, StoreRecovered, StoreUnavailable
@@ -45,15 +45,6 @@ WAIT = 30.0  # seconds any barrier or result may take before the test fails (nev
 # notifies it next: multiprocessing's Condition.notify waits for each waiter to wake.
 ANSWERS_WAIT = 3 * WAIT
 NAMESPACE = "procs"
-
-
-def config(**options: Any) -> CircuitBreakerConfig:
-    options.setdefault("reset_timeout_jitter", 0.0)
-    return CircuitBreakerConfig(**options)
-
-
-def fail() -> None:
-    raise Boom
 
 
 def ok() -> None:
@@ -160,7 +151,7 @@ def fail_through(
     for _ in range(calls):
         try:
             ran += 1
-            breaker.call(fail)
+            breaker.call(boom)
         except Boom:
             pass
         except CircuitOpenError as exc:
@@ -312,18 +303,13 @@ def test_processes_racing_for_trials_get_exactly_test_request_count(
 # -- 3. round trips: none while OPEN is known, at most one per CLOSED call -------------------
 
 
-def script_calls(server: RedisServer) -> int:
-    stats = server.commandstats()
-    return stats.get("evalsha", 0) + stats.get("eval", 0)
-
-
 def test_rejections_while_open_is_known_cost_no_redis_command(
     redis_server: RedisServer, store: RedisStore
 ) -> None:
     breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=600.0),
                              name="open", store=store)
     with pytest.raises(Boom):
-        breaker.call(fail)  # the first call asks (acquire), then records: OPEN
+        breaker.call(boom)  # the first call asks (acquire), then records: OPEN
     assert breaker.state is CircuitState.OPEN
     before = script_calls(redis_server)
     for _ in range(500):
@@ -353,7 +339,7 @@ def test_a_closed_call_costs_at_most_one_redis_command(
     def skip() -> None:
         raise Skipped
 
-    for fn, cost in ((ok, count), (fail, count), (skip, 0)):
+    for fn, cost in ((ok, count), (boom, count), (skip, 0)):
         before = script_calls(redis_server)
         for _ in range(count):
             with contextlib.suppress(Boom, Skipped):
@@ -375,7 +361,7 @@ def test_a_trial_costs_two_and_the_due_call_one(
     breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=0.2),
                              name="trial", store=store)
     with pytest.raises(Boom):
-        breaker.call(fail)
+        breaker.call(boom)
     time.sleep(0.3)
     before = script_calls(redis_server)
     breaker.call(ok)  # acquire (the trial), record (it closes)
@@ -482,7 +468,7 @@ def test_breakers_whose_clocks_are_an_hour_apart_agree(redis_url: str) -> None:
         normal = CircuitBreaker(rules, name="skew", store=stores[1])
         for breaker in (ahead, normal):  # one failure each: two from the cluster trip it
             with pytest.raises(Boom):
-                breaker.call(fail)
+                breaker.call(boom)
         assert ahead.state is CircuitState.OPEN  # a read: `ahead` learns of it
         retry_after: dict[str, float] = {}
         for label, breaker in (("ahead", ahead), ("normal", normal)):
@@ -537,7 +523,7 @@ def mixed_calls(url: str, index: int, start: Any) -> dict[str, Any]:
     for i in range(100):
         failing = (i + index) % 4 == 0
         try:
-            counting.call(fail if failing else ok)
+            counting.call(boom if failing else ok)
             window["successes"] += 1
         except Boom:
             window["failures"] += 1
@@ -545,7 +531,7 @@ def mixed_calls(url: str, index: int, start: Any) -> dict[str, Any]:
         failing = (i // 25 + index) % 2 == 0  # bursts of failures, bursts of successes
         counts["calls"] += 1
         try:
-            tripping.call(fail if failing else ok)
+            tripping.call(boom if failing else ok)
             counts["successes"] += 1
         except Boom:
             counts["failures"] += 1
@@ -689,7 +675,7 @@ def test_a_snapshot_from_a_process_without_the_breaker_shows_the_shared_window(
             name="looked-at",
             store=writer,
         )
-        for fn in (ok, ok, fail):
+        for fn in (ok, ok, boom):
             with contextlib.suppress(Boom):
                 breaker.call(fn)
         for reader in (store, writer):
@@ -710,7 +696,7 @@ def fail_in_threads(url: str, start: Any) -> dict[str, Any]:
         for _ in range(250):
             try:
                 ran[index] += 1
-                breaker.call(fail)
+                breaker.call(boom)
             except Boom:
                 pass
             except CircuitOpenError:
@@ -757,7 +743,7 @@ def racing_records(store: RedisStore, failed_before: int) -> tuple[SharedCore, R
     breaker.call(ok)  # synced: CLOSED
     for _ in range(failed_before):
         with pytest.raises(Boom):
-            breaker.call(fail)
+            breaker.call(boom)
     core = breaker._core
     assert isinstance(core, SharedCore)
     now = time.monotonic()

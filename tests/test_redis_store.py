@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import Boom
+from helpers import CLOSED, HALF_OPEN, OPEN, Boom, boom
 from redis_server import RedisServer
 
 from circuitry import (
@@ -30,17 +30,11 @@ from circuitry.events import Alert, Event, StateChanged
 from circuitry.redis import RedisStore
 from circuitry.testing import FakeClock
 
-CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
-
 
 def fail(breaker: CircuitBreaker, times: int = 1) -> None:
     for _ in range(times):
         with pytest.raises((Boom, CircuitOpenError)):
-            breaker.call(raise_boom)
-
-
-def raise_boom() -> None:
-    raise Boom
+            breaker.call(boom)
 
 
 def config(**options: Any) -> CircuitBreakerConfig:
@@ -478,7 +472,7 @@ def test_a_manager_with_a_store_gives_each_service_a_shared_circuit(redis_url: s
     two = CircuitBreakerManager(config(failure_threshold_count=1),
                                 store=RedisStore.from_url(redis_url))
     with pytest.raises(Boom):
-        one.call("search", raise_boom)
+        one.call("search", boom)
     assert two["search"].state is OPEN
     assert two["orders"].state is CLOSED
 

@@ -4,7 +4,7 @@ A thread that read the clock and was preempted before the lock (GIL hand-off,
 GC pause, busy machine) brings a time earlier than another thread's
 transition. That must never cut an open period short, restart a state period
 or empty the window; only a clock that really went back does (see
-test_clock_edges.py).
+test_clock.py).
 
 The deterministic tests make the preemption happen inside the clock: the
 reading a call takes is returned only after another "thread" (run by the
@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import functools
 import itertools
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from helpers import CLOSED, HALF_OPEN, OPEN, Boom, run_in_threads
+from helpers import CLOSED, HALF_OPEN, OPEN, Boom, boom, run_in_threads, switching_often
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
 from circuitry.events import Event, StateChanged
@@ -47,10 +46,6 @@ class PreemptingClock:
         if hook is not None:
             hook()
         return reading
-
-
-def boom() -> None:
-    raise Boom("down")
 
 
 def fail(breaker: CircuitBreaker) -> None:
@@ -167,12 +162,8 @@ def test_events_never_go_back_in_time_after_a_stale_reading() -> None:
 
 @pytest.fixture
 def tiny_switch_interval() -> Iterator[None]:
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # hand the GIL over as often as possible: preemption
-    try:
+    with switching_often():  # hand the GIL over as often as possible: preemption
         yield
-    finally:
-        sys.setswitchinterval(interval)
 
 
 @pytest.mark.usefixtures("tiny_switch_interval")

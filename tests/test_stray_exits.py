@@ -15,21 +15,15 @@ from collections.abc import Generator
 
 import anyio
 import pytest
-from helpers import CLOSED, HALF_OPEN, OPEN, Boom, half_open, make, trip
+from helpers import CLOSED, HALF_OPEN, OPEN, Boom, half_open, make, settled, trip
 
-from circuitry import CircuitBreaker, CircuitMetrics, CircuitOpenError
+from circuitry import CircuitBreaker, CircuitOpenError
 from circuitry.events import CallFailed, CallSucceeded, Event
 from circuitry.testing import FakeClock
 
 
 def durations(events: list[Event]) -> list[float]:
     return [e.duration for e in events if isinstance(e, (CallSucceeded, CallFailed))]
-
-
-def settled(metrics: CircuitMetrics) -> bool:
-    return metrics.total_allowed == (
-        metrics.total_successes + metrics.total_failures + metrics.total_ignored
-    )
 
 
 def listened(clock: FakeClock, **config: object) -> tuple[CircuitBreaker, list[Event]]:

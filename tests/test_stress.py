@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers import Boom, run_in_threads
+from helpers import Boom, run_in_threads, switching_often
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
 from circuitry.events import CallFailed, CallIgnored, CallSucceeded, Event
@@ -23,17 +22,6 @@ JOIN_TIMEOUT = 60  # a guard against a hang, not a timing claim
 def run_threads(target: Callable[[int], None], count: int = THREADS) -> None:
     """Run `target(index)` in `count` threads; re-raise the first error any of them hit."""
     run_in_threads([functools.partial(target, i) for i in range(count)], timeout=JOIN_TIMEOUT)
-
-
-@contextlib.contextmanager
-def switching_often() -> Iterator[None]:
-    """Switch threads as often as the interpreter can: more interleavings, more races."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
 
 
 def outcome_of(index: int, i: int) -> str:

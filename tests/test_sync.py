@@ -1,4 +1,5 @@
-"""The synchronous breaker: `with`, `call`, `@breaker`, `try_acquire`, states, metrics."""
+"""The synchronous breaker: `with`, `call`, `@breaker`, `try_acquire`, states, manual control
+(force_open, force_closed, reset, trip(duration))."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import threading
 from typing import Any
 
 import pytest
-from helpers import CLOSED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, Boom, fail, make
+from helpers import CLOSED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, Boom, fail, make, succeed
 
 from circuitry import (
-    AlertLevel,
+    Alert,
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitBreakerError,
@@ -23,12 +24,8 @@ from circuitry import (
     Permit,
 )
 from circuitry._core import FOLD_AT
+from circuitry.events import Event, StateChanged
 from circuitry.testing import FakeClock
-
-
-def succeed(breaker: CircuitBreaker) -> None:
-    with breaker:
-        pass
 
 
 def trip(breaker: CircuitBreaker) -> None:
@@ -976,76 +973,86 @@ def test_call_in_flight_across_force_open_is_a_late_result(clock: FakeClock) -> 
     assert breaker.metrics().total_failures == 1
 
 
-# -- metrics ---------------------------------------------------------------------------------------
-
-
-def test_metrics_before_any_call(clock: FakeClock) -> None:
-    breaker = make(clock, name="fresh")
-    clock.advance(3)
-    m = breaker.metrics()
-    assert m.name == "fresh"
-    assert m.current_state is CLOSED
-    assert m.time_in_state == 3.0
-    assert (m.state_changes, m.total_allowed, m.total_rejected) == (0, 0, 0)
-    assert m.average_response_time is None
-    assert m.p95_response_time is None
-    assert m.success_rate() == 100.0
-    assert m.is_healthy()
-    assert m.alert_level() is AlertLevel.HEALTHY
-
-
-def test_metrics_after_a_known_sequence(clock: FakeClock) -> None:
-    breaker = make(clock, name="m", failure_threshold_count=3, ignore_exceptions=(KeyError,))
-
-    def takes(seconds: float, exc: BaseException | None = None) -> str:
-        clock.advance(seconds)
-        if exc is not None:
-            raise exc
-        return "ok"
-
-    breaker.call(takes, 0.1)
-    with pytest.raises(Boom):
-        breaker.call(takes, 0.2, Boom())
-    with pytest.raises(KeyError):
-        breaker.call(takes, 0.3, KeyError())
-    breaker.call(takes, 0.4)
-    with pytest.raises(Boom):
-        breaker.call(takes, 0.5, Boom())
-
-    m = breaker.metrics()
-    assert m.current_state is CLOSED
-    assert m.total_allowed == 5
-    assert (m.total_successes, m.total_failures, m.total_ignored) == (2, 2, 1)
-    assert (m.total_rejected, m.total_slow, m.state_changes) == (0, 0, 0)
-    assert m.window_failures == 1
-    assert m.time_in_state == pytest.approx(1.5)
-    assert m.average_response_time == pytest.approx((0.1 + 0.2 + 0.4 + 0.5) / 4)
-    assert m.p95_response_time == pytest.approx(0.5, rel=0.05)
-    assert m.success_rate() == 50.0
-    assert m.is_degraded()
-    assert m.alert_level() is AlertLevel.WARNING
-
-    fail(breaker)
-    fail(breaker)
-    clock.advance(2)
-    with pytest.raises(CircuitOpenError), breaker:
+def test_trip_opens_for_the_given_duration_then_half_opens(clock: FakeClock) -> None:
+    breaker = make(clock, reset_timeout=60.0)
+    breaker.trip(7.5)
+    assert breaker.state is OPEN
+    with pytest.raises(CircuitOpenError) as info, breaker:
         pass
-    m = breaker.metrics()
-    assert m.current_state is OPEN
-    assert m.state_changes == 1
-    assert m.total_rejected == 1
-    assert m.total_allowed == 7
-    assert m.time_in_state == 2.0
-    assert m.is_critical()
-    assert m.alert_level() is AlertLevel.CRITICAL
+    assert info.value.retry_after == pytest.approx(7.5)
+    clock.advance(7.4)
+    assert breaker.state is OPEN
+    clock.advance(0.1)
+    assert breaker.state is HALF_OPEN
 
 
-def test_metrics_is_a_snapshot(clock: FakeClock) -> None:
+def test_trip_without_duration_uses_reset_timeout(clock: FakeClock) -> None:
+    breaker = make(clock, reset_timeout=20.0)
+    breaker.trip()
+    assert breaker.metrics().retry_after == pytest.approx(20.0)
+    clock.advance(20.0)
+    assert breaker.state is HALF_OPEN
+
+
+def test_trip_from_half_open_backs_off_as_a_failed_trial(clock: FakeClock) -> None:
+    breaker = make(clock, reset_timeout=10.0, reset_timeout_multiplier=2.0)
+    half_open(breaker, clock)
+    breaker.trip()
+    assert breaker.metrics().retry_after == pytest.approx(20.0)
+
+
+def test_a_given_duration_has_no_jitter(clock: FakeClock) -> None:
+    breaker = make(clock, reset_timeout=10.0, reset_timeout_jitter=0.5)
+    breaker.trip(3.0)
+    assert breaker.metrics().retry_after == 3.0
+
+
+def test_trip_emits_a_state_change_and_an_alert(clock: FakeClock) -> None:
+    alerts: list[Alert] = []
+    breaker = make(clock, alert_handler=alerts.append)
+    events: list[Event] = []
+    breaker.subscribe(events.append)
+    breaker.trip(1.0)
+    assert events == [StateChanged("svc", clock(), CLOSED, OPEN)]
+    assert [(a.old_state, a.new_state) for a in alerts] == [(CLOSED, OPEN)]
+    assert breaker.metrics().state_changes == 1
+
+
+@pytest.mark.parametrize("control", ["force_open", "force_closed"])
+def test_trip_works_from_the_forced_states(clock: FakeClock, control: str) -> None:
     breaker = make(clock)
-    before = breaker.metrics()
-    succeed(breaker)
-    assert before.total_successes == 0
+    getattr(breaker, control)()
+    assert breaker.state in (FORCED_OPEN, FORCED_CLOSED)
+    breaker.trip(2.0)
+    assert breaker.state is OPEN
+    clock.advance(2.0)
+    assert breaker.state is HALF_OPEN
+
+
+def test_trip_while_open_restarts_the_open_period(clock: FakeClock) -> None:
+    breaker = make(clock)
+    breaker.trip(100.0)
+    breaker.trip(1.0)
+    assert breaker.metrics().retry_after == pytest.approx(1.0)
+    assert breaker.metrics().state_changes == 1  # OPEN -> OPEN changes no state
+
+
+def test_calls_in_flight_at_a_trip_are_late(clock: FakeClock) -> None:
+    breaker = make(clock, failure_threshold_count=1)
+    with breaker:
+        breaker.trip(5.0)
+    clock.advance(5.0)
+    assert breaker.state is HALF_OPEN  # the late success closed nothing
     assert breaker.metrics().total_successes == 1
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.inf, math.nan, "5", True])
+def test_trip_refuses_a_bad_duration(clock: FakeClock, bad: object) -> None:
+    breaker = make(clock)
+    with pytest.raises(ValueError, match="duration") as info:
+        breaker.trip(bad)  # type: ignore[arg-type]
+    assert repr(bad) in str(info.value)
+    assert breaker.state is CLOSED
 
 
 # -- half_open_max_wait ----------------------------------------------------------------------------
