@@ -8,9 +8,9 @@ on running other tasks.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import anyio
 import httpx
@@ -65,7 +65,7 @@ class Ticker:
 
     def longest_gap(self, since: float, until: float) -> float:
         ticks = [since, *(t for t in self.ticks if since < t < until), until]
-        return max(b - a for a, b in zip(ticks, ticks[1:]))
+        return max(b - a for a, b in itertools.pairwise(ticks))
 
 
 @pytest.mark.anyio
@@ -79,7 +79,8 @@ async def test_a_hung_redis_never_stops_the_event_loop(
     transport = AsyncCircuitBreakerTransport(breaker=breaker)
     ticker = Ticker()
     try:
-        async with httpx.AsyncClient(transport=transport) as client, anyio.create_task_group() as tg:
+        client = httpx.AsyncClient(transport=transport)
+        async with client, anyio.create_task_group() as tg:
             tg.start_soon(ticker.run)
             ok = await client.get(f"{server.url}/status/200")  # warm: Redis answers
             assert ok.status_code == 200
