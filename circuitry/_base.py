@@ -28,6 +28,7 @@ from ._config import CircuitBreakerConfig
 from ._core import CircuitCore, Trigger
 from ._delivery import EventDelivery, Subscription, _Delivery
 from ._metrics import CircuitMetrics
+from ._seconds import seconds as _seconds
 from ._shared import Store
 from ._state import CircuitState
 
@@ -161,14 +162,12 @@ class BreakerBase(EventDelivery, BlockKeeping, CallProtocol):
 
     def _trip_duration(self, duration: object) -> float:
         """`duration` as float seconds, or ValueError naming it."""
-        if isinstance(duration, bool) or not isinstance(duration, (int, float)):
-            raise ValueError(f"duration must be seconds (a float) or None, got {duration!r}")
         try:
-            seconds = float(duration)
-        except OverflowError:  # an int past the largest float
-            seconds = math.inf
-        if not 0 <= seconds < math.inf:  # also false for NaN
-            raise ValueError(f"duration must be a finite number of seconds >= 0, got {duration!r}")
+            seconds = _seconds("duration", duration, at_least=0.0)
+        except TypeError as exc:  # a ValueError, as trip() has always raised
+            raise ValueError(
+                f"duration must be seconds (a number) or None, got {duration!r}"
+            ) from exc
         now = self._clock.monotonic()
         if now + seconds == math.inf:
             raise ValueError(

@@ -15,7 +15,10 @@ from typing import Any, TypeVar
 
 import attrs
 
+from ._seconds import SHORTEST_DURATION, as_float, seconds
 from .events import Alert
+
+_float = as_float  # TEMP until simulation imports as_float
 
 __all__ = ["CircuitBreakerConfig", "ServicePresets"]
 
@@ -34,47 +37,17 @@ Seconds = float | datetime.timedelta
 ExceptionTypesIn = type[BaseException] | Iterable[type[BaseException]]
 
 
-def _float(value: float) -> float:
-    """`float(value)`; an int too large for a float becomes +-inf, which the checks reject."""
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
-
-
 def _number(field: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{field} must be a number, got {value!r}")
-    result = _float(value)
+    result = as_float(value)
     if math.isnan(result):
         raise ValueError(f"{field} must not be NaN, got {value!r}")
     return result
 
 
-SHORTEST_DURATION = 1e-6
-"""The shortest duration a config accepts, in seconds (1 µs).
-
-Below it the arithmetic on durations breaks down: a window of 1e-320 seconds
-has buckets whose numbers overflow, so every call would raise OverflowError
-instead of its own outcome. The largest finite float is accepted: every use
-of a duration copes with a sum or product that overflows to infinity.
-"""
-
-
 def _duration(field: str, value: object) -> float:
-    if isinstance(value, datetime.timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{field} must be seconds (float, int or timedelta), got {value!r}")
-    else:
-        seconds = _float(value)
-    if not 0 < seconds < math.inf:  # also false for NaN
-        raise ValueError(f"{field} must be a finite number of seconds > 0, got {value!r}")
-    if seconds < SHORTEST_DURATION:
-        raise ValueError(
-            f"{field} must be at least {SHORTEST_DURATION} seconds (1 µs), got {value!r}"
-        )
-    return seconds
+    return seconds(field, value, above=0.0, shortest=SHORTEST_DURATION, timedelta=True)
 
 
 def _optional_duration(field: str, value: object) -> float | None:

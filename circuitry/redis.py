@@ -48,6 +48,7 @@ from redis.retry import Retry
 from . import _fork
 from ._clock import clock_from
 from ._config import CircuitBreakerConfig
+from ._seconds import seconds
 from ._shared import Answer, Mode, Reply, Request, SharedCore, StoreError
 
 __all__ = ["RedisStore"]
@@ -123,12 +124,12 @@ class RedisStore:
         if not isinstance(namespace, str):
             raise TypeError(f"namespace must be a str, got {namespace!r}")
         if lease is not None:
-            _check_seconds("lease", lease)
+            seconds("lease", lease, above=0.0)
         if on_unavailable not in _MODES:
             raise ValueError(
                 f"on_unavailable must be 'local', 'allow' or 'deny', got {on_unavailable!r}"
             )
-        _check_seconds("ttl", ttl)
+        seconds("ttl", ttl, above=0.0)
         if time_source is not None and not callable(time_source):
             raise TypeError(f"time_source must be callable or None, got {time_source!r}")
         for field, given in (("client", client), ("async_client", async_client)):
@@ -485,10 +486,3 @@ def _retries(client: object) -> int:
     get_retries = getattr(retry, "get_retries", None)
     count = get_retries() if callable(get_retries) else 0
     return count if isinstance(count, int) else 0
-
-
-def _check_seconds(field: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{field} must be seconds (a float), got {value!r}")
-    if not 0 < value < math.inf:
-        raise ValueError(f"{field} must be a finite number of seconds > 0, got {value!r}")

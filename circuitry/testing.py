@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import datetime
-import math
 
-from ._config import _float
+from ._seconds import seconds
 
 __all__ = ["FakeClock"]
 
@@ -43,11 +42,4 @@ class FakeClock:
 
 
 def _seconds(field: str, value: object) -> float:
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{field} must be a number of seconds, got {value!r}")
-    seconds = _float(value)  # an int too large for a float becomes +-inf
-    if not math.isfinite(seconds):
-        raise ValueError(f"{field} must be finite, got {value!r}")
-    return seconds
+    return seconds(field, value, timedelta=True)
