@@ -29,7 +29,7 @@ from typing import IO, Any, NoReturn
 from ._config import CircuitBreakerConfig, ServicePresets
 from ._core import FAILURE, Outcome
 from ._state import CircuitState
-from .simulation import (
+from .simulation._replay import (
     OUTCOMES,
     REPORT_FIELDS,
     Row,
