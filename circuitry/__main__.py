@@ -29,15 +29,8 @@ from typing import IO, Any, NoReturn
 from ._config import CircuitBreakerConfig, ServicePresets
 from ._core import FAILURE, Outcome
 from ._state import CircuitState
-from .simulation._replay import (
-    OUTCOMES,
-    REPORT_FIELDS,
-    Row,
-    SimulationReport,
-    scenario,
-    scenarios,
-    simulate_rows,
-)
+from .simulation._replay import OUTCOMES, REPORT_FIELDS, Row, SimulationReport, simulate_rows
+from .simulation._scenarios import scenario, scenarios
 
 __all__ = ["InputError", "Profile", "Progress", "Trace", "main", "plot"]
 

@@ -27,16 +27,8 @@ Calls with a `service` get one breaker per service (as a
 
 from __future__ import annotations
 
-from ._replay import (
-    REPORT_FIELDS,
-    Call,
-    Scenario,
-    SimulationReport,
-    scenario,
-    scenarios,
-    simulate,
-    simulate_rows,
-)
+from ._replay import REPORT_FIELDS, Call, SimulationReport, simulate, simulate_rows
+from ._scenarios import Scenario, scenario, scenarios
 
 __all__ = [
     "REPORT_FIELDS",
