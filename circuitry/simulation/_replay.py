@@ -107,7 +107,6 @@ class Call:
 # -- reports ----------------------------------------------------------------------
 
 
-
 REPORT_FIELDS = (
     "calls",
     "admitted",
@@ -121,6 +120,7 @@ REPORT_FIELDS = (
     "recover_seconds",
 )
 """The numbers a `SimulationReport` gives for each config, in the order of the table."""
+
 
 @attrs.frozen
 class SimulationReport:
@@ -454,4 +454,3 @@ def simulate(
         (call.start, call.duration, OUTCOMES[call.outcome], call.service) for call in items
     )
     return simulate_rows(rows, configs, unhealthy, seed=seed, record_rejections=record_rejections)
-
