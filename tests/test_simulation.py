@@ -6,6 +6,8 @@ from __future__ import annotations
 import heapq
 import json
 import random
+import re
+from pathlib import Path
 
 import pytest
 
@@ -379,3 +381,19 @@ def test_admits_and_rejects_exactly_as_a_real_breaker(seed: int) -> None:
         rejected_at = [call.start for call, ok in zip(calls, want, strict=True) if not ok]
         assert list(report.rejection_times) == rejected_at
         assert report.state_changes > 4
+
+
+# -- the reference page ---------------------------------------------------------------
+
+
+def test_the_reference_page_lists_every_public_name() -> None:
+    # docs/reference/simulation.md names its members (the package re-exports them
+    # from private modules, in an order mkdocstrings would not keep): a name added
+    # to __all__ must be added there too, or the page would silently leave it out.
+    import circuitry.simulation
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "reference" / "simulation.md"
+    listed = re.findall(r"^ {8}- (\w+)$", page.read_text(encoding="utf-8"), re.MULTILINE)
+    assert set(circuitry.simulation.__all__) <= set(listed)
+    for name in listed:
+        assert hasattr(circuitry.simulation, name), name

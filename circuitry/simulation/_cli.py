@@ -1,0 +1,317 @@
+"""The command line behind `python -m circuitry simulate` (its usage: `circuitry.__main__`).
+
+Arguments, configs (presets and files), the table, the timeline, the progress
+bar, and `main`, which runs it all and turns bad input into one line and exit
+status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO, Any, NoReturn
+
+from .._config import CircuitBreakerConfig, ServicePresets
+from .._core import Outcome
+from ._errors import InputError
+from ._plot import Profile, plot
+from ._replay import OUTCOMES, REPORT_FIELDS, Row, SimulationReport, simulate_rows
+from ._scenarios import scenario, scenarios
+from ._trace import Trace
+
+__all__ = ["Progress", "entry", "main"]
+
+PRESETS = sorted(name for name in vars(ServicePresets) if not name.startswith("_"))
+DEFAULT_PRESETS = ["http_api", "database", "critical_service", "high_volume"]
+
+
+# -- configs ------------------------------------------------------------------------
+
+
+def _load_config(path: str) -> CircuitBreakerConfig:
+    lower = path.lower()
+    try:
+        if lower.endswith(".toml"):
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:
+                import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+            with open(path, "rb") as binary:
+                data = tomllib.load(binary)
+        elif lower.endswith(".json"):
+            with open(path, encoding="utf-8") as text:
+                data = json.load(text)
+        else:
+            raise InputError(f"config {path}: use a .toml or a .json file")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # tomllib.TOMLDecodeError and json.JSONDecodeError
+        raise InputError(
+            f"config {path}: not valid {lower.rsplit('.', 1)[-1].upper()}: {exc}"
+        ) from None
+    try:
+        return CircuitBreakerConfig.from_mapping(data)
+    except ValueError as exc:
+        raise InputError(f"config {path}: {exc}") from None
+
+
+def _configs(choices: Sequence[tuple[str, str]]) -> dict[str, CircuitBreakerConfig]:
+    configs: dict[str, CircuitBreakerConfig] = {}
+    for kind, value in choices or [("preset", name) for name in DEFAULT_PRESETS]:
+        if kind == "preset":
+            if value not in PRESETS:
+                raise InputError(f"unknown preset {value!r} (known: {', '.join(PRESETS)})")
+            label, config = value, getattr(ServicePresets, value)()
+        else:
+            label = os.path.splitext(os.path.basename(value))[0]
+            config = _load_config(value)
+        if label in configs:
+            raise InputError(f"two configs are labelled {label!r}; give each a different name")
+        configs[label] = config
+    return configs
+
+
+def _period(text: str) -> tuple[float, float]:
+    start, sep, end = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        period = float(start), float(end)
+    except ValueError:
+        raise InputError(f"--unhealthy takes START:END in seconds, got {text!r}") from None
+    if not (math.isfinite(period[0]) and math.isfinite(period[1]) and period[0] <= period[1]):
+        raise InputError(f"--unhealthy needs finite START <= END, got {text!r}")
+    return period
+
+
+# -- output -------------------------------------------------------------------------
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _at(seconds: float) -> str:
+    """Seconds as short as exact to the millisecond: 240, 12.5, 1764750060.25."""
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
+def _table(reports: dict[str, SimulationReport]) -> str:
+    labels = list(reports)
+    rows = [["", *labels]]
+    rows += [
+        [field] + [_cell(getattr(reports[label], field)) for label in labels]
+        for field in REPORT_FIELDS
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(labels) + 1)]
+    lines = []
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _timeline(reports: dict[str, SimulationReport]) -> str:
+    lines = []
+    for label, report in reports.items():
+        parts: list[tuple[str, SimulationReport]] = (
+            [(f"{label} / {service}", r) for service, r in report.services.items()]
+            if report.services
+            else [(label, report)]
+        )
+        for title, part in parts:
+            lines.append(f"{title}:")
+            lines.extend(
+                f"  {at:10.3f}s  {old.value} -> {new.value}" for at, old, new in part.transitions
+            )
+            if not part.transitions:
+                lines.append("  (no transitions)")
+    return "\n".join(lines)
+
+
+class Progress:
+    """A progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, total: int, stream: IO[str]) -> None:
+        self.total = total
+        self.stream = stream
+        self.shown = -1
+        self.enabled = total > 0 and stream.isatty()
+
+    def wrap(self, rows: Iterable[Row]) -> Iterator[Row]:
+        if not self.enabled:
+            yield from rows
+            return
+        step = max(1, self.total // 100)
+        for done, row in enumerate(rows, 1):
+            if done % step == 0 or done == self.total:
+                self.draw(done)
+            yield row
+        self.stream.write("\r" + " " * 60 + "\r")
+        self.stream.flush()
+
+    def draw(self, done: int) -> None:
+        percent = min(100, 100 * done // self.total)
+        if percent != self.shown:
+            self.shown = percent
+            bar = "#" * (percent // 4) + "." * (25 - percent // 4)
+            self.stream.write(f"\rsimulating [{bar}] {percent:3d}% of {self.total} calls")
+            self.stream.flush()
+
+
+# -- the command line ---------------------------------------------------------------
+
+
+class _Choice(argparse.Action):
+    """--preset and --config into one list, in the order given (the columns' order)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        choices = list(getattr(namespace, self.dest) or [])
+        choices.append((self.const, values))
+        setattr(namespace, self.dest, choices)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m circuitry")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sim = commands.add_parser(
+        "simulate",
+        help="replay calls through breaker configs and compare what each would have done",
+        description="Replay a trace or a built-in scenario through breaker configs "
+        "(default: the four presets) on simulated time, and report what each did.",
+    )
+    source = sim.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--scenario", metavar="NAME", help=f"a built-in scenario: {', '.join(scenarios())}"
+    )
+    source.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="CSV (with a header) or JSON Lines: start, duration, "
+        "outcome (success/failure/ignored), optional service",
+    )
+    sim.add_argument(
+        "--preset",
+        metavar="NAME",
+        dest="configs",
+        action=_Choice,
+        const="preset",
+        help=f"a ServicePresets name ({', '.join(PRESETS)}); repeatable",
+    )
+    sim.add_argument(
+        "--config",
+        metavar="FILE",
+        dest="configs",
+        action=_Choice,
+        const="config",
+        help="a TOML or JSON config (CircuitBreakerConfig.from_mapping); repeatable",
+    )
+    sim.add_argument(
+        "--seed", metavar="N", type=int, default=0, help="the scenario's and jitter's seed"
+    )
+    sim.add_argument(
+        "--unhealthy",
+        metavar="START:END",
+        action="append",
+        default=[],
+        help="a period (seconds) in which the dependency was unwell; repeatable",
+    )
+    sim.add_argument("--timeline", action="store_true", help="print every transition")
+    sim.add_argument("--json", action="store_true", help="print one JSON document")
+    sim.add_argument("--plot", metavar="FILE.png", help="write a plot (needs matplotlib)")
+    return parser
+
+
+def _fail(message: str) -> NoReturn:
+    raise InputError(message)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; the exit status (2 for bad input)."""
+    args = _parser().parse_args(argv)
+    try:
+        return _simulate(args)
+    except InputError as exc:
+        print(f"python -m circuitry simulate: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    configs = _configs(args.configs)
+    unhealthy = [_period(text) for text in args.unhealthy]
+    rows: Iterable[Row]
+    if args.scenario is not None:
+        try:
+            built = scenario(args.scenario, seed=args.seed)
+        except ValueError as exc:
+            _fail(str(exc))
+        title = f"scenario {built.name} (seed {built.seed}): {built.description}"
+        unhealthy = unhealthy or built.unhealthy
+        rows = [(c.start, c.duration, _OUTCOME[c.outcome], c.service) for c in built.calls]
+        count = len(built.calls)
+        first, last = built.calls[0].start, max(c.end for c in built.calls)
+    else:
+        trace = Trace(args.trace)
+        title = f"trace {os.path.basename(trace.path)}: {trace.count} calls"
+        rows, count, first, last = trace.rows(), trace.count, trace.first, trace.last
+    if args.plot and not args.plot.lower().endswith(".png"):
+        _fail(f"--plot writes a PNG: give a FILE.png, got {args.plot!r}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401  (fail before the replay, not after)
+        except ImportError:
+            _fail("--plot needs matplotlib: pip install 'circuitry-breaker[plot]'")
+    profile = Profile(first, last)
+    if args.plot:
+        rows = profile.wrap(rows)
+    rows = Progress(count, sys.stderr).wrap(rows)
+    try:
+        reports = simulate_rows(
+            rows, configs, unhealthy, seed=args.seed, record_rejections=bool(args.plot)
+        )
+    except ValueError as exc:  # pragma: no cover - rows were checked on the first pass
+        _fail(str(exc))
+    if args.plot:
+        plot(args.plot, title, profile, reports, unhealthy)
+    if args.json:
+        print(json.dumps({"reports": {label: r.to_dict() for label, r in reports.items()}}))
+        return 0
+    print(title)
+    if unhealthy:
+        print("unhealthy: " + ", ".join(f"{_at(a)}-{_at(b)} s" for a, b in unhealthy))
+    print()
+    print(_table(reports))
+    if args.timeline:
+        print()
+        print(_timeline(reports))
+    return 0
+
+
+_OUTCOME: dict[str, Outcome] = {outcome.value: outcome for outcome in OUTCOMES.values()}
+
+
+def entry() -> NoReturn:
+    """`python -m circuitry`: exit with `main`'s status (1, quietly, if stdout is closed early)."""
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (| head): quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 1
+    sys.exit(status)
