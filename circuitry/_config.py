@@ -18,8 +18,6 @@ import attrs
 from ._seconds import SHORTEST_DURATION, as_float, seconds
 from .events import Alert
 
-_float = as_float  # TEMP until simulation imports as_float
-
 __all__ = ["CircuitBreakerConfig", "ServicePresets"]
 
 _F = TypeVar("_F")

@@ -14,8 +14,9 @@ from typing import Any
 
 import attrs
 
-from .._config import CircuitBreakerConfig, _float
+from .._config import CircuitBreakerConfig
 from .._core import FAILURE, IGNORED, SUCCESS, CircuitCore, Outcome
+from .._seconds import seconds
 from .._state import CircuitState
 from ..events import StateChanged
 
@@ -54,21 +55,11 @@ Transition = tuple[float, CircuitState, CircuitState]
 
 
 def _start(value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"start must be seconds (a number), got {value!r}")
-    start = _float(value)  # an int past the largest float becomes inf: refused below
-    if not math.isfinite(start):
-        raise ValueError(f"start must be a finite number of seconds, got {value!r}")
-    return start
+    return seconds("start", value)
 
 
 def _duration(value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"duration must be seconds (a number), got {value!r}")
-    duration = _float(value)
-    if not 0 <= duration < math.inf:
-        raise ValueError(f"duration must be a finite number of seconds >= 0, got {value!r}")
-    return duration
+    return seconds("duration", value, at_least=0.0)
 
 
 def _outcome(value: str) -> str:
