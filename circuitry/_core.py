@@ -106,6 +106,7 @@ from ._classify import (
 from ._config import CircuitBreakerConfig
 from ._metrics import MIN_DURATION, OFFSET, PER_OCTAVE, CircuitMetrics, LatencyHistogram
 from ._metrics import ZERO as ZERO_DURATION
+from ._rules import trip_rules
 from ._state import CircuitState
 from ._window import TimeWindow
 from .events import CallFailed, CallIgnored, CallRejected, CallSucceeded, Event, StateChanged
@@ -199,12 +200,12 @@ class CircuitCore:
         "name",
         "random",
         "_failure_threshold",
-        "_failure_percentage",
         "_minimum_calls",
+        "_window_trips",
+        "_cannot_trip",
         "_success_threshold",
         "_test_requests",
         "_slow_call_duration",
-        "_slow_call_rate",
         "_half_open_max_wait",
         "_can_defer",
         # the state machine
@@ -251,15 +252,17 @@ class CircuitCore:
         self.config = config
         self.name = name
         self.random = random
-        count = config.failure_threshold_count
-        # None: no count rule (the config then has a rate rule); no count reaches inf.
-        self._failure_threshold: float = math.inf if count is None else count
-        self._failure_percentage = config.failure_threshold_percentage
+        rules = trip_rules(config)
+        # The count rule's, for `complete` to check consecutive failures inline
+        # (inf without one: the config then has a rate rule).
+        self._failure_threshold = rules.failure_threshold
         self._minimum_calls = config.minimum_calls
+        # The trip rules, as the two functions they come to (see _rules.py).
+        self._window_trips = rules.window_trips
+        self._cannot_trip = rules.cannot_trip
         self._success_threshold = config.success_threshold_count
         self._test_requests = config.test_request_count
         self._slow_call_duration = config.slow_call_duration
-        self._slow_call_rate = config.slow_call_rate_threshold
         self._half_open_max_wait = config.half_open_max_wait
         # Without a slow-call rule a success needs no look at its duration to count.
         self._can_defer = config.slow_call_duration is None
@@ -645,36 +648,6 @@ class CircuitCore:
             self._publish()
             if self.pending and self.deferring is None:
                 self.fold()
-
-    def _cannot_trip(self, window: TimeWindow) -> bool:
-        """Whether no success can trip the circuit while the window holds no more failures.
-
-        A success leaves the failure count alone and only dilutes the
-        failure rate, except where it brings the window up to minimum_calls.
-        The worst case, as calls in the window expire and new successes come
-        in, is a window of its f failures and just enough successes to reach
-        minimum_calls (at least one): safe while that rate is under the
-        threshold. Failures only leave the window, so it stays true until a
-        failure comes in (under the lock, which publishes again).
-        """
-        percentage = self._failure_percentage
-        if percentage is None:
-            return True  # the count rule ignores successes
-        failures = window.total_failures
-        return failures * 100 < percentage * max(self._minimum_calls, failures + 1)
-
-    def _window_trips(self, window: TimeWindow) -> bool:
-        failures = window.total_failures
-        if failures >= self._failure_threshold:
-            return True
-        calls = window.total_calls
-        if calls < self._minimum_calls:
-            return False
-        percentage = self._failure_percentage
-        if percentage is not None and failures * 100 >= percentage * calls:
-            return True
-        rate = self._slow_call_rate
-        return rate is not None and window.total_slow * 100 >= rate * calls
 
     def _call_event(
         self, outcome: Outcome, now: float, duration: float, exception: BaseException | None
