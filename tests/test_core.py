@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from helpers import CLOSED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, raw_state
 
-from circuitry import CircuitBreakerConfig, CircuitState, _core
+from circuitry import CircuitBreakerConfig, CircuitState, _publish
 from circuitry._core import (
     FAILURE,
     IGNORED,
@@ -1135,7 +1135,7 @@ def test_nothing_is_published_for_unlocked_rejections_without_the_gil(
 ) -> None:
     # Free-threaded builds: next() on a count is not atomic, so every
     # rejection takes the lock.
-    monkeypatch.setattr(_core, "_UNLOCKED_COUNTS", False)
+    monkeypatch.setattr(_publish, "_UNLOCKED_COUNTS", False)
     core = make(failure_threshold_count=1, reset_timeout=10)
     fail(core, 5.0)
     assert core.reject_until == -math.inf
