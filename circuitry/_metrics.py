@@ -71,7 +71,7 @@ def _bounds(bounds: Iterable[float], field: str = "bounds") -> tuple[float, ...]
 class LatencyHistogram:
     """Log-bucketed durations: bounded memory, percentiles within 2.2 %.
 
-    `CircuitCore.fold` inlines `record` (it runs for every deferred success).
+    `fold` (_batch.py) inlines `record` (it runs for every deferred success).
     """
 
     __slots__ = ("buckets", "total")

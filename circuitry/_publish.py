@@ -29,6 +29,10 @@ Every transition (`_fire`), and every change that bears on them, publishes
 
 Each is right for the state at the instant it was read, as a locked decision
 made at that instant would be; _batch.py tells the one race that needs more.
+
+`tickets` is kept here too, since adapters append to it without the lock: one
+entry per CLOSED or FORCED_CLOSED call in flight (`in_flight`), taken back by
+`complete` or `fold`, or swept into the totals by a transition.
 """
 
 from __future__ import annotations

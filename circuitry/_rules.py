@@ -20,7 +20,8 @@ them: a Python call per rule would cost that path as much as the whole check
 parameters are bound as values (never formatted into the source), so each
 comparison is the one the rule's expression spells, on the same numbers.
 
-A new rule is a new `TripRule` subclass, built in `trip_rules`. Without a
+`TripRules.source` is what was built for a config: read it to see the
+decision whole. A new rule is a new `TripRule` subclass, built in `trip_rules`. Without a
 window, the count rule is over consecutive failures: `complete` checks those
 inline, against `TripRules.failure_threshold`.
 
