@@ -23,7 +23,7 @@ import tempfile
 import time
 
 from circuitry import ServicePresets
-from circuitry._core import FAILURE, SUCCESS
+from circuitry._classify import FAILURE, SUCCESS
 from circuitry.simulation import simulate_rows
 
 PRESETS = ["http_api", "database", "critical_service", "high_volume"]

@@ -14,7 +14,7 @@ import threading
 import timeit
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig
-from circuitry._core import FOLD_AT
+from circuitry._batch import FOLD_AT
 from circuitry._delivery import get_ident
 
 N = 300_000

@@ -36,15 +36,8 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import anyio
 
 from ._base import BreakerBase
-from ._core import (
-    FAILURE,
-    FOLD_AT,
-    IGNORED,
-    SUCCESS,
-    ExceptionGroupType,
-    Outcome,
-    classify_group,
-)
+from ._batch import FOLD_AT
+from ._classify import FAILURE, IGNORED, SUCCESS, ExceptionGroupType, Outcome, classify_group
 from ._delivery import get_ident
 
 __all__ = ["AsyncAdapter"]

@@ -30,21 +30,20 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._clock import Clock
-from ._config import CircuitBreakerConfig
-from ._core import (
+from ._batch import FOLD_AT
+from ._classify import (
     FAILURE,
-    FOLD_AT,
     IGNORED,
-    REJECTED,
     SUCCESS,
-    CircuitCore,
     ExceptionGroupType,
     Outcome,
     classify_group,
     classify_leaf,
     classify_result,
 )
+from ._clock import Clock
+from ._config import CircuitBreakerConfig
+from ._core import REJECTED, CircuitCore
 from ._delivery import logger
 from ._errors import CircuitOpenError
 from ._permit import Permit

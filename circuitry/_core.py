@@ -37,64 +37,48 @@ a trial hanging past `half_open_max_wait`) are applied lazily by `_tick`
 whenever the core is used or read, at that `now`.
 
 Every transition is in `_TRANSITIONS` below and is made by `_fire`; nothing
-else assigns `self.state`. `_fire` also publishes (`_publish`) three values
-an adapter may read without the lock, so that the commonest steps take none:
+else assigns `self.state`. `_fire` also publishes (`_publish`) what the
+adapters may read without the lock, for the new state.
 
-- `admitting`: the generation while CLOSED or FORCED_CLOSED, else None. While
-  it is a generation, every call is admitted, so the adapter admits at once
-  and appends the call's start to `tickets` (list.append is atomic).
-- `reject_from` and `reject_until`: the start and the end of the open
-  period (`reject_until` is `inf` for FORCED_OPEN, by which the adapter
-  tells the state, so an OPEN period backed off to infinity is not
-  published) while OPEN or FORCED_OPEN and nobody listens, else
-  `reject_until` is `-inf`. While `reject_from <= now < reject_until` every
-  call is rejected, so the adapter rejects at once and counts with
-  `next(fast_rejections)`. The core moves OPEN to HALF_OPEN on the same
-  comparison (`_tick`), so the two never disagree; a clock that went back
-  before `reject_from` takes the lock, and the adapter, having read it again,
-  starts the period again on the new clock (`clock_went_back`). A reading
-  that is merely stale (taken before another thread's operation) moves
-  nothing back: the core takes it as its newest time, `latest` (`_at`).
-- `deferring`: the generation while a success of that generation cannot
-  move the circuit, else None: CLOSED or FORCED_CLOSED, no slow-call rule,
-  nobody listening, and with a window too few failures in it for any
-  success to trip the failure rate (`_cannot_trip`). The adapter then
-  appends `(generation, started, now)` to `pending` instead of calling
-  `complete`, and calls `fold` under the lock once `FOLD_AT` are waiting.
+An operation given a `now` older than `latest` (a reading taken by a thread
+preempted before the lock while another thread used the core) takes
+`latest` as its time (`_at`): a stale reading moves nothing back. A clock
+that really went back is the adapter's to tell (`clock_went_back`).
 
-Each is right for the state at the instant it was read, as a locked decision
-made at that instant would be. One race needs more: a success that read
-`deferring` just before a racing failure made successes able to trip (the
-failure rate, once the window reaches `minimum_calls`) would sit in
-`pending` while its thread's next call is admitted, although in either order
-of the two the circuit would be OPEN by then. So the adapter reads
-`deferring` again after appending and folds at once if it changed, and a
-locked step that turns `deferring` off folds what arrived meanwhile
-(`_failures_moved`): the trip happens before either call returns.
+The rest of the core's work has its own module, each a base class of
+`CircuitCore` (so the hot paths read one object's slots, as before):
 
-Every other operation takes the lock, and first folds `pending` in
-(`fold`), in order, each success as `complete` would count it at that point:
-one of an earlier generation is a late result, and one that arrived after a
-failure it raced with is counted after it (trip rules included), as it would
-be had its thread been the slower to the lock.
+- _publish.py, `Publisher`: what the adapters read without the lock
+  (`admitting`, `reject_from` and `reject_until`, `deferring`), so that the
+  commonest steps take none;
+- _batch.py, `Batcher`: the successes recorded without the lock (`pending`),
+  folded in under it (`fold`);
+- _metrics.py, `MetricsStore`: the totals, the latency histogram, and the
+  snapshots made of them;
+- _rules.py: the trip rules, which `complete` and `fold` consult after every
+  call counted into the window (`_window_trips`);
+- _classify.py: how the adapters tell a call's `Outcome`.
 """
 
 from __future__ import annotations
 
 import enum
-import importlib
-import itertools
 import math
-import operator
 import random as _random
-import sys
 from collections.abc import Callable
-from math import log2
 from typing import TYPE_CHECKING
 
+from ._batch import Batcher
+from ._classify import (
+    FAILURE,
+    IGNORED,
+    SUCCESS,
+    Outcome,
+)
 from ._config import CircuitBreakerConfig
-from ._metrics import MIN_DURATION, OFFSET, PER_OCTAVE, CircuitMetrics, LatencyHistogram
-from ._metrics import ZERO as ZERO_DURATION
+from ._metrics import CircuitMetrics
+from ._publish import NOT_REJECTING
+from ._rules import trip_rules
 from ._state import CircuitState
 from ._window import TimeWindow
 from .events import CallFailed, CallIgnored, CallRejected, CallSucceeded, Event, StateChanged
@@ -103,20 +87,10 @@ if TYPE_CHECKING:
     from ._shared import Answer, Request
 
 __all__ = [
-    "FAILURE",
-    "FOLD_AT",
-    "IGNORED",
     "REJECTED",
     "RIDING",
-    "SUCCESS",
     "CircuitCore",
-    "Outcome",
     "Trigger",
-    "ExceptionGroupType",
-    "classify_exception",
-    "classify_group",
-    "classify_leaf",
-    "classify_result",
 ]
 
 CLOSED = CircuitState.CLOSED
@@ -130,39 +104,6 @@ REJECTED = -1
 
 RIDING = -2
 """A call riding on a trial of generation g has the ticket `RIDING - g` (see `ride`)."""
-
-FOLD_AT = 32
-"""How many `pending` successes an adapter lets wait before it calls `fold`.
-
-Folding costs a lock round trip and a few calls, shared by the batch; each
-waiting success holds about 80 bytes.
-"""
-
-NOT_REJECTING = -math.inf
-"""`reject_until` when adapters must not reject on their own (one shared float)."""
-
-# Adapters count the rejections they make without the lock by taking one item
-# from `fast_rejections`, an itertools.repeat of None this many times long:
-# next() on it is atomic with the GIL and allocates nothing (next() on an
-# itertools.count builds an int, ~9 ns more), and what is gone is the count.
-# Without the GIL (free-threaded builds) next() is not atomic, and on a 32-bit
-# build the repeat could run out: nothing is published for unlocked
-# rejections there, so every rejection takes the lock.
-_FAST_REJECTIONS = sys.maxsize
-_UNLOCKED_COUNTS: bool = getattr(sys, "_is_gil_enabled", lambda: True)() and sys.maxsize > 2**32
-
-
-class Outcome(enum.Enum):
-    """How a call ended, as far as the breaker is concerned."""
-
-    SUCCESS = "success"
-    FAILURE = "failure"
-    IGNORED = "ignored"  # neither: ignored exceptions, cancellation, KeyboardInterrupt
-
-
-SUCCESS = Outcome.SUCCESS
-FAILURE = Outcome.FAILURE
-IGNORED = Outcome.IGNORED
 
 
 class Trigger(enum.Enum):
@@ -195,72 +136,7 @@ for _state in CircuitState:  # the manual controls work from every state
 del _state
 
 
-if sys.version_info >= (3, 11):
-    ExceptionGroupType: type[BaseException] = BaseExceptionGroup  # noqa: F821 (3.11+)
-else:  # the backport, which anyio and trio raise on 3.10 (anyio depends on it there)
-    ExceptionGroupType = importlib.import_module("exceptiongroup").BaseExceptionGroup
-
-
-def classify_exception(config: CircuitBreakerConfig, exc: BaseException) -> Outcome:
-    """The outcome of a call that raised `exc`.
-
-    Ignored types win; a recorded type is a failure unless `failure_predicate`
-    says otherwise; any other `Exception` means the service answered (success);
-    any other `BaseException` (KeyboardInterrupt, cancellation) is ignored.
-    An exception group is classified by its leaves (see `classify_group`).
-    Calls `failure_predicate`, which is user code: do not hold a lock.
-    """
-    if isinstance(exc, ExceptionGroupType):
-        return classify_group(exc, lambda leaf: classify_leaf(config, leaf))
-    return classify_leaf(config, exc)
-
-
-def classify_leaf(config: CircuitBreakerConfig, exc: BaseException) -> Outcome:
-    """`classify_exception` for an exception that is not a group."""
-    if isinstance(exc, config.ignore_exceptions):
-        return IGNORED
-    if isinstance(exc, config.record_exceptions):
-        predicate = config.failure_predicate
-        if predicate is None or predicate(exc):
-            return FAILURE
-    return SUCCESS if isinstance(exc, Exception) else IGNORED
-
-
-def classify_group(group: BaseException, classify: Callable[[BaseException], Outcome]) -> Outcome:
-    """The outcome of a call that raised the exception group `group` (a task group's).
-
-    Each leaf, nested groups flattened, in order, is classified by `classify`,
-    which never sees a group: the call failed if any leaf is a failure,
-    succeeded if every leaf is a success, and is ignored otherwise (an ignored
-    exception or a cancellation beside answers). The first failure decides:
-    the leaves after it are not classified.
-    """
-    outcome = SUCCESS
-    groups = [iter(group.exceptions)]  # type: ignore[attr-defined]
-    while groups:
-        exc = next(groups[-1], None)
-        if exc is None:
-            groups.pop()
-        elif isinstance(exc, ExceptionGroupType):
-            groups.append(iter(exc.exceptions))
-        else:
-            leaf = classify(exc)
-            if leaf is FAILURE:
-                return FAILURE
-            if leaf is IGNORED:
-                outcome = IGNORED
-    return outcome
-
-
-def classify_result(config: CircuitBreakerConfig, result: object) -> Outcome:
-    """The outcome of a call that returned `result` (calls `result_is_failure`)."""
-    predicate = config.result_is_failure
-    if predicate is not None and predicate(result):
-        return FAILURE
-    return SUCCESS
-
-
-class CircuitCore:
+class CircuitCore(Batcher):
     """The state and rules of one circuit breaker. Not thread-safe: adapters lock."""
 
     __slots__ = (
@@ -269,12 +145,12 @@ class CircuitCore:
         "name",
         "random",
         "_failure_threshold",
-        "_failure_percentage",
         "_minimum_calls",
+        "_window_trips",
+        "_cannot_trip",
         "_success_threshold",
         "_test_requests",
         "_slow_call_duration",
-        "_slow_call_rate",
         "_half_open_max_wait",
         "_can_defer",
         # the state machine
@@ -282,10 +158,6 @@ class CircuitCore:
         "generation",
         "state_since",
         "latest",
-        "admitting",
-        "tickets",
-        "deferring",
-        "pending",
         "consecutive_failures",
         "window",
         "trial_starts",
@@ -294,21 +166,8 @@ class CircuitCore:
         "open_until",
         "forked",
         "fork_generation",
-        # totals and outputs
-        "_allowed",
-        "completed",
-        "total_rejected",
-        "total_successes",
-        "total_failures",
-        "total_ignored",
-        "total_slow",
-        "state_changes",
-        "latency",
-        "_listening",
+        # outputs
         "events",
-        "reject_from",
-        "reject_until",
-        "fast_rejections",
     )
 
     def __init__(
@@ -318,18 +177,21 @@ class CircuitCore:
         now: float,
         random: Callable[[], float] = _random.random,
     ) -> None:
+        super().__init__()  # the bases' slots: totals, published values, pending
         self.config = config
         self.name = name
         self.random = random
-        count = config.failure_threshold_count
-        # None: no count rule (the config then has a rate rule); no count reaches inf.
-        self._failure_threshold: float = math.inf if count is None else count
-        self._failure_percentage = config.failure_threshold_percentage
+        rules = trip_rules(config)
+        # The count rule's, for `complete` to check consecutive failures inline
+        # (inf without one: the config then has a rate rule).
+        self._failure_threshold = rules.failure_threshold
         self._minimum_calls = config.minimum_calls
+        # The trip rules, as the two functions they come to (see _rules.py).
+        self._window_trips = rules.window_trips
+        self._cannot_trip = rules.cannot_trip
         self._success_threshold = config.success_threshold_count
         self._test_requests = config.test_request_count
         self._slow_call_duration = config.slow_call_duration
-        self._slow_call_rate = config.slow_call_rate_threshold
         self._half_open_max_wait = config.half_open_max_wait
         # Without a slow-call rule a success needs no look at its duration to count.
         self._can_defer = config.slow_call_duration is None
@@ -340,16 +202,6 @@ class CircuitCore:
         # The newest time an operation was made at: an older `now` is a stale
         # reading (see _at), taken as this, so the core's time never goes back.
         self.latest = now
-        # What adapters read without the lock (see the module doc): set by _publish.
-        self.admitting: int | None = None
-        self.deferring: int | None = None
-        self.reject_from = self.reject_until = NOT_REJECTING
-        # When each CLOSED or FORCED_CLOSED call of this generation in flight
-        # began, in no particular order: one entry per ticket, appended by
-        # `acquire` or, without the lock, by an adapter while `admitting` is set.
-        self.tickets: list[float] = []
-        # Successes recorded without the lock, oldest first: (generation, started, now).
-        self.pending: list[tuple[int, float, float]] = []
         self.consecutive_failures = 0
         self.window = TimeWindow(config.failure_window) if config.failure_window else None
         self.trial_starts: list[float] = []  # when each HALF_OPEN trial in flight began
@@ -361,21 +213,7 @@ class CircuitCore:
         self.forked = 0
         self.fork_generation = 0
 
-        self._allowed = 0  # admitted calls whose entry has left `tickets`
-        # Completions counted by `complete` (late ones included), so that an
-        # adapter whose report broke off can tell whether it was counted.
-        self.completed = 0
-        self.total_rejected = 0
-        self.total_successes = 0
-        self.total_failures = 0
-        self.total_ignored = 0
-        self.total_slow = 0
-        self.state_changes = 0
-        self.latency = LatencyHistogram()
-        self._listening = False  # build call events only when someone listens
         self.events: list[Event] = []
-        # Rejections an adapter made on `reject_until` (see _FAST_REJECTIONS).
-        self.fast_rejections = itertools.repeat(None, _FAST_REJECTIONS)
         self._publish()
 
     # -- calls ----------------------------------------------------------------
@@ -442,52 +280,6 @@ class CircuitCore:
         self.generation += 1
         self.fork_generation = self.generation
         self._publish()
-
-    @property
-    def total_allowed(self) -> int:
-        """Calls admitted so far (those in flight included)."""
-        return self._allowed + len(self.tickets)
-
-    @property
-    def listening(self) -> bool:
-        """Whether call events are built (someone listens); successes then take `complete`."""
-        return self._listening
-
-    @listening.setter
-    def listening(self, listening: bool) -> None:
-        self._listening = listening
-        self._publish()
-
-    def _publish(self) -> None:
-        """Set what adapters read without the lock, for the current state (module doc)."""
-        state = self.state
-        quiet = not self._listening  # events are built under the lock
-        if state is CLOSED or state is FORCED_CLOSED:
-            self.admitting = self.generation
-            window = self.window
-            if quiet and self._can_defer and (window is None or self._cannot_trip(window)):
-                self.deferring = self.generation
-            else:
-                self.deferring = None
-            self.reject_until = NOT_REJECTING
-        else:
-            self.admitting = self.deferring = None
-            until = self.open_until
-            # An OPEN period backed off to infinity must not pass for FORCED_OPEN,
-            # whose `inf` tells the adapter the state: it takes the lock instead.
-            if quiet and _UNLOCKED_COUNTS and (state is FORCED_OPEN or until != math.inf):
-                self.reject_from = self.state_since
-                self.reject_until = until
-            else:
-                self.reject_until = NOT_REJECTING
-
-    @property
-    def in_flight(self) -> int:
-        """Tickets of the current generation not yet completed."""
-        state = self.state
-        if state is CLOSED or state is FORCED_CLOSED:
-            return len(self.tickets)
-        return len(self.trial_starts)  # empty unless HALF_OPEN
 
     def complete(
         self,
@@ -593,106 +385,6 @@ class CircuitCore:
                 self._fire(Trigger.TRIAL_FAILED, now)
         # FORCED_CLOSED counts totals only; OPEN and FORCED_OPEN issue no tickets.
 
-    def _count(
-        self, outcome: Outcome, duration: float, now: float, exception: BaseException | None
-    ) -> bool:
-        """Count a completion in the totals (every one, late or not): whether it was slow.
-
-        For `SharedCore`; `complete` has these lines inline (see there).
-        """
-        slow = False
-        if outcome is IGNORED:
-            self.total_ignored += 1
-        else:
-            if outcome is SUCCESS:
-                self.total_successes += 1
-            else:
-                self.total_failures += 1
-            self.latency.record(duration)
-            limit = self._slow_call_duration
-            if limit is not None and duration >= limit:
-                slow = True
-                self.total_slow += 1
-        if self._listening:
-            self.events.append(self._call_event(outcome, now, max(duration, 0.0), exception))
-        return slow
-
-    def _check_ticket(self, generation: int, started: float) -> None:
-        """Raise ValueError for a ticket that cannot be completed now."""
-        if generation == self.generation:
-            state = self.state
-            if state is CLOSED or state is FORCED_CLOSED:
-                in_flight: list[float] = self.tickets
-            else:
-                in_flight = self.trial_starts  # empty unless HALF_OPEN
-            if not in_flight:
-                raise ValueError(
-                    f"ticket (generation={generation}, started={started!r}) completed "
-                    "more than once: this state period has no ticket in flight"
-                )
-            if state is HALF_OPEN and started not in in_flight:
-                raise ValueError(
-                    f"ticket (generation={generation}, started={started!r}) is not a "
-                    "trial in flight"
-                )
-        elif not 0 <= generation < self.generation:
-            raise ValueError(
-                f"ticket generation {generation!r} was never issued "
-                f"(the current one is {self.generation})"
-            )
-
-    def fold(self) -> None:
-        """Count the successes waiting in `pending` (the adapter's cue: FOLD_AT of them)."""
-        pending = self.pending
-        count = len(pending)
-        batch = pending[:count]
-        del pending[:count]  # only those: an adapter may be appending
-        generation = self.generation
-        current = 0
-        latency = self.latency
-        buckets = latency.buckets
-        total = latency.total
-        for issued, started, now in batch:
-            if issued == generation:
-                current += 1  # the others are late results: totals only
-            duration = now - started
-            # LatencyHistogram.record, inlined: this runs for every call.
-            if duration > MIN_DURATION:
-                key = int(log2(duration) * PER_OCTAVE + OFFSET)
-                total += duration
-            else:
-                key = ZERO_DURATION
-            buckets[key] = buckets.get(key, 0) + 1
-        latency.total = total
-        self.total_successes += count
-        if not current:
-            return
-        window = self.window
-        if window is None or self.state is not CLOSED:
-            # No transition since they were recorded, so the state is still
-            # the CLOSED or FORCED_CLOSED they were recorded in, and each has
-            # its entry in `tickets` (any one will do).
-            del self.tickets[-current:]
-            self._allowed += current
-            self.consecutive_failures = 0
-        else:
-            self._fold_into_window(batch, window)
-
-    def _fold_into_window(self, batch: list[tuple[int, float, float]], window: TimeWindow) -> None:
-        """Count this period's successes of `batch` into the window, in order, as `complete` does.
-
-        One that raced a failure may trip the circuit here; the rest are late then.
-        """
-        generation = self.generation
-        tickets = self.tickets
-        for issued, _, now in batch:
-            if issued != generation:
-                continue
-            tickets.pop()
-            self._allowed += 1
-            if self._into_window(window, now, False, False):
-                return
-
     def _into_window(self, window: TimeWindow, now: float, failed: bool, slow: bool) -> bool:
         """Count a completed call into the window, then the trip rules: whether it tripped."""
         now = self._at(now)  # (`fold` brings the times its successes were recorded at)
@@ -703,48 +395,6 @@ class CircuitCore:
             return True
         self._failures_moved(window, failures)
         return False
-
-    def _failures_moved(self, window: TimeWindow, before: int) -> None:
-        """Publish again if the window's failures changed: successes may skip the lock, or not.
-
-        When successes stop skipping it, one may have been appended to `pending`
-        since this operation folded (its thread read `deferring` before): it is
-        folded now, so that a success that trips does so before this returns.
-        """
-        if window.total_failures != before and self._can_defer:
-            self._publish()
-            if self.pending and self.deferring is None:
-                self.fold()
-
-    def _cannot_trip(self, window: TimeWindow) -> bool:
-        """Whether no success can trip the circuit while the window holds no more failures.
-
-        A success leaves the failure count alone and only dilutes the
-        failure rate, except where it brings the window up to minimum_calls.
-        The worst case, as calls in the window expire and new successes come
-        in, is a window of its f failures and just enough successes to reach
-        minimum_calls (at least one): safe while that rate is under the
-        threshold. Failures only leave the window, so it stays true until a
-        failure comes in (under the lock, which publishes again).
-        """
-        percentage = self._failure_percentage
-        if percentage is None:
-            return True  # the count rule ignores successes
-        failures = window.total_failures
-        return failures * 100 < percentage * max(self._minimum_calls, failures + 1)
-
-    def _window_trips(self, window: TimeWindow) -> bool:
-        failures = window.total_failures
-        if failures >= self._failure_threshold:
-            return True
-        calls = window.total_calls
-        if calls < self._minimum_calls:
-            return False
-        percentage = self._failure_percentage
-        if percentage is not None and failures * 100 >= percentage * calls:
-            return True
-        rate = self._slow_call_rate
-        return rate is not None and window.total_slow * 100 >= rate * calls
 
     def _call_event(
         self, outcome: Outcome, now: float, duration: float, exception: BaseException | None
@@ -790,46 +440,11 @@ class CircuitCore:
         """The metrics as of `now`."""
         now = self._tick(now)
         window = self.window
-        window_calls: int | None = None
-        failure_rate = slow_call_rate = None
-        if window is None:
-            window_failures = self.consecutive_failures
-        else:
-            window_failures = window.total_failures
+        if window is not None:
+            failures = window.total_failures
             window.expire(now)
-            self._failures_moved(window, window_failures)
-            window_failures = window.total_failures
-            window_calls = window.total_calls
-            if window_calls and window_calls >= self._minimum_calls:
-                failure_rate = 100.0 * window_failures / window_calls
-                if self._slow_call_duration is not None:
-                    slow_call_rate = 100.0 * window.total_slow / window_calls
-        latency = self.latency
-        durations, mean, p95 = latency.summary()
-        return CircuitMetrics(
-            name=self.name,
-            current_state=self.state,
-            time_in_state=max(0.0, now - self.state_since),
-            state_changes=self.state_changes,
-            total_allowed=self.total_allowed,
-            total_rejected=self.total_rejected + self._count_fast_rejections(),
-            total_successes=self.total_successes,
-            total_failures=self.total_failures,
-            total_ignored=self.total_ignored,
-            total_slow=self.total_slow,
-            window_failures=window_failures,
-            retry_after=self.retry_after(now),
-            average_response_time=mean,
-            p95_response_time=p95,
-            window_calls=window_calls,
-            failure_rate=failure_rate,
-            slow_call_rate=slow_call_rate,
-            total_duration=latency.total,
-            durations=durations,
-        )
-
-    def _count_fast_rejections(self) -> int:
-        return _FAST_REJECTIONS - operator.length_hint(self.fast_rejections)
+            self._failures_moved(window, failures)
+        return self._metrics(now, self.retry_after(now))
 
     def take_events(self) -> list[Event]:
         """Hand the pending events over (oldest first) and start a new list."""

@@ -1,19 +1,28 @@
-"""`CircuitMetrics`, the snapshot a breaker reports, and its latency histogram."""
+"""`CircuitMetrics`, the snapshot a breaker reports; its latency histogram; and
+`MetricsStore`, the core's totals that snapshots are made of."""
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
+import sys
 from bisect import bisect_left
 from collections.abc import Iterable
 from itertools import accumulate, pairwise
 from math import log2
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._classify import IGNORED, SUCCESS, Outcome
 from ._state import AlertLevel, CircuitState
 
-__all__ = ["DEFAULT_DURATION_BOUNDS", "CircuitMetrics", "LatencyHistogram"]
+if TYPE_CHECKING:
+    from ._window import TimeWindow
+    from .events import Event
+
+__all__ = ["DEFAULT_DURATION_BOUNDS", "CircuitMetrics", "LatencyHistogram", "MetricsStore"]
 
 # Buckets per power of two. A duration d > MIN_DURATION falls in bucket
 # floor(log2(d) * PER_OCTAVE) (shifted by OFFSET so that int() truncation is a
@@ -62,7 +71,7 @@ def _bounds(bounds: Iterable[float], field: str = "bounds") -> tuple[float, ...]
 class LatencyHistogram:
     """Log-bucketed durations: bounded memory, percentiles within 2.2 %.
 
-    `CircuitCore.fold` inlines `record` (it runs for every deferred success).
+    `fold` (_batch.py) inlines `record` (it runs for every deferred success).
     """
 
     __slots__ = ("buckets", "total")
@@ -229,3 +238,141 @@ class CircuitMetrics:
         if self.is_degraded():
             return AlertLevel.WARNING
         return AlertLevel.HEALTHY
+
+
+# Adapters count the rejections they make without the lock by taking one item
+# from `fast_rejections`, an itertools.repeat of None this many times long:
+# next() on it is atomic with the GIL and allocates nothing (next() on an
+# itertools.count builds an int, ~9 ns more), and what is gone is the count.
+# Without the GIL (free-threaded builds) next() is not atomic, and on a 32-bit
+# build the repeat could run out: nothing is published for unlocked
+# rejections there (see _publish._UNLOCKED_COUNTS), so every rejection takes
+# the lock.
+_FAST_REJECTIONS = sys.maxsize
+
+
+class MetricsStore:
+    """The totals of a `CircuitCore` (a base of it), and the snapshots made of them.
+
+    Plain counters, counted where the call's outcome is known: `complete` and
+    `fold` add to them inline (they run for every call), `_count` is those
+    lines for `SharedCore`. Totals count every completion, late ones included,
+    and a `reset()` clears none of them.
+    """
+
+    __slots__ = (
+        "_allowed",
+        "completed",
+        "total_rejected",
+        "total_successes",
+        "total_failures",
+        "total_ignored",
+        "total_slow",
+        "state_changes",
+        "latency",
+        "fast_rejections",
+    )
+
+    if TYPE_CHECKING:  # CircuitCore's (and its other bases'), read here
+        name: str
+        state: CircuitState
+        state_since: float
+        consecutive_failures: int
+        window: TimeWindow | None
+        tickets: list[float]
+        events: list[Event]
+        _listening: bool
+        _minimum_calls: int
+        _slow_call_duration: float | None
+
+        def _call_event(
+            self, outcome: Outcome, now: float, duration: float, exception: BaseException | None
+        ) -> Event: ...
+
+    def __init__(self) -> None:
+        self._allowed = 0  # admitted calls whose entry has left `tickets`
+        # Completions counted by `complete` (late ones included), so that an
+        # adapter whose report broke off can tell whether it was counted.
+        self.completed = 0
+        self.total_rejected = 0
+        self.total_successes = 0
+        self.total_failures = 0
+        self.total_ignored = 0
+        self.total_slow = 0
+        self.state_changes = 0
+        self.latency = LatencyHistogram()
+        # Rejections an adapter made on `reject_until` (see _FAST_REJECTIONS).
+        self.fast_rejections = itertools.repeat(None, _FAST_REJECTIONS)
+
+    @property
+    def total_allowed(self) -> int:
+        """Calls admitted so far (those in flight included)."""
+        return self._allowed + len(self.tickets)
+
+    def _count(
+        self, outcome: Outcome, duration: float, now: float, exception: BaseException | None
+    ) -> bool:
+        """Count a completion in the totals (every one, late or not): whether it was slow.
+
+        For `SharedCore`; `complete` has these lines inline (see there).
+        """
+        slow = False
+        if outcome is IGNORED:
+            self.total_ignored += 1
+        else:
+            if outcome is SUCCESS:
+                self.total_successes += 1
+            else:
+                self.total_failures += 1
+            self.latency.record(duration)
+            limit = self._slow_call_duration
+            if limit is not None and duration >= limit:
+                slow = True
+                self.total_slow += 1
+        if self._listening:
+            self.events.append(self._call_event(outcome, now, max(duration, 0.0), exception))
+        return slow
+
+    def _count_fast_rejections(self) -> int:
+        return _FAST_REJECTIONS - operator.length_hint(self.fast_rejections)
+
+    def _metrics(self, now: float, retry_after: float | None) -> CircuitMetrics:
+        """The snapshot of the totals, the state and the window as they are, at `now`.
+
+        `CircuitCore.snapshot` first brings them up to `now`.
+        """
+        window = self.window
+        window_calls: int | None = None
+        failure_rate = slow_call_rate = None
+        if window is None:
+            window_failures = self.consecutive_failures
+        else:
+            window_failures = window.total_failures
+            window_calls = window.total_calls
+            if window_calls and window_calls >= self._minimum_calls:
+                failure_rate = 100.0 * window_failures / window_calls
+                if self._slow_call_duration is not None:
+                    slow_call_rate = 100.0 * window.total_slow / window_calls
+        latency = self.latency
+        durations, mean, p95 = latency.summary()
+        return CircuitMetrics(
+            name=self.name,
+            current_state=self.state,
+            time_in_state=max(0.0, now - self.state_since),
+            state_changes=self.state_changes,
+            total_allowed=self.total_allowed,
+            total_rejected=self.total_rejected + self._count_fast_rejections(),
+            total_successes=self.total_successes,
+            total_failures=self.total_failures,
+            total_ignored=self.total_ignored,
+            total_slow=self.total_slow,
+            window_failures=window_failures,
+            retry_after=retry_after,
+            average_response_time=mean,
+            p95_response_time=p95,
+            window_calls=window_calls,
+            failure_rate=failure_rate,
+            slow_call_rate=slow_call_rate,
+            total_duration=latency.total,
+            durations=durations,
+        )

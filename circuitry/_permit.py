@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._core import FAILURE, IGNORED, SUCCESS, Outcome
+from ._classify import FAILURE, IGNORED, SUCCESS, Outcome
 
 if TYPE_CHECKING:
     from ._calls import CallProtocol

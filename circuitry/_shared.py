@@ -61,19 +61,10 @@ from typing import NamedTuple, Protocol
 
 import attrs
 
+from ._classify import FAILURE, IGNORED, SUCCESS, Outcome
 from ._config import CircuitBreakerConfig
-from ._core import (
-    _FAST_REJECTIONS,
-    FAILURE,
-    IGNORED,
-    REJECTED,
-    RIDING,
-    SUCCESS,
-    CircuitCore,
-    Outcome,
-    Trigger,
-)
-from ._metrics import CircuitMetrics, LatencyHistogram
+from ._core import REJECTED, RIDING, CircuitCore, Trigger
+from ._metrics import _FAST_REJECTIONS, CircuitMetrics, LatencyHistogram
 from ._state import CircuitState
 from .events import CallRejected, StateChanged, StoreRecovered, StoreUnavailable
 

@@ -20,7 +20,8 @@ from types import (
 from typing import Any, ParamSpec, TypeVar, cast
 
 from ._base import BreakerBase
-from ._core import FOLD_AT, SUCCESS
+from ._batch import FOLD_AT
+from ._classify import SUCCESS
 from ._delivery import get_ident, logger
 
 __all__ = ["SyncAdapter", "is_async_callable"]

@@ -25,8 +25,9 @@ from collections.abc import Callable
 import httpx
 
 from ._breaker import CircuitBreaker
+from ._classify import FAILURE, IGNORED, SUCCESS, Outcome
 from ._config import _duration, _optional_callable
-from ._core import FAILURE, IGNORED, SUCCESS, CircuitCore, Outcome, Trigger
+from ._core import CircuitCore, Trigger
 from ._errors import CircuitOpenError
 from ._manager import CircuitBreakerManager
 from ._metrics import CircuitMetrics

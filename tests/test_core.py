@@ -15,18 +15,17 @@ from typing import Any
 import pytest
 from helpers import CLOSED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, raw_state
 
-from circuitry import CircuitBreakerConfig, CircuitState, _core
-from circuitry._core import (
+from circuitry import CircuitBreakerConfig, CircuitState, _publish
+from circuitry._classify import (
     FAILURE,
     IGNORED,
-    NOT_REJECTING,
-    REJECTED,
     SUCCESS,
-    CircuitCore,
     Outcome,
     classify_exception,
     classify_result,
 )
+from circuitry._core import REJECTED, CircuitCore
+from circuitry._publish import NOT_REJECTING
 from circuitry.events import CallFailed, CallIgnored, CallRejected, CallSucceeded, StateChanged
 
 NAME = "svc"
@@ -1135,7 +1134,7 @@ def test_nothing_is_published_for_unlocked_rejections_without_the_gil(
 ) -> None:
     # Free-threaded builds: next() on a count is not atomic, so every
     # rejection takes the lock.
-    monkeypatch.setattr(_core, "_UNLOCKED_COUNTS", False)
+    monkeypatch.setattr(_publish, "_UNLOCKED_COUNTS", False)
     core = make(failure_threshold_count=1, reset_timeout=10)
     fail(core, 5.0)
     assert core.reject_until == -math.inf

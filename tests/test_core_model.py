@@ -37,7 +37,8 @@ from hypothesis.stateful import (
 )
 
 from circuitry import CircuitBreakerConfig, CircuitState
-from circuitry._core import FAILURE, IGNORED, REJECTED, RIDING, SUCCESS, CircuitCore, Outcome
+from circuitry._classify import FAILURE, IGNORED, SUCCESS, Outcome
+from circuitry._core import REJECTED, RIDING, CircuitCore
 from circuitry.events import (
     CallFailed,
     CallIgnored,

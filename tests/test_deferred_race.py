@@ -14,7 +14,8 @@ import threading
 import pytest
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
-from circuitry._core import FAILURE, CircuitCore
+from circuitry._classify import FAILURE
+from circuitry._core import CircuitCore
 from circuitry._window import TimeWindow
 
 CONFIG = CircuitBreakerConfig(

@@ -324,13 +324,13 @@ def test_classify_exception_counts_a_group_by_its_leaves(
     case: str, make_exc: Callable[[], BaseException], expected: str
 ) -> None:
     from circuitry import CircuitBreakerConfig
-    from circuitry._core import classify_exception
+    from circuitry._classify import classify_exception
 
     assert classify_exception(CircuitBreakerConfig(**RULES), make_exc()).value == expected
 
 
 def test_classify_group_stops_at_the_first_failure_in_leaf_order() -> None:
-    from circuitry._core import FAILURE, SUCCESS, classify_group
+    from circuitry._classify import FAILURE, SUCCESS, classify_group
 
     seen: list[BaseException] = []
     leaves = [Answered("1"), Answered("2"), Down("3"), Answered("4")]

@@ -220,7 +220,8 @@ async def test_another_task_does_not_ride_on_the_trial(clock: FakeClock) -> None
 
 def test_the_core_rides_only_on_a_trial_in_flight() -> None:
     from circuitry import CircuitBreakerConfig
-    from circuitry._core import FAILURE, REJECTED, RIDING, SUCCESS, CircuitCore
+    from circuitry._classify import FAILURE, SUCCESS
+    from circuitry._core import REJECTED, RIDING, CircuitCore
 
     core = CircuitCore(CircuitBreakerConfig(failure_threshold_count=1), "svc", 0.0)
     assert core.ride(0.0, (0, 0.0)) is None  # CLOSED: nothing to ride on

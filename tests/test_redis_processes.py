@@ -29,7 +29,7 @@ from helpers import Boom, Skipped, boom, config, script_calls
 from redis_server import RedisServer
 
 from circuitry import CircuitBreaker, CircuitOpenError, CircuitState
-from circuitry._core import FAILURE
+from circuitry._classify import FAILURE
 from circuitry._shared import AlertOnly, Learned, Reply, Request, SharedCore
 from circuitry.events import Alert, Event, StateChanged, StoreRecovered, StoreUnavailable
 from circuitry.redis import RedisStore

@@ -344,7 +344,7 @@ class _Terminal:
 
 def test_progress_bar_draws_only_on_a_terminal() -> None:
     from circuitry.__main__ import Progress
-    from circuitry._core import SUCCESS
+    from circuitry._classify import SUCCESS
 
     rows = [(float(i), 0.0, SUCCESS, None) for i in range(1000)]
     terminal = _Terminal()

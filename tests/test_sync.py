@@ -23,7 +23,7 @@ from circuitry import (
     CircuitOpenError,
     Permit,
 )
-from circuitry._core import FOLD_AT
+from circuitry._batch import FOLD_AT
 from circuitry.events import Event, StateChanged
 from circuitry.testing import FakeClock
 

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any, NoReturn
 
+from .._classify import Outcome
 from .._config import CircuitBreakerConfig, ServicePresets
-from .._core import Outcome
 from ._errors import InputError
 from ._plot import Profile, plot
 from ._replay import OUTCOMES, REPORT_FIELDS, Row, SimulationReport, simulate_rows

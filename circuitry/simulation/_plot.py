@@ -9,7 +9,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._core import FAILURE
+from .._classify import FAILURE
 from .._state import CircuitState
 from ._errors import InputError
 from ._replay import Row, SimulationReport

@@ -14,8 +14,9 @@ from typing import Any
 
 import attrs
 
+from .._classify import FAILURE, IGNORED, SUCCESS, Outcome
 from .._config import CircuitBreakerConfig
-from .._core import FAILURE, IGNORED, SUCCESS, CircuitCore, Outcome
+from .._core import CircuitCore
 from .._seconds import seconds
 from .._state import CircuitState
 from ..events import StateChanged

@@ -1,0 +1,104 @@
+"""How a call ended, as far as the breaker is concerned: its `Outcome`.
+
+The adapters classify (they alone call user code: `failure_predicate` and
+`result_is_failure`); the core takes the outcome as a value.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import sys
+from collections.abc import Callable
+
+from ._config import CircuitBreakerConfig
+
+__all__ = [
+    "FAILURE",
+    "IGNORED",
+    "SUCCESS",
+    "ExceptionGroupType",
+    "Outcome",
+    "classify_exception",
+    "classify_group",
+    "classify_leaf",
+    "classify_result",
+]
+
+
+class Outcome(enum.Enum):
+    """How a call ended, as far as the breaker is concerned."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    IGNORED = "ignored"  # neither: ignored exceptions, cancellation, KeyboardInterrupt
+
+
+SUCCESS = Outcome.SUCCESS
+FAILURE = Outcome.FAILURE
+IGNORED = Outcome.IGNORED
+
+
+if sys.version_info >= (3, 11):
+    ExceptionGroupType: type[BaseException] = BaseExceptionGroup  # noqa: F821 (3.11+)
+else:  # the backport, which anyio and trio raise on 3.10 (anyio depends on it there)
+    ExceptionGroupType = importlib.import_module("exceptiongroup").BaseExceptionGroup
+
+
+def classify_exception(config: CircuitBreakerConfig, exc: BaseException) -> Outcome:
+    """The outcome of a call that raised `exc`.
+
+    Ignored types win; a recorded type is a failure unless `failure_predicate`
+    says otherwise; any other `Exception` means the service answered (success);
+    any other `BaseException` (KeyboardInterrupt, cancellation) is ignored.
+    An exception group is classified by its leaves (see `classify_group`).
+    Calls `failure_predicate`, which is user code: do not hold a lock.
+    """
+    if isinstance(exc, ExceptionGroupType):
+        return classify_group(exc, lambda leaf: classify_leaf(config, leaf))
+    return classify_leaf(config, exc)
+
+
+def classify_leaf(config: CircuitBreakerConfig, exc: BaseException) -> Outcome:
+    """`classify_exception` for an exception that is not a group."""
+    if isinstance(exc, config.ignore_exceptions):
+        return IGNORED
+    if isinstance(exc, config.record_exceptions):
+        predicate = config.failure_predicate
+        if predicate is None or predicate(exc):
+            return FAILURE
+    return SUCCESS if isinstance(exc, Exception) else IGNORED
+
+
+def classify_group(group: BaseException, classify: Callable[[BaseException], Outcome]) -> Outcome:
+    """The outcome of a call that raised the exception group `group` (a task group's).
+
+    Each leaf, nested groups flattened, in order, is classified by `classify`,
+    which never sees a group: the call failed if any leaf is a failure,
+    succeeded if every leaf is a success, and is ignored otherwise (an ignored
+    exception or a cancellation beside answers). The first failure decides:
+    the leaves after it are not classified.
+    """
+    outcome = SUCCESS
+    groups = [iter(group.exceptions)]  # type: ignore[attr-defined]
+    while groups:
+        exc = next(groups[-1], None)
+        if exc is None:
+            groups.pop()
+        elif isinstance(exc, ExceptionGroupType):
+            groups.append(iter(exc.exceptions))
+        else:
+            leaf = classify(exc)
+            if leaf is FAILURE:
+                return FAILURE
+            if leaf is IGNORED:
+                outcome = IGNORED
+    return outcome
+
+
+def classify_result(config: CircuitBreakerConfig, result: object) -> Outcome:
+    """The outcome of a call that returned `result` (calls `result_is_failure`)."""
+    predicate = config.result_is_failure
+    if predicate is not None and predicate(result):
+        return FAILURE
+    return SUCCESS
