@@ -52,7 +52,6 @@ transitions of its own lost requests come back for their alert as
 from __future__ import annotations
 
 import enum
-import hashlib
 import itertools
 import logging
 import math
@@ -147,7 +146,11 @@ class Mode(enum.Enum):
 
 
 class Request(NamedTuple):
-    """One round trip: an operation of the store's script with its arguments."""
+    """One round trip: an operation of the store's script with its arguments.
+
+    The arguments are the script's, as text; `circuitry._redis_wire` frames
+    them (the command, the config argument) for Redis.
+    """
 
     op: str
     args: tuple[str, ...] = ()
@@ -156,23 +159,15 @@ class Request(NamedTuple):
     release: tuple[str, ...] = ()  # permits to give back (see SharedCore.orphans)
     lost: tuple[str, ...] = ()  # ids of requests whose replies were lost (see SharedCore.lost)
 
-    def to_argv(self, core: SharedCore) -> tuple[str, ...]:
-        """The script's ARGV for this request, with `core`'s config (see `_circuit.lua`)."""
-        line = self.line(core, core.store.now_argument())
-        if self.release or self.lost:
-            return line, core.rules, " ".join(self.release), " ".join(self.lost)
-        return line, core.rules
-
-    def line(self, core: SharedCore, now: str) -> str:
-        """The script's ARGV[1]: the operation, `now` (the store's), jitter, id and arguments."""
-        return ",".join((self.op, now, core.no_jitter or core.jitter(), self.rid, *self.args))
-
 
 _new_request = tuple.__new__
 
 
 class Reply(NamedTuple):
-    """What the store answers: the shared state after the operation."""
+    """What the store answers: the shared state after the operation.
+
+    (Redis's text of it: `circuitry._redis_wire.parse_reply`.)
+    """
 
     state: CircuitState
     generation: int
@@ -191,43 +186,6 @@ class Reply(NamedTuple):
     # The transitions of this process's lost requests (`Request.lost`): (id, moves).
     owed: tuple[tuple[str, tuple[tuple[CircuitState, CircuitState], ...]], ...] = ()
 
-    @classmethod
-    def parse(cls, raw: bytes | str) -> Reply | None:
-        """A reply from the script's string (see `_circuit.lua`); None for '=' (no change)."""
-        if raw == b"=" or raw == "=":
-            return None
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        (state, generation, in_state, left, moves, admitted, differs, calls, failures, slow,
-         consecutive, trials, successes, now, owed) = text.split("|")
-        return cls(
-            _STATES[state],
-            int(generation),
-            max(0.0, float(in_state)),
-            float(left) if left else None,
-            _moves(moves) if moves else (),
-            admitted == "1",
-            differs == "1",
-            int(calls),
-            int(failures),
-            int(slow),
-            int(consecutive),
-            int(trials),
-            int(successes),
-            float(now) if now else None,
-            tuple(
-                (rid, _moves(made)) for rid, made in (entry.split("=") for entry in owed.split(";"))
-            ) if owed else (),
-        )
-
-
-_STATES = {state.value: state for state in CircuitState}
-
-
-def _moves(text: str) -> tuple[tuple[CircuitState, CircuitState], ...]:
-    """Transitions from the script's 'old>new,...'."""
-    return tuple(
-        (_STATES[old], _STATES[new]) for old, new in (move.split(">") for move in text.split(","))
-    )
 
 LOST_KEPT = 64
 """Lost request ids and permits to give back a core keeps at most (oldest forgotten first)."""
@@ -306,35 +264,12 @@ class Store(Protocol):
         ...
 
 
-def _optional(value: float | None) -> str:
-    return "" if value is None else repr(float(value))
-
-
-def config_arguments(config: CircuitBreakerConfig) -> tuple[str, ...]:
-    """The trip and recovery rules of `config`, in the script's order (`_circuit.lua`)."""
-    count = config.failure_threshold_count
-    return (
-        _optional(config.failure_window),
-        "" if count is None else str(count),
-        _optional(config.failure_threshold_percentage),
-        str(config.minimum_calls),
-        _optional(config.slow_call_rate_threshold),
-        str(config.success_threshold_count),
-        str(config.test_request_count),
-        _optional(config.half_open_max_wait),
-        repr(float(config.reset_timeout)),
-        repr(float(config.reset_timeout_multiplier)),
-        _optional(config.max_reset_timeout),
-    )
-
-
 class SharedCore(CircuitCore):
     """The mirror of a shared circuit and this process's totals (module doc)."""
 
     __slots__ = (
         "asking",
         "epoch",
-        "rules",
         "flying",
         "keys",
         "local_from",
@@ -368,16 +303,11 @@ class SharedCore(CircuitCore):
             super().__init__(config, name, now, random)
         self.store = store
         self.keys = store.keys(name)
-        # The script's config argument, also the fingerprint of this process's rules.
-        rules = ",".join(
-            (str(store.ttl_ms()), *config_arguments(config), repr(float(store.lease_for(config))))
-        )
-        digest = hashlib.blake2b(rules.encode(), digest_size=8).hexdigest()
-        self.rules = f"{digest},{rules}"
         # The jitter argument when the config has none ('' when it has: see jitter()).
         self.no_jitter = "" if config.reset_timeout_jitter else "1.0"
         # The store's own: what every request of this circuit sends alike, made
-        # once (RedisStore: the command's head and the config argument, encoded).
+        # once (Redis: the command's head and the config argument, encoded, by
+        # `_redis_wire.command_for`).
         self.wire: tuple[tuple[str | bytes, ...], bytes] | None = None
         self.synced = False
         self.asking = False  # a single-flight request is out (see _plan_acquire)
@@ -670,7 +600,8 @@ class SharedCore(CircuitCore):
     def plan_control(self, trigger: str, duration: float | None) -> Request | None:
         """The request for force_open / force_closed / reset / trip, or None: do it locally."""
         if self.mode is Mode.SHARED or self.store.usable():
-            return self._request("control", (trigger, _optional(duration)))
+            seconds = "" if duration is None else repr(float(duration))
+            return self._request("control", (trigger, seconds))
         return None
 
     def apply_control(

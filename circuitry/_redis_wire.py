@@ -1,0 +1,172 @@
+"""Redis's wire format for a shared circuit: the script, its arguments, its replies.
+
+`circuitry._shared` plans requests and applies replies as Python values
+(`Request`, `Reply`); `circuitry.redis` sends them. This module holds what
+lies between: the EVALSHA command for a request (ARGV[1], the request's line;
+ARGV[2], the config argument), the reply's text taken apart, and the script
+itself (`SCRIPT`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+
+from ._config import CircuitBreakerConfig
+from ._shared import Reply, Request, SharedCore
+from ._state import CircuitState
+
+__all__ = [
+    "CONFIG_FIELDS",
+    "KEYS",
+    "SCRIPT",
+    "SCRIPT_SHA",
+    "argv",
+    "command_for",
+    "config_argument",
+    "parse_reply",
+]
+
+KEYS = 4
+"""Keys of one circuit (`RedisStore.keys`), all with its hash tag."""
+
+CONFIG_FIELDS: tuple[str, ...] = (
+    # The fast path's (a CLOSED record): the script takes these at once, as strings.
+    "config_id",  # a digest of the rest: the config's fingerprint, kept with the state
+    "ttl",  # ms (the store's)
+    "failure_window",
+    "failure_threshold_count",
+    "failure_threshold_percentage",
+    "minimum_calls",
+    "slow_call_rate_threshold",
+    # The others, only off the fast path (`read_config()` in the script), as numbers.
+    "success_threshold_count",
+    "test_request_count",
+    "half_open_max_wait",
+    "reset_timeout",
+    "reset_timeout_multiplier",
+    "max_reset_timeout",
+    "lease",  # s (the store's)
+)
+"""The config argument (the script's ARGV[2]), field by field: '' for a field that is None.
+
+The `CircuitBreakerConfig` fields of those names, and the store's `ttl` and
+`lease`; all comma-separated, preceded by `config_id`.
+"""
+
+_FAST_PATH = 7
+"""The first fields of `CONFIG_FIELDS`: what the script's fast path reads."""
+
+_COUNTS = frozenset(
+    {"ttl", "failure_threshold_count", "minimum_calls", "success_threshold_count",
+     "test_request_count"}
+)
+"""Fields written as integers; the others are seconds or percentages, written as floats."""
+
+_STATES = {state.value: state for state in CircuitState}
+
+
+def config_argument(config: CircuitBreakerConfig, ttl_ms: int, lease: float) -> str:
+    """The script's ARGV[2] for `config`, with the store's TTL and lease (`CONFIG_FIELDS`).
+
+    Written once per circuit: a float as its repr, so that the script reads
+    back the very value; `config_id` a digest of the rest, so that processes
+    that share a circuit with different configs can tell (the same config
+    writes the same text, in any process and any version that keeps this
+    format).
+    """
+    fields = []
+    for name in CONFIG_FIELDS[1:]:
+        value = ttl_ms if name == "ttl" else lease if name == "lease" else getattr(config, name)
+        if value is None:
+            fields.append("")
+        elif name in _COUNTS:
+            fields.append(str(value))
+        else:
+            fields.append(repr(float(value)))
+    rules = ",".join(fields)
+    digest = hashlib.blake2b(rules.encode(), digest_size=8).hexdigest()
+    return f"{digest},{rules}"
+
+
+def command_for(core: SharedCore, request: Request, now: str) -> tuple[str | bytes, ...]:
+    """EVALSHA with its arguments for `request`, as bytes (redis-py then encodes nothing).
+
+    `now`: the script's time ('' for Redis TIME). What every request of a
+    circuit sends alike (the script, its keys, the config argument) is
+    encoded once, at the circuit's first request, and kept on its core
+    (`SharedCore.wire`): per request only the request's own line is built
+    and encoded. The command's name stays a str, as redis-py's own commands
+    send it (its cluster routing and metrics read it).
+
+    ARGV[1], the line: op, now, the jitter factor of an open period this
+    request starts, the request's id, the op's own arguments; ARGV[2] the
+    config argument; ARGV[3] and ARGV[4], only after a lost reply, the
+    permits to give back and the lost requests' ids (see `_circuit.lua`).
+    """
+    wire = core.wire
+    if wire is None:
+        store = core.store
+        wire = core.wire = (
+            ("EVALSHA", SCRIPT_SHA.encode(), str(KEYS).encode(),
+             *(key.encode() for key in core.keys)),
+            config_argument(core.config, store.ttl_ms(), store.lease_for(core.config)).encode(),
+        )
+    head, rules = wire
+    line = ",".join(
+        (request.op, now, core.no_jitter or core.jitter(), request.rid, *request.args)
+    ).encode()
+    if request.release or request.lost:
+        return (*head, line, rules, " ".join(request.release).encode(),
+                " ".join(request.lost).encode())
+    return (*head, line, rules)
+
+
+def argv(core: SharedCore, request: Request, now: str) -> tuple[str, ...]:
+    """The script's ARGV for `request`, as text (what `command_for` sends after the keys)."""
+    return tuple(
+        part.decode() if isinstance(part, bytes) else part
+        for part in command_for(core, request, now)[3 + KEYS:]
+    )
+
+
+def parse_reply(raw: bytes | str) -> Reply | None:
+    """A reply from the script's string (see `_circuit.lua`); None for '=' (no change)."""
+    if raw == b"=" or raw == "=":
+        return None
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    (state, generation, in_state, left, moves, admitted, differs, calls, failures, slow,
+     consecutive, trials, successes, now, owed) = text.split("|")
+    return Reply(
+        _STATES[state],
+        int(generation),
+        max(0.0, float(in_state)),
+        float(left) if left else None,
+        _moves(moves) if moves else (),
+        admitted == "1",
+        differs == "1",
+        int(calls),
+        int(failures),
+        int(slow),
+        int(consecutive),
+        int(trials),
+        int(successes),
+        float(now) if now else None,
+        tuple(
+            (rid, _moves(made)) for rid, made in (entry.split("=") for entry in owed.split(";"))
+        ) if owed else (),
+    )
+
+
+def _moves(text: str) -> tuple[tuple[CircuitState, CircuitState], ...]:
+    """Transitions from the script's 'old>new,...'."""
+    return tuple(
+        (_STATES[old], _STATES[new]) for old, new in (move.split(">") for move in text.split(","))
+    )
+
+
+SCRIPT = resources.files("circuitry").joinpath("_circuit.lua").read_text(
+    encoding="utf-8"
+)
+"""The script Redis runs."""
+SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
