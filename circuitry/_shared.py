@@ -38,6 +38,8 @@ When the store fails (`StoreError`), the breaker falls back to the store's
 - ALLOW admits every call, DENY rejects every call; neither counts outcomes.
 `StoreUnavailable` is emitted when a breaker falls back, `StoreRecovered`
 when the store answers again; then the store's state is authoritative.
+(That part is `FallbackCore`'s, in `circuitry._shared_fallback`; Redis's
+wire format, `circuitry._redis_wire`'s.)
 A failed request may have run all the same (its reply was lost): the trial
 permit it took and the transitions it made are settled by the next request
 that is answered (`orphans`, `lost`: see `_unanswered`).
