@@ -9,9 +9,10 @@
 -- What the Python side and this script share is not written here: a prologue
 -- generated from it (circuitry/_redis_wire.py, prologue()) comes first and
 -- binds, as locals, the state codes (CLOSED = 'closed', ...), the triggers
--- (TRIP = 'TRIP', ...), the transition table (next_state(state, trigger))
--- and the config argument's fields, each by its name (failure_window, ...;
--- read_config() binds those the fast path does not read).
+-- (TRIP = 'TRIP', ...) and the config argument's fields that the fast path
+-- reads, each by its name (failure_window, ...); the rest of the config and
+-- the transition table (next_state(state, trigger)) are generated in place
+-- of the line '--[[generated: off the fast path]]' below.
 --
 -- KEYS[1]: the state (a string, see below); KEYS[2]: the trial permits (a
 -- sorted set: permit -> start); KEYS[3]: the window (a hash of fixed
@@ -59,20 +60,17 @@
 
 local state_key, permits_key, window_key, owed_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local release, lost = ARGV[3], ARGV[4]
--- The request's fields, a[1] (op) to a[8]: string.match, one C call each,
--- costs far less than a gmatch loop here, on every call. A record (a
--- CLOSED call's op) is taken apart in one match and its table built whole.
+-- The request's fields: op, now (`given`), the jitter factor, the id, then
+-- the op's own arguments, a4 to a8. string.match, one C call each, costs far
+-- less than a gmatch loop here, on every call; a record (a CLOSED call's op)
+-- is taken apart in one match.
 local op, given, jitter_factor, rid, a4, a5, a6, a7, a8 = string.match(
   ARGV[1], '^(record),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
-local a
-if op ~= nil then
-  a = {op, given, jitter_factor, a4, a5, a6, a7, a8}
-else
+if op == nil then
   local rest
   op, given, jitter_factor, rid, rest =
     string.match(ARGV[1], '^([^,]*),([^,]*),([^,]*),([^,]*),?(.*)$')
-  a = {op, given, jitter_factor}
-  a[4], a[5] = string.match(rest, '^([^,]*),?(.*)$')
+  a4, a5 = string.match(rest, '^([^,]*),?(.*)$')
 end
 local BUCKETS = 10
 local OWED = 16
@@ -89,8 +87,8 @@ local function fmt(x)
 end
 
 local function clock()
-  local given = num(a[2])
-  if given ~= nil then return given end
+  local at = num(given)
+  if at ~= nil then return at end
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
@@ -123,17 +121,17 @@ end
 -- with a few commands and answered '='. The same rules as the full path
 -- below (`record`, `trips`); anything else (a lost reply to settle too)
 -- takes the full path.
-if op == 'record' and stored and a[7] == '' and a[8] ~= '1' and release == nil then
+if op == 'record' and stored and a7 == '' and a8 ~= '1' and release == nil then
   -- Only the fields it needs (STATE's, taken whole below to write it).
   local st, gen, cf, writer = string.match(
     stored, '^([^|]*)|([^|]*)|[^|]*|[^|]*|([^|]*)|[^|]*|[^|]*|[^|]*|([^|]*)$')
-  if st == CLOSED and gen == a[4] and writer == config_id then
+  if st == CLOSED and gen == a4 and writer == config_id then
     local window = failure_window
-    local failed = a[5] == 'f'
+    local failed = a5 == 'f'
     if window == '' then
       local consecutive = 0
       if failed then consecutive = tonumber(cf) + 1 end
-      if not trips(nil, consecutive) then
+      if not failed or not trips(nil, consecutive) then  -- (no count rule trips on 0)
         if consecutive ~= tonumber(cf) then
           local _, _, since_s, until_s, _, ts, bl, writer_window = string.match(stored, STATE)
           redis.call('SET', state_key,
@@ -148,7 +146,7 @@ if op == 'record' and stored and a[7] == '' and a[8] ~= '1' and release == nil t
       if v[1] then
         local number = math.floor(clock() / (tonumber(window) / BUCKETS))
         if number == tonumber(v[1]) then
-          local slow = a[6] == '1'
+          local slow = a6 == '1'
           local n, f, s = tonumber(v[2]) + 1, tonumber(v[3]), tonumber(v[4])
           if failed then f = f + 1 end
           if slow then s = s + 1 end
@@ -173,10 +171,13 @@ if release ~= nil and release ~= '' then
 end
 
 local now = clock()
-read_config()
+-- Here circuitry/_redis_wire.py puts the rest of the config (a local per field,
+-- a number: nil for none) and next_state(state, trigger), the transition
+-- table: after the fast path, which needs neither.
+--[[generated: off the fast path]]
 local window_length = num(failure_window)
 local max_reset = max_reset_timeout or INF
-local jitter = tonumber(a[3])
+local jitter = tonumber(jitter_factor)
 
 -- The state as stored; a missing one (new, expired or wiped) is CLOSED, with
 -- a generation from the clock, so that it is newer than any before it.
@@ -311,17 +312,17 @@ if op == 'acquire' then
   if state == CLOSED or state == FORCED_CLOSED then
     admitted = 1
   elseif state == HALF_OPEN and redis.call('ZCARD', permits_key) < test_request_count then
-    redis.call('ZADD', permits_key, fmt(now), a[4])
+    redis.call('ZADD', permits_key, fmt(now), a4)
     redis.call('PEXPIRE', permits_key, ttl)
     admitted = 1
   end
 elseif op == 'record' then
   -- CircuitCore.complete: the state machine part (the totals are the process's).
-  local ticket = tonumber(a[4])
-  local outcome = a[5]
-  local slow = a[6] == '1'
-  local permit = a[7]
-  local riding = a[8] == '1'
+  local ticket = tonumber(a4)
+  local outcome = a5
+  local slow = a6 == '1'
+  local permit = a7
+  local riding = a8 == '1'
   if state ~= CLOSED then tick() end
   local current = ticket == generation and not riding
   if current and state == HALF_OPEN then
@@ -365,7 +366,7 @@ elseif op == 'read' or op == 'peek' then
   if width ~= nil then advance(math.floor(now / width)) end
 elseif op == 'control' then
   tick()
-  fire(a[4], num(a[5]))
+  fire(a4, num(a5))
 end
 
 if op ~= 'peek' then

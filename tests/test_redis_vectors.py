@@ -40,6 +40,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -57,8 +58,10 @@ from circuitry._redis_wire import (
     SCRIPT,
     command_for,
     config_argument,
+    off_fast_path,
     parse_reply,
     prologue,
+    script,
 )
 from circuitry._shared import Reply, Request
 from circuitry._window import BUCKETS
@@ -648,8 +651,7 @@ def test_random_programs_agree_in_process_and_on_redis(
 def test_the_script_names_no_state_or_trigger_of_its_own() -> None:
     # Every state code and trigger name the script compares against is the
     # prologue's (generated from CircuitState, Trigger and _TRANSITIONS).
-    body = SCRIPT.removeprefix(prologue())
-    assert body != SCRIPT
+    body = resources.files("circuitry").joinpath("_circuit.lua").read_text(encoding="utf-8")
     code = "\n".join(line.split("--")[0] for line in body.splitlines())  # comments out
     for name in [state.value for state in CircuitState] + [trigger.name for trigger in Trigger]:
         assert not re.search(rf"['\"]{name}['\"]", code), name
@@ -666,9 +668,9 @@ def test_the_prologue_binds_each_config_field_by_name(redis_url: str) -> None:
     argument = config_argument(config, 12345, 6.5)
     assert len(argument.split(",")) == len(CONFIG_FIELDS)
     fields = ", ".join(f"tostring({name})" for name in CONFIG_FIELDS)
-    script = prologue() + f"read_config()\nreturn {{{fields}}}"
+    lua = prologue() + off_fast_path() + f"return {{{fields}}}"
     with redis.Redis.from_url(redis_url) as client:
-        got = [value.decode() for value in client.eval(script, 0, "", argument)]
+        got = [value.decode() for value in client.eval(lua, 0, "", argument)]
     assert got[:2] == [argument.split(",")[0], "12345"]
     values = dict(zip(CONFIG_FIELDS, got, strict=True))
     assert float(values["lease"]) == 6.5
@@ -681,17 +683,20 @@ def test_the_prologue_binds_each_config_field_by_name(redis_url: str) -> None:
 
 
 def test_the_prologue_holds_the_cores_transition_table(redis_url: str) -> None:
-    script = prologue() + "return next_state(ARGV[1], ARGV[2]) or ''"
+    lua = prologue() + off_fast_path() + "return next_state(ARGV[1], ARGV[2]) or ''"
     with redis.Redis.from_url(redis_url) as client:
         for state in CircuitState:
             for trigger in Trigger:
-                got = client.eval(script, 0, state.value, trigger.name).decode()
+                got = client.eval(lua, 0, state.value, trigger.name).decode()
                 want = _TRANSITIONS.get((state, trigger))
                 assert got == ("" if want is None else want.value), (state, trigger)
 
 
 def test_the_script_is_generated_from_the_tables_and_ships_with_the_package() -> None:
-    from importlib import resources
-
     body = resources.files("circuitry").joinpath("_circuit.lua").read_text(encoding="utf-8")
-    assert prologue() + body == SCRIPT
+    assert script(body) == SCRIPT
+    assert SCRIPT.startswith(prologue())
+    assert off_fast_path() in SCRIPT
+    assert SCRIPT.index("return '='") < SCRIPT.index(off_fast_path())  # after the fast path
+    with pytest.raises(ValueError, match="once"):
+        script(body + body)
