@@ -54,7 +54,7 @@ CONFIG_FIELDS: tuple[str, ...] = (
     "failure_threshold_percentage",
     "minimum_calls",
     "slow_call_rate_threshold",
-    # The others, only off the fast path (`read_config()` in the script), as numbers.
+    # The others, only after the fast path (`off_fast_path()`), as numbers.
     "success_threshold_count",
     "test_request_count",
     "half_open_max_wait",
