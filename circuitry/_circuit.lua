@@ -3,7 +3,16 @@
 -- The rules are CircuitCore's (circuitry/_core.py): this script mirrors
 -- `acquire`, `complete`, `_tick`, `_fire`, `_window_trips` and TimeWindow,
 -- statement for statement where it can, and tests/test_redis_vectors.py runs
--- one table of scenarios against both. Change one, change the other.
+-- one file of scenarios (tests/vectors/scenarios.json) against both and the
+-- reference model. Change one, change the other.
+--
+-- What the Python side and this script share is not written here: a prologue
+-- generated from it (circuitry/_redis_wire.py, prologue()) comes first and
+-- binds, as locals, the state codes (CLOSED = 'closed', ...), the triggers
+-- (TRIP = 'TRIP', ...) and the config argument's fields that the fast path
+-- reads, each by its name (failure_window, ...); the rest of the config and
+-- the transition table (next_state(state, trigger)) are generated in place
+-- of the line '--[[generated: off the fast path]]' below.
 --
 -- KEYS[1]: the state (a string, see below); KEYS[2]: the trial permits (a
 -- sorted set: permit -> start); KEYS[3]: the window (a hash of fixed
@@ -19,12 +28,9 @@
 --            a CLOSED call), riding (1 | 0)
 --   control: trigger (TRIP_CALLED | FORCE_OPEN | FORCE_CLOSED | RESET),
 --            duration ('' = the config's open period)
--- ARGV[2]: the caller's config, comma-separated: its id (a digest of the
--- rest), ttl (ms), failure_window,
--- failure_threshold_count, failure_threshold_percentage, minimum_calls,
--- slow_call_rate_threshold, success_threshold_count, test_request_count,
--- half_open_max_wait, reset_timeout, reset_timeout_multiplier,
--- max_reset_timeout, lease (s) ('' for none of an optional one). Two
+-- ARGV[2]: the caller's config, comma-separated, in the order of
+-- circuitry._redis_wire.CONFIG_FIELDS: its id (a digest of the rest), ttl
+-- (ms), the config's rules, lease (s) ('' for none of an optional one). Two
 -- arguments, not twenty: each costs the client more than the script.
 -- ARGV[3] and ARGV[4], only after a reply the caller lost (a timeout: the
 -- script may have run): space-separated, the trial permits it gives back,
@@ -54,20 +60,17 @@
 
 local state_key, permits_key, window_key, owed_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local release, lost = ARGV[3], ARGV[4]
--- The request's fields, a[1] (op) to a[8]: string.match, one C call each,
--- costs far less than a gmatch loop here, on every call. A record (a
--- CLOSED call's op) is taken apart in one match and its table built whole.
+-- The request's fields: op, now (`given`), the jitter factor, the id, then
+-- the op's own arguments, a4 to a8. string.match, one C call each, costs far
+-- less than a gmatch loop here, on every call; a record (a CLOSED call's op)
+-- is taken apart in one match.
 local op, given, jitter_factor, rid, a4, a5, a6, a7, a8 = string.match(
   ARGV[1], '^(record),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
-local a
-if op ~= nil then
-  a = {op, given, jitter_factor, a4, a5, a6, a7, a8}
-else
+if op == nil then
   local rest
   op, given, jitter_factor, rid, rest =
     string.match(ARGV[1], '^([^,]*),([^,]*),([^,]*),([^,]*),?(.*)$')
-  a = {op, given, jitter_factor}
-  a[4], a[5] = string.match(rest, '^([^,]*),?(.*)$')
+  a4, a5 = string.match(rest, '^([^,]*),?(.*)$')
 end
 local BUCKETS = 10
 local OWED = 16
@@ -84,17 +87,23 @@ local function fmt(x)
 end
 
 local function clock()
-  local given = num(a[2])
-  if given ~= nil then return given end
+  local at = num(given)
+  if at ~= nil then return at end
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 
-local fingerprint = ARGV[2]
--- The config's id (a digest of the rest: what the state keeps of its writer)
--- and the fields the fast path needs, in one match.
-local config_id, ttl, window_field, count_field, percent_field, minimum_field, rate_field =
-  string.match(fingerprint, '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),')
+-- The trip rule (CircuitCore.complete and _window_trips), for the fast path
+-- and the full one alike: with no window, `f` consecutive failures (`n` nil);
+-- with one, its totals: `n` calls, `f` failures, `s` slow calls. (The config
+-- fields it reads are the fast path's: strings, taken as numbers here.)
+local function trips(n, f, s)
+  if f >= (num(failure_threshold_count) or INF) then return true end  -- none: inf
+  if n == nil or n < tonumber(minimum_calls) then return false end
+  local percentage, slow_rate = num(failure_threshold_percentage), num(slow_call_rate_threshold)
+  if percentage ~= nil and f * 100 >= percentage * n then return true end
+  return slow_rate ~= nil and s * 100 >= slow_rate * n
+end
 
 -- state, generation, since, until, consecutive failures, trial successes,
 -- backoff level, the writer's failure_window, the writer's config id.
@@ -110,22 +119,21 @@ end
 -- The fast path: a success or a failure of the current CLOSED period, that
 -- trips nothing and (with a window) lands in the newest bucket, is counted
 -- with a few commands and answered '='. The same rules as the full path
--- below (`record`, `window_trips`); anything else (a lost reply to settle
--- too) takes the full path.
-if op == 'record' and stored and a[7] == '' and a[8] ~= '1' and release == nil then
-  -- Only the fields it needs, of a CLOSED state only (STATE's, taken whole below to write it).
-  local gen, cf, writer = string.match(
-    stored, '^closed|([^|]*)|[^|]*|[^|]*|([^|]*)|[^|]*|[^|]*|[^|]*|([^|]*)$')
-  if gen == a[4] and writer == config_id then
-    local window, percent, minimum, rate = window_field, percent_field, minimum_field, rate_field
-    local failed = a[5] == 'f'
-    local limit = num(count_field) or INF
+-- below (`record`, `trips`); anything else (a lost reply to settle too)
+-- takes the full path.
+if op == 'record' and stored and a7 == '' and a8 ~= '1' and release == nil then
+  -- Only the fields it needs (STATE's, taken whole below to write it).
+  local st, gen, cf, writer = string.match(
+    stored, '^([^|]*)|([^|]*)|[^|]*|[^|]*|([^|]*)|[^|]*|[^|]*|[^|]*|([^|]*)$')
+  if st == CLOSED and gen == a4 and writer == config_id then
+    local window = failure_window
+    local failed = a5 == 'f'
     if window == '' then
       local consecutive = 0
       if failed then consecutive = tonumber(cf) + 1 end
-      if consecutive < limit then
+      if not failed or not trips(nil, consecutive) then  -- (no count rule trips on 0)
         if consecutive ~= tonumber(cf) then
-          local st, _, since_s, until_s, _, ts, bl, writer_window = string.match(stored, STATE)
+          local _, _, since_s, until_s, _, ts, bl, writer_window = string.match(stored, STATE)
           redis.call('SET', state_key,
                      table.concat({st, gen, since_s, until_s, consecutive, ts, bl, writer_window,
                                    writer}, '|'),
@@ -138,16 +146,11 @@ if op == 'record' and stored and a[7] == '' and a[8] ~= '1' and release == nil t
       if v[1] then
         local number = math.floor(clock() / (tonumber(window) / BUCKETS))
         if number == tonumber(v[1]) then
-          local slow = a[6] == '1'
+          local slow = a6 == '1'
           local n, f, s = tonumber(v[2]) + 1, tonumber(v[3]), tonumber(v[4])
           if failed then f = f + 1 end
           if slow then s = s + 1 end
-          local trips = f >= limit
-          if not trips and n >= tonumber(minimum) then
-            local p, r = num(percent), num(rate)
-            trips = (p ~= nil and f * 100 >= p * n) or (r ~= nil and s * 100 >= r * n)
-          end
-          if not trips then
+          if not trips(n, f, s) then
             local i = number % BUCKETS
             redis.call('HINCRBY', window_key, 'c' .. i, 1)
             if failed then redis.call('HINCRBY', window_key, 'f' .. i, 1) end
@@ -168,26 +171,18 @@ if release ~= nil and release ~= '' then
 end
 
 local now = clock()
-local c = {}
-for field in string.gmatch(fingerprint .. ',', '([^,]*),') do c[#c + 1] = field end
-local window_length = num(window_field)
-local threshold = num(count_field) or INF  -- no count rule: no count reaches inf
-local percentage = num(percent_field)
-local minimum_calls = tonumber(minimum_field)
-local slow_rate = num(rate_field)
-local success_threshold = tonumber(c[8])
-local test_requests = tonumber(c[9])
-local max_wait = num(c[10])
-local reset_timeout = tonumber(c[11])
-local multiplier = tonumber(c[12])
-local max_reset = num(c[13]) or INF
-local lease = tonumber(c[14])
-local jitter = tonumber(a[3])
+-- Here circuitry/_redis_wire.py puts the rest of the config (a local per field,
+-- a number: nil for none) and next_state(state, trigger), the transition
+-- table: after the fast path, which needs neither.
+--[[generated: off the fast path]]
+local window_length = num(failure_window)
+local max_reset = max_reset_timeout or INF
+local jitter = tonumber(jitter_factor)
 
 -- The state as stored; a missing one (new, expired or wiped) is CLOSED, with
 -- a generation from the clock, so that it is newer than any before it.
 local now_us = math.floor(now * 1000000)
-local state, generation, since, open_until = 'closed', now_us, now, INF
+local state, generation, since, open_until = CLOSED, now_us, now, INF
 local consecutive, trial_successes, backoff_level = 0, 0, reset_timeout
 local mismatch = 0
 local dirty = true
@@ -254,36 +249,25 @@ local function totals()
   return n, f, s
 end
 
--- Every transition (CircuitCore._TRANSITIONS); the manual ones work from every state.
-local TRANSITIONS = {
-  closed = {TRIP = 'open'},
-  open = {OPEN_PERIOD_ELAPSED = 'half_open'},
-  half_open = {TRIALS_SUCCEEDED = 'closed', TRIAL_FAILED = 'open', TRIAL_HUNG = 'open'},
-  forced_open = {},
-  forced_closed = {},
-}
-local MANUAL = {TRIP_CALLED = 'open', FORCE_OPEN = 'forced_open',
-                FORCE_CLOSED = 'forced_closed', RESET = 'closed'}
-
 local moves = {}
 
 -- CircuitCore._fire
 local function fire(trigger, period)
   local old = state
-  local new = TRANSITIONS[old][trigger] or MANUAL[trigger]
+  local new = next_state(old, trigger)
   state = new
   generation = math.max(generation + 1, now_us)
   since = now
   consecutive = 0
   window_clear()
-  if old == 'half_open' then redis.call('DEL', permits_key) end
+  if old == HALF_OPEN then redis.call('DEL', permits_key) end
   trial_successes = 0
-  if new == 'open' then
+  if new == OPEN then
     local level
-    if trigger == 'TRIP' or (trigger == 'TRIP_CALLED' and old ~= 'half_open' and old ~= 'open') then
+    if trigger == TRIP or (trigger == TRIP_CALLED and old ~= HALF_OPEN and old ~= OPEN) then
       level = reset_timeout
     else  -- a failed or hung trial: back off
-      level = math.min(backoff_level * multiplier, max_reset)
+      level = math.min(backoff_level * reset_timeout_multiplier, max_reset)
     end
     backoff_level = level
     if period ~= nil then
@@ -294,7 +278,7 @@ local function fire(trigger, period)
     open_until = now + level
   else
     open_until = INF
-    if new == 'closed' or new == 'forced_closed' then backoff_level = reset_timeout end
+    if new == CLOSED or new == FORCED_CLOSED then backoff_level = reset_timeout end
   end
   dirty = true
   if new ~= old then table.insert(moves, old .. '>' .. new) end
@@ -302,16 +286,16 @@ end
 
 -- CircuitCore._tick, with leases: a trial permit older than `lease` is dropped.
 local function tick()
-  if state == 'open' then
-    if now >= open_until then fire('OPEN_PERIOD_ELAPSED') end
-  elseif state == 'half_open' then
-    if max_wait ~= nil then
+  if state == OPEN then
+    if now >= open_until then fire(OPEN_PERIOD_ELAPSED) end
+  elseif state == HALF_OPEN then
+    if half_open_max_wait ~= nil then
       local oldest = redis.call('ZRANGE', permits_key, 0, 0, 'WITHSCORES')
       if oldest[2] ~= nil then
         local started = tonumber(oldest[2])
         if started > now then started = since end
-        if now - started >= max_wait then
-          fire('TRIAL_HUNG')
+        if now - started >= half_open_max_wait then
+          fire(TRIAL_HUNG)
           return
         end
       end
@@ -320,45 +304,36 @@ local function tick()
   end
 end
 
--- CircuitCore._window_trips
-local function window_trips()
-  local n, f, s = totals()
-  if f >= threshold then return true end
-  if n < minimum_calls then return false end
-  if percentage ~= nil and f * 100 >= percentage * n then return true end
-  return slow_rate ~= nil and s * 100 >= slow_rate * n
-end
-
 local admitted = 0
 
 if op == 'acquire' then
   -- CircuitCore.acquire: CLOSED admits (the process keeps no slot for it).
-  if state ~= 'closed' and state ~= 'forced_closed' then tick() end
-  if state == 'closed' or state == 'forced_closed' then
+  if state ~= CLOSED and state ~= FORCED_CLOSED then tick() end
+  if state == CLOSED or state == FORCED_CLOSED then
     admitted = 1
-  elseif state == 'half_open' and redis.call('ZCARD', permits_key) < test_requests then
-    redis.call('ZADD', permits_key, fmt(now), a[4])
+  elseif state == HALF_OPEN and redis.call('ZCARD', permits_key) < test_request_count then
+    redis.call('ZADD', permits_key, fmt(now), a4)
     redis.call('PEXPIRE', permits_key, ttl)
     admitted = 1
   end
 elseif op == 'record' then
   -- CircuitCore.complete: the state machine part (the totals are the process's).
-  local ticket = tonumber(a[4])
-  local outcome = a[5]
-  local slow = a[6] == '1'
-  local permit = a[7]
-  local riding = a[8] == '1'
-  if state ~= 'closed' then tick() end
+  local ticket = tonumber(a4)
+  local outcome = a5
+  local slow = a6 == '1'
+  local permit = a7
+  local riding = a8 == '1'
+  if state ~= CLOSED then tick() end
   local current = ticket == generation and not riding
-  if current and state == 'half_open' then
+  if current and state == HALF_OPEN then
     -- A trial whose permit is gone (its lease ran out) is late.
     current = redis.call('ZREM', permits_key, permit) == 1
   end
   if not current then
-    if riding and outcome == 'f' and state == 'half_open' and ticket == generation then
-      fire('TRIAL_FAILED')  -- a call riding on a trial failed it
+    if riding and outcome == 'f' and state == HALF_OPEN and ticket == generation then
+      fire(TRIAL_FAILED)  -- a call riding on a trial failed it
     end
-  elseif state == 'closed' then
+  elseif state == CLOSED then
     if outcome ~= 'i' then
       if width == nil then
         if outcome == 's' then
@@ -366,7 +341,7 @@ elseif op == 'record' then
         else
           consecutive = consecutive + 1
           dirty = true
-          if consecutive >= threshold then fire('TRIP') end
+          if trips(nil, consecutive) then fire(TRIP) end
         end
       else
         local i = advance(math.floor(now / width)) % BUCKETS
@@ -374,16 +349,16 @@ elseif op == 'record' then
         if outcome == 'f' then failures[i] = failures[i] + 1 end
         if slow then slows[i] = slows[i] + 1 end
         window_dirty = true
-        if window_trips() then fire('TRIP') end
+        if trips(totals()) then fire(TRIP) end
       end
     end
-  elseif state == 'half_open' then
+  elseif state == HALF_OPEN then
     if outcome == 's' then
       trial_successes = trial_successes + 1
       dirty = true
-      if trial_successes >= success_threshold then fire('TRIALS_SUCCEEDED') end
+      if trial_successes >= success_threshold_count then fire(TRIALS_SUCCEEDED) end
     elseif outcome == 'f' then
-      fire('TRIAL_FAILED')
+      fire(TRIAL_FAILED)
     end
   end
 elseif op == 'read' or op == 'peek' then
@@ -391,14 +366,14 @@ elseif op == 'read' or op == 'peek' then
   if width ~= nil then advance(math.floor(now / width)) end
 elseif op == 'control' then
   tick()
-  fire(a[4], num(a[5]))
+  fire(a4, num(a5))
 end
 
 if op ~= 'peek' then
   if dirty then  -- (GETEX renewed its TTL otherwise)
     redis.call('SET', state_key,
                table.concat({state, fmt(generation), fmt(since), fmt(open_until), consecutive,
-                             trial_successes, fmt(backoff_level), window_field, config_id}, '|'),
+                             trial_successes, fmt(backoff_level), failure_window, config_id}, '|'),
                'PX', ttl)
   end
   if width ~= nil then
@@ -443,9 +418,9 @@ if op ~= 'peek' then
 end
 
 local left = ''
-if state == 'open' then left = fmt(open_until - now) end
+if state == OPEN then left = fmt(open_until - now) end
 local trials = 0
-if state == 'half_open' then trials = redis.call('ZCARD', permits_key) end
+if state == HALF_OPEN then trials = redis.call('ZCARD', permits_key) end
 local n, f, s = totals()
 local gen = fmt(generation)
 local at = ''

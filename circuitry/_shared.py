@@ -38,6 +38,8 @@ When the store fails (`StoreError`), the breaker falls back to the store's
 - ALLOW admits every call, DENY rejects every call; neither counts outcomes.
 `StoreUnavailable` is emitted when a breaker falls back, `StoreRecovered`
 when the store answers again; then the store's state is authoritative.
+(That part is `FallbackCore`'s, in `circuitry._shared_fallback`; Redis's
+wire format, `circuitry._redis_wire`'s.)
 A failed request may have run all the same (its reply was lost): the trial
 permit it took and the transitions it made are settled by the next request
 that is answered (`orphans`, `lost`: see `_unanswered`).
@@ -51,8 +53,6 @@ transitions of its own lost requests come back for their alert as
 
 from __future__ import annotations
 
-import enum
-import hashlib
 import itertools
 import logging
 import math
@@ -63,10 +63,11 @@ import attrs
 
 from ._classify import FAILURE, IGNORED, SUCCESS, Outcome
 from ._config import CircuitBreakerConfig
-from ._core import REJECTED, RIDING, CircuitCore, Trigger
+from ._core import RIDING, CircuitCore, Trigger
 from ._metrics import _FAST_REJECTIONS, CircuitMetrics, LatencyHistogram
+from ._shared_fallback import AlertOnly, FallbackCore, Learned, Mode, StoreError
 from ._state import CircuitState
-from .events import CallRejected, StateChanged, StoreRecovered, StoreUnavailable
+from .events import StateChanged
 
 __all__ = [
     "REFRESH",
@@ -128,18 +129,12 @@ class _AskAt(float):
         return self.open_until - other
 
 
-class Mode(enum.Enum):
-    """Where a shared breaker's decisions come from."""
-
-    UNSYNCED = "unsynced"  # not yet asked: the first call asks first
-    SHARED = "shared"  # the store's, mirrored
-    LOCAL = "local"  # the store failed: the in-process rules (on_unavailable="local")
-    ALLOW = "allow"  # the store failed: admit everything
-    DENY = "deny"  # the store failed: reject everything
-
-
 class Request(NamedTuple):
-    """One round trip: an operation of the store's script with its arguments."""
+    """One round trip: an operation of the store's script with its arguments.
+
+    The arguments are the script's, as text; `circuitry._redis_wire` frames
+    them (the command, the config argument) for Redis.
+    """
 
     op: str
     args: tuple[str, ...] = ()
@@ -148,23 +143,15 @@ class Request(NamedTuple):
     release: tuple[str, ...] = ()  # permits to give back (see SharedCore.orphans)
     lost: tuple[str, ...] = ()  # ids of requests whose replies were lost (see SharedCore.lost)
 
-    def to_argv(self, core: SharedCore) -> tuple[str, ...]:
-        """The script's ARGV for this request, with `core`'s config (see `_circuit.lua`)."""
-        line = self.line(core, core.store.now_argument())
-        if self.release or self.lost:
-            return line, core.rules, " ".join(self.release), " ".join(self.lost)
-        return line, core.rules
-
-    def line(self, core: SharedCore, now: str) -> str:
-        """The script's ARGV[1]: the operation, `now` (the store's), jitter, id and arguments."""
-        return ",".join((self.op, now, core.no_jitter or core.jitter(), self.rid, *self.args))
-
 
 _new_request = tuple.__new__
 
 
 class Reply(NamedTuple):
-    """What the store answers: the shared state after the operation."""
+    """What the store answers: the shared state after the operation.
+
+    (Redis's text of it: `circuitry._redis_wire.parse_reply`.)
+    """
 
     state: CircuitState
     generation: int
@@ -183,72 +170,9 @@ class Reply(NamedTuple):
     # The transitions of this process's lost requests (`Request.lost`): (id, moves).
     owed: tuple[tuple[str, tuple[tuple[CircuitState, CircuitState], ...]], ...] = ()
 
-    @classmethod
-    def parse(cls, raw: bytes | str) -> Reply | None:
-        """A reply from the script's string (see `_circuit.lua`); None for '=' (no change)."""
-        if raw == b"=" or raw == "=":
-            return None
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        (state, generation, in_state, left, moves, admitted, differs, calls, failures, slow,
-         consecutive, trials, successes, now, owed) = text.split("|")
-        return cls(
-            _STATES[state],
-            int(generation),
-            max(0.0, float(in_state)),
-            float(left) if left else None,
-            _moves(moves) if moves else (),
-            admitted == "1",
-            differs == "1",
-            int(calls),
-            int(failures),
-            int(slow),
-            int(consecutive),
-            int(trials),
-            int(successes),
-            float(now) if now else None,
-            tuple(
-                (rid, _moves(made)) for rid, made in (entry.split("=") for entry in owed.split(";"))
-            ) if owed else (),
-        )
-
-
-_STATES = {state.value: state for state in CircuitState}
-
-
-def _moves(text: str) -> tuple[tuple[CircuitState, CircuitState], ...]:
-    """Transitions from the script's 'old>new,...'."""
-    return tuple(
-        (_STATES[old], _STATES[new]) for old, new in (move.split(">") for move in text.split(","))
-    )
-
-LOST_KEPT = 64
-"""Lost request ids and permits to give back a core keeps at most (oldest forgotten first)."""
-
-
-@attrs.frozen
-class StoreError:
-    """The store failed this request (or is backing off after a failure)."""
-
-    error: BaseException
-    sent: bool = True  # False: backing off, nothing was sent (nothing can have run)
-
 
 Answer = Reply | StoreError | None
 """What a store's `send` returns: a reply, the failure, or None ('=': recorded, no change)."""
-
-
-@attrs.frozen
-class Learned:
-    """A transition another process made, as this one learned of it: no alert here."""
-
-    event: StateChanged
-
-
-@attrs.frozen
-class AlertOnly:
-    """A transition this process made, whose event its listeners had as `Learned`: the alert."""
-
-    event: StateChanged
 
 
 class SharedStore(Protocol):
@@ -298,48 +222,16 @@ class Store(Protocol):
         ...
 
 
-def _optional(value: float | None) -> str:
-    return "" if value is None else repr(float(value))
-
-
-def config_arguments(config: CircuitBreakerConfig) -> tuple[str, ...]:
-    """The trip and recovery rules of `config`, in the script's order (`_circuit.lua`)."""
-    count = config.failure_threshold_count
-    return (
-        _optional(config.failure_window),
-        "" if count is None else str(count),
-        _optional(config.failure_threshold_percentage),
-        str(config.minimum_calls),
-        _optional(config.slow_call_rate_threshold),
-        str(config.success_threshold_count),
-        str(config.test_request_count),
-        _optional(config.half_open_max_wait),
-        repr(float(config.reset_timeout)),
-        repr(float(config.reset_timeout_multiplier)),
-        _optional(config.max_reset_timeout),
-    )
-
-
-class SharedCore(CircuitCore):
+class SharedCore(FallbackCore):
     """The mirror of a shared circuit and this process's totals (module doc)."""
 
-    __slots__ = (
-        "asking",
+    __slots__ = (  # (and FallbackCore's)
         "epoch",
-        "rules",
-        "flying",
         "keys",
-        "local_from",
-        "local_last",
-        "lost",
-        "mode",
         "no_jitter",
-        "orphans",
-        "permits",
         "known_from",
         "refresh_at",
         "shared_window",
-        "store",
         "synced",
         "warned",
         "wire",
@@ -360,16 +252,11 @@ class SharedCore(CircuitCore):
             super().__init__(config, name, now, random)
         self.store = store
         self.keys = store.keys(name)
-        # The script's config argument, also the fingerprint of this process's rules.
-        rules = ",".join(
-            (str(store.ttl_ms()), *config_arguments(config), repr(float(store.lease_for(config))))
-        )
-        digest = hashlib.blake2b(rules.encode(), digest_size=8).hexdigest()
-        self.rules = f"{digest},{rules}"
         # The jitter argument when the config has none ('' when it has: see jitter()).
         self.no_jitter = "" if config.reset_timeout_jitter else "1.0"
         # The store's own: what every request of this circuit sends alike, made
-        # once (RedisStore: the command's head and the config argument, encoded).
+        # once (Redis: the command's head and the config argument, encoded, by
+        # `_redis_wire.command_for`).
         self.wire: tuple[tuple[str | bytes, ...], bytes] | None = None
         self.synced = False
         self.asking = False  # a single-flight request is out (see _plan_acquire)
@@ -494,41 +381,6 @@ class SharedCore(CircuitCore):
         self.asking = False
         if request is not None:
             self._unanswered(request, StoreError(RuntimeError("abandoned")))
-
-    def _admitted(
-        self, generation: int, state: CircuitState
-    ) -> tuple[int, CircuitState, float | None]:
-        """Count an admission in `flying` (the current CLOSED period's are in `tickets`)."""
-        self._allowed += 1
-        self.flying += 1
-        return generation, state, None
-
-    def _rejected(self, now: float) -> tuple[int, CircuitState, float | None]:
-        self.total_rejected += 1
-        state = self.state
-        if self._listening:
-            self.events.append(CallRejected(self.name, now, state))
-        if self.mode is Mode.DENY:
-            return REJECTED, OPEN, None
-        if state is CLOSED or state is FORCED_CLOSED:  # a single-flight request was out
-            return REJECTED, OPEN, 0.0
-        return REJECTED, state, self.retry_after(now)
-
-    def _acquire_fallback(
-        self, now: float, trial: tuple[int, float] | None
-    ) -> tuple[int, CircuitState, float | None]:
-        mode = self.mode
-        if mode is Mode.ALLOW:
-            return self._admitted(self.generation, self.state)
-        if mode is Mode.DENY:
-            return self._rejected(now)
-        # LOCAL: the in-process rules.
-        generation = None if trial is None else CircuitCore.ride(self, now, trial)
-        if generation is None:
-            generation = CircuitCore.acquire(self, now)
-        state = self.state
-        retry_after = self.retry_after(now) if generation == REJECTED else None
-        return generation, state, retry_after
 
     # A direct core call (a dropped permit reclaimed under the lock) keeps to
     # the process: no request.
@@ -662,7 +514,8 @@ class SharedCore(CircuitCore):
     def plan_control(self, trigger: Trigger, duration: float | None) -> Request | None:
         """The request for force_open / force_closed / reset / trip, or None: do it locally."""
         if self.mode is Mode.SHARED or self.store.usable():
-            return self._request("control", (trigger.name, _optional(duration)))
+            seconds = "" if duration is None else repr(float(duration))
+            return self._request("control", (trigger.name, seconds))
         return None
 
     def apply_control(
@@ -687,7 +540,7 @@ class SharedCore(CircuitCore):
             self._fall_back(now, self.store.down().error)
         CircuitCore.apply_control(self, now, request, reply, trigger, duration)
 
-    # -- lost replies -------------------------------------------------------------------------
+    # -- requests (what earlier lost replies left to settle rides on them: FallbackCore) -----
 
     def _request(self, op: str, args: tuple[str, ...]) -> Request:
         """A request, carrying what earlier lost replies left to settle."""
@@ -699,54 +552,6 @@ class SharedCore(CircuitCore):
             op, args, self.epoch, self.store.permit_id(),
             tuple(orphans) if orphans else (), tuple(lost) if lost else (),
         ))
-
-    def _unanswered(self, request: Request, error: StoreError) -> None:
-        """`request` got no reply: if it was sent, the script may have run all the same.
-
-        Then an acquire may hold a trial permit in the store that this process
-        never uses, a record may have left its trial's permit there, and the
-        request may have made transitions that nobody alerts. The next request
-        gives the permits back and asks for those transitions (`_settled`).
-        """
-        if not error.sent:
-            return
-        lost = self.lost
-        orphans = self.orphans
-        lost.append(request.rid)
-        op = request.op
-        if op == "acquire":
-            orphans.append(request.args[0])
-        elif op == "record" and request.args[3]:
-            orphans.append(request.args[3])
-        del lost[:-LOST_KEPT]
-        del orphans[:-LOST_KEPT]
-
-    def _settled(self, now: float, request: Request, reply: Reply | None) -> None:
-        """The store answered `request`: the permits it gave back and the lost transitions.
-
-        A lost request's transitions were alerted nowhere (its reply never came,
-        and other processes learned of them without alerting): this process,
-        which made them, alerts them, once, whichever of its requests brought
-        them back first.
-        """
-        if request.release:
-            orphans = self.orphans
-            for permit in request.release:
-                if permit in orphans:
-                    orphans.remove(permit)
-        if request.lost:
-            lost = self.lost
-            if reply is not None:
-                for rid, moves in reply.owed:
-                    if rid in lost:
-                        lost.remove(rid)
-                        for before, after in moves:
-                            self.events.append(
-                                AlertOnly(StateChanged(self.name, now, before, after))  # type: ignore[arg-type]
-                            )
-            for rid in request.lost:
-                if rid in lost:
-                    lost.remove(rid)
 
     # -- the mirror -------------------------------------------------------------------------
 
@@ -812,58 +617,6 @@ class SharedCore(CircuitCore):
             )
         self.synced = True
         self._publish()
-
-    def _sweep(self) -> None:
-        """A new period: the calls admitted into `tickets` are late results now (`flying`)."""
-        tickets = self.tickets
-        swept = len(tickets)  # only these: an adapter may be appending
-        del tickets[:swept]
-        self._allowed += swept
-        self.flying += swept
-
-    def _fall_back(self, now: float, error: BaseException) -> None:
-        """The store failed: decide by `on_unavailable` until it answers (once per outage)."""
-        if self.mode is not Mode.SHARED and self.mode is not Mode.UNSYNCED:
-            return  # already: the outage goes on
-        self.mode = mode = self.store.on_unavailable
-        self.asking = False
-        self._sweep()  # a new period (LOCAL), or none at all: late results either way
-        if mode is Mode.LOCAL:
-            # A new local period: the shared calls in flight are late results
-            # here, and so are the local calls of an earlier outage still in
-            # flight (a number of its own: never one an earlier outage used).
-            self.generation = max(self.generation, self.local_last) + 1
-            self.local_from = self.generation
-            self.consecutive_failures = self.trial_successes = 0
-            if self.window is not None:
-                self.window.clear()
-            self.backoff_level = self.config.reset_timeout
-            # From the last known state as it is: in HALF_OPEN the trials in
-            # flight are late here, and the local rules admit trials of their own.
-        # The trials in flight are late here: the shared circuit will not hear
-        # from them, so their slots are given back at the next round trip.
-        for ids in self.permits.values():
-            self.orphans.extend(ids)
-        del self.orphans[:-LOST_KEPT]
-        self.permits.clear()
-        self.events.append(StoreUnavailable(self.name, now, error))
-        self._publish()
-
-    def _recover(self, now: float) -> None:
-        was = self.mode
-        self.mode = Mode.SHARED
-        if was is Mode.LOCAL:
-            self.local_last = self.generation
-            # The local calls in flight become late results of the shared circuit.
-            in_flight = len(self.tickets) + len(self.trial_starts)
-            self._allowed += len(self.tickets)
-            self.flying += in_flight
-            del self.tickets[:]
-            self.trial_starts.clear()
-            if self.pending:
-                self.fold()
-        if was is not Mode.UNSYNCED:
-            self.events.append(StoreRecovered(self.name, now))
 
     def after_fork(self) -> None:
         """In a forked child: a process of its own, whose totals start at zero.

@@ -26,7 +26,6 @@ Cluster safe), names percent-escaped, each with a TTL renewed at every use.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import logging
 import math
@@ -34,7 +33,6 @@ import os
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
@@ -48,16 +46,11 @@ from redis.retry import Retry
 from . import _fork
 from ._clock import clock_from
 from ._config import CircuitBreakerConfig
+from ._redis_wire import SCRIPT, command_for, parse_reply
 from ._seconds import seconds
-from ._shared import Answer, Mode, Reply, Request, SharedCore, StoreError
+from ._shared import Answer, Mode, Request, SharedCore, StoreError
 
 __all__ = ["RedisStore"]
-
-SCRIPT = resources.files("circuitry").joinpath("_circuit.lua").read_text(encoding="utf-8")
-SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
-
-KEYS = 4
-"""Keys of one circuit (`RedisStore.keys`), all with its hash tag."""
 
 BACKOFF_START = 1.0
 """Seconds the store leaves Redis alone after a first failure; doubled at each next one."""
@@ -267,7 +260,10 @@ class RedisStore:
         sent = self._period if self._outage is None else self._may_send()
         if sent is None:
             return self._unsent()  # backing off: no I/O, no latency
-        command = self._command(core, request)
+        # (the command: `_redis_wire.command_for`; `now`: now_argument, inlined)
+        command = command_for(
+            core, request, "" if self._time_source is None else self.now_argument()
+        )
         client = self.client
         execute: Callable[..., Any] = client.execute_command  # (redis-py's is untyped)
         try:
@@ -281,7 +277,7 @@ class RedisStore:
                 raw = execute(*command)
             except redis.exceptions.NoScriptError:  # a new or restarted server, SCRIPT FLUSH
                 raw = execute("EVAL", SCRIPT, *command[2:])
-            reply = None if raw == b"=" else Reply.parse(raw)  # '=': a CLOSED call recorded
+            reply = None if raw == b"=" else parse_reply(raw)  # '=': a CLOSED call recorded
         except Exception as exc:  # any error: the call must not fail for the store
             return self._failed(exc, sent)
         if self._outage is not None:
@@ -298,7 +294,7 @@ class RedisStore:
         sent = self._may_send()
         if sent is None:
             return self._unsent()
-        command = self._command(core, request)
+        command = command_for(core, request, self.now_argument())
         execute: Callable[..., Awaitable[Any]] = client.execute_command
         try:
             if not self._policy_read:
@@ -311,36 +307,12 @@ class RedisStore:
                 raw = await execute(*command)
             except redis.exceptions.NoScriptError:
                 raw = await execute("EVAL", SCRIPT, *command[2:])
-            reply = None if raw == b"=" else Reply.parse(raw)
+            reply = None if raw == b"=" else parse_reply(raw)
         except Exception as exc:
             return self._failed(exc, sent)
         if self._outage is not None:
             self._answered()
         return reply
-
-    def _command(self, core: SharedCore, request: Request) -> tuple[str | bytes, ...]:
-        """EVALSHA with its arguments for `request`, as bytes (redis-py then encodes nothing).
-
-        What every request of a circuit sends alike (the script, its keys, the
-        config argument) is encoded once, at the circuit's first request, and
-        kept on its core (`SharedCore.wire`): per request only the request's
-        own line is built and encoded. The command's name stays a str, as
-        redis-py's own commands send it (its cluster routing and metrics read it).
-        """
-        wire = core.wire
-        if wire is None:
-            wire = core.wire = (
-                ("EVALSHA", SCRIPT_SHA.encode(), str(KEYS).encode(),
-                 *(key.encode() for key in core.keys)),
-                core.rules.encode(),
-            )
-        head, rules = wire
-        now = "" if self._time_source is None else self.now_argument()
-        line = request.line(core, now).encode()
-        if request.release or request.lost:
-            return (*head, line, rules, " ".join(request.release).encode(),
-                    " ".join(request.lost).encode())
-        return (*head, line, rules)
 
     def _check_policy(self, answer: Any) -> None:
         """Warn, once, when Redis may evict the breakers' keys (`CONFIG GET maxmemory-policy`).
@@ -442,13 +414,13 @@ class RedisStore:
         """
         config = self._configs.get(name) or CircuitBreakerConfig()
         core = SharedCore(config, name, 0.0, self)
-        command = self._command(core, Request("peek"))
+        command = command_for(core, Request("peek"), self.now_argument())
         execute: Callable[..., Any] = self.client.execute_command
         try:
             raw = execute(*command)
         except redis.exceptions.NoScriptError:
             raw = execute("EVAL", SCRIPT, *command[2:])
-        reply = Reply.parse(raw)
+        reply = parse_reply(raw)
         assert reply is not None  # (only a record may answer '=')
         now = reply.now
         return {

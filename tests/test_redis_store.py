@@ -798,6 +798,7 @@ def test_replies_out_of_order_tell_listeners_once_and_alert_once() -> None:
     # Two threads' replies: the newer (a look that learned the opening) takes
     # the lock before the older (the record that made it). No server needed:
     # the replies are handed to the core as the store would.
+    from circuitry._redis_wire import parse_reply
     from circuitry._shared import Reply
 
     alerts: list[Alert] = []
@@ -810,7 +811,7 @@ def test_replies_out_of_order_tell_listeners_once_and_alert_once() -> None:
     def reply(state: str, generation: int, moves: str = "") -> Reply:
         left = "5.0" if state == "open" else ""
         text = f"{state}|{generation}|0.0|{left}|{moves}|1|0|0|0|0|0|0|0||"
-        parsed = Reply.parse(text)
+        parsed = parse_reply(text)
         assert parsed is not None
         return parsed
 
