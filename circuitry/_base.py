@@ -22,12 +22,13 @@ from typing import Any, TypeVar
 
 from . import _fork
 from ._blocks import Block, BlockKeeping
-from ._calls import IN_PROCESS, CallProtocol
+from ._calls import IN_PROCESS
 from ._clock import Clock, clock_from
 from ._config import CircuitBreakerConfig
 from ._core import CircuitCore, Trigger
 from ._delivery import EventDelivery, Subscription, _Delivery
 from ._metrics import CircuitMetrics
+from ._permit import PermitIssuing
 from ._seconds import seconds as _seconds
 from ._shared import Store
 from ._state import CircuitState
@@ -38,7 +39,7 @@ R = TypeVar("R")
 _NOT_VETTED = object()
 
 
-class BreakerBase(EventDelivery, BlockKeeping, CallProtocol):
+class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
     """Construction, reads and manual controls of `CircuitBreaker`; the rest by job in its bases."""
 
     __slots__ = (

@@ -46,7 +46,6 @@ from ._config import CircuitBreakerConfig
 from ._core import REJECTED, CircuitCore
 from ._delivery import logger
 from ._errors import CircuitOpenError
-from ._permit import Permit
 from ._shared import Answer, Request
 from ._state import CircuitState
 
@@ -545,42 +544,3 @@ class CallProtocol:
         except Exception:
             logger.exception("circuit %r: result_is_failure raised", self._name)
             return SUCCESS
-
-    # -- the two-step form ----------------------------------------------------------------
-
-    def try_acquire(self) -> Permit | None:
-        """Ask to make a call: a `Permit`, or None when rejected (counted, no exception).
-
-        Complete the permit with `record_success()`, `record_exception(exc)`
-        (counted by the breaker's rules, as `with` would), `record_failure()`
-        or `release()`. In HALF_OPEN a permit never completed holds its trial slot
-        until `half_open_max_wait` (if set) reopens the circuit.
-        """
-        now = self._clock.monotonic()
-        core = self._core
-        if core.reject_from <= now < core.reject_until:
-            next(core.fast_rejections)  # as in _admit
-            return None
-        generation = core.admitting
-        if generation is not None and not self._dropped:
-            core.tickets.append(now)  # admitted without the lock: see _core
-            return Permit(self, generation, now)
-        generation = self._acquire(now, nesting=False)[0]
-        if generation < 0:
-            return None
-        return Permit(self, generation, now)
-
-    async def _try_acquire_async(self) -> Permit:
-        """A permit, awaiting the store, or raise CircuitOpenError (for the async transports)."""
-        now = self._clock.monotonic()
-        core = self._core
-        generation = core.admitting
-        if generation is not None and not self._dropped:
-            core.tickets.append(now)  # admitted without the lock: see _core
-            return Permit(self, generation, now)
-        if core.reject_from <= now < core.reject_until:
-            self._admit(now)  # raises, without the lock
-        generation, state, retry_after = await self._acquire_async(now, nesting=False)
-        if generation < 0:
-            raise CircuitOpenError(self._name, state, retry_after, self)
-        return Permit(self, generation, now)

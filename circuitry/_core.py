@@ -76,6 +76,7 @@ from ._classify import (
     Outcome,
 )
 from ._config import CircuitBreakerConfig
+from ._in_process import InProcessSteps
 from ._metrics import CircuitMetrics
 from ._publish import NOT_REJECTING
 from ._rules import trip_rules
@@ -84,7 +85,7 @@ from ._window import TimeWindow
 from .events import CallFailed, CallIgnored, CallRejected, CallSucceeded, Event, StateChanged
 
 if TYPE_CHECKING:
-    from ._shared import Answer, Request
+    from ._shared import Request
 
 __all__ = [
     "REJECTED",
@@ -136,7 +137,7 @@ for _state in CircuitState:  # the manual controls work from every state
 del _state
 
 
-class CircuitCore(Batcher):
+class CircuitCore(Batcher, InProcessSteps):
     """The state and rules of one circuit breaker. Not thread-safe: adapters lock."""
 
     __slots__ = (
@@ -577,8 +578,9 @@ class CircuitCore(Batcher):
     # Each locked operation of an adapter is a plan, made under the lock, and,
     # when the plan is a request to a shared store, an apply of the store's
     # reply, under the lock again (see `circuitry._calls`). In process every
-    # plan is complete at once: no request, nothing to apply. `SharedCore`
-    # (circuitry._shared) overrides these to plan requests to Redis.
+    # plan is complete at once: no request, nothing to apply (the other steps
+    # are in `circuitry._in_process`). `SharedCore` (circuitry._shared)
+    # overrides these to plan requests to Redis.
 
     def plan_acquire(
         self, now: float, trial: tuple[int, float] | None
@@ -590,58 +592,5 @@ class CircuitCore(Batcher):
         retry_after = self.retry_after(now) if generation == REJECTED else None
         return (generation, self.state, retry_after), None
 
-    if TYPE_CHECKING:
-
-        def plan_complete(
-            self,
-            generation: int,
-            started: float,
-            now: float,
-            outcome: Outcome,
-            exception: BaseException | None,
-        ) -> Request | None:
-            """Count a completion: `complete`, and no request."""
-
-    else:
-        plan_complete = complete  # itself: one call less on every failure's path
-
-    def plan_read(self, now: float) -> Request | None:
-        """No request: the state is here."""
-        return None
-
-    def read_state(self, now: float) -> CircuitState:
-        """The state, once `plan_read` (and `apply_read`) brought it up to date."""
-        return self.poll(now)
-
-    def plan_control(self, trigger: Trigger, duration: float | None) -> Request | None:
-        """No request: `apply_control` does it here."""
-        return None
-
-    def apply_control(
-        self,
-        now: float,
-        request: Request | None,
-        reply: Answer,
-        trigger: Trigger,
-        duration: float | None,
-    ) -> None:
-        """Do the manual control `trigger` (force_open, force_closed, reset, trip) here."""
-        self._fire(trigger, self._tick(now), duration)
-
-    def apply_acquire(
-        self, now: float, trial: tuple[int, float] | None, request: Request, reply: Answer
-    ) -> tuple[int, CircuitState, float | None]:
-        raise _not_planned(request)
-
-    def apply_complete(self, now: float, request: Request, reply: Answer) -> None:
-        raise _not_planned(request)
-
-    def apply_read(self, now: float, reply: Answer, request: Request | None = None) -> None:
-        raise _not_planned(request)
-
-    def cancel(self, request: Request | None = None) -> None:
-        raise _not_planned(request)
-
-
-def _not_planned(request: object) -> TypeError:
-    return TypeError(f"an in-process circuit plans no request, got {request!r}")
+    if not TYPE_CHECKING:  # (typed in InProcessSteps)
+        plan_complete = complete  # itself: in process no completion is a request

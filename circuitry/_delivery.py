@@ -14,8 +14,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from ._core import CircuitCore
-from ._shared import AlertOnly, Learned
 from .events import (
     Alert,
     CallFailed,
@@ -28,7 +29,15 @@ from .events import (
     StoreUnavailable,
 )
 
-__all__ = ["EVENT_TYPES", "EventDelivery", "Listener", "check_subscription", "logger"]
+__all__ = [
+    "EVENT_TYPES",
+    "AlertOnly",
+    "EventDelivery",
+    "Listener",
+    "ListenersOnly",
+    "check_subscription",
+    "logger",
+]
 
 logger = logging.getLogger("circuitry")
 
@@ -46,6 +55,20 @@ EVENT_TYPES: tuple[type[Any], ...] = (
 )
 _CALL_EVENTS = EVENT_TYPES[1:5]
 get_ident = threading.get_ident
+
+
+@attrs.frozen
+class ListenersOnly:
+    """An event for the listeners alone, no alert (a transition another process made)."""
+
+    event: StateChanged
+
+
+@attrs.frozen
+class AlertOnly:
+    """An event for the alert handler alone (its listeners had it as `ListenersOnly`)."""
+
+    event: StateChanged
 
 
 def check_subscription(listener: object, event_types: tuple[object, ...]) -> None:
@@ -186,10 +209,10 @@ class EventDelivery:
         """
         interrupt = None
         alert = True
-        if isinstance(event, Learned):  # made by another process: no alert here
+        if isinstance(event, ListenersOnly):
             event = event.event
             alert = False
-        elif isinstance(event, AlertOnly):  # made here, heard of already (see SharedCore)
+        elif isinstance(event, AlertOnly):
             event = event.event
             listeners = ()
         for entry in listeners:

@@ -1,15 +1,12 @@
-"""`Permit`: leave to make one call, the two-step form (`try_acquire`)."""
+"""The two-step form: `try_acquire()` and the `Permit` it gives (a mixin of BreakerBase)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ._calls import CallProtocol
 from ._classify import FAILURE, IGNORED, SUCCESS, Outcome
+from ._errors import CircuitOpenError
 
-if TYPE_CHECKING:
-    from ._calls import CallProtocol
-
-__all__ = ["Permit"]
+__all__ = ["Permit", "PermitIssuing"]
 
 
 class Permit:
@@ -99,3 +96,46 @@ class Permit:
     def __repr__(self) -> str:
         status = "open" if self._open else "done"
         return f"<Permit {self._breaker._name!r} generation={self._generation} {status}>"
+
+
+class PermitIssuing(CallProtocol):
+    """`try_acquire`, and its async form for the async httpx transport."""
+
+    __slots__ = ()
+
+    def try_acquire(self) -> Permit | None:
+        """Ask to make a call: a `Permit`, or None when rejected (counted, no exception).
+
+        Complete the permit with `record_success()`, `record_exception(exc)`
+        (counted by the breaker's rules, as `with` would), `record_failure()`
+        or `release()`. In HALF_OPEN a permit never completed holds its trial slot
+        until `half_open_max_wait` (if set) reopens the circuit.
+        """
+        now = self._clock.monotonic()
+        core = self._core
+        if core.reject_from <= now < core.reject_until:
+            next(core.fast_rejections)  # as in _admit
+            return None
+        generation = core.admitting
+        if generation is not None and not self._dropped:
+            core.tickets.append(now)  # admitted without the lock: see _core
+            return Permit(self, generation, now)
+        generation = self._acquire(now, nesting=False)[0]
+        if generation < 0:
+            return None
+        return Permit(self, generation, now)
+
+    async def _try_acquire_async(self) -> Permit:
+        """A permit, awaiting the store, or raise CircuitOpenError (for the async transports)."""
+        now = self._clock.monotonic()
+        core = self._core
+        generation = core.admitting
+        if generation is not None and not self._dropped:
+            core.tickets.append(now)  # admitted without the lock: see _core
+            return Permit(self, generation, now)
+        if core.reject_from <= now < core.reject_until:
+            self._admit(now)  # raises, without the lock
+        generation, state, retry_after = await self._acquire_async(now, nesting=False)
+        if generation < 0:
+            raise CircuitOpenError(self._name, state, retry_after, self)
+        return Permit(self, generation, now)

@@ -45,7 +45,7 @@ permit it took and the transitions it made are settled by the next request
 that is answered (`orphans`, `lost`: see `_unanswered`).
 
 Transitions this process learns of (made elsewhere) reach its listeners as
-`StateChanged`, wrapped in `Learned` so that the alert handler, which is
+`StateChanged`, wrapped in `ListenersOnly` so that the alert handler, which is
 called only in the process that made a transition, skips them; the
 transitions of its own lost requests come back for their alert as
 `AlertOnly`.
@@ -64,17 +64,16 @@ import attrs
 from ._classify import FAILURE, IGNORED, SUCCESS, Outcome
 from ._config import CircuitBreakerConfig
 from ._core import RIDING, CircuitCore, Trigger
+from ._delivery import AlertOnly, ListenersOnly
 from ._metrics import _FAST_REJECTIONS, CircuitMetrics, LatencyHistogram
-from ._shared_fallback import AlertOnly, FallbackCore, Learned, Mode, StoreError
+from ._shared_fallback import FallbackCore, Mode, StoreError
 from ._state import CircuitState
 from .events import StateChanged
 
 __all__ = [
     "REFRESH",
-    "Learned",
     "Mode",
     "Reply",
-    "AlertOnly",
     "Answer",
     "Request",
     "SharedCore",
@@ -585,7 +584,7 @@ class SharedCore(FallbackCore):
         first = moves[0][0] if moves else reply.state
         if old is not first:  # what changed since this process last knew (made elsewhere)
             self.state_changes += 1
-            events.append(Learned(StateChanged(self.name, now, old, first)))  # type: ignore[arg-type]
+            events.append(ListenersOnly(StateChanged(self.name, now, old, first)))  # type: ignore[arg-type]
         for before, after in moves:
             self.state_changes += 1
             events.append(StateChanged(self.name, now, before, after))

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ._core import REJECTED, CircuitCore
+from ._delivery import AlertOnly
 from ._state import CircuitState
 from .events import CallRejected, StateChanged, StoreRecovered, StoreUnavailable
 
 if TYPE_CHECKING:
     from ._shared import Reply, Request, SharedStore
 
-__all__ = ["LOST_KEPT", "AlertOnly", "FallbackCore", "Learned", "Mode", "StoreError"]
+__all__ = ["LOST_KEPT", "FallbackCore", "Mode", "StoreError"]
 
 OPEN = CircuitState.OPEN
 CLOSED = CircuitState.CLOSED
@@ -49,20 +50,6 @@ class StoreError:
 
     error: BaseException
     sent: bool = True  # False: backing off, nothing was sent (nothing can have run)
-
-
-@attrs.frozen
-class Learned:
-    """A transition another process made, as this one learned of it: no alert here."""
-
-    event: StateChanged
-
-
-@attrs.frozen
-class AlertOnly:
-    """A transition this process made, whose event its listeners had as `Learned`: the alert."""
-
-    event: StateChanged
 
 
 class FallbackCore(CircuitCore):

@@ -30,7 +30,8 @@ from redis_server import RedisServer
 
 from circuitry import CircuitBreaker, CircuitOpenError, CircuitState
 from circuitry._classify import FAILURE
-from circuitry._shared import AlertOnly, Learned, Reply, Request, SharedCore
+from circuitry._delivery import AlertOnly, ListenersOnly
+from circuitry._shared import Reply, Request, SharedCore
 from circuitry.events import Alert, Event, StateChanged, StoreRecovered, StoreUnavailable
 from circuitry.redis import RedisStore
 
@@ -763,10 +764,10 @@ def state_changes(core: SharedCore) -> list[tuple[str, str, str]]:
     the alert), alert-only (made here, heard of first as learned: the alert only)."""
     changes = []
     for event in core.events:
-        change = event.event if isinstance(event, (Learned, AlertOnly)) else event
+        change = event.event if isinstance(event, (ListenersOnly, AlertOnly)) else event
         if isinstance(change, StateChanged):
             kind = (
-                "learned" if isinstance(event, Learned)
+                "learned" if isinstance(event, ListenersOnly)
                 else "alert-only" if isinstance(event, AlertOnly)
                 else "own"
             )
