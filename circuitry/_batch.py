@@ -42,7 +42,7 @@ FOLD_AT = 32
 """How many `pending` successes an adapter lets wait before it calls `fold`.
 
 Folding costs a lock round trip and a few calls, shared by the batch; each
-waiting success holds about 80 bytes.
+waiting success holds a 3-tuple (benchmarks/README.md, "Measured choices").
 """
 
 

@@ -19,9 +19,9 @@ The adapters inline the common case, as `Block`s in `breaker._blocks`:
     exit:  block = blocks.pop(frame, None), then `_unwind_block` unless it
            was there with nothing below it.
 
-A `Block` is a plain tuple, not a NamedTuple: building a NamedTuple (even by
-`tuple.__new__`) costs about 0.3 µs more per `with` on CPython 3.13; the code
-that reads one unpacks it into named locals.
+A `Block` is a plain tuple, not a NamedTuple, which costs more to build on
+every `with` (benchmarks/README.md, "Measured choices"); the code that reads
+one unpacks it into named locals.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 -- circuitry: one circuit's shared state, in Redis. Loaded by circuitry/redis.py.
 --
 -- The rules are CircuitCore's (circuitry/_core.py): this script mirrors
--- `acquire`, `complete`, `_tick`, `_fire`, `_window_trips` and TimeWindow,
+-- `acquire`, `complete`, `_tick`, `_fire`, the trip rules (circuitry/_rules.py)
+-- and TimeWindow,
 -- statement for statement where it can, and tests/test_redis_vectors.py runs
 -- one file of scenarios (tests/vectors/scenarios.json) against both and the
 -- reference model. Change one, change the other.
@@ -93,7 +94,7 @@ local function clock()
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 
--- The trip rule (CircuitCore.complete and _window_trips), for the fast path
+-- The trip rule (CircuitCore.complete and circuitry/_rules.py), for the fast path
 -- and the full one alike: with no window, `f` consecutive failures (`n` nil);
 -- with one, its totals: `n` calls, `f` failures, `s` slow calls. (The config
 -- fields it reads are the fast path's: strings, taken as numbers here.)

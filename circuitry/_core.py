@@ -37,8 +37,10 @@ a trial hanging past `half_open_max_wait`) are applied lazily by `_tick`
 whenever the core is used or read, at that `now`.
 
 Every transition is in `_TRANSITIONS` below and is made by `_fire`; nothing
-else assigns `self.state`. `_fire` also publishes (`_publish`) what the
-adapters may read without the lock, for the new state.
+else in `CircuitCore` assigns `self.state` (`SharedCore` also takes the state
+a store answers with, in `_absorb`, and publishes it likewise). `_fire` also
+publishes (`_publish`) what the adapters may read without the lock, for the
+new state.
 
 An operation given a `now` older than `latest` (a reading taken by a thread
 preempted before the lock while another thread used the core) takes

@@ -32,7 +32,8 @@ class CircuitOpenError(CircuitBreakerError):
     """
 
     # No __init__ of our own: BaseException's (in C) keeps the arguments in
-    # `args`, which makes a rejection about three times cheaper to raise. A
+    # `args`, which makes a rejection much cheaper to raise (benchmarks/README.md,
+    # "Measured choices"). A
     # breaker passes itself fourth (see `breaker`).
     if TYPE_CHECKING:
 

@@ -9,7 +9,8 @@ this waits a moment at most). After the fork the parent releases them
 
 Objects are kept as plain weak references (no callback, so the one CPython
 keeps for the object is reused), with the dead ones pruned whenever the list
-has doubled: a WeakSet cost about 185 bytes a breaker.
+has doubled: a WeakSet costs more memory per breaker (benchmarks/README.md,
+"Measured choices").
 """
 
 from __future__ import annotations

@@ -243,7 +243,8 @@ class CircuitMetrics:
 # Adapters count the rejections they make without the lock by taking one item
 # from `fast_rejections`, an itertools.repeat of None this many times long:
 # next() on it is atomic with the GIL and allocates nothing (next() on an
-# itertools.count builds an int, ~9 ns more), and what is gone is the count.
+# itertools.count builds an int: see benchmarks/README.md, "Measured choices"),
+# and what is gone is the count.
 # Without the GIL (free-threaded builds) next() is not atomic, and on a 32-bit
 # build the repeat could run out: nothing is published for unlocked
 # rejections there (see _publish._UNLOCKED_COUNTS), so every rejection takes

@@ -13,9 +13,9 @@ and the transitions it made (a `Reply`).
 Every operation is a *plan* under the breaker's lock, which either decides
 alone (a call admitted while CLOSED, rejected while OPEN is known, a late
 result) or returns a `Request`; the adapter sends it outside the lock (sync,
-or awaited: `BreakerBase._drive` and `_drive_async`, one code path for both)
-and hands the reply (or a `StoreError`) to the matching *apply*, under the
-lock again. Nothing here does I/O or reads a clock.
+or awaited: see `circuitry._calls`, where the in-process core is the store
+that never makes a request) and hands the reply (or a `StoreError`) to the
+matching *apply*, under the lock again. Nothing here does I/O or reads a clock.
 
 What costs a round trip (one script call):
 - admitting while CLOSED costs none (the mirror says CLOSED: admit);
