@@ -85,10 +85,18 @@ class NoopAcquire:
 # --------------------------------------------------------------------------- sizes
 
 
-_SKIP_TYPES = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
-               types.MethodType, types.CodeType, types.MethodDescriptorType,
-               types.WrapperDescriptorType, types.GetSetDescriptorType,
-               types.MemberDescriptorType)
+_SKIP_TYPES = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.CodeType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+    types.GetSetDescriptorType,
+    types.MemberDescriptorType,
+)
 
 
 def _slot_names(obj):
@@ -198,8 +206,13 @@ def retained_size(breaker):
 def window_config(window):
     if window is None:
         return CircuitBreakerConfig(failure_threshold_count=10**9, reset_timeout=10**6)
-    return CircuitBreakerConfig(failure_threshold_count=10**9, failure_threshold_percentage=50,
-                                minimum_calls=100, failure_window=window, reset_timeout=10**6)
+    return CircuitBreakerConfig(
+        failure_threshold_count=10**9,
+        failure_threshold_percentage=50,
+        minimum_calls=100,
+        failure_window=window,
+        reset_timeout=10**6,
+    )
 
 
 def flat_loop(b, clock):
@@ -218,6 +231,7 @@ def flat_loop(b, clock):
             adv(STEP)
             acquire().record_failure()
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -227,7 +241,9 @@ def bench_flatness(args, out):
     for label, w in windows:
         clock = FakeClock()
         b = CircuitBreaker(window_config(w), name="flat", clock=clock)
-        rows.append({"label": label, "w": w, "b": b, "clock": clock, "run": flat_loop(b, clock), "s": []})
+        rows.append(
+            {"label": label, "w": w, "b": b, "clock": clock, "run": flat_loop(b, clock), "s": []}
+        )
     harness = {"label": "harness (no-op cm)", "w": None, "b": None, "clock": FakeClock(), "s": []}
     harness["run"] = flat_loop(NoopAcquire(), harness["clock"])
     everything = [*rows, harness]
@@ -247,11 +263,15 @@ def bench_flatness(args, out):
                 gc.enable()
     h = min(harness["s"])
     base = None
-    out.append(f"## Window flatness ({args.repeats} chunks x {n} calls = "
-               f"{args.repeats * n / 10_000:.0f} s simulated per window at 10k calls/s, 1 % failures)")
+    out.append(
+        f"## Window flatness ({args.repeats} chunks x {n} calls = "
+        f"{args.repeats * n / 10_000:.0f} s simulated per window at 10k calls/s, 1 % failures)"
+    )
     out.append("")
-    out.append("| failure_window | best ns/call | last chunk ns/call | net of harness | vs 1 s | "
-               "state at end | window failures | retained bytes |")
+    out.append(
+        "| failure_window | best ns/call | last chunk ns/call | net of harness | vs 1 s | "
+        "state at end | window failures | retained bytes |"
+    )
     out.append("|---|---|---|---|---|---|---|---|")
     for r in rows:
         best = min(r["s"])
@@ -261,9 +281,13 @@ def bench_flatness(args, out):
         best = min(r["s"])
         m = r["b"].metrics()
         vs = f"{(best - h) / base:.2f}x" if base and r["w"] is not None else ""
-        out.append(f"| {r['label']} | {best:.1f} | {r['s'][-1]:.1f} | {best - h:.1f} | {vs} | "
-                   f"{m.current_state.value} | {m.window_failures} | {retained_size(r['b'])} |")
-    out.append(f"| harness (FakeClock.advance + no-op `with`) | {h:.1f} | {harness['s'][-1]:.1f} | | | | | |")
+        out.append(
+            f"| {r['label']} | {best:.1f} | {r['s'][-1]:.1f} | {best - h:.1f} | {vs} | "
+            f"{m.current_state.value} | {m.window_failures} | {retained_size(r['b'])} |"
+        )
+    out.append(
+        f"| harness (FakeClock.advance + no-op `with`) | {h:.1f} | {harness['s'][-1]:.1f} | | | | | |"
+    )
     out.append("")
     return rows, h
 
@@ -313,7 +337,10 @@ def bench_metrics(args, out):
         ("fresh, 60 s window", CircuitBreaker(window_config(60.0), name="m")),
         (f"{calls} calls, durations 1-2 ms, no window", populated(None, (1e-3, 2e-3), calls)),
         (f"{calls} calls, durations 1 us-100 s, no window", populated(None, (1e-6, 100.0), calls)),
-        (f"{calls} calls, durations 1 us-100 s, 60 s window", populated(60.0, (1e-6, 100.0), calls)),
+        (
+            f"{calls} calls, durations 1 us-100 s, 60 s window",
+            populated(60.0, (1e-6, 100.0), calls),
+        ),
     ]
     out.append(f"## metrics() cost (best of {args.repeats} x {n} calls)")
     out.append("")
@@ -349,11 +376,14 @@ def bench_memory(args, out):
             with b:
                 pass
         return b
+
     variants.append(("after 100 `with` calls (real clock), shared config", used))
 
     out.append(f"## Bytes per breaker (tracemalloc over {k} breakers; target for idle: < 2048)")
     out.append("")
-    out.append("| breaker | traced bytes per breaker | sum of getsizeof over owned objects | under 2 KB |")
+    out.append(
+        "| breaker | traced bytes per breaker | sum of getsizeof over owned objects | under 2 KB |"
+    )
     out.append("|---|---|---|---|")
     breakdowns = []
     for label, build in variants:
@@ -375,8 +405,10 @@ def bench_memory(args, out):
             out.append(f"| `{path}` | {tname} | {size} |")
         out.append(f"| **total** | | **{total}** |")
         out.append("")
-    out.append("getsizeof includes the GC header of tracked objects; tracemalloc also sees "
-               "allocations getsizeof does not (e.g. the OS mutex behind a lock).")
+    out.append(
+        "getsizeof includes the GC header of tracked objects; tracemalloc also sees "
+        "allocations getsizeof does not (e.g. the OS mutex behind a lock)."
+    )
     out.append("")
 
 
@@ -422,6 +454,7 @@ def bench_listeners(args, out):
             for _ in range(count):
                 with b:
                     pass
+
         return run
 
     def call_loop(b):
@@ -430,6 +463,7 @@ def bench_listeners(args, out):
         def run(count):
             for _ in range(count):
                 call(noop)
+
         return run
 
     def best_ns(run):
@@ -448,10 +482,14 @@ def bench_listeners(args, out):
         return best / n
 
     harness = best_ns(with_loop(NoopCM()))
-    out.append(f"## Listener cost (CLOSED, every call a success; best of {args.repeats} x {n} calls)")
+    out.append(
+        f"## Listener cost (CLOSED, every call a success; best of {args.repeats} x {n} calls)"
+    )
     out.append("")
-    out.append(f"Harness (the `with` loop around a no-op context manager): {harness:.0f} ns, "
-               "subtracted from the `with` column.")
+    out.append(
+        f"Harness (the `with` loop around a no-op context manager): {harness:.0f} ns, "
+        "subtracted from the `with` column."
+    )
     out.append("")
     out.append("| breaker | `with breaker:` ns/call | `breaker.call(fn)` ns/call |")
     out.append("|---|---|---|")
@@ -466,10 +504,14 @@ def bench_listeners(args, out):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--n", type=int, default=100_000, help="calls per timed chunk (default 100000)")
-    ap.add_argument("--k", type=int, default=20_000, help="breakers built for tracemalloc (default 20000)")
+    ap.add_argument(
+        "--k", type=int, default=20_000, help="breakers built for tracemalloc (default 20000)"
+    )
     ap.add_argument("--metrics-calls", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="smoke run (a few seconds)")
     ap.add_argument("--listeners-only", action="store_true", help="run section 4 only")
@@ -477,8 +519,11 @@ def main(argv=None):
     if args.quick:
         args.repeats, args.n, args.k, args.metrics_calls = 3, 10_000, 2000, 10_000
     t0 = perf_counter_ns()
-    out = [f"# circuitry internals: python {platform.python_version()} on {platform.platform()}; "
-           f"repeats={args.repeats} n={args.n}", ""]
+    out = [
+        f"# circuitry internals: python {platform.python_version()} on {platform.platform()}; "
+        f"repeats={args.repeats} n={args.n}",
+        "",
+    ]
     if not args.listeners_only:
         bench_flatness(args, out)
         bench_metrics(args, out)

@@ -136,6 +136,7 @@ def loop_call_raises(call, target, exc):
             else:
                 raise AssertionError("the call did not raise")
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -147,6 +148,7 @@ def loop_evalsha(client, sha):
         for _ in r:
             evalsha(sha, 0)
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -159,6 +161,7 @@ def loop_get_set(client, key):
             get(key)
             set_(key, 0)
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -179,8 +182,13 @@ def latency_cases(url, port):
 
     def floor_client():
         # The client options RedisStore.from_url sets (none of them costs on a reply).
-        return redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25,
-                                    health_check_interval=0, retry=Retry(NoBackoff(), 0))
+        return redis.Redis.from_url(
+            url,
+            socket_timeout=0.25,
+            socket_connect_timeout=0.25,
+            health_check_interval=0,
+            retry=Retry(NoBackoff(), 0),
+        )
 
     def bare_evalsha():
         client = floor_client()
@@ -205,13 +213,16 @@ def latency_cases(url, port):
     cases.append(Case("c.local.reject", "circuitry in-process: OPEN rejection", local_reject))
 
     if RedisStore is None:
-        for key, label in (("c.redis.call", "circuitry RedisStore: CLOSED call"),
-                           ("c.redis.fail", "circuitry RedisStore: CLOSED failing call"),
-                           ("c.redis.reject", "circuitry RedisStore: OPEN rejection")):
+        for key, label in (
+            ("c.redis.call", "circuitry RedisStore: CLOSED call"),
+            ("c.redis.fail", "circuitry RedisStore: CLOSED failing call"),
+            ("c.redis.reject", "circuitry RedisStore: OPEN rejection"),
+        ):
             c = Case(key, label, None)
             c.status = "SKIP circuitry.redis not importable"
             cases.append(c)
     else:
+
         def redis_call():
             return loop_call(circuitry_breaker(url, "closed").call, f)
 
@@ -258,6 +269,7 @@ def latency_cases(url, port):
                 for _ in r:
                     execute(*args)
                 return perf_counter_ns() - t0
+
             return run
 
         def pack_record():
@@ -272,24 +284,51 @@ def latency_cases(url, port):
                 for _ in r:
                     pack(*command)
                 return perf_counter_ns() - t0
+
             return run
 
-        cases.append(Case("c.redis.call", "circuitry RedisStore: CLOSED call", redis_call,
-                          ref="evalsha", target=1.5))
-        cases.append(Case("c.replay", "redis-py EVALSHA of circuitry's script, a CLOSED "
-                          "success's arguments (replayed)", replay_record, ref="evalsha"))
-        cases.append(Case("c.pack", "redis-py pack_command of that EVALSHA (no I/O)",
-                          pack_record))
-        cases.append(Case("c.redis.fail", "circuitry RedisStore: CLOSED failing call",
-                          redis_fail, ref="evalsha"))
-        cases.append(Case("c.redis.reject", "circuitry RedisStore: OPEN rejection",
-                          redis_reject, ref="c.local.reject", target=2.0))
+        cases.append(
+            Case(
+                "c.redis.call",
+                "circuitry RedisStore: CLOSED call",
+                redis_call,
+                ref="evalsha",
+                target=1.5,
+            )
+        )
+        cases.append(
+            Case(
+                "c.replay",
+                "redis-py EVALSHA of circuitry's script, a CLOSED success's arguments (replayed)",
+                replay_record,
+                ref="evalsha",
+            )
+        )
+        cases.append(Case("c.pack", "redis-py pack_command of that EVALSHA (no I/O)", pack_record))
+        cases.append(
+            Case(
+                "c.redis.fail",
+                "circuitry RedisStore: CLOSED failing call",
+                redis_fail,
+                ref="evalsha",
+            )
+        )
+        cases.append(
+            Case(
+                "c.redis.reject",
+                "circuitry RedisStore: OPEN rejection",
+                redis_reject,
+                ref="c.local.reject",
+                target=2.0,
+            )
+        )
 
     if pybreaker is None:
         c = Case("p.redis.call", "pybreaker CircuitRedisStorage: CLOSED call", None)
         c.status = "SKIP pybreaker not importable"
         cases.append(c)
     else:
+
         def p_local_call():
             return loop_call(pybreaker.CircuitBreaker(fail_max=10**9).call, f)
 
@@ -305,12 +344,30 @@ def latency_cases(url, port):
             return loop_call_raises(b.call, f, pybreaker.CircuitBreakerError)
 
         cases.append(Case("p.local.call", "pybreaker in-memory: CLOSED call", p_local_call))
-        cases.append(Case("p.redis.call", "pybreaker CircuitRedisStorage: CLOSED call",
-                          p_redis_call, ref="evalsha"))
-        cases.append(Case("p.redis.fail", "pybreaker CircuitRedisStorage: CLOSED failing call",
-                          p_redis_fail, ref="evalsha"))
-        cases.append(Case("p.redis.reject", "pybreaker CircuitRedisStorage: OPEN rejection",
-                          p_redis_reject, ref="evalsha"))
+        cases.append(
+            Case(
+                "p.redis.call",
+                "pybreaker CircuitRedisStorage: CLOSED call",
+                p_redis_call,
+                ref="evalsha",
+            )
+        )
+        cases.append(
+            Case(
+                "p.redis.fail",
+                "pybreaker CircuitRedisStorage: CLOSED failing call",
+                p_redis_fail,
+                ref="evalsha",
+            )
+        )
+        cases.append(
+            Case(
+                "p.redis.reject",
+                "pybreaker CircuitRedisStorage: OPEN rejection",
+                p_redis_reject,
+                ref="evalsha",
+            )
+        )
     return cases
 
 
@@ -324,6 +381,7 @@ def count_redis(stats_client, run, n):
     Server CPU: redis-server's user + system CPU time (INFO cpu) over the pass,
     the INFO calls' own share included (a few µs over the whole pass).
     """
+
     def total():
         stats = stats_client.info("commandstats")
         return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
@@ -412,8 +470,10 @@ def _run_latency(server, args, out):
 def print_latency(cases, out):
     best = {c.key: min(c.samples) for c in cases if c.samples}
     by_key = {c.key: c for c in cases}
-    out("| row | µs/call | round trips/call | commands run/call | server CPU µs/call | vs | ratio "
-        "| target | noise |")
+    out(
+        "| row | µs/call | round trips/call | commands run/call | server CPU µs/call | vs | ratio "
+        "| target | noise |"
+    )
     out("|---|---:|---:|---:|---:|---|---:|---|---:|")
     for c in cases:
         if c.status:
@@ -427,19 +487,27 @@ def print_latency(cases, out):
             ratio, vs = f"{r:.2f}x", by_key[c.ref].label
             if c.target:
                 target = f"< {c.target}x: {'met' if r < c.target else 'MISSED'}"
-        out(f"| {c.label} | {b / 1000:.2f} | {c.trips:.2f} | {c.cmds:.2f} | {c.server_us:.1f} "
+        out(
+            f"| {c.label} | {b / 1000:.2f} | {c.trips:.2f} | {c.cmds:.2f} | {c.server_us:.1f} "
             f"| {vs} | {ratio} "
-            f"| {target} | {noise:.0%} |")
+            f"| {target} | {noise:.0%} |"
+        )
     if "c.redis.call" in best and "p.redis.call" in best:
         out("")
-        out(f"circuitry RedisStore / pybreaker CircuitRedisStorage, CLOSED call: "
-            f"{best['c.redis.call'] / best['p.redis.call']:.2f}x")
+        out(
+            f"circuitry RedisStore / pybreaker CircuitRedisStorage, CLOSED call: "
+            f"{best['c.redis.call'] / best['p.redis.call']:.2f}x"
+        )
     if "c.redis.fail" in best and "p.redis.fail" in best:
-        out(f"circuitry RedisStore / pybreaker CircuitRedisStorage, CLOSED failing call: "
-            f"{best['c.redis.fail'] / best['p.redis.fail']:.2f}x")
+        out(
+            f"circuitry RedisStore / pybreaker CircuitRedisStorage, CLOSED failing call: "
+            f"{best['c.redis.fail'] / best['p.redis.fail']:.2f}x"
+        )
     if "c.redis.reject" in best and "p.redis.reject" in best:
-        out(f"circuitry RedisStore / pybreaker CircuitRedisStorage, OPEN rejection: "
-            f"{best['c.redis.reject'] / best['p.redis.reject']:.2f}x")
+        out(
+            f"circuitry RedisStore / pybreaker CircuitRedisStorage, OPEN rejection: "
+            f"{best['c.redis.reject'] / best['p.redis.reject']:.2f}x"
+        )
 
 
 # --------------------------------------------------------------------------- throughput
@@ -476,8 +544,10 @@ def throughput_once(ctx, server, lib, procs, seconds):
     barrier = ctx.Barrier(procs)
     queue = ctx.Queue()
     workers = [
-        ctx.Process(target=throughput_worker,
-                    args=(lib, server.url, server.port, name, barrier, seconds, queue))
+        ctx.Process(
+            target=throughput_worker,
+            args=(lib, server.url, server.port, name, barrier, seconds, queue),
+        )
         for _ in range(procs)
     ]
     for w in workers:
@@ -509,11 +579,15 @@ def run_throughput(server, args, out):
                 errors[lib, procs] = error
             else:
                 rounds[lib, procs].append(rates)
-    out(f"{args.tp_rounds} rounds of {args.seconds:g} s per row, interleaved; the round with "
-        "the best aggregate is shown, with the median aggregate over the rounds.")
+    out(
+        f"{args.tp_rounds} rounds of {args.seconds:g} s per row, interleaved; the round with "
+        "the best aggregate is shown, with the median aggregate over the rounds."
+    )
     out("")
-    out("| library | processes | aggregate calls/s (best round) | median round "
-        "| per process calls/s in the best round (min / median / max) |")
+    out(
+        "| library | processes | aggregate calls/s (best round) | median round "
+        "| per process calls/s in the best round (min / median / max) |"
+    )
     out("|---|---:|---:|---:|---|")
     for lib in libs:
         for procs in args.procs:
@@ -522,9 +596,11 @@ def run_throughput(server, args, out):
                 continue
             done = rounds[lib, procs]
             best = max(done, key=sum)
-            out(f"| {lib} | {procs} | {sum(best):,.0f} | "
+            out(
+                f"| {lib} | {procs} | {sum(best):,.0f} | "
                 f"{statistics.median(sum(r) for r in done):,.0f} | {best[0]:,.0f} / "
-                f"{statistics.median(best):,.0f} / {best[-1]:,.0f} |")
+                f"{statistics.median(best):,.0f} / {best[-1]:,.0f} |"
+            )
 
 
 # --------------------------------------------------------------------------- the HALF_OPEN race
@@ -536,8 +612,9 @@ TRIAL_HOLD = 0.2  # how long the trial call takes before it fails
 def build_race_breaker(lib, url, port, name):
     """(call, rejection exception) for a breaker that opens at the first failure."""
     if lib == "circuitry":
-        config = circuitry_config(failure_threshold_count=1, reset_timeout=OPEN_FOR,
-                                  test_request_count=1)
+        config = circuitry_config(
+            failure_threshold_count=1, reset_timeout=OPEN_FOR, test_request_count=1
+        )
         return circuitry_breaker(url, name, config).call, CircuitOpenError
     breaker = pybreaker_breaker(port, name, fail_max=1, reset_timeout=OPEN_FOR)
     return breaker.call, pybreaker.CircuitBreakerError
@@ -579,11 +656,12 @@ def race_worker(lib, url, port, name, barrier, queue):
 def run_race(server, args, out):
     ctx = multiprocessing.get_context("fork")
     libs = [lib for lib, ok in (("circuitry", RedisStore), ("pybreaker", pybreaker)) if ok]
-    out(f"{args.race_procs} processes, reset timeout {OPEN_FOR:g} s, trial call "
-        f"{TRIAL_HOLD:g} s then fails; {args.rounds} rounds per library, a fresh circuit each.")
+    out(
+        f"{args.race_procs} processes, reset timeout {OPEN_FOR:g} s, trial call "
+        f"{TRIAL_HOLD:g} s then fails; {args.rounds} rounds per library, a fresh circuit each."
+    )
     out("")
-    out("| library | trials admitted per round | allowed | warm-up calls rejected "
-        "| state after |")
+    out("| library | trials admitted per round | allowed | warm-up calls rejected | state after |")
     out("|---|---|---|---|---|")
     for lib in libs:
         admitted, warm_ok, after, errors = [], 0, set(), []
@@ -596,8 +674,9 @@ def run_race(server, args, out):
             barrier = ctx.Barrier(args.race_procs + 1)
             queue = ctx.Queue()
             workers = [
-                ctx.Process(target=race_worker,
-                            args=(lib, server.url, server.port, name, barrier, queue))
+                ctx.Process(
+                    target=race_worker, args=(lib, server.url, server.port, name, barrier, queue)
+                )
                 for _ in range(args.race_procs)
             ]
             for w in workers:
@@ -613,8 +692,10 @@ def run_race(server, args, out):
             after.add(shared_state(lib, server, name))
         allowed = "1 (test_request_count=1)" if lib == "circuitry" else "no limit kept"
         note = f" ERROR {errors[0]}" if errors else ""
-        out(f"| {lib} | {', '.join(map(str, admitted))} of {args.race_procs} | {allowed} | "
-            f"{warm_ok} of {args.race_procs * args.rounds} | {', '.join(sorted(after))}{note} |")
+        out(
+            f"| {lib} | {', '.join(map(str, admitted))} of {args.race_procs} | {allowed} | "
+            f"{warm_ok} of {args.race_procs * args.rounds} | {', '.join(sorted(after))}{note} |"
+        )
 
 
 def shared_state(lib, server, name):
@@ -633,12 +714,15 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="smoke run (a few seconds per part)")
     ap.add_argument("--repeats", type=int, default=None, help="latency repeats (default 9)")
     ap.add_argument("--target-ms", type=float, default=60.0, help="ms per latency repeat")
-    ap.add_argument("--pin", default="0",
-                    help="CPU that client and redis-server share in part 1, or 'none'")
-    ap.add_argument("--seconds", type=float, default=None,
-                    help="seconds per throughput round (default 0.6)")
-    ap.add_argument("--tp-rounds", type=int, default=None,
-                    help="throughput rounds per row (default 5)")
+    ap.add_argument(
+        "--pin", default="0", help="CPU that client and redis-server share in part 1, or 'none'"
+    )
+    ap.add_argument(
+        "--seconds", type=float, default=None, help="seconds per throughput round (default 0.6)"
+    )
+    ap.add_argument(
+        "--tp-rounds", type=int, default=None, help="throughput rounds per row (default 5)"
+    )
     ap.add_argument("--procs", default="1,4,8", help="throughput process counts")
     ap.add_argument("--race-procs", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=None, help="race rounds per library")
@@ -665,16 +749,25 @@ def main(argv=None):
     try:
         with server.client() as client:
             redis_version = client.info("server")["redis_version"]
-        out(f"# python {platform.python_version()} {platform.python_implementation()} on "
-            f"{platform.platform()}")
+        out(
+            f"# python {platform.python_version()} {platform.python_implementation()} on "
+            f"{platform.platform()}"
+        )
         out(f"# cpu: {cpu_model()} ({os.cpu_count()} logical cores)")
-        out(f"# redis-server {redis_version} on 127.0.0.1:{server.port} (no persistence); "
-            f"redis-py {version_of('redis')}, pybreaker {version_of('pybreaker')}")
+        out(
+            f"# redis-server {redis_version} on 127.0.0.1:{server.port} (no persistence); "
+            f"redis-py {version_of('redis')}, pybreaker {version_of('pybreaker')}"
+        )
         out(f"# circuitry source: {circuitry_source()}")
-        out(f"# latency: repeats={args.repeats} (best kept, interleaved), "
+        out(
+            f"# latency: repeats={args.repeats} (best kept, interleaved), "
             f"~{args.target_ms:g} ms per repeat, GC disabled while timing, "
-            + ("client and server unpinned" if args.pin is None
-               else f"client and server pinned to CPU {args.pin}"))
+            + (
+                "client and server unpinned"
+                if args.pin is None
+                else f"client and server pinned to CPU {args.pin}"
+            )
+        )
         out("# parts 2 and 3: every process on every CPU")
         out()
         out("### 1. One process: a call's cost")

@@ -62,19 +62,25 @@ def main() -> None:
 
     rows = make_rows(args.calls)
     span = rows[-1][0] - rows[0][0]
-    print(f"Python {sys.version.split()[0]}, {args.calls:,} calls over {span / 3600:.1f} h, "
-          f"best of {args.repeats}")
+    print(
+        f"Python {sys.version.split()[0]}, {args.calls:,} calls over {span / 3600:.1f} h, "
+        f"best of {args.repeats}"
+    )
     print(f"{'config':<18} {'seconds':>8} {'calls/s':>12} {'transitions':>12} {'rejected':>9}")
     for name in PRESETS:
         config = getattr(ServicePresets, name)()
         seconds = best_of(args.repeats, lambda c=config: simulate_rows(rows, {"x": c}))
         report = simulate_rows(rows, {"x": config})["x"]
-        print(f"{name:<18} {seconds:8.2f} {args.calls / seconds:12,.0f} "
-              f"{report.state_changes:12,} {report.rejected:9,}")
+        print(
+            f"{name:<18} {seconds:8.2f} {args.calls / seconds:12,.0f} "
+            f"{report.state_changes:12,} {report.rejected:9,}"
+        )
     configs = {name: getattr(ServicePresets, name)() for name in PRESETS}
     seconds = best_of(args.repeats, lambda: simulate_rows(rows, configs))
-    print(f"{'all four, 1 pass':<18} {seconds:8.2f} {args.calls * len(configs) / seconds:12,.0f}"
-          "  (config-calls/s)")
+    print(
+        f"{'all four, 1 pass':<18} {seconds:8.2f} {args.calls * len(configs) / seconds:12,.0f}"
+        "  (config-calls/s)"
+    )
 
     if args.csv:
         from circuitry.__main__ import main as cli

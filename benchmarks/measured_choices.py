@@ -76,10 +76,19 @@ class Thing:
 def main() -> None:
     print(f"# python {sys.version.split()[0]}; ns per operation, best of 5 x {N:,}")
     env: dict[str, Any] = {
-        "Block": Block, "new": tuple.__new__, "g": 1, "s": 2.0, "i": 5,
-        "rep": itertools.repeat(None), "cnt": itertools.count(),
-        "raise_plain": raise_plain, "raise_with_init": raise_with_init,
-        "Plain": Plain, "WithInit": WithInit, "time": time, "wrapped": Wrapped(),
+        "Block": Block,
+        "new": tuple.__new__,
+        "g": 1,
+        "s": 2.0,
+        "i": 5,
+        "rep": itertools.repeat(None),
+        "cnt": itertools.count(),
+        "raise_plain": raise_plain,
+        "raise_with_init": raise_with_init,
+        "Plain": Plain,
+        "WithInit": WithInit,
+        "time": time,
+        "wrapped": Wrapped(),
     }
     rows = [
         ("a block as a tuple (the code)", "(g, s, None, i, None)"),
@@ -92,8 +101,10 @@ def main() -> None:
     ]
     for label, stmt in rows:
         print(f"{label:<55}{best(stmt, env):8.1f}")
-    for label, fn in (("raise with C __init__ (CircuitOpenError)", "raise_plain"),
-                      ("raise with a Python __init__", "raise_with_init")):
+    for label, fn in (
+        ("raise with C __init__ (CircuitOpenError)", "raise_plain"),
+        ("raise with a Python __init__", "raise_with_init"),
+    ):
         stmt = f"try:\n    {fn}()\nexcept Exception as e:\n    e.__traceback__ = None"
         print(f"{label:<55}{best(stmt, env):8.1f}")
     keep: list[Any] = []

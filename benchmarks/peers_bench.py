@@ -129,6 +129,7 @@ def loop_direct(fn):
         for _ in r:
             fn()
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -140,6 +141,7 @@ def loop_with(cm, target):
             with cm:
                 target()
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -151,6 +153,7 @@ def loop_with_factory(mk, target):
             with mk():
                 target()
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -164,6 +167,7 @@ def loop_two_step_circuitry(b, target):
             target()
             p.record_success()
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -176,6 +180,7 @@ def loop_two_step_bool(allow, record, target):
                 target()
                 record()
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -190,6 +195,7 @@ def loop_raise_catch():
             except E as e:
                 e.__traceback__ = None
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -203,6 +209,7 @@ def reject_direct(fn, exc):
             except exc as e:
                 e.__traceback__ = None
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -216,6 +223,7 @@ def reject_call(call, target, exc):
             except exc as e:
                 e.__traceback__ = None
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -230,6 +238,7 @@ def reject_with(cm, target, exc):
             except exc as e:
                 e.__traceback__ = None
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -244,12 +253,14 @@ def reject_with_factory(mk, target, exc):
             except exc as e:
                 e.__traceback__ = None
         return perf_counter_ns() - t0
+
     return run
 
 
 def reject_check(check, no):
     """Non-raising admission check: `if check() is <no>: skip` (the common caller code)."""
     if no is None:
+
         def run(n):
             r = range(n)
             t0 = perf_counter_ns()
@@ -258,6 +269,7 @@ def reject_check(check, no):
                     pass
             return perf_counter_ns() - t0
     else:
+
         def run(n):
             r = range(n)
             t0 = perf_counter_ns()
@@ -265,6 +277,7 @@ def reject_check(check, no):
                 if not check():
                     pass
             return perf_counter_ns() - t0
+
     return run
 
 
@@ -275,6 +288,7 @@ def aloop_direct(afn):
         for _ in r:
             await afn()
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -285,6 +299,7 @@ def aloop_call(call, target):
         for _ in r:
             await call(target)
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -296,6 +311,7 @@ def aloop_with(acm, target):
             async with acm:
                 await target()
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -309,6 +325,7 @@ def areject_direct(afn, exc):
             except exc as e:
                 e.__traceback__ = None
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -320,6 +337,7 @@ def aloop_with_factory(mk, target):
             async with mk():
                 await target()
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -334,6 +352,7 @@ def areject_with_factory(mk, target, exc):
             except exc as e:
                 e.__traceback__ = None
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -347,6 +366,7 @@ def areject_call(call, target, exc):
             except exc as e:
                 e.__traceback__ = None
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -361,6 +381,7 @@ def areject_with(acm, target, exc):
             except exc as e:
                 e.__traceback__ = None
         return perf_counter_ns() - t0
+
     return run
 
 
@@ -407,22 +428,26 @@ def run_in(kind, fn, *args):
     if kind == "asyncio":
         return asyncio.run(fn(*args))
     import trio
+
     return trio.run(fn, *args)
 
 
 def expect_value(fn, aw=False):
     """fn() must return 1 (aw: fn() returns an awaitable that must give 1)."""
     if aw:
+
         async def acheck():
             v = await fn()
             if v != 1:
                 raise Skip(f"protected call returned {v!r}, expected 1")
+
         return acheck
 
     def check():
         v = fn()
         if v != 1:
             raise Skip(f"protected call returned {v!r}, expected 1")
+
     return check
 
 
@@ -438,6 +463,7 @@ def probe_reject(invoke, exc, aw=False):
     """A callable that returns None if invoke() rejects with `exc` without running
     the probe target, else a string saying what happened (aw: invoke() is awaited)."""
     if aw:
+
         async def aprobe():
             ran.clear()
             try:
@@ -447,6 +473,7 @@ def probe_reject(invoke, exc, aw=False):
             except BaseException as e:
                 return f"raised {type(e).__name__}: {e} instead of the rejection"
             return _verdict(None, exc.__name__)
+
         return aprobe
 
     def probe():
@@ -458,32 +485,38 @@ def probe_reject(invoke, exc, aw=False):
         except BaseException as e:
             return f"raised {type(e).__name__}: {e} instead of the rejection"
         return _verdict(None, exc.__name__)
+
     return probe
 
 
 def probe_says_no(check, no):
     """For non-raising checks: None if check() answers `no` (None or falsy)."""
+
     def probe():
         v = check()
         if (v is None) if no is None else (not v):
             return None
         return f"check returned {v!r} while open"
+
     return probe
 
 
 def must_reject(probe):
     """Turn a probe into a check for rejection rows (Skip when it does not reject)."""
     if inspect.iscoroutinefunction(probe):
+
         async def acheck():
             why = await probe()
             if why:
                 raise Skip(why)
+
         return acheck
 
     def check():
         why = probe()
         if why:
             raise Skip(why)
+
     return check
 
 
@@ -492,20 +525,49 @@ def must_reject(probe):
 
 def bare_cases():
     cases = [
-        Case("bare", "sync_call", "sync", "bare", lambda: (loop_direct(f), None, None),
-             "f() called directly: the sync baseline"),
-        Case("bare", "with_noop", "sync", "bare", lambda: (loop_with(NoopCM(), f), None, None),
-             "floor for `with`: empty __enter__/__exit__ (slotted class)"),
-        Case("bare", "raise_catch", "sync", "bare", lambda: (loop_raise_catch(), None, None),
-             "floor for raising rejections: raise + catch a fresh exception"),
+        Case(
+            "bare",
+            "sync_call",
+            "sync",
+            "bare",
+            lambda: (loop_direct(f), None, None),
+            "f() called directly: the sync baseline",
+        ),
+        Case(
+            "bare",
+            "with_noop",
+            "sync",
+            "bare",
+            lambda: (loop_with(NoopCM(), f), None, None),
+            "floor for `with`: empty __enter__/__exit__ (slotted class)",
+        ),
+        Case(
+            "bare",
+            "raise_catch",
+            "sync",
+            "bare",
+            lambda: (loop_raise_catch(), None, None),
+            "floor for raising rejections: raise + catch a fresh exception",
+        ),
     ]
     for kind in ("asyncio", "trio"):
         cases += [
-            Case("bare", f"{kind}.await", kind, "bare", lambda: (aloop_direct(g), None, None),
-                 f"await g() under {kind}: the {kind} baseline"),
-            Case("bare", f"{kind}.async_with_noop", kind, "bare",
-                 lambda: (aloop_with(NoopACM(), g), None, None),
-                 "floor for `async with`: empty __aenter__/__aexit__"),
+            Case(
+                "bare",
+                f"{kind}.await",
+                kind,
+                "bare",
+                lambda: (aloop_direct(g), None, None),
+                f"await g() under {kind}: the {kind} baseline",
+            ),
+            Case(
+                "bare",
+                f"{kind}.async_with_noop",
+                kind,
+                "bare",
+                lambda: (aloop_with(NoopACM(), g), None, None),
+                "floor for `async with`: empty __aenter__/__aexit__",
+            ),
         ]
     return cases
 
@@ -528,6 +590,7 @@ def _with_once(opened):
     def once():
         with b:
             f_probe()
+
     return once
 
 
@@ -538,26 +601,37 @@ def _awith_once(opened):
     async def once():
         async with b:
             await g_probe()
+
     return once
 
 
 def call_rows(mk, opened, exc, method="call"):
     """`b.call(f)` CLOSED, and while OPEN (raising `exc`); `method` names the
     library's call method when it is not `call` (the loop gets the bound method)."""
+
     def closed():
         call = getattr(mk(), method)
         ocall = getattr(opened(), method)
-        return (loop_call(call, f), expect_value(lambda: call(f)),
-                probe_reject(lambda: ocall(f_probe), exc))
+        return (
+            loop_call(call, f),
+            expect_value(lambda: call(f)),
+            probe_reject(lambda: ocall(f_probe), exc),
+        )
 
     def reject():
         call = getattr(opened(), method)
-        return reject_call(call, f, exc), must_reject(probe_reject(lambda: call(f_probe), exc)), None
+        return (
+            reject_call(call, f, exc),
+            must_reject(probe_reject(lambda: call(f_probe), exc)),
+            None,
+        )
+
     return closed, reject
 
 
 def deco_rows(mk, opened, exc):
     """A decorated `def` CLOSED, and while OPEN."""
+
     def closed():
         w = mk()(f)
         return loop_direct(w), expect_value(w), probe_reject(opened()(f_probe), exc)
@@ -565,101 +639,147 @@ def deco_rows(mk, opened, exc):
     def reject():
         b = opened()
         return reject_direct(b(f), exc), must_reject(probe_reject(b(f_probe), exc)), None
+
     return closed, reject
 
 
 def with_rows(mk, opened, exc):
     """`with b: f()` CLOSED, and while OPEN (the probe uses a second OPEN breaker)."""
+
     def closed():
         return loop_with(mk(), f), None, probe_reject(_with_once(opened), exc)
 
     def reject():
-        return reject_with(opened(), f, exc), must_reject(probe_reject(_with_once(opened), exc)), None
+        return (
+            reject_with(opened(), f, exc),
+            must_reject(probe_reject(_with_once(opened), exc)),
+            None,
+        )
+
     return closed, reject
 
 
 def acall_rows(mk, opened, exc, method="call_async"):
     """`await b.call_async(g)` CLOSED, and while OPEN; `method` as for call_rows."""
+
     def closed():
         call = getattr(mk(), method)
         ocall = getattr(opened(), method)
 
         async def once():
             return await ocall(g_probe)
-        return (aloop_call(call, g), expect_value(lambda: call(g), aw=True),
-                probe_reject(once, exc, aw=True))
+
+        return (
+            aloop_call(call, g),
+            expect_value(lambda: call(g), aw=True),
+            probe_reject(once, exc, aw=True),
+        )
 
     def reject():
         call = getattr(opened(), method)
 
         async def once():
             return await call(g_probe)
+
         return areject_call(call, g, exc), must_reject(probe_reject(once, exc, aw=True)), None
+
     return closed, reject
 
 
 def adeco_rows(mk, opened, exc):
     """A decorated `async def` CLOSED, and while OPEN."""
+
     def closed():
         w = mk()(g)
-        return aloop_direct(w), expect_value(w, aw=True), probe_reject(opened()(g_probe), exc, aw=True)
+        return (
+            aloop_direct(w),
+            expect_value(w, aw=True),
+            probe_reject(opened()(g_probe), exc, aw=True),
+        )
 
     def reject():
         b = opened()
-        return (areject_direct(b(g), exc), must_reject(probe_reject(b(g_probe), exc, aw=True)),
-                None)
+        return (
+            areject_direct(b(g), exc),
+            must_reject(probe_reject(b(g_probe), exc, aw=True)),
+            None,
+        )
+
     return closed, reject
 
 
 def with_factory_rows(mk, opened, exc, method):
     """`with b.<method>(): f()` (a fresh context manager per block, e.g. nopanic's
     `guard()`) CLOSED, and while OPEN (the probe uses a second OPEN breaker)."""
+
     def once_on(b):
         cm = getattr(b, method)
 
         def once():
             with cm():
                 f_probe()
+
         return once
 
     def closed():
-        return (loop_with_factory(getattr(mk(), method), f), None,
-                probe_reject(once_on(opened()), exc))
+        return (
+            loop_with_factory(getattr(mk(), method), f),
+            None,
+            probe_reject(once_on(opened()), exc),
+        )
 
     def reject():
-        return (reject_with_factory(getattr(opened(), method), f, exc),
-                must_reject(probe_reject(once_on(opened()), exc)), None)
+        return (
+            reject_with_factory(getattr(opened(), method), f, exc),
+            must_reject(probe_reject(once_on(opened()), exc)),
+            None,
+        )
+
     return closed, reject
 
 
 def awith_factory_rows(mk, opened, exc, method):
     """`async with b.<method>(): await g()` CLOSED, and while OPEN."""
+
     def once_on(b):
         cm = getattr(b, method)
 
         async def once():
             async with cm():
                 await g_probe()
+
         return once
 
     def closed():
-        return (aloop_with_factory(getattr(mk(), method), g), None,
-                probe_reject(once_on(opened()), exc, aw=True))
+        return (
+            aloop_with_factory(getattr(mk(), method), g),
+            None,
+            probe_reject(once_on(opened()), exc, aw=True),
+        )
 
     def reject():
-        return (areject_with_factory(getattr(opened(), method), g, exc),
-                must_reject(probe_reject(once_on(opened()), exc, aw=True)), None)
+        return (
+            areject_with_factory(getattr(opened(), method), g, exc),
+            must_reject(probe_reject(once_on(opened()), exc, aw=True)),
+            None,
+        )
+
     return closed, reject
 
 
 def awith_rows(mk, opened, exc):
     """`async with b: await g()` CLOSED, and while OPEN (the probe uses a second OPEN breaker)."""
+
     def closed():
         return aloop_with(mk(), g), None, probe_reject(_awith_once(opened), exc, aw=True)
 
     def reject():
-        return (areject_with(opened(), g, exc),
-                must_reject(probe_reject(_awith_once(opened), exc, aw=True)), None)
+        return (
+            areject_with(opened(), g, exc),
+            must_reject(probe_reject(_awith_once(opened), exc, aw=True)),
+            None,
+        )
+
     return closed, reject
 
 
@@ -685,6 +805,7 @@ def pybreaker_cases():
         def once():
             with b.calling():
                 f_probe()
+
         return once
 
     c_call, o_call = call_rows(closed, opened, E)
@@ -696,7 +817,11 @@ def pybreaker_cases():
 
     def o_ctx():
         b = opened()
-        return reject_with_factory(b.calling, f, E), must_reject(probe_reject(open_calling_once(), E)), None
+        return (
+            reject_with_factory(b.calling, f, E),
+            must_reject(probe_reject(open_calling_once(), E)),
+            None,
+        )
 
     cases = [
         Case("pybreaker", "sync_closed.call", "sync", "call", c_call),
@@ -708,8 +833,11 @@ def pybreaker_cases():
     ]
 
     def no_async():
-        raise Skip("no asyncio/trio API (call_async needs tornado; .call(async_fn) returns the "
-                   "coroutine unawaited and counts a success before it runs)")
+        raise Skip(
+            "no asyncio/trio API (call_async needs tornado; .call(async_fn) returns the "
+            "coroutine unawaited and counts a success before it runs)"
+        )
+
     for kind in ("asyncio", "trio"):
         cases.append(Case("pybreaker", f"{kind}_closed.call_async", kind, "async_call", no_async))
     return cases
@@ -723,8 +851,9 @@ def circuitbreaker_cases():
 
     def mk():
         # names must be unique: decorating registers the breaker in a global monitor
-        return cbm.CircuitBreaker(failure_threshold=1, recovery_timeout=10**6,
-                                  name=f"bench-cb-{next(counter)}")
+        return cbm.CircuitBreaker(
+            failure_threshold=1, recovery_timeout=10**6, name=f"bench-cb-{next(counter)}"
+        )
 
     def tripped():
         br = mk()
@@ -804,6 +933,7 @@ def purgatory_cases():
     ]
 
     for kind in ("asyncio", "trio"):
+
         def async_factory():
             return purgatory.AsyncCircuitBreakerFactory(default_threshold=1, default_ttl=10**6)
 
@@ -819,6 +949,7 @@ def purgatory_cases():
                         raise Boom()
                 except Boom:
                     pass
+
             run_in(kind, trip)
             return fac
 
@@ -910,20 +1041,39 @@ def pyresilience_cases():
     def c_two_step():
         b = pr.CircuitBreaker(cfg())
         o = cb_open()
-        return (loop_two_step_bool(b.allow_request, b.record_success, f),
-                None, probe_says_no(o.allow_request, False))
+        return (
+            loop_two_step_bool(b.allow_request, b.record_success, f),
+            None,
+            probe_says_no(o.allow_request, False),
+        )
 
     def o_check():
         b = cb_open()
-        return reject_check(b.allow_request, False), must_reject(probe_says_no(b.allow_request, False)), None
+        return (
+            reject_check(b.allow_request, False),
+            must_reject(probe_says_no(b.allow_request, False)),
+            None,
+        )
 
     cases = [
         Case("pyresilience", "sync_closed.decorator", "sync", "call", c_deco),
-        Case("pyresilience", "sync_closed.allow_request+record_success", "sync", "two_step", c_two_step,
-             "CircuitBreaker.allow_request() -> bool, then record_success()"),
+        Case(
+            "pyresilience",
+            "sync_closed.allow_request+record_success",
+            "sync",
+            "two_step",
+            c_two_step,
+            "CircuitBreaker.allow_request() -> bool, then record_success()",
+        ),
         Case("pyresilience", "open_reject.decorator", "sync", "reject.call", o_deco),
-        Case("pyresilience", "open_reject.allow_request", "sync", "reject.check", o_check,
-             "allow_request() -> False (rejection not counted)"),
+        Case(
+            "pyresilience",
+            "open_reject.allow_request",
+            "sync",
+            "reject.check",
+            o_check,
+            "allow_request() -> False (rejection not counted)",
+        ),
     ]
     for kind in ("asyncio", "trio"):
         cases += [
@@ -965,8 +1115,14 @@ def interlock_cases():
     a_with, ao_with = awith_rows(mk, opened, E)
 
     cases = [
-        Case("interlock-cb", "sync_closed.call", "sync", "call", c_call,
-             "call() tells a sync fn from an async one at every call"),
+        Case(
+            "interlock-cb",
+            "sync_closed.call",
+            "sync",
+            "call",
+            c_call,
+            "call() tells a sync fn from an async one at every call",
+        ),
         Case("interlock-cb", "sync_closed.call_sync", "sync", "call", c_call_sync),
         Case("interlock-cb", "sync_closed.decorator", "sync", "call", c_deco),
         Case("interlock-cb", "sync_closed.with", "sync", "with", c_with),
@@ -1030,7 +1186,9 @@ def nopanic_cases():
             Case("nopanic", f"{kind}_closed.async_with guard()", kind, "async_with", a_guard),
             Case("nopanic", f"{kind}_closed.acall", kind, "async_call", a_call),
             Case("nopanic", f"{kind}_closed.decorator", kind, "async_call", a_deco),
-            Case("nopanic", f"{kind}_reject.async_with guard()", kind, "reject.async_with", ao_guard),
+            Case(
+                "nopanic", f"{kind}_reject.async_with guard()", kind, "reject.async_with", ao_guard
+            ),
             Case("nopanic", f"{kind}_reject.acall", kind, "reject.async_call", ao_call),
             Case("nopanic", f"{kind}_reject.decorator", kind, "reject.async_call", ao_deco),
         ]
@@ -1071,6 +1229,7 @@ def fluxgate_cases():
             for _ in range(TRIP):
                 with contextlib.suppress(Boom):
                     await b.call(afailing)
+
         run_in("asyncio", trip)
         if b.info().state != "open":
             raise Skip(f"could not trip breaker: {b.info().state}")
@@ -1087,17 +1246,26 @@ def fluxgate_cases():
         Case("fluxgate", "sync_closed.decorator", "sync", "call", c_deco, unsafe),
         Case("fluxgate", "open_reject.call", "sync", "reject.call", o_call),
         Case("fluxgate", "open_reject.decorator", "sync", "reject.call", o_deco),
-        Case("fluxgate", "asyncio_closed.call", "asyncio", "async_call", a_call,
-             "AsyncCircuitBreaker: `await b.call(g)`"),
+        Case(
+            "fluxgate",
+            "asyncio_closed.call",
+            "asyncio",
+            "async_call",
+            a_call,
+            "AsyncCircuitBreaker: `await b.call(g)`",
+        ),
         Case("fluxgate", "asyncio_closed.decorator", "asyncio", "async_call", a_deco),
         Case("fluxgate", "asyncio_reject.call", "asyncio", "reject.async_call", ao_call),
         Case("fluxgate", "asyncio_reject.decorator", "asyncio", "reject.async_call", ao_deco),
     ]
 
     def no_trio():
-        raise Skip("AsyncCircuitBreaker is asyncio-only: under trio.run the call that opens it "
-                   "raises RuntimeError (no current event loop: asyncio.gather in its listener "
-                   "notification) in place of the call's own exception")
+        raise Skip(
+            "AsyncCircuitBreaker is asyncio-only: under trio.run the call that opens it "
+            "raises RuntimeError (no current event loop: asyncio.gather in its listener "
+            "notification) in place of the call's own exception"
+        )
+
     cases.append(Case("fluxgate", "trio_closed.call", "trio", "async_call", no_trio))
     return cases
 
@@ -1140,7 +1308,11 @@ def circuitry_cases():
 
     def o_try():
         b = opened()
-        return reject_check(b.try_acquire, None), must_reject(probe_says_no(b.try_acquire, None)), None
+        return (
+            reject_check(b.try_acquire, None),
+            must_reject(probe_says_no(b.try_acquire, None)),
+            None,
+        )
 
     cases = [
         Case("circuitry", "sync_closed.with", "sync", "with", c_with),
@@ -1150,8 +1322,14 @@ def circuitry_cases():
         Case("circuitry", "open_reject.call", "sync", "reject.call", o_call),
         Case("circuitry", "open_reject.with", "sync", "reject.with", o_with),
         Case("circuitry", "open_reject.decorator", "sync", "reject.call", o_deco),
-        Case("circuitry", "open_reject.try_acquire", "sync", "reject.check", o_try,
-             "try_acquire() -> None (rejection counted)"),
+        Case(
+            "circuitry",
+            "open_reject.try_acquire",
+            "sync",
+            "reject.check",
+            o_try,
+            "try_acquire() -> None (rejection counted)",
+        ),
     ]
 
     for kind in ("asyncio", "trio"):
@@ -1191,6 +1369,7 @@ def time_once(case, n):
             el = _LOOP.run_until_complete(case.runner(n))
         else:
             import trio
+
             el = trio.run(case.runner, n)
     finally:
         gc.enable()
@@ -1230,6 +1409,7 @@ def prepare(case, args):
 def version_of(dist):
     try:
         from importlib.metadata import version
+
         return version(dist)
     except Exception:
         return "not-installed"
@@ -1240,6 +1420,7 @@ def circuitry_source():
     (read-only git calls, without optional locks, so a concurrent commit is not disturbed)."""
     import os
     import subprocess
+
     try:
         import circuitry
     except ImportError:
@@ -1248,10 +1429,20 @@ def circuitry_source():
     repo = os.path.dirname(pkg)
     env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")
     try:
-        rev = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], env=env,
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", pkg], env=env,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", repo, "rev-parse", "--short", "HEAD"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", repo, "status", "--porcelain", "--", pkg],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         rev, dirty = "", ""
     if not rev:
@@ -1276,9 +1467,15 @@ def cpu_model():
 def fastest_peer(cases, kind, shape):
     best = None
     for c in cases:
-        if (c.library not in ("bare", "circuitry") and c.kind == kind and c.shape == shape
-                and c.honest and not c.status and c.samples
-                and (best is None or min(c.samples) < min(best.samples))):
+        if (
+            c.library not in ("bare", "circuitry")
+            and c.kind == kind
+            and c.shape == shape
+            and c.honest
+            and not c.status
+            and c.samples
+            and (best is None or min(c.samples) < min(best.samples))
+        ):
             best = c
     return best
 
@@ -1288,8 +1485,11 @@ def report(cases, args, out):
     for c in cases:
         if c.library == "bare" and c.samples:
             base[c.scenario] = min(c.samples)
-    base_for = {"sync": base.get("sync_call"), "asyncio": base.get("asyncio.await"),
-                "trio": base.get("trio.await")}
+    base_for = {
+        "sync": base.get("sync_call"),
+        "asyncio": base.get("asyncio.await"),
+        "trio": base.get("trio.await"),
+    }
 
     rows = []
     for c in cases:
@@ -1304,10 +1504,21 @@ def report(cases, args, out):
         vs_peer = ""
         if c.library == "circuitry":
             p = fastest_peer(cases, c.kind, c.shape)
-            vs_peer = f"{ns / min(p.samples):.2f}x {p.library} {p.scenario}" if p else "(no honest peer)"
+            vs_peer = (
+                f"{ns / min(p.samples):.2f}x {p.library} {p.scenario}" if p else "(no honest peer)"
+            )
         rows.append((c.library, c.scenario, c.shape, f"{ns:.1f}", vs_bare, noise, vs_peer, c.note))
 
-    head = ("library", "scenario", "shape", "ns/call", "vs bare", "noise", "circuitry/peer (fastest honest peer, same shape)", "note")
+    head = (
+        "library",
+        "scenario",
+        "shape",
+        "ns/call",
+        "vs bare",
+        "noise",
+        "circuitry/peer (fastest honest peer, same shape)",
+        "note",
+    )
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "|".join("---" for _ in head) + "|")
     for r in rows:
@@ -1344,40 +1555,83 @@ def targets(cases, base_for, out):
         met = "yes" if ratio < limit else "NO"
         out.append(f"| {target} | {scen} | {ratio:.2f}x | < {limit}x | {who} | {met} |")
 
-    fn_rows = ["sync_closed.call", "sync_closed.decorator",
-               "asyncio_closed.call_async", "asyncio_closed.decorator",
-               "trio_closed.call_async", "trio_closed.decorator"]
+    fn_rows = [
+        "sync_closed.call",
+        "sync_closed.decorator",
+        "asyncio_closed.call_async",
+        "asyncio_closed.decorator",
+        "trio_closed.call_async",
+        "trio_closed.decorator",
+    ]
     for s in fn_rows:
         r, who, why = vs_fastest(s)
         line("function call / decorator faster than fastest peer", s, r, 1.0, who, why)
-    rej_rows = ["open_reject.call", "open_reject.decorator", "open_reject.with", "open_reject.try_acquire",
-                "asyncio_reject.async_with", "asyncio_reject.call_async", "asyncio_reject.decorator",
-                "trio_reject.async_with", "trio_reject.call_async", "trio_reject.decorator"]
+    rej_rows = [
+        "open_reject.call",
+        "open_reject.decorator",
+        "open_reject.with",
+        "open_reject.try_acquire",
+        "asyncio_reject.async_with",
+        "asyncio_reject.call_async",
+        "asyncio_reject.decorator",
+        "trio_reject.async_with",
+        "trio_reject.call_async",
+        "trio_reject.decorator",
+    ]
     for s in rej_rows:
         r, who, why = vs_fastest(s)
         line("rejection faster than fastest peer (same shape)", s, r, 1.0, who, why)
-    for s, peer in [("sync_closed.with", "sync_closed.with"),
-                    ("asyncio_closed.async_with", "asyncio_closed.async_with"),
-                    ("trio_closed.async_with", "trio_closed.async_with")]:
+    for s, peer in [
+        ("sync_closed.with", "sync_closed.with"),
+        ("asyncio_closed.async_with", "asyncio_closed.async_with"),
+        ("trio_closed.async_with", "trio_closed.async_with"),
+    ]:
         a, b = ns("circuitry", s), ns("purgatory", peer)
-        line("`with` / `async with` CLOSED within 1.5x purgatory", s,
-             a / b if a and b else None, 1.5, f"purgatory {peer}", "row missing")
+        line(
+            "`with` / `async with` CLOSED within 1.5x purgatory",
+            s,
+            a / b if a and b else None,
+            1.5,
+            f"purgatory {peer}",
+            "row missing",
+        )
     a, b = ns("circuitry", "open_reject.try_acquire"), base_for.get("sync")
-    line("try_acquire() rejection within 5x bare call", "open_reject.try_acquire",
-         a / b if a and b else None, 5.0, "bare sync_call", "row missing")
+    line(
+        "try_acquire() rejection within 5x bare call",
+        "open_reject.try_acquire",
+        a / b if a and b else None,
+        5.0,
+        "bare sync_call",
+        "row missing",
+    )
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeats", type=int, default=9, help="timed repeats per case, best kept (default 9)")
-    ap.add_argument("--target-ms", type=float, default=80.0,
-                    help="size each repeat to take about this long (default 80 ms)")
-    ap.add_argument("--n", type=int, default=0, help="fixed calls per repeat (overrides --target-ms)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--repeats", type=int, default=9, help="timed repeats per case, best kept (default 9)"
+    )
+    ap.add_argument(
+        "--target-ms",
+        type=float,
+        default=80.0,
+        help="size each repeat to take about this long (default 80 ms)",
+    )
+    ap.add_argument(
+        "--n", type=int, default=0, help="fixed calls per repeat (overrides --target-ms)"
+    )
     ap.add_argument("--min-n", type=int, default=10_000)
     ap.add_argument("--max-n", type=int, default=2_000_000)
-    ap.add_argument("--only", default=None,
-                    help="run only cases whose 'library scenario' contains this (baselines always run)")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 3 repeats of ~8 ms (well under a minute)")
+    ap.add_argument(
+        "--only",
+        default=None,
+        help="run only cases whose 'library scenario' contains this (baselines always run)",
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run: 3 repeats of ~8 ms (well under a minute)"
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("-v", "--verbose", action="store_true", help="print tracebacks for ERROR cases")
     args = ap.parse_args(argv)
@@ -1396,7 +1650,9 @@ def main(argv=None):
         f"# repeats={args.repeats} (best kept, interleaved round-robin), "
         + (f"n={args.n}" if args.n else f"~{args.target_ms:g} ms per repeat")
         + ", GC disabled while timing",
-        "# versions: circuitry=" + version_of("circuitry") + ", "
+        "# versions: circuitry="
+        + version_of("circuitry")
+        + ", "
         + ", ".join(f"{d}={version_of(d)}" for d in dists),
         f"# circuitry source: {circuitry_source()}",
     ]

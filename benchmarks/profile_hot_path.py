@@ -80,15 +80,27 @@ def main() -> None:
         ("with <empty __enter__/__exit__>: f()", "with noop: f()", 1),
         ("  + finding the block again (frame-keyed)", "with blocks: f()", 1),
         ("clock read (b._clock.monotonic(): time.monotonic)", "b._clock.monotonic()", 1),
-        ("admission without the lock (+ the pop of its fold)", "core.admitting; tickets.append(1.0); tickets.pop()", 1),
-        ("a success recorded without the lock", "core.deferring; pending.append((0, 1.0, 1.001)); pending.pop()", 1),
+        (
+            "admission without the lock (+ the pop of its fold)",
+            "core.admitting; tickets.append(1.0); tickets.pop()",
+            1,
+        ),
+        (
+            "a success recorded without the lock",
+            "core.deferring; pending.append((0, 1.0, 1.001)); pending.pop()",
+            1,
+        ),
         ("  its share of a fold, with the 2 appends feeding it", "fold_batch()", FOLD_AT),
         ("  latency histogram alone (LatencyHistogram.record)", "latency.record(0.001)", 1),
         ("lock.acquire() + lock.release() (failures, folds)", "lock.acquire(); lock.release()", 1),
         ("whole: with b: f()", "with b: f()", 1),
         ("whole: b.call(f)", "b.call(f)", 1),
         ("whole: decorated f()", "decorated()", 1),
-        ("OPEN: the unlocked rejection's check and count", "if 1.0 < open_core.reject_until: next(open_core.fast_rejections)", 1),
+        (
+            "OPEN: the unlocked rejection's check and count",
+            "if 1.0 < open_core.reject_until: next(open_core.fast_rejections)",
+            1,
+        ),
         ("whole: opened.try_acquire() -> None", "opened.try_acquire()", 1),
     ]
     print(f"# python {sys.version.split()[0]}; best of 7 x {N:,}; FOLD_AT={FOLD_AT}")

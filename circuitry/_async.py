@@ -59,7 +59,6 @@ class AsyncAdapter(BreakerBase):
 
     __slots__ = ()
 
-
     async def __aenter__(self) -> None:
         frame = _getframe(self._aenter_depth)  # the frame running `async with`
         timeout = self._config.call_timeout

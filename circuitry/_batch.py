@@ -52,8 +52,10 @@ class Batcher(Publisher):
     __slots__ = ("pending",)
 
     if TYPE_CHECKING:  # CircuitCore's
-        def _into_window(self, window: TimeWindow, now: float, failed: bool, slow: bool) -> bool:
-            ...
+
+        def _into_window(
+            self, window: TimeWindow, now: float, failed: bool, slow: bool
+        ) -> bool: ...
 
     def __init__(self) -> None:
         super().__init__()

@@ -189,9 +189,7 @@ class CircuitBreakerConfig:
     Durations accept seconds as float or int, or a `datetime.timedelta`.
     """
 
-    failure_threshold_count: int | None = attrs.field(
-        default=5, converter=_failure_threshold_count
-    )
+    failure_threshold_count: int | None = attrs.field(default=5, converter=_failure_threshold_count)
     failure_threshold_percentage: float | None = attrs.field(
         default=None, converter=_failure_threshold_percentage
     )
@@ -205,9 +203,7 @@ class CircuitBreakerConfig:
         default=None, converter=_slow_call_rate_threshold
     )
     half_open_max_wait: float | None = attrs.field(default=None, converter=_half_open_max_wait)
-    reset_timeout_multiplier: float = attrs.field(
-        default=1.0, converter=_reset_timeout_multiplier
-    )
+    reset_timeout_multiplier: float = attrs.field(default=1.0, converter=_reset_timeout_multiplier)
     max_reset_timeout: float | None = attrs.field(default=None, converter=_max_reset_timeout)
     reset_timeout_jitter: float = attrs.field(default=0.0, converter=_reset_timeout_jitter)
     record_exceptions: ExceptionTypes = attrs.field(
@@ -346,9 +342,7 @@ class CircuitBreakerConfig:
         """Count a returned value as a failure when `fn(value)` is true (None: never)."""
         return attrs.evolve(self, result_is_failure=fn)
 
-    def with_call_timeout(
-        self, seconds: float | datetime.timedelta | None
-    ) -> CircuitBreakerConfig:
+    def with_call_timeout(self, seconds: float | datetime.timedelta | None) -> CircuitBreakerConfig:
         """Cancel async calls after `seconds` and count a failure (None: no timeout)."""
         return attrs.evolve(self, call_timeout=seconds)
 

@@ -257,9 +257,7 @@ class CircuitBreakerManager:
             manager_listener.attach(breaker)
         return breaker
 
-    def _created(
-        self, breaker: CircuitBreaker, hooks: tuple[tuple[CreatedHook], ...]
-    ) -> None:
+    def _created(self, breaker: CircuitBreaker, hooks: tuple[tuple[CreatedHook], ...]) -> None:
         """Call the `on_created` hooks, outside the lock; one that raises is logged.
 
         A BaseException (KeyboardInterrupt) from a hook is raised once every
@@ -332,9 +330,7 @@ class CircuitBreakerManager:
 
         def unregister() -> None:
             with self._lock:
-                self._created_hooks = tuple(
-                    r for r in self._created_hooks if r is not registration
-                )
+                self._created_hooks = tuple(r for r in self._created_hooks if r is not registration)
 
         return unregister
 

@@ -36,7 +36,21 @@ MIN_DURATION = 1e-9  # shorter (a frozen or fake clock) counts as zero
 ZERO = -1  # the bucket of zero durations
 
 DEFAULT_DURATION_BOUNDS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, math.inf,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    math.inf,
 )
 """The upper bounds `duration_buckets()` uses by default: prometheus_client's default ones."""
 

@@ -73,8 +73,13 @@ _FAST_PATH = 7
 """The first fields of `CONFIG_FIELDS`: what the script's fast path reads."""
 
 _COUNTS = frozenset(
-    {"ttl", "failure_threshold_count", "minimum_calls", "success_threshold_count",
-     "test_request_count"}
+    {
+        "ttl",
+        "failure_threshold_count",
+        "minimum_calls",
+        "success_threshold_count",
+        "test_request_count",
+    }
 )
 """Fields written as integers; the others are seconds or percentages, written as floats."""
 
@@ -123,8 +128,12 @@ def command_for(core: SharedCore, request: Request, now: str) -> tuple[str | byt
     if wire is None:
         store = core.store
         wire = core.wire = (
-            ("EVALSHA", SCRIPT_SHA.encode(), str(KEYS).encode(),
-             *(key.encode() for key in core.keys)),
+            (
+                "EVALSHA",
+                SCRIPT_SHA.encode(),
+                str(KEYS).encode(),
+                *(key.encode() for key in core.keys),
+            ),
             config_argument(core.config, store.ttl_ms(), store.lease_for(core.config)).encode(),
         )
     head, rules = wire
@@ -132,8 +141,13 @@ def command_for(core: SharedCore, request: Request, now: str) -> tuple[str | byt
         (request.op, now, core.no_jitter or core.jitter(), request.rid, *request.args)
     ).encode()
     if request.release or request.lost:
-        return (*head, line, rules, " ".join(request.release).encode(),
-                " ".join(request.lost).encode())
+        return (
+            *head,
+            line,
+            rules,
+            " ".join(request.release).encode(),
+            " ".join(request.lost).encode(),
+        )
     return (*head, line, rules)
 
 
@@ -141,7 +155,7 @@ def argv(core: SharedCore, request: Request, now: str) -> tuple[str, ...]:
     """The script's ARGV for `request`, as text (what `command_for` sends after the keys)."""
     return tuple(
         part.decode() if isinstance(part, bytes) else part
-        for part in command_for(core, request, now)[3 + KEYS:]
+        for part in command_for(core, request, now)[3 + KEYS :]
     )
 
 
@@ -150,8 +164,23 @@ def parse_reply(raw: bytes | str) -> Reply | None:
     if raw == b"=" or raw == "=":
         return None
     text = raw.decode() if isinstance(raw, bytes) else raw
-    (state, generation, in_state, left, moves, admitted, differs, calls, failures, slow,
-     consecutive, trials, successes, now, owed) = text.split("|")
+    (
+        state,
+        generation,
+        in_state,
+        left,
+        moves,
+        admitted,
+        differs,
+        calls,
+        failures,
+        slow,
+        consecutive,
+        trials,
+        successes,
+        now,
+        owed,
+    ) = text.split("|")
     return Reply(
         _STATES[state],
         int(generation),
@@ -167,9 +196,9 @@ def parse_reply(raw: bytes | str) -> Reply | None:
         int(trials),
         int(successes),
         float(now) if now else None,
-        tuple(
-            (rid, _moves(made)) for rid, made in (entry.split("=") for entry in owed.split(";"))
-        ) if owed else (),
+        tuple((rid, _moves(made)) for rid, made in (entry.split("=") for entry in owed.split(";")))
+        if owed
+        else (),
     )
 
 
@@ -233,8 +262,11 @@ def off_fast_path() -> str:
             for state in states
             for line in _wrapped(
                 f"    {state.value} = {{",
-                [f"{trigger.name} = {new.name}"
-                 for (old, trigger), new in _TRANSITIONS.items() if old is state],
+                [
+                    f"{trigger.name} = {new.name}"
+                    for (old, trigger), new in _TRANSITIONS.items()
+                    if old is state
+                ],
                 "},",
             )
         ),

@@ -117,8 +117,14 @@ class SlowCallRate(TripRule):
 class TripRules:
     """One config's trip rules and the two functions the core consults (module doc)."""
 
-    __slots__ = ("cannot_trip", "failure_threshold", "minimum_calls", "rules", "source",
-                 "window_trips")
+    __slots__ = (
+        "cannot_trip",
+        "failure_threshold",
+        "minimum_calls",
+        "rules",
+        "source",
+        "window_trips",
+    )
 
     def __init__(self, rules: tuple[TripRule, ...], minimum_calls: int) -> None:
         self.rules = rules
@@ -141,8 +147,12 @@ class TripRules:
                 safe.append(f"({rule.cannot_trip_when.format_map(names)})")
         lines = ["def window_trips(window):", "    failures = window.total_failures", *ungated]
         if gated:
-            lines += ["    calls = window.total_calls",
-                      "    if calls < minimum_calls:", "        return False", *gated]
+            lines += [
+                "    calls = window.total_calls",
+                "    if calls < minimum_calls:",
+                "        return False",
+                *gated,
+            ]
         lines += ["    return False", "", "def cannot_trip(window):"]
         if safe:
             lines += ["    failures = window.total_failures", f"    return {' and '.join(safe)}"]

@@ -350,7 +350,10 @@ class SharedCore(FallbackCore):
         return None, self._request("acquire", (self.store.permit_id(),))
 
     def apply_acquire(
-        self, now: float, trial: tuple[int, float] | None, request: Request,
+        self,
+        now: float,
+        trial: tuple[int, float] | None,
+        request: Request,
         reply: Answer,
     ) -> tuple[int, CircuitState, float | None]:
         """The result of an acquire request: (ticket or REJECTED, state, retry_after)."""
@@ -447,9 +450,7 @@ class SharedCore(FallbackCore):
         code = "s" if outcome is SUCCESS else "f" if outcome is FAILURE else "i"
         return self._request("record", (str(issued), code, "1" if slow else "0", permit, "0"))
 
-    def apply_complete(
-        self, now: float, request: Request, reply: Answer
-    ) -> None:
+    def apply_complete(self, now: float, request: Request, reply: Answer) -> None:
         if isinstance(reply, StoreError):
             self._unanswered(request, reply)
             self._fall_back(now, reply.error)  # this outcome is the process's alone
@@ -463,8 +464,9 @@ class SharedCore(FallbackCore):
     def plan_read(self, now: float) -> Request | None:
         """The read request, or None when the state is known without one."""
         if self.mode is Mode.SHARED:
-            if self.state is OPEN and self.known_from <= now < min(self.open_until,
-                                                                 self.refresh_at):
+            if self.state is OPEN and self.known_from <= now < min(
+                self.open_until, self.refresh_at
+            ):
                 return None  # known: the window is empty, the period runs
         elif not self.store.usable():
             return None
@@ -547,10 +549,17 @@ class SharedCore(FallbackCore):
         lost = self.lost
         # (tuple.__new__, as NamedTuple._make does: every field given, no Python __new__
         # frame on every call's record)
-        return _new_request(Request, (
-            op, args, self.epoch, self.store.permit_id(),
-            tuple(orphans) if orphans else (), tuple(lost) if lost else (),
-        ))
+        return _new_request(
+            Request,
+            (
+                op,
+                args,
+                self.epoch,
+                self.store.permit_id(),
+                tuple(orphans) if orphans else (),
+                tuple(lost) if lost else (),
+            ),
+        )
 
     # -- the mirror -------------------------------------------------------------------------
 

@@ -58,8 +58,17 @@ class FallbackCore(CircuitCore):
     Its attributes are set by `SharedCore.__init__`, which tells what each is.
     """
 
-    __slots__ = ("asking", "flying", "local_from", "local_last", "lost", "mode", "orphans",
-                 "permits", "store")
+    __slots__ = (
+        "asking",
+        "flying",
+        "local_from",
+        "local_last",
+        "lost",
+        "mode",
+        "orphans",
+        "permits",
+        "store",
+    )
 
     mode: Mode
     store: SharedStore

@@ -48,7 +48,6 @@ class SyncAdapter(BreakerBase):
 
     __slots__ = ()
 
-
     def __enter__(self) -> None:
         started = self._clock.monotonic()
         core = self._core
@@ -92,9 +91,7 @@ class SyncAdapter(BreakerBase):
             return
         receipt = [None]  # see _call
         try:
-            self._finish_classified(
-                generation, started, self._exception_outcome, exc, exc, receipt
-            )
+            self._finish_classified(generation, started, self._exception_outcome, exc, exc, receipt)
         except BaseException:
             if receipt:
                 self._dropped.append((generation, started))
@@ -222,7 +219,6 @@ class SyncAdapter(BreakerBase):
         # the breaker's own class: after that, and for async calls, nothing
         # differs, and without `call_timeout` nothing is done.
         self.__class__ = _warning_class(type(self))
-
 
 
 def is_async_callable(fn: object) -> bool:

@@ -21,8 +21,16 @@ BUCKETS = 10
 class TimeWindow:
     """Counts of calls, failures and slow calls over the last `length` seconds."""
 
-    __slots__ = ("calls", "failures", "head", "slow", "total_calls", "total_failures",
-                 "total_slow", "width")
+    __slots__ = (
+        "calls",
+        "failures",
+        "head",
+        "slow",
+        "total_calls",
+        "total_failures",
+        "total_slow",
+        "width",
+    )
 
     def __init__(self, length: float) -> None:
         self.width = length / BUCKETS

@@ -163,9 +163,7 @@ class _Guard:
     async def _failed_async(self, permit: Permit, exc: BaseException) -> None:
         await permit._complete_async(*_failure_of(exc))
 
-    def _answered(
-        self, breaker: CircuitBreaker, permit: Permit, response: httpx.Response
-    ) -> None:
+    def _answered(self, breaker: CircuitBreaker, permit: Permit, response: httpx.Response) -> None:
         permit._complete(self._outcome_of(breaker, response), None)
         seconds = self._retry_after(response)
         if seconds is not None and _lengthens(breaker.metrics(), seconds):

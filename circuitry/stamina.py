@@ -60,9 +60,7 @@ def on(*exception_types: type[Exception], backoff: bool | None = None) -> Backof
     """
     for exception_type in exception_types:
         if not (isinstance(exception_type, type) and issubclass(exception_type, Exception)):
-            raise TypeError(
-                f"exception_types must be Exception subclasses, got {exception_type!r}"
-            )
+            raise TypeError(f"exception_types must be Exception subclasses, got {exception_type!r}")
     if backoff is None:
         backoff = takes_backoff_from_hook()
     elif not isinstance(backoff, bool):
@@ -77,4 +75,5 @@ def on(*exception_types: type[Exception], backoff: bool | None = None) -> Backof
                 return False
             return retry_after if with_backoff else True
         return isinstance(exc, types)
+
     return retry_on

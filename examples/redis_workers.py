@@ -78,8 +78,21 @@ def redis_server() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="circuitry-example-") as directory:
         port = free_port()
         process = subprocess.Popen(
-            [executable, "--port", str(port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", directory, "--loglevel", "warning"],
+            [
+                executable,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                directory,
+                "--loglevel",
+                "warning",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C stops the workers first; the server is stopped last
@@ -328,16 +341,22 @@ def print_report(
 
     workers = len(reports)
     failed = totals[1]
-    print(f"failures let through, all workers: {failed} (threshold {THRESHOLD}; with one "
-          f"in-process breaker per worker: {workers} x {THRESHOLD} = {workers * THRESHOLD})")
+    print(
+        f"failures let through, all workers: {failed} (threshold {THRESHOLD}; with one "
+        f"in-process breaker per worker: {workers} x {THRESHOLD} = {workers * THRESHOLD})"
+    )
     alerts = [f"{state} (worker {r['worker']})" for r in reports for state in r["alerts"]]
     print(f"alerts, all workers: {len(alerts)}: " + ", ".join(alerts))
     since, length, commands = quiet
-    print(f"Redis commands while every worker knew it was open "
-          f"({length:.1f} s, from {since:.1f} s after it opened): {commands}")
+    print(
+        f"Redis commands while every worker knew it was open "
+        f"({length:.1f} s, from {since:.1f} s after it opened): {commands}"
+    )
     print("final state: " + ", ".join(f"worker {r['worker']} {r['final_state']}" for r in reports))
-    print(f"shared state (store.snapshot): {shared['state']}, "
-          f"{shared['trials_in_flight']} trials in flight")
+    print(
+        f"shared state (store.snapshot): {shared['state']}, "
+        f"{shared['trials_in_flight']} trials in flight"
+    )
 
 
 if __name__ == "__main__":

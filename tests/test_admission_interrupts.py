@@ -222,7 +222,10 @@ def test_an_interrupt_delivering_a_reclaimed_permits_event_holds_no_ticket(
     # (A CLOSED `call` admits without the lock: the permit is reclaimed when
     # the call completes, and the call, which ran, keeps its outcome.)
     breaker = make(
-        clock, failure_threshold_count=1, reset_timeout=10, success_threshold_count=2,
+        clock,
+        failure_threshold_count=1,
+        reset_timeout=10,
+        success_threshold_count=2,
         test_request_count=2,
     )
     if state == "half_open":

@@ -1019,9 +1019,7 @@ async def timed_async_call(
 
 
 @pytest.mark.parametrize("how", ["async_with", "call_async", "decorator"])
-async def test_async_successes_show_in_the_next_metrics_exactly(
-    clock: FakeClock, how: str
-) -> None:
+async def test_async_successes_show_in_the_next_metrics_exactly(clock: FakeClock, how: str) -> None:
     breaker = make(clock)
     assert breaker._core.deferring is not None  # the unlocked path is the one under test
     for seconds in (0.1, 0.2, 0.3):

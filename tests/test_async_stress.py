@@ -247,7 +247,9 @@ async def test_many_tasks_nesting_through_trials_ride_per_task_and_settle(clock:
     # flight stay within test_request_count, and every ticket settles.
     breaker = CircuitBreaker(
         CircuitBreakerConfig(
-            failure_threshold_count=1, reset_timeout=5, test_request_count=3,
+            failure_threshold_count=1,
+            reset_timeout=5,
+            test_request_count=3,
             success_threshold_count=4,
         ),
         clock=clock,

@@ -303,9 +303,7 @@ async def test_a_decorated_function_that_returns_no_awaitable_counts_ignored(
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [
-        r for r in caplog.records if r.name == "circuitry" and r.levelno == logging.WARNING
-    ]
+    return [r for r in caplog.records if r.name == "circuitry" and r.levelno == logging.WARNING]
 
 
 def use_with(breaker: CircuitBreaker) -> None:

@@ -311,9 +311,7 @@ def test_a_nan_clock_in_half_open_gives_the_trial_slot_back(clock: FakeClock) ->
         (None, "is open"),
     ],
 )
-def test_the_message_stays_short_whatever_retry_after(
-    retry_after: float | None, tail: str
-) -> None:
+def test_the_message_stays_short_whatever_retry_after(retry_after: float | None, tail: str) -> None:
     message = str(CircuitOpenError("svc", CircuitState.OPEN, retry_after))
     assert message.endswith(tail)
     assert len(message) < 60

@@ -57,8 +57,10 @@ def test_from_mapping_reads_durations_in_seconds_and_partial_keys() -> None:
 
 def test_from_mapping_imports_exception_types_by_dotted_path() -> None:
     config = CircuitBreakerConfig.from_mapping(
-        {"record_exceptions": ["httpx.TransportError", "builtins.OSError"],
-         "ignore_exceptions": "KeyError"}
+        {
+            "record_exceptions": ["httpx.TransportError", "builtins.OSError"],
+            "ignore_exceptions": "KeyError",
+        }
     )
     assert config.record_exceptions == (httpx.TransportError, OSError)
     assert config.ignore_exceptions == (KeyError,)

@@ -200,8 +200,15 @@ class CoreMatchesModel(RuleBasedStateMachine):
     @precondition(lambda self: self.manual)
     @rule(
         action=st.sampled_from(
-            ["force_open", "force_closed", "reset", "trip", "trip_for", "complete_again",
-             "never_issued"]
+            [
+                "force_open",
+                "force_closed",
+                "reset",
+                "trip",
+                "trip_for",
+                "complete_again",
+                "never_issued",
+            ]
         ),
         ahead=st.integers(1, 3),
         pick=PICK,

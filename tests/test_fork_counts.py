@@ -60,7 +60,10 @@ def test_a_call_admitted_before_the_last_transition_in_another_thread_is_counted
                 allowed, successes, failures, ignored = totals(m)
                 # The parent thread's call never completes here: counted as ignored.
                 return settled(m) and (allowed, successes, failures, ignored) == (
-                    before[0], before[1], before[2], before[3] + 1
+                    before[0],
+                    before[1],
+                    before[2],
+                    before[3] + 1,
                 )
 
             exit_child(check)

@@ -77,9 +77,7 @@ def test_response_is_returned_unchanged(
     assert response.headers.keys() == expected.headers.keys()
 
 
-def test_open_circuit_raises_without_sending(
-    server: LoopbackServer, clock: FakeClock
-) -> None:
+def test_open_circuit_raises_without_sending(server: LoopbackServer, clock: FakeClock) -> None:
     breaker = CircuitBreaker(
         CircuitBreakerConfig(failure_threshold_count=2, reset_timeout=30), clock=clock
     )
@@ -247,9 +245,7 @@ def test_retry_after_http_date_without_a_date_header_uses_the_local_clock(
     assert 85 < retry_after <= 90
 
 
-@pytest.mark.parametrize(
-    ("options", "expected"), [({}, 300.0), ({"max_retry_after": 10}, 10.0)]
-)
+@pytest.mark.parametrize(("options", "expected"), [({}, 300.0), ({"max_retry_after": 10}, 10.0)])
 def test_retry_after_is_capped(
     server: LoopbackServer,
     manager: CircuitBreakerManager,

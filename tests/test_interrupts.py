@@ -317,9 +317,7 @@ async def test_an_async_function_recursing_into_the_limit_leaves_every_ticket_se
 ) -> None:
     for headroom in range(60):
         clock = FakeClock()
-        breaker = make(
-            clock, failure_threshold_count=10**6, record_exceptions=(RecursionError,)
-        )
+        breaker = make(clock, failure_threshold_count=10**6, record_exceptions=(RecursionError,))
 
         async def recurse(n: int, breaker: CircuitBreaker = breaker) -> int:
             if mode == "call_async":

@@ -203,4 +203,3 @@ def test_an_on_created_hook_exception_is_still_only_logged(
     breaker = m.breaker("svc")
     assert after.got == [breaker]
     assert "on_created hook" in caplog.text
-

@@ -249,4 +249,3 @@ def test_half_open_limit_holds_across_threads_and_event_loops() -> None:
     # No slot leaked: `slots` trials are admitted at once, and no more.
     permits = [breaker.try_acquire() for _ in range(slots + 1)]
     assert [p is not None for p in permits] == [True] * slots + [False]
-

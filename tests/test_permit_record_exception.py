@@ -209,4 +209,3 @@ async def test_a_cancellation_in_async_code_is_never_a_failure(clock: FakeClock)
     acquire(breaker).record_exception(BaseExceptionGroup("g", [exc, ConnectionError()]))
     m = breaker.metrics()
     assert (m.total_ignored, m.total_failures) == (2, 1)
-

@@ -92,8 +92,9 @@ def test_each_transition_alerts_in_one_process_only(output: str) -> None:
 
 
 def test_no_redis_command_while_every_worker_knows_it_is_open(output: str) -> None:
-    line = re.search(r"^Redis commands while every worker knew it was open .*: (\d+)$",
-                     output, re.MULTILINE)
+    line = re.search(
+        r"^Redis commands while every worker knew it was open .*: (\d+)$", output, re.MULTILINE
+    )
     assert line is not None, output
     assert int(line.group(1)) == 0
 

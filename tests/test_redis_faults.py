@@ -155,8 +155,10 @@ def test_a_restart_empty_mid_run_starts_closed_in_a_newer_generation(
             with contextlib.suppress(CircuitOpenError):
                 assert breaker.call(ok) == "ok"
             after = store.snapshot("svc")
-            if after["state"] == "closed" and outcomes["ran"] > 0 and breaker.state is (
-                CircuitState.CLOSED
+            if (
+                after["state"] == "closed"
+                and outcomes["ran"] > 0
+                and breaker.state is (CircuitState.CLOSED)
             ):
                 break
             time.sleep(0.05)
@@ -279,8 +281,9 @@ def test_local_fallback_trips_on_local_failures(
     server: RedisServer, stores: list[RedisStore]
 ) -> None:
     store = make_store(stores, server, on_unavailable="local")
-    breaker = CircuitBreaker(config(failure_threshold_count=3, reset_timeout=60.0), name="svc",
-                             store=store)
+    breaker = CircuitBreaker(
+        config(failure_threshold_count=3, reset_timeout=60.0), name="svc", store=store
+    )
     breaker.call(ok)
     server.kill()
     ran = 0
@@ -300,9 +303,7 @@ def test_local_fallback_trips_on_local_failures(
     assert breaker.state is CircuitState.OPEN
 
 
-def test_allow_fallback_admits_every_call(
-    server: RedisServer, stores: list[RedisStore]
-) -> None:
+def test_allow_fallback_admits_every_call(server: RedisServer, stores: list[RedisStore]) -> None:
     store = make_store(stores, server, on_unavailable="allow")
     breaker = CircuitBreaker(config(failure_threshold_count=3), name="svc", store=store)
     breaker.call(ok)
@@ -326,9 +327,7 @@ def test_allow_fallback_admits_every_call_while_open_was_known(
         assert breaker.call(ok) == "ok"  # never the OPEN it knew
 
 
-def test_deny_fallback_rejects_every_call(
-    server: RedisServer, stores: list[RedisStore]
-) -> None:
+def test_deny_fallback_rejects_every_call(server: RedisServer, stores: list[RedisStore]) -> None:
     store = make_store(stores, server, on_unavailable="deny")
     breaker = CircuitBreaker(config(), name="svc", store=store)
     breaker.call(ok)
@@ -342,9 +341,7 @@ def test_deny_fallback_rejects_every_call(
     assert breaker.metrics().total_rejected == 20
 
 
-def test_deny_fallback_rejects_a_first_call(
-    server: RedisServer, stores: list[RedisStore]
-) -> None:
+def test_deny_fallback_rejects_a_first_call(server: RedisServer, stores: list[RedisStore]) -> None:
     store = make_store(stores, server, on_unavailable="deny")
     breaker = CircuitBreaker(config(), name="svc", store=store)
     server.kill()
@@ -527,8 +524,9 @@ def test_the_due_request_is_single_flight_in_a_process(
     server: RedisServer, stores: list[RedisStore]
 ) -> None:
     store = make_store(stores, server)
-    breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=0.2), name="svc",
-                             store=store)
+    breaker = CircuitBreaker(
+        config(failure_threshold_count=1, reset_timeout=0.2), name="svc", store=store
+    )
     with pytest.raises(Boom):
         breaker.call(boom)
     time.sleep(0.3)  # the open period this process knows of is over
@@ -707,8 +705,11 @@ def test_a_transition_whose_reply_was_lost_is_alerted_once(
     alerts: list[tuple[str, Alert]] = []
 
     def rules(who: str) -> CircuitBreakerConfig:
-        return config(failure_threshold_count=2, reset_timeout=60.0,
-                      alert_handler=lambda alert: alerts.append((who, alert)))
+        return config(
+            failure_threshold_count=2,
+            reset_timeout=60.0,
+            alert_handler=lambda alert: alerts.append((who, alert)),
+        )
 
     lossy = RedisStore.from_url(dropper.url, namespace=NAMESPACE)
     stores.append(lossy)

@@ -192,8 +192,9 @@ def test_processes_failing_together_open_the_circuit_once(
         breaker, alerts, changes = failing_breaker(store)
         breaker.call(ok)  # synced, and a connection in the pool, both inherited
         # The parent's call stays the parent's: each child's totals start at zero.
-        results = run_workers(fail_through, [(breaker, alerts, changes, 1000, start)] * 4,
-                              context=fork)
+        results = run_workers(
+            fail_through, [(breaker, alerts, changes, 1000, start)] * 4, context=fork
+        )
 
     alerted = [alert for result in results for alert in result["alerts"]]
     assert alerted == [("closed", "open")]  # one transition, alerted once, cluster-wide
@@ -219,7 +220,9 @@ def test_processes_failing_together_open_the_circuit_once(
 
 # Three trials, and three successes to close: from three processes.
 RACE_RULES = config(
-    failure_threshold_count=1, reset_timeout=600.0, test_request_count=3,
+    failure_threshold_count=1,
+    reset_timeout=600.0,
+    test_request_count=3,
     success_threshold_count=3,
 )
 
@@ -307,8 +310,9 @@ def test_processes_racing_for_trials_get_exactly_test_request_count(
 def test_rejections_while_open_is_known_cost_no_redis_command(
     redis_server: RedisServer, store: RedisStore
 ) -> None:
-    breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=600.0),
-                             name="open", store=store)
+    breaker = CircuitBreaker(
+        config(failure_threshold_count=1, reset_timeout=600.0), name="open", store=store
+    )
     with pytest.raises(Boom):
         breaker.call(boom)  # the first call asks (acquire), then records: OPEN
     assert breaker.state is CircuitState.OPEN
@@ -323,9 +327,14 @@ def test_rejections_while_open_is_known_cost_no_redis_command(
 
 @pytest.mark.parametrize(
     "options",
-    [{"failure_threshold_count": 1000},
-     {"failure_threshold_count": None, "failure_threshold_percentage": 90.0,
-      "failure_window": 60.0}],
+    [
+        {"failure_threshold_count": 1000},
+        {
+            "failure_threshold_count": None,
+            "failure_threshold_percentage": 90.0,
+            "failure_window": 60.0,
+        },
+    ],
     ids=["consecutive", "window"],
 )
 def test_a_closed_call_costs_at_most_one_redis_command(
@@ -359,8 +368,9 @@ def test_a_closed_call_costs_at_most_one_redis_command(
 def test_a_trial_costs_two_and_the_due_call_one(
     redis_server: RedisServer, store: RedisStore
 ) -> None:
-    breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=0.2),
-                             name="trial", store=store)
+    breaker = CircuitBreaker(
+        config(failure_threshold_count=1, reset_timeout=0.2), name="trial", store=store
+    )
     with pytest.raises(Boom):
         breaker.call(boom)
     time.sleep(0.3)
@@ -377,8 +387,9 @@ LEASE = 1.5
 
 def hold_trial(url: str, before: Any, holding: Any, release: Any) -> dict[str, Any]:
     store = RedisStore.from_url(url, namespace=NAMESPACE, lease=LEASE)
-    breaker = CircuitBreaker(config(test_request_count=1, reset_timeout=600.0), name="lease",
-                             store=store)
+    breaker = CircuitBreaker(
+        config(test_request_count=1, reset_timeout=600.0), name="lease", store=store
+    )
 
     def hang() -> None:
         holding.set()
@@ -398,8 +409,9 @@ def test_a_dead_or_hung_trial_holder_frees_its_slot_after_its_lease(
     redis_url: str, holder: str
 ) -> None:
     store = RedisStore.from_url(redis_url, namespace=NAMESPACE, lease=LEASE)
-    breaker = CircuitBreaker(config(test_request_count=1, reset_timeout=600.0), name="lease",
-                             store=store)
+    breaker = CircuitBreaker(
+        config(test_request_count=1, reset_timeout=600.0), name="lease", store=store
+    )
     breaker.trip(0.05)
     time.sleep(0.1)  # HALF_OPEN is due: the worker's first call takes the one trial
     before, holding, release, results = CTX.Value("d", 0.0), CTX.Event(), CTX.Event(), CTX.Queue()
@@ -464,8 +476,9 @@ def test_breakers_whose_clocks_are_an_hour_apart_agree(redis_url: str) -> None:
     stores = [RedisStore.from_url(redis_url, namespace=NAMESPACE) for _ in range(2)]
     try:
         rules = config(failure_threshold_count=2, reset_timeout=1.0, test_request_count=1)
-        ahead = CircuitBreaker(rules, name="skew", store=stores[0],
-                               clock=lambda: time.monotonic() + 3600.0)
+        ahead = CircuitBreaker(
+            rules, name="skew", store=stores[0], clock=lambda: time.monotonic() + 3600.0
+        )
         normal = CircuitBreaker(rules, name="skew", store=stores[1])
         for breaker in (ahead, normal):  # one failure each: two from the cluster trip it
             with pytest.raises(Boom):
@@ -507,8 +520,9 @@ def mixed_calls(url: str, index: int, start: Any) -> dict[str, Any]:
     store = RedisStore.from_url(url, namespace=NAMESPACE)
     # No trip: the shared window counts every process's calls.
     counting = CircuitBreaker(
-        config(failure_threshold_count=None, failure_threshold_percentage=90.0,
-               failure_window=600.0),
+        config(
+            failure_threshold_count=None, failure_threshold_percentage=90.0, failure_window=600.0
+        ),
         name="sum-window",
         store=store,
     )
@@ -540,8 +554,12 @@ def mixed_calls(url: str, index: int, start: Any) -> dict[str, Any]:
             counts["rejected"] += 1
         if i % 10 == 0:
             time.sleep(0.002)
-    result = {"window": window, "window_totals": totals(counting), "counts": counts,
-              "totals": totals(tripping)}
+    result = {
+        "window": window,
+        "window_totals": totals(counting),
+        "counts": counts,
+        "totals": totals(tripping),
+    }
     close(store)
     return result
 
@@ -556,8 +574,10 @@ def test_per_process_totals_sum_to_the_cluster(redis_url: str, store: RedisStore
         assert m["rejected"] == counts["rejected"]
         assert (m["successes"], m["failures"]) == (counts["successes"], counts["failures"])
         assert m["allowed"] == m["successes"] + m["failures"] + m["ignored"]
-    summed = {key: sum(result["totals"][key] for result in results)
-              for key in ("allowed", "rejected", "successes", "failures")}
+    summed = {
+        key: sum(result["totals"][key] for result in results)
+        for key in ("allowed", "rejected", "successes", "failures")
+    }
     assert summed["allowed"] + summed["rejected"] == 1600
     assert summed["allowed"] == summed["successes"] + summed["failures"]
     assert summed["rejected"] > 0  # it tripped
@@ -565,21 +585,24 @@ def test_per_process_totals_sum_to_the_cluster(redis_url: str, store: RedisStore
     # The shared window saw every process's calls, once.
     snapshot = store.snapshot("sum-window")
     assert snapshot["state"] == "closed"
-    assert snapshot["window_calls"] == sum(
-        result["window_totals"]["allowed"] for result in results
-    ) == 400
-    assert snapshot["window_failures"] == sum(
-        result["window_totals"]["failures"] for result in results
-    ) == sum(result["window"]["failures"] for result in results) == 100
+    assert (
+        snapshot["window_calls"]
+        == sum(result["window_totals"]["allowed"] for result in results)
+        == 400
+    )
+    assert (
+        snapshot["window_failures"]
+        == sum(result["window_totals"]["failures"] for result in results)
+        == sum(result["window"]["failures"] for result in results)
+        == 100
+    )
 
 
 # -- 10. asyncio (the async client) and trio (the sync client in a thread) -------------------
 
 
 @pytest.mark.anyio
-async def test_async_breakers_share_one_circuit(
-    redis_server: RedisServer, redis_url: str
-) -> None:
+async def test_async_breakers_share_one_circuit(redis_server: RedisServer, redis_url: str) -> None:
     stores = [RedisStore.from_url(redis_url, namespace=NAMESPACE) for _ in range(2)]
     try:
         rules = config(failure_threshold_count=3, reset_timeout=0.2)
@@ -671,8 +694,11 @@ def test_a_snapshot_from_a_process_without_the_breaker_shows_the_shared_window(
     writer = RedisStore.from_url(redis_url, namespace=NAMESPACE)
     try:
         breaker = CircuitBreaker(
-            config(failure_threshold_count=None, failure_threshold_percentage=90.0,
-                   failure_window=600.0),
+            config(
+                failure_threshold_count=None,
+                failure_threshold_percentage=90.0,
+                failure_window=600.0,
+            ),
             name="looked-at",
             store=writer,
         )
@@ -708,9 +734,14 @@ def fail_in_threads(url: str, start: Any) -> dict[str, Any]:
         thread.start()
     for thread in threads:
         thread.join()
-    result = {**totals(breaker), "ran": sum(ran), "alerts": len(alerts),
-              "changes": [(c.old_state.value, c.new_state.value)
-                          for c in changes if isinstance(c, StateChanged)]}
+    result = {
+        **totals(breaker),
+        "ran": sum(ran),
+        "alerts": len(alerts),
+        "changes": [
+            (c.old_state.value, c.new_state.value) for c in changes if isinstance(c, StateChanged)
+        ],
+    }
     close(store)
     return result
 
@@ -739,8 +770,9 @@ def test_threads_in_processes_failing_together_open_the_circuit_once(
 
 def racing_records(store: RedisStore, failed_before: int) -> tuple[SharedCore, Request, Request]:
     """A breaker (trips at 2 in a row) with two failures' records planned, not sent."""
-    breaker = CircuitBreaker(config(failure_threshold_count=2, reset_timeout=600.0),
-                             name="order", store=store)
+    breaker = CircuitBreaker(
+        config(failure_threshold_count=2, reset_timeout=600.0), name="order", store=store
+    )
     breaker.call(ok)  # synced: CLOSED
     for _ in range(failed_before):
         with pytest.raises(Boom):
@@ -767,8 +799,10 @@ def state_changes(core: SharedCore) -> list[tuple[str, str, str]]:
         change = event.event if isinstance(event, (ListenersOnly, AlertOnly)) else event
         if isinstance(change, StateChanged):
             kind = (
-                "learned" if isinstance(event, ListenersOnly)
-                else "alert-only" if isinstance(event, AlertOnly)
+                "learned"
+                if isinstance(event, ListenersOnly)
+                else "alert-only"
+                if isinstance(event, AlertOnly)
                 else "own"
             )
             changes.append((kind, change.old_state.value, change.new_state.value))

@@ -123,8 +123,9 @@ def test_names_are_escaped_into_one_hash_tag_each(redis_url: str, client: redis.
 
 def test_every_key_has_a_ttl_renewed_at_each_use(redis_url: str, client: redis.Redis) -> None:
     store = RedisStore.from_url(redis_url, ttl=100.0)
-    breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=0.05),
-                             name="svc", store=store)
+    breaker = CircuitBreaker(
+        config(failure_threshold_count=1, reset_timeout=0.05), name="svc", store=store
+    )
     fail(breaker)
     time.sleep(0.06)
     permit = breaker.try_acquire()  # a trial: the permits key exists too
@@ -142,8 +143,13 @@ def test_memory_per_breaker_is_bounded_whatever_the_traffic(
 ) -> None:
     store = RedisStore.from_url(redis_url)
     breaker = CircuitBreaker(
-        config(failure_threshold_count=None, failure_threshold_percentage=90.0,
-               failure_window=0.2, minimum_calls=10**6, slow_call_duration=10.0),
+        config(
+            failure_threshold_count=None,
+            failure_threshold_percentage=90.0,
+            failure_window=0.2,
+            minimum_calls=10**6,
+            slow_call_duration=10.0,
+        ),
         name="busy",
         store=store,
     )
@@ -154,8 +160,13 @@ def test_memory_per_breaker_is_bounded_whatever_the_traffic(
             breaker.call(lambda: None)
             fail(breaker)
         state, _, window, _ = store.keys("busy")
-        sizes.append((len(client.keys("*")), client.hlen(window),
-                      (client.memory_usage(state) or 0) + (client.memory_usage(window) or 0)))
+        sizes.append(
+            (
+                len(client.keys("*")),
+                client.hlen(window),
+                (client.memory_usage(state) or 0) + (client.memory_usage(window) or 0),
+            )
+        )
     assert len({s[:2] for s in sizes}) == 1, sizes  # the same keys and fields every round
     assert sizes[0][:2] == (2, 34), sizes  # the state, the window: head, 30 buckets, 3 totals
     assert max(s[2] for s in sizes) < 4096, sizes
@@ -219,8 +230,9 @@ def test_a_different_config_for_one_name_is_warned_about_once(
     redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     a = CircuitBreaker(config(), name="svc", store=RedisStore.from_url(redis_url))
-    b = CircuitBreaker(config(failure_threshold_count=9), name="svc",
-                       store=RedisStore.from_url(redis_url))
+    b = CircuitBreaker(
+        config(failure_threshold_count=9), name="svc", store=RedisStore.from_url(redis_url)
+    )
     a.call(lambda: None)
     with caplog.at_level(logging.WARNING, logger="circuitry"):
         for _ in range(3):
@@ -255,10 +267,12 @@ def test_the_alert_is_sent_only_where_the_transition_was_made(redis_url: str) ->
 
 
 def test_a_process_learns_of_an_opening_at_its_next_round_trip(redis_url: str) -> None:
-    a = CircuitBreaker(config(failure_threshold_count=1), name="svc",
-                       store=RedisStore.from_url(redis_url))
-    b = CircuitBreaker(config(failure_threshold_count=1), name="svc",
-                       store=RedisStore.from_url(redis_url))
+    a = CircuitBreaker(
+        config(failure_threshold_count=1), name="svc", store=RedisStore.from_url(redis_url)
+    )
+    b = CircuitBreaker(
+        config(failure_threshold_count=1), name="svc", store=RedisStore.from_url(redis_url)
+    )
     a.call(lambda: None)  # a knows CLOSED
     fail(b)  # b opens the circuit
     # a's next call is admitted (CLOSED as far as it knows), and its record tells it.
@@ -359,8 +373,12 @@ def test_a_reading_a_little_older_than_the_last_answer_asks_nothing(
     # A thread that read the clock, then waited for the lock while another
     # thread's answer came: its reading predates that answer, by a little.
     clock = FakeClock(1000.0)
-    a = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=300.0), name="svc",
-                       store=RedisStore.from_url(redis_url), clock=clock)
+    a = CircuitBreaker(
+        config(failure_threshold_count=1, reset_timeout=300.0),
+        name="svc",
+        store=RedisStore.from_url(redis_url),
+        clock=clock,
+    )
     fail(a)
     before = evalsha_calls(redis_server)
     clock.set(999.95)
@@ -375,8 +393,12 @@ def test_a_reading_a_little_older_than_the_last_answer_asks_nothing(
 
 def test_open_is_asked_about_at_most_once_a_second(redis_url: str, redis_server: Any) -> None:
     clock = FakeClock()
-    a = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=300.0), name="svc",
-                       store=RedisStore.from_url(redis_url), clock=clock)
+    a = CircuitBreaker(
+        config(failure_threshold_count=1, reset_timeout=300.0),
+        name="svc",
+        store=RedisStore.from_url(redis_url),
+        clock=clock,
+    )
     fail(a)
     clock.advance(1.0)
     for _ in range(3):
@@ -467,10 +489,12 @@ def test_noeviction_and_a_refused_config_command_say_nothing(
 
 
 def test_a_manager_with_a_store_gives_each_service_a_shared_circuit(redis_url: str) -> None:
-    one = CircuitBreakerManager(config(failure_threshold_count=1),
-                                store=RedisStore.from_url(redis_url))
-    two = CircuitBreakerManager(config(failure_threshold_count=1),
-                                store=RedisStore.from_url(redis_url))
+    one = CircuitBreakerManager(
+        config(failure_threshold_count=1), store=RedisStore.from_url(redis_url)
+    )
+    two = CircuitBreakerManager(
+        config(failure_threshold_count=1), store=RedisStore.from_url(redis_url)
+    )
     with pytest.raises(Boom):
         one.call("search", boom)
     assert two["search"].state is OPEN
@@ -497,9 +521,13 @@ def test_a_store_used_before_fork_works_in_the_child(redis_url: str) -> None:
         try:
             fail(breaker, 2)
             metrics = breaker.metrics()
-            report = {"state": breaker.state.value, "allowed": metrics.total_allowed,
-                      "successes": metrics.total_successes, "failures": metrics.total_failures,
-                      "state_changes": metrics.state_changes}
+            report = {
+                "state": breaker.state.value,
+                "allowed": metrics.total_allowed,
+                "successes": metrics.total_successes,
+                "failures": metrics.total_failures,
+                "state_changes": metrics.state_changes,
+            }
         except BaseException as exc:
             report = {"error": repr(exc)}
         finally:
@@ -509,8 +537,13 @@ def test_a_store_used_before_fork_works_in_the_child(redis_url: str) -> None:
     child = json.loads(os.read(read, 4096))
     os.waitpid(pid, 0)
     # The child counted its own calls only: summed with the parent's, each call once.
-    assert child == {"state": "open", "allowed": 2, "successes": 0, "failures": 2,
-                     "state_changes": 1}
+    assert child == {
+        "state": "open",
+        "allowed": 2,
+        "successes": 0,
+        "failures": 2,
+        "state_changes": 1,
+    }
     assert breaker.state is OPEN  # the parent sees what the child did
     parent = breaker.metrics()
     assert (parent.total_allowed, parent.total_successes, parent.total_failures) == (1, 1, 0)
@@ -566,8 +599,9 @@ async def test_an_async_trial_takes_two_round_trips_and_closes(
     redis_url: str, redis_server: Any, anyio_backend: str
 ) -> None:
     store = RedisStore.from_url(redis_url)
-    breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=0.05),
-                             name="svc", store=store)
+    breaker = CircuitBreaker(
+        config(failure_threshold_count=1, reset_timeout=0.05), name="svc", store=store
+    )
     try:
         with pytest.raises(Boom):
             async with breaker:
@@ -594,8 +628,9 @@ def test_what_each_step_costs_in_round_trips(redis_url: str, redis_server: Any) 
     store = RedisStore.from_url(redis_url)
     CircuitBreaker(config(), name="warm-up", store=store).call(lambda: None)  # loads the script
     clock = FakeClock()  # the process's clock: when it asks again while OPEN (REFRESH)
-    breaker = CircuitBreaker(config(failure_threshold_count=2, reset_timeout=0.1),
-                             name="svc", store=store, clock=clock)
+    breaker = CircuitBreaker(
+        config(failure_threshold_count=2, reset_timeout=0.1), name="svc", store=store, clock=clock
+    )
     before = evalsha_calls(redis_server)
     breaker.call(lambda: None)  # the first call asks first: two
     assert evalsha_calls(redis_server) - before == 2
@@ -623,11 +658,13 @@ def test_what_each_step_costs_in_round_trips(redis_url: str, redis_server: Any) 
 
 
 def test_a_new_breaker_asks_before_its_first_call(redis_url: str) -> None:
-    opener = CircuitBreaker(config(failure_threshold_count=1), name="svc",
-                            store=RedisStore.from_url(redis_url))
+    opener = CircuitBreaker(
+        config(failure_threshold_count=1), name="svc", store=RedisStore.from_url(redis_url)
+    )
     fail(opener)
-    newcomer = CircuitBreaker(config(failure_threshold_count=1), name="svc",
-                              store=RedisStore.from_url(redis_url))
+    newcomer = CircuitBreaker(
+        config(failure_threshold_count=1), name="svc", store=RedisStore.from_url(redis_url)
+    )
     ran = []
     with pytest.raises(CircuitOpenError) as caught:
         newcomer.call(lambda: ran.append(1))
@@ -644,10 +681,15 @@ def test_threads_of_two_processes_never_run_more_trials_than_allowed(redis_url: 
     import threading
 
     allowed = 2
-    cfg = config(failure_threshold_count=1, reset_timeout=0.02, test_request_count=allowed,
-                 success_threshold_count=10**6)  # stays HALF_OPEN while the trials succeed
-    breakers = [CircuitBreaker(cfg, name="svc", store=RedisStore.from_url(redis_url))
-                for _ in range(2)]
+    cfg = config(
+        failure_threshold_count=1,
+        reset_timeout=0.02,
+        test_request_count=allowed,
+        success_threshold_count=10**6,
+    )  # stays HALF_OPEN while the trials succeed
+    breakers = [
+        CircuitBreaker(cfg, name="svc", store=RedisStore.from_url(redis_url)) for _ in range(2)
+    ]
     fail(breakers[0])
     time.sleep(0.03)
     lock = threading.Lock()
@@ -689,9 +731,11 @@ def test_at_the_deadline_one_request_per_process_asks(redis_url: str, redis_serv
     # A socket timeout of seconds: the due request is held in the paused server
     # while the others arrive, however busy the machine (with from_url's 0.25 s
     # a late start made them arrive after its answer, each then asking HALF_OPEN).
-    breaker = CircuitBreaker(config(failure_threshold_count=1, reset_timeout=0.3,
-                                    test_request_count=1),
-                             name="svc", store=RedisStore.from_url(redis_url, socket_timeout=5.0))
+    breaker = CircuitBreaker(
+        config(failure_threshold_count=1, reset_timeout=0.3, test_request_count=1),
+        name="svc",
+        store=RedisStore.from_url(redis_url, socket_timeout=5.0),
+    )
     fail(breaker)
     hold, running = threading.Event(), threading.Event()
     outcomes: list[str] = []

@@ -74,10 +74,17 @@ VECTORS = Path(__file__).parent / "vectors" / "scenarios.json"
 SCENARIOS: dict[str, dict[str, Any]] = {
     scenario["name"]: scenario for scenario in json.loads(VECTORS.read_text())["scenarios"]
 }
-CONTROLS = {"force_open": Trigger.FORCE_OPEN, "force_closed": Trigger.FORCE_CLOSED,
-            "reset": Trigger.RESET, "trip": Trigger.TRIP_CALLED}
-MANUAL = {"force_open": CircuitState.FORCED_OPEN, "force_closed": CircuitState.FORCED_CLOSED,
-          "reset": CircuitState.CLOSED}
+CONTROLS = {
+    "force_open": Trigger.FORCE_OPEN,
+    "force_closed": Trigger.FORCE_CLOSED,
+    "reset": Trigger.RESET,
+    "trip": Trigger.TRIP_CALLED,
+}
+MANUAL = {
+    "force_open": CircuitState.FORCED_OPEN,
+    "force_closed": CircuitState.FORCED_CLOSED,
+    "reset": CircuitState.CLOSED,
+}
 
 
 def config_of(scenario: dict[str, Any], **more: Any) -> CircuitBreakerConfig:
@@ -107,8 +114,9 @@ class Leg(Protocol):
 
 
 def moves(events: list[Any]) -> list[str]:
-    return [f"{e.old_state.value}>{e.new_state.value}" for e in events
-            if isinstance(e, StateChanged)]
+    return [
+        f"{e.old_state.value}>{e.new_state.value}" for e in events if isinstance(e, StateChanged)
+    ]
 
 
 class CoreLeg:
@@ -147,10 +155,15 @@ class CoreLeg:
         failures = core.consecutive_failures
         if window is not None:  # the window's totals at `t`, read without moving it
             newest = math.floor(t / window.width)
-            counted = [] if window.head is None else [
-                n % BUCKETS for n in range(window.head - BUCKETS + 1, window.head + 1)
-                if newest - n < BUCKETS
-            ]
+            counted = (
+                []
+                if window.head is None
+                else [
+                    n % BUCKETS
+                    for n in range(window.head - BUCKETS + 1, window.head + 1)
+                    if newest - n < BUCKETS
+                ]
+            )
             calls = sum(window.calls[i] for i in counted)
             failures = sum(window.failures[i] for i in counted)
             slow = sum(window.slow[i] for i in counted)
@@ -220,7 +233,11 @@ class ModelLeg:
 class LuaTicket:
     def __init__(self, generation: int, started: float, permit: str, riding: bool) -> None:
         self.generation, self.started, self.permit, self.riding = (
-            generation, started, permit, riding)
+            generation,
+            started,
+            permit,
+            riding,
+        )
 
 
 class LuaLeg:
@@ -276,12 +293,20 @@ class LuaLeg:
         limit = self.config.slow_call_duration
         slow = outcome is not Outcome.IGNORED and limit is not None and t - ticket.started >= limit
         code = {Outcome.SUCCESS: "s", Outcome.FAILURE: "f", Outcome.IGNORED: "i"}[outcome]
-        self.send(t, "record", str(ticket.generation), code, "1" if slow else "0",
-                  ticket.permit, "1" if ticket.riding else "0")
+        self.send(
+            t,
+            "record",
+            str(ticket.generation),
+            code,
+            "1" if slow else "0",
+            ticket.permit,
+            "1" if ticket.riding else "0",
+        )
 
     def control(self, t: float, action: str, duration: float | None) -> None:
-        self.send(t, "control", CONTROLS[action].name,
-                  "" if duration is None else repr(float(duration)))
+        self.send(
+            t, "control", CONTROLS[action].name, "" if duration is None else repr(float(duration))
+        )
 
     def read(self, t: float) -> None:
         self.send(t, "read")
@@ -386,8 +411,18 @@ def test_a_vector_runs_as_written_on_redis(redis_url: str, name: str) -> None:
 
 def test_the_vectors_are_well_formed() -> None:
     actions = {"call", "hold", "finish", "nest", "control", "read"}
-    keys = {"result", "inner", "state", "events", "failures", "calls", "slow", "trials",
-            "trial_successes", "retry_after"}
+    keys = {
+        "result",
+        "inner",
+        "state",
+        "events",
+        "failures",
+        "calls",
+        "slow",
+        "trials",
+        "trial_successes",
+        "retry_after",
+    }
     assert SCENARIOS
     for scenario in SCENARIOS.values():
         config_of(scenario)  # a config that can be built
@@ -454,8 +489,11 @@ class Program:
             return {"result": "rejected" if permit is None else "admitted"}
         if "finish" in step:
             permit = self.held.pop(step["finish"])
-            {"success": permit.record_success, "failure": permit.record_failure,
-             "ignored": permit.release}[step["outcome"]]()
+            {
+                "success": permit.record_success,
+                "failure": permit.record_failure,
+                "ignored": permit.release,
+            }[step["outcome"]]()
             return {}
         if "nest" in step:
             outer, inner = self.nest(*step["nest"])
@@ -481,8 +519,9 @@ def pair(redis_url: str) -> Iterator[Callable[..., tuple[Program, Program]]]:
         # One clock each, moved alike by the steps; the store reads the shared one's.
         local_clock, shared_clock = FakeClock(), FakeClock()
         local = CircuitBreaker(config, name="local", clock=local_clock)
-        store = RedisStore.from_url(redis_url, namespace="vectors", lease=10**6,
-                                    time_source=shared_clock)
+        store = RedisStore.from_url(
+            redis_url, namespace="vectors", lease=10**6, time_source=shared_clock
+        )
         stores.append(store)
         shared = CircuitBreaker(
             config, name=f"shared-{next(counter)}", clock=shared_clock, store=store
@@ -494,9 +533,20 @@ def pair(redis_url: str) -> Iterator[Callable[..., tuple[Program, Program]]]:
         store.client.close()
 
 
-FIELDS = ("current_state", "state_changes", "total_allowed", "total_rejected",
-          "total_successes", "total_failures", "total_ignored", "total_slow",
-          "window_failures", "window_calls", "failure_rate", "slow_call_rate")
+FIELDS = (
+    "current_state",
+    "state_changes",
+    "total_allowed",
+    "total_rejected",
+    "total_successes",
+    "total_failures",
+    "total_ignored",
+    "total_slow",
+    "window_failures",
+    "window_calls",
+    "failure_rate",
+    "slow_call_rate",
+)
 
 
 def same_metrics(local: CircuitBreaker, shared: CircuitBreaker) -> None:
@@ -595,8 +645,9 @@ configs = st.fixed_dictionaries(
 steps = st.lists(
     st.one_of(
         st.sampled_from(["ok", "fail", "skip", "x", "hold", "=", "trip", "reset"]),
-        st.sampled_from(["slow", "force_open", "force_closed", "nest:ok:fail", "nest:fail:ok",
-                         "nest:ok:ok"]),
+        st.sampled_from(
+            ["slow", "force_open", "force_closed", "nest:ok:fail", "nest:fail:ok", "nest:ok:ok"]
+        ),
         st.sampled_from(["+0.5", "+1", "+2.5", "+6"]),
         st.tuples(st.sampled_from(["ok", "fail", "skip"]), st.integers(0, 3)).map(
             lambda t: f"{t[0]}@{t[1]}"
@@ -612,12 +663,16 @@ def build(options: dict[str, Any]) -> dict[str, Any]:
     slow = options.pop("slow", None)
     if window is not None:
         length, percentage, minimum = window
-        options.update(failure_window=length, failure_threshold_percentage=percentage,
-                       minimum_calls=minimum)
+        options.update(
+            failure_window=length, failure_threshold_percentage=percentage, minimum_calls=minimum
+        )
     if slow is not None:
         duration, rate = slow
-        options.update(slow_call_duration=duration, slow_call_rate_threshold=rate,
-                       failure_window=options.get("failure_window", 10.0))
+        options.update(
+            slow_call_duration=duration,
+            slow_call_rate_threshold=rate,
+            failure_window=options.get("failure_window", 10.0),
+        )
     rules = ("failure_threshold_percentage", "slow_call_rate_threshold")
     if options["failure_threshold_count"] is None and not any(r in options for r in rules):
         options["failure_threshold_count"] = 2  # a config needs a trip rule
@@ -661,10 +716,18 @@ def test_the_script_names_no_state_or_trigger_of_its_own() -> None:
 
 def test_the_prologue_binds_each_config_field_by_name(redis_url: str) -> None:
     config = CircuitBreakerConfig(
-        failure_threshold_count=None, failure_threshold_percentage=40.0, minimum_calls=7,
-        failure_window=30.0, slow_call_duration=2.0, slow_call_rate_threshold=60.0,
-        success_threshold_count=3, test_request_count=2, half_open_max_wait=9.0,
-        reset_timeout=11.0, reset_timeout_multiplier=1.5, max_reset_timeout=99.0,
+        failure_threshold_count=None,
+        failure_threshold_percentage=40.0,
+        minimum_calls=7,
+        failure_window=30.0,
+        slow_call_duration=2.0,
+        slow_call_rate_threshold=60.0,
+        success_threshold_count=3,
+        test_request_count=2,
+        half_open_max_wait=9.0,
+        reset_timeout=11.0,
+        reset_timeout_multiplier=1.5,
+        max_reset_timeout=99.0,
     )
     argument = config_argument(config, 12345, 6.5)
     assert len(argument.split(",")) == len(CONFIG_FIELDS)

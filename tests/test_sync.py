@@ -1174,7 +1174,6 @@ def test_exit_stack_blocks_record_their_outcomes(clock: FakeClock) -> None:
     assert breaker._blocks == {}
 
 
-
 def test_decorating_a_generator_function_is_refused(clock: FakeClock) -> None:
     breaker = make(clock)
 
