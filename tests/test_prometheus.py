@@ -297,13 +297,14 @@ def test_the_example_serves_metrics_on_loopback() -> None:
         line = proc.stdout.readline()
         assert line.startswith("serving http://127.0.0.1:"), line + proc.stderr.read()
         url = line.split()[1]
-        # Poll until the breaker the example creates after 1 s shows up.
+        # Poll until the breaker the example creates after 1 s has had a call
+        # (a scrape between its creation and its first call's end sees none).
         samples: Samples = {}
         for _ in range(200):
             with urllib.request.urlopen(url, timeout=5) as response:
                 assert response.status == 200
                 samples, types = parse(response.read().decode())
-            if value(samples, "circuitry_state", name="recommendations", state="closed"):
+            if value(samples, "circuitry_calls_total", name="recommendations", outcome="success"):
                 break
             time.sleep(0.05)
         assert types["circuitry_call_duration_seconds"] == "histogram"
