@@ -30,7 +30,7 @@ from ._delivery import EventDelivery, Subscription, _Delivery
 from ._metrics import CircuitMetrics
 from ._permit import PermitIssuing
 from ._seconds import seconds as _seconds
-from ._shared import Store
+from ._shared import Answer, Request, Store
 from ._state import CircuitState
 
 __all__ = ["BreakerBase"]
@@ -187,91 +187,73 @@ class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
 
     def _read(self, read: Callable[[CircuitCore, float], R]) -> R:
         """`read(core, now)` once the core knows the circuit's state (with a store: asked)."""
-        core = self._core
         now = self._now()
-        with self._lock:
-            if self._dropped:
-                self._reclaim_dropped(now)
-            request = core.plan_read(now)
-            if request is None:
-                result = read(core, now)
-        if request is not None:
-            try:
-                reply = self._store.send(core, request)
-                with self._lock:
-                    core.apply_read(now, reply, request)
-                    result = read(core, now)
-            finally:
-                if core.events:
-                    self._deliver()
-        elif core.events:
-            self._deliver()
-        return result
+        request, result = self._plan_read(now, read)
+        if request is None:
+            return result  # type: ignore[return-value]
+        return self._exchange(request, lambda reply: self._apply_read(now, request, reply, read))
 
     async def _read_async(self, read: Callable[[CircuitCore, float], R]) -> R:
         """`_read`, awaiting the store."""
-        core = self._core
         now = self._now()
+        request, result = self._plan_read(now, read)
+        if request is None:
+            return result  # type: ignore[return-value]
+        return await self._exchange_async(
+            request, lambda reply: self._apply_read(now, request, reply, read)
+        )
+
+    def _plan_read(
+        self, now: float, read: Callable[[CircuitCore, float], R]
+    ) -> tuple[Request | None, R | None]:
+        core = self._core
         with self._lock:
             if self._dropped:
                 self._reclaim_dropped(now)
             request = core.plan_read(now)
-            if request is None:
-                result = read(core, now)
-        if request is not None:
-            try:
-                reply = await self._store.send_async(core, request)
-                with self._lock:
-                    core.apply_read(now, reply, request)
-                    result = read(core, now)
-            finally:
-                if core.events:
-                    self._deliver()
-        elif core.events:
+            result = read(core, now) if request is None else None
+        if request is None and core.events:
             self._deliver()
-        return result
+        return request, result
+
+    def _apply_read(
+        self, now: float, request: Request, reply: Answer, read: Callable[[CircuitCore, float], R]
+    ) -> R:
+        core = self._core
+        core.apply_read(now, reply, request)
+        return read(core, now)
 
     def _control(self, trigger: Trigger, duration: float | None = None) -> None:
         """A manual control, in the circuit (with a store: the shared one)."""
-        core = self._core
         now = self._now()
-        with self._lock:
-            if self._dropped:
-                self._reclaim_dropped(now)
-            request = core.plan_control(trigger, duration)
-            if request is None:
-                core.apply_control(now, None, None, trigger, duration)
+        request = self._plan_control(now, trigger, duration)
         if request is not None:
-            try:
-                reply = self._store.send(core, request)
-                with self._lock:
-                    core.apply_control(now, request, reply, trigger, duration)
-            finally:
-                if core.events:
-                    self._deliver()
-        elif core.events:
-            self._deliver()
+            self._exchange(
+                request,
+                lambda reply: self._core.apply_control(now, request, reply, trigger, duration),
+            )
 
     async def _control_async(self, trigger: Trigger, duration: float | None = None) -> None:
         """`_control`, awaiting the store."""
-        core = self._core
         now = self._now()
+        request = self._plan_control(now, trigger, duration)
+        if request is not None:
+            await self._exchange_async(
+                request,
+                lambda reply: self._core.apply_control(now, request, reply, trigger, duration),
+            )
+
+    def _plan_control(self, now: float, trigger: Trigger, duration: float | None) -> Request | None:
+        core = self._core
         with self._lock:
             if self._dropped:
                 self._reclaim_dropped(now)
             request = core.plan_control(trigger, duration)
             if request is None:
                 core.apply_control(now, None, None, trigger, duration)
-        if request is not None:
-            try:
-                reply = await self._store.send_async(core, request)
-                with self._lock:
-                    core.apply_control(now, request, reply, trigger, duration)
-            finally:
-                if core.events:
-                    self._deliver()
-        elif core.events:
+        if request is None and core.events:
             self._deliver()
+        return request
 
     # -- fork (circuitry._fork) ------------------------------------------------------------
     # The child gets a new lock; the calls in flight are the parent threads',

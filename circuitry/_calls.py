@@ -441,23 +441,33 @@ class CallProtocol:
             self._deliver()
 
     def _record(self, now: float, request: Request) -> None:
-        """Send a completion's record to the store and apply the reply; deliver events."""
+        """Send a completion's record to the store and apply the reply."""
         core = self._core
-        try:
-            reply = self._store.send(core, request)
-            with self._lock:
-                core.apply_complete(now, request, reply)
-        finally:
-            if core.events:
-                self._deliver()
+        self._exchange(request, lambda reply: core.apply_complete(now, request, reply))
 
     async def _record_async(self, now: float, request: Request) -> None:
         """`_record`, awaiting the store."""
         core = self._core
+        await self._exchange_async(request, lambda reply: core.apply_complete(now, request, reply))
+
+    def _exchange(self, request: Request, apply: Callable[[Answer], R]) -> R:
+        """Send `request` to the store, `apply` the reply under the lock; deliver the events."""
+        core = self._core
+        try:
+            reply = self._store.send(core, request)
+            with self._lock:
+                return apply(reply)
+        finally:
+            if core.events:
+                self._deliver()
+
+    async def _exchange_async(self, request: Request, apply: Callable[[Answer], R]) -> R:
+        """`_exchange`, awaiting the store."""
+        core = self._core
         try:
             reply = await self._store.send_async(core, request)
             with self._lock:
-                core.apply_complete(now, request, reply)
+                return apply(reply)
         finally:
             if core.events:
                 self._deliver()
