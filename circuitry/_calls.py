@@ -418,10 +418,26 @@ class CallProtocol:
         receipt: list[None] | None = None,
     ) -> None:
         """Hand a completion to the circuit (`receipt`: see `_finish`)."""
-        request = self._plan_settle(generation, started, now, outcome, exception, receipt)
+        # `_plan_settle`, inlined: every failure's path.
+        core = self._core
+        if _TRIALS.get():
+            _unmark_trial(core, generation, started)
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._dropped:
+                self._reclaim_dropped(now)
+            completed = core.completed
+            try:
+                request = core.plan_complete(generation, started, now, outcome, exception)
+            finally:
+                if receipt is not None and core.completed != completed:
+                    receipt.clear()
+        finally:
+            lock.release()
         if request is not None:
             self._record(now, request)
-        elif self._core.events:
+        elif core.events:
             self._deliver()
 
     async def _settle_async(
