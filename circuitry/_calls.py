@@ -31,20 +31,10 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._batch import FOLD_AT
-from ._classify import (
-    FAILURE,
-    IGNORED,
-    SUCCESS,
-    ExceptionGroupType,
-    Outcome,
-    classify_group,
-    classify_leaf,
-    classify_result,
-)
+from ._classify import IGNORED, SUCCESS, Classifying, Outcome
 from ._clock import Clock
 from ._config import CircuitBreakerConfig
 from ._core import REJECTED, CircuitCore
-from ._delivery import logger
 from ._errors import CircuitOpenError
 from ._shared import Answer, Request
 from ._state import CircuitState
@@ -105,7 +95,7 @@ def _unmark_trial(core: CircuitCore, generation: int, started: float) -> None:
         _TRIALS.set(tuple(mark for mark in marks if mark[0] is not core))
 
 
-class CallProtocol:
+class CallProtocol(Classifying):
     """Admitting calls and counting how they ended, sync and async."""
 
     __slots__ = ()
@@ -543,30 +533,3 @@ class CallProtocol:
                 if core.completed == completed and not isinstance(exc, ValueError):
                     dropped.append(entry)
                 raise
-
-    # -- outcomes ------------------------------------------------------------------------
-
-    def _exception_outcome(self, exc: BaseException) -> Outcome:
-        if isinstance(exc, ExceptionGroupType):  # a task group's: each leaf comes back here
-            return classify_group(exc, self._exception_outcome)
-        if type(exc) is CircuitOpenError and exc.breaker is self:
-            # This breaker's own rejection of a call nested in this one: no
-            # outcome of the dependency, so never this call's failure.
-            return IGNORED
-        try:
-            return classify_leaf(self._config, exc)
-        except Exception:
-            # The exception was recorded and the predicate broke: count the failure.
-            logger.exception("circuit %r: failure_predicate raised", self._name)
-            return FAILURE
-
-    def _permit_outcome(self, exc: BaseException) -> Outcome:
-        """How `Permit.record_exception` counts `exc` (the async adapter adds cancellation)."""
-        return self._exception_outcome(exc)
-
-    def _result_outcome(self, result: object) -> Outcome:
-        try:
-            return classify_result(self._config, result)
-        except Exception:
-            logger.exception("circuit %r: result_is_failure raised", self._name)
-            return SUCCESS

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import enum
 import importlib
+import logging
 import sys
 from collections.abc import Callable
 
 from ._config import CircuitBreakerConfig
+from ._errors import CircuitOpenError
+
+logger = logging.getLogger("circuitry")
 
 __all__ = [
+    "Classifying",
     "FAILURE",
     "IGNORED",
     "SUCCESS",
@@ -102,3 +107,37 @@ def classify_result(config: CircuitBreakerConfig, result: object) -> Outcome:
     if predicate is not None and predicate(result):
         return FAILURE
     return SUCCESS
+
+
+class Classifying:
+    """How a breaker counts a call's exception or result, user code guarded (a mixin)."""
+
+    __slots__ = ()
+
+    _config: CircuitBreakerConfig
+    _name: str
+
+    def _exception_outcome(self, exc: BaseException) -> Outcome:
+        if isinstance(exc, ExceptionGroupType):  # a task group's: each leaf comes back here
+            return classify_group(exc, self._exception_outcome)
+        if type(exc) is CircuitOpenError and exc.breaker is self:
+            # This breaker's own rejection of a call nested in this one: no
+            # outcome of the dependency, so never this call's failure.
+            return IGNORED
+        try:
+            return classify_leaf(self._config, exc)
+        except Exception:
+            # The exception was recorded and the predicate broke: count the failure.
+            logger.exception("circuit %r: failure_predicate raised", self._name)
+            return FAILURE
+
+    def _permit_outcome(self, exc: BaseException) -> Outcome:
+        """How `Permit.record_exception` counts `exc` (the async adapter adds cancellation)."""
+        return self._exception_outcome(exc)
+
+    def _result_outcome(self, result: object) -> Outcome:
+        try:
+            return classify_result(self._config, result)
+        except Exception:
+            logger.exception("circuit %r: result_is_failure raised", self._name)
+            return SUCCESS
