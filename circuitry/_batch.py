@@ -32,7 +32,7 @@ from ._publish import Publisher
 from ._state import CircuitState
 
 if TYPE_CHECKING:
-    from ._window import TimeWindow
+    from ._window import Window
 
 __all__ = ["FOLD_AT", "Batcher"]
 
@@ -53,9 +53,7 @@ class Batcher(Publisher):
 
     if TYPE_CHECKING:  # CircuitCore's
 
-        def _into_window(
-            self, window: TimeWindow, now: float, failed: bool, slow: bool
-        ) -> bool: ...
+        def _into_window(self, window: Window, now: float, failed: bool, slow: bool) -> bool: ...
 
     def __init__(self) -> None:
         super().__init__()
@@ -99,7 +97,7 @@ class Batcher(Publisher):
         else:
             self._fold_into_window(batch, window)
 
-    def _fold_into_window(self, batch: list[tuple[int, float, float]], window: TimeWindow) -> None:
+    def _fold_into_window(self, batch: list[tuple[int, float, float]], window: Window) -> None:
         """Count this period's successes of `batch` into the window, in order, as `complete` does.
 
         One that raced a failure may trip the circuit here; the rest are late then.
@@ -114,7 +112,7 @@ class Batcher(Publisher):
             if self._into_window(window, now, False, False):
                 return
 
-    def _failures_moved(self, window: TimeWindow, before: int) -> None:
+    def _failures_moved(self, window: Window, before: int) -> None:
         """Publish again if the window's failures changed: successes may skip the lock, or not.
 
         When successes stop skipping it, one may have been appended to `pending`

@@ -177,6 +177,14 @@ def _alert_handler(value: AlertHandler | None) -> AlertHandler | None:
     return _optional_callable("alert_handler", value)
 
 
+def _failure_window_calls(value: int | None) -> int | None:
+    return None if value is None else _count("failure_window_calls", value)
+
+
+def _half_open_failure_rate(value: float | None) -> float | None:
+    return _optional_percentage("half_open_failure_rate", value)
+
+
 # -- the config -------------------------------------------------------------------
 
 
@@ -218,6 +226,10 @@ class CircuitBreakerConfig:
     )
     call_timeout: float | None = attrs.field(default=None, converter=_call_timeout)
     alert_handler: AlertHandler | None = attrs.field(default=None, converter=_alert_handler)
+    failure_window_calls: int | None = attrs.field(default=None, converter=_failure_window_calls)
+    half_open_failure_rate: float | None = attrs.field(
+        default=None, converter=_half_open_failure_rate
+    )
 
     def __attrs_post_init__(self) -> None:
         if (
@@ -230,16 +242,19 @@ class CircuitBreakerConfig:
                 "failure_threshold_percentage or slow_call_rate_threshold; got neither, "
                 "so nothing could ever trip the circuit"
             )
-        if self.failure_window is None:
+        if self.failure_window_calls is not None:
+            self._check_count_window(self.failure_window_calls)
+        elif self.failure_window is None:
             if self.failure_threshold_percentage is not None:
                 raise ValueError(
-                    "failure_threshold_percentage needs failure_window, got "
+                    "failure_threshold_percentage needs failure_window or "
+                    "failure_window_calls, got "
                     f"failure_threshold_percentage={self.failure_threshold_percentage!r} "
                     "with failure_window=None"
                 )
             if self.slow_call_rate_threshold is not None:
                 raise ValueError(
-                    "slow_call_rate_threshold needs failure_window, got "
+                    "slow_call_rate_threshold needs failure_window or failure_window_calls, got "
                     f"slow_call_rate_threshold={self.slow_call_rate_threshold!r} "
                     "with failure_window=None"
                 )
@@ -253,6 +268,28 @@ class CircuitBreakerConfig:
             raise ValueError(
                 f"max_reset_timeout must be >= reset_timeout ({self.reset_timeout!r}), "
                 f"got {self.max_reset_timeout!r}"
+            )
+
+    def _check_count_window(self, calls: int) -> None:
+        """`failure_window_calls`: no time window beside it, and rules that can trip in it."""
+        if self.failure_window is not None:
+            raise ValueError(
+                "set failure_window or failure_window_calls, not both: got "
+                f"failure_window={self.failure_window!r} and failure_window_calls={calls!r}"
+            )
+        count = self.failure_threshold_count
+        if count is not None and count > calls:
+            raise ValueError(
+                f"failure_threshold_count={count!r} can never be reached in a window of "
+                f"failure_window_calls={calls!r} calls (lower it, or None for no count rule)"
+            )
+        gated = self.failure_threshold_percentage is not None or (
+            self.slow_call_rate_threshold is not None
+        )
+        if gated and self.minimum_calls > calls:
+            raise ValueError(
+                f"minimum_calls={self.minimum_calls!r} can never be reached in a window of "
+                f"failure_window_calls={calls!r} calls: the rate rules would never decide"
             )
 
     # -- builders: each returns a new, validated config ----------------------

@@ -83,7 +83,7 @@ from ._metrics import CircuitMetrics
 from ._publish import NOT_REJECTING
 from ._rules import trip_rules
 from ._state import CircuitState
-from ._window import TimeWindow
+from ._window import CountWindow, TimeWindow, Window
 from .events import CallFailed, CallIgnored, CallRejected, CallSucceeded, Event, StateChanged
 
 if TYPE_CHECKING:
@@ -114,8 +114,8 @@ class Trigger(enum.Enum):
 
     TRIP = "a trip rule is met after a completed call"
     OPEN_PERIOD_ELAPSED = "the open period has passed"
-    TRIALS_SUCCEEDED = "success_threshold_count trials succeeded"
-    TRIAL_FAILED = "a trial failed"
+    TRIALS_SUCCEEDED = "success_threshold_count trials succeeded (or few enough failed)"
+    TRIAL_FAILED = "a trial failed (or too many of them)"
     TRIAL_HUNG = "a trial has been in flight for half_open_max_wait"
     TRIP_CALLED = "trip()"
     FORCE_OPEN = "force_open()"
@@ -156,6 +156,7 @@ class CircuitCore(Batcher, InProcessSteps):
         "_slow_call_duration",
         "_half_open_max_wait",
         "_can_defer",
+        "_half_open_rate",
         # the state machine
         "state",
         "generation",
@@ -169,6 +170,7 @@ class CircuitCore(Batcher, InProcessSteps):
         "open_until",
         "forked",
         "fork_generation",
+        "trial_failures",
         # outputs
         "events",
     )
@@ -198,6 +200,8 @@ class CircuitCore(Batcher, InProcessSteps):
         self._half_open_max_wait = config.half_open_max_wait
         # Without a slow-call rule a success needs no look at its duration to count.
         self._can_defer = config.slow_call_duration is None
+        # half_open_failure_rate: the trials are decided together (see _trial_done).
+        self._half_open_rate = config.half_open_failure_rate
 
         self.state = CLOSED
         self.generation = 0
@@ -206,7 +210,11 @@ class CircuitCore(Batcher, InProcessSteps):
         # reading (see _at), taken as this, so the core's time never goes back.
         self.latest = now
         self.consecutive_failures = 0
-        self.window = TimeWindow(config.failure_window) if config.failure_window else None
+        self.window: Window | None = None
+        if config.failure_window:
+            self.window = TimeWindow(config.failure_window)
+        elif config.failure_window_calls:
+            self.window = CountWindow(config.failure_window_calls)
         self.trial_starts: list[float] = []  # when each HALF_OPEN trial in flight began
         self.trial_successes = 0
         self.backoff_level = config.reset_timeout  # the open period before jitter
@@ -215,6 +223,7 @@ class CircuitCore(Batcher, InProcessSteps):
         # here since; tickets of generations below `fork_generation` are theirs.
         self.forked = 0
         self.fork_generation = 0
+        self.trial_failures = 0  # with half_open_failure_rate: trials failed (or slow)
 
         self.events: list[Event] = []
         self._publish()
@@ -229,7 +238,11 @@ class CircuitCore(Batcher, InProcessSteps):
             return self.generation
         at = self._tick(now)
         state = self.state
-        if state is not HALF_OPEN or len(self.trial_starts) >= self._test_requests:
+        if (
+            state is not HALF_OPEN
+            or len(self.trial_starts) >= self._test_requests
+            or (self._half_open_rate is not None and self._trials_spent())
+        ):
             self.total_rejected += 1
             if self._listening:
                 self.events.append(CallRejected(self.name, at, state))
@@ -380,7 +393,10 @@ class CircuitCore(Batcher, InProcessSteps):
             else:
                 self._into_window(window, now, outcome is FAILURE, slow)
         elif state is HALF_OPEN:
-            if outcome is SUCCESS:
+            if self._half_open_rate is not None:
+                if outcome is not IGNORED:  # an ignored trial frees its slot for another
+                    self._trial_done(now, outcome is FAILURE or slow)
+            elif outcome is SUCCESS:
                 self.trial_successes += 1
                 if self.trial_successes >= self._success_threshold:
                     self._fire(Trigger.TRIALS_SUCCEEDED, now)
@@ -388,7 +404,7 @@ class CircuitCore(Batcher, InProcessSteps):
                 self._fire(Trigger.TRIAL_FAILED, now)
         # FORCED_CLOSED counts totals only; OPEN and FORCED_OPEN issue no tickets.
 
-    def _into_window(self, window: TimeWindow, now: float, failed: bool, slow: bool) -> bool:
+    def _into_window(self, window: Window, now: float, failed: bool, slow: bool) -> bool:
         """Count a completed call into the window, then the trip rules: whether it tripped."""
         now = self._at(now)  # (`fold` brings the times its successes were recorded at)
         failures = window.total_failures
@@ -398,6 +414,27 @@ class CircuitCore(Batcher, InProcessSteps):
             return True
         self._failures_moved(window, failures)
         return False
+
+    def _trials_spent(self) -> bool:
+        """With half_open_failure_rate: whether the period admitted all its trials."""
+        decided = self.trial_successes + self.trial_failures
+        return decided + len(self.trial_starts) >= self._success_threshold
+
+    def _trial_done(self, now: float, failed: bool) -> None:
+        """With half_open_failure_rate: count a trial; once all are done, close or reopen."""
+        if failed:
+            self.trial_failures += 1
+        else:
+            self.trial_successes += 1
+        failures = self.trial_failures
+        trials = self.trial_successes + failures
+        if trials >= self._success_threshold:
+            rate = self._half_open_rate
+            assert rate is not None
+            if failures * 100 < rate * trials:
+                self._fire(Trigger.TRIALS_SUCCEEDED, now)
+            else:
+                self._fire(Trigger.TRIAL_FAILED, now)  # with backoff
 
     def _call_event(
         self, outcome: Outcome, now: float, duration: float, exception: BaseException | None
@@ -545,7 +582,7 @@ class CircuitCore(Batcher, InProcessSteps):
         if self.window is not None:
             self.window.clear()
         self.trial_starts.clear()
-        self.trial_successes = 0
+        self.trial_successes = self.trial_failures = 0
 
         config = self.config
         if new is OPEN:

@@ -19,7 +19,7 @@ from ._classify import IGNORED, SUCCESS, Outcome
 from ._state import AlertLevel, CircuitState
 
 if TYPE_CHECKING:
-    from ._window import TimeWindow
+    from ._window import Window
     from .events import Event
 
 __all__ = ["DEFAULT_DURATION_BOUNDS", "CircuitMetrics", "LatencyHistogram", "MetricsStore"]
@@ -293,7 +293,7 @@ class MetricsStore:
         state: CircuitState
         state_since: float
         consecutive_failures: int
-        window: TimeWindow | None
+        window: Window | None
         tickets: list[float]
         events: list[Event]
         _listening: bool

@@ -46,7 +46,7 @@ from ._metrics import MetricsStore
 from ._state import CircuitState
 
 if TYPE_CHECKING:
-    from ._window import TimeWindow
+    from ._window import Window
 
 __all__ = ["NOT_REJECTING", "Publisher"]
 
@@ -81,7 +81,7 @@ class Publisher(MetricsStore):
         open_until: float
         trial_starts: list[float]
         _can_defer: bool
-        _cannot_trip: Callable[[TimeWindow], bool]
+        _cannot_trip: Callable[[Window], bool]
 
     def __init__(self) -> None:
         super().__init__()

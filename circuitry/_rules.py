@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ._config import CircuitBreakerConfig
 
 if TYPE_CHECKING:
-    from ._window import TimeWindow
+    from ._window import Window
 
 __all__ = ["FailureCount", "FailureRate", "SlowCallRate", "TripRule", "TripRules", "trip_rules"]
 
@@ -160,8 +160,8 @@ class TripRules:
             lines += ["    return True"]
         self.source = "\n".join(lines) + "\n"
         exec(compile(self.source, f"<circuitry trip rules {rules!r}>", "exec"), namespace)
-        self.window_trips: Callable[[TimeWindow], bool] = namespace["window_trips"]
-        self.cannot_trip: Callable[[TimeWindow], bool] = namespace["cannot_trip"]
+        self.window_trips: Callable[[Window], bool] = namespace["window_trips"]
+        self.cannot_trip: Callable[[Window], bool] = namespace["cannot_trip"]
 
     def __repr__(self) -> str:
         return f"TripRules({self.rules!r}, minimum_calls={self.minimum_calls!r})"

@@ -190,7 +190,7 @@ class FallbackCore(CircuitCore):
             # flight (a number of its own: never one an earlier outage used).
             self.generation = max(self.generation, self.local_last) + 1
             self.local_from = self.generation
-            self.consecutive_failures = self.trial_successes = 0
+            self.consecutive_failures = self.trial_successes = self.trial_failures = 0
             if self.window is not None:
                 self.window.clear()
             self.backoff_level = self.config.reset_timeout

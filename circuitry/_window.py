@@ -7,13 +7,18 @@ counts and one that completed more than W ago never does (the contract's
 bound). Work per call is O(1) amortised: moving the head forward clears at
 most BUCKETS buckets however much time passed, and memory is fixed whatever
 the call rate.
+
+`CountWindow` is the other kind (`failure_window_calls`): the last N
+completed calls, whenever they completed. Both offer what the trip rules and
+the metrics read (`total_calls`, `total_failures`, `total_slow`) and what the
+core calls (`add`, `expire`, `clear`).
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["TimeWindow"]
+__all__ = ["CountWindow", "TimeWindow", "Window"]
 
 BUCKETS = 10
 
@@ -88,3 +93,46 @@ class TimeWindow:
                 self.calls[i] = self.failures[i] = self.slow[i] = 0
         self.head = number
         return number
+
+
+class CountWindow:
+    """Counts of calls, failures and slow calls over the last `size` completed calls.
+
+    A ring of each call's outcome (bit 1: failed, bit 2: slow); the call that
+    falls out is subtracted as the new one comes in. O(1) per call.
+    """
+
+    __slots__ = ("cursor", "outcomes", "size", "total_calls", "total_failures", "total_slow")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.outcomes = [0] * size
+        self.cursor = 0  # calls counted since the window was last cleared
+        self.total_calls = 0
+        self.total_failures = 0
+        self.total_slow = 0
+
+    def add(self, now: float, failed: bool, slow: bool) -> None:
+        """Count one completed call (`now` is not needed: only the order counts)."""
+        i = self.cursor % self.size
+        if self.cursor >= self.size:  # full: the oldest call leaves
+            old = self.outcomes[i]
+            self.total_failures -= old & 1
+            self.total_slow -= old >> 1
+        else:
+            self.total_calls += 1
+        self.cursor += 1
+        self.outcomes[i] = failed + 2 * slow
+        self.total_failures += failed
+        self.total_slow += slow
+
+    def expire(self, now: float) -> None:
+        """Nothing leaves a count window with time."""
+
+    def clear(self) -> None:
+        self.outcomes = [0] * self.size
+        self.cursor = self.total_calls = self.total_failures = self.total_slow = 0
+
+
+Window = TimeWindow | CountWindow
+"""Either kind: what the trip rules, the metrics and the core read."""

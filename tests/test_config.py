@@ -51,6 +51,8 @@ CONTRACT_DEFAULTS: dict[str, Any] = {
     "result_is_failure": None,
     "call_timeout": None,
     "alert_handler": None,
+    "failure_window_calls": None,
+    "half_open_failure_rate": None,
 }
 
 
