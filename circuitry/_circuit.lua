@@ -53,11 +53,15 @@
 --
 -- Stored: the state as one string, '|'-separated: state, generation, since,
 -- until (the open period's end), consecutive failures, trial successes,
--- backoff level, the failure_window and config id of the last writer. One
+-- backoff level, the failure_window (or '#N' for failure_window_calls N) and
+-- config id of the last writer. Trial successes are 'S:F' when F trials failed
+-- (half_open_failure_rate only; plain 'S' otherwise, as before). One
 -- string, so that GETEX reads it and renews its TTL in one command: a CLOSED
 -- success costs that command alone. With a window, the window hash holds head (the
 -- newest bucket's number), c0..c9, f0..f9, s0..s9 (each bucket's calls,
--- failures, slow calls) and tc, tf, tsl (their totals).
+-- failures, slow calls) and tc, tf, tsl (their totals). A count window
+-- (failure_window_calls N) holds instead cn (calls counted since it was
+-- cleared), o0..o(N-1) (each call's outcome: 1 failed + 2 slow), tc, tf, tsl.
 
 local state_key, permits_key, window_key, owed_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local release, lost = ARGV[3], ARGV[4]
@@ -121,8 +125,9 @@ end
 -- trips nothing and (with a window) lands in the newest bucket, is counted
 -- with a few commands and answered '='. The same rules as the full path
 -- below (`record`, `trips`); anything else (a lost reply to settle too)
--- takes the full path.
-if op == 'record' and stored and a7 == '' and a8 ~= '1' and release == nil then
+-- takes the full path, as does a count window's record (failure_window_calls).
+if op == 'record' and stored and a7 == '' and a8 ~= '1' and release == nil
+    and failure_window_calls == '' then
   -- Only the fields it needs (STATE's, taken whole below to write it).
   local st, gen, cf, writer = string.match(
     stored, '^([^|]*)|([^|]*)|[^|]*|[^|]*|([^|]*)|[^|]*|[^|]*|[^|]*|([^|]*)$')
@@ -177,6 +182,7 @@ local now = clock()
 -- table: after the fast path, which needs neither.
 --[[generated: off the fast path]]
 local window_length = num(failure_window)
+local count_size = num(failure_window_calls)  -- a count window's N (nil: none)
 local max_reset = max_reset_timeout or INF
 local jitter = tonumber(jitter_factor)
 
@@ -185,17 +191,21 @@ local jitter = tonumber(jitter_factor)
 local now_us = math.floor(now * 1000000)
 local state, generation, since, open_until = CLOSED, now_us, now, INF
 local consecutive, trial_successes, backoff_level = 0, 0, reset_timeout
+local trial_failures = 0  -- half_open_failure_rate only
 local mismatch = 0
 local dirty = true
 if stored then
   local st, gen, since_s, until_s, cf, ts, bl, writer_window, writer = string.match(stored, STATE)
   state, generation, since, open_until = st, tonumber(gen), num(since_s), num(until_s)
-  consecutive, trial_successes, backoff_level = tonumber(cf), tonumber(ts), num(bl)
+  local ts_s, tf_s = string.match(ts, '^([^:]*):?(.*)$')
+  consecutive, trial_successes, backoff_level = tonumber(cf), tonumber(ts_s), num(bl)
+  trial_failures = num(tf_s) or 0
   if writer ~= config_id then mismatch = 1 else dirty = false end
   if op == 'peek' then
     -- A look from anywhere (a process with no breaker of this name, or another
     -- config): the window as its last writer keeps it.
     window_length = num(writer_window)
+    count_size = tonumber(string.match(writer_window, '^#(%d+)$'))
   end
 end
 local width = nil
@@ -215,7 +225,39 @@ if window_length ~= nil then
   end
 end
 
+-- The count window (CountWindow): its totals and cursor; a call's outcome is
+-- read and written in place (o<i>), as it comes in.
+local cw_calls, cw_failures, cw_slow, cw_cursor = 0, 0, 0, 0
+if count_size ~= nil then
+  local v = redis.call('HMGET', window_key, 'cn', 'tc', 'tf', 'tsl')
+  cw_cursor, cw_calls = tonumber(v[1] or 0), tonumber(v[2] or 0)
+  cw_failures, cw_slow = tonumber(v[3] or 0), tonumber(v[4] or 0)
+end
+
+-- CountWindow.add, written at once.
+local function count_add(failed, slow)
+  local i = cw_cursor % count_size
+  if cw_cursor >= count_size then  -- full: the oldest call leaves
+    local old = tonumber(redis.call('HGET', window_key, 'o' .. i) or 0)
+    cw_failures = cw_failures - old % 2
+    cw_slow = cw_slow - math.floor(old / 2)
+  else
+    cw_calls = cw_calls + 1
+  end
+  cw_cursor = cw_cursor + 1
+  local code = 0
+  if failed then code = 1; cw_failures = cw_failures + 1 end
+  if slow then code = code + 2; cw_slow = cw_slow + 1 end
+  redis.call('HSET', window_key, 'o' .. i, code, 'cn', cw_cursor,
+             'tc', cw_calls, 'tf', cw_failures, 'tsl', cw_slow)
+  redis.call('PEXPIRE', window_key, ttl)
+end
+
 local function window_clear()
+  if count_size ~= nil then
+    if cw_cursor > 0 then redis.call('DEL', window_key) end
+    cw_calls, cw_failures, cw_slow, cw_cursor = 0, 0, 0, 0
+  end
   if width == nil then return end
   for i = 0, BUCKETS - 1 do calls[i] = 0; failures[i] = 0; slows[i] = 0 end
   head = nil
@@ -245,6 +287,7 @@ end
 
 local function totals()
   local n, f, s = 0, 0, 0
+  if count_size ~= nil then return cw_calls, cw_failures, cw_slow end
   if width == nil then return 0, 0, 0 end
   for i = 0, BUCKETS - 1 do n = n + calls[i]; f = f + failures[i]; s = s + slows[i] end
   return n, f, s
@@ -262,7 +305,7 @@ local function fire(trigger, period)
   consecutive = 0
   window_clear()
   if old == HALF_OPEN then redis.call('DEL', permits_key) end
-  trial_successes = 0
+  trial_successes, trial_failures = 0, 0
   if new == OPEN then
     local level
     if trigger == TRIP or (trigger == TRIP_CALLED and old ~= HALF_OPEN and old ~= OPEN) then
@@ -305,6 +348,30 @@ local function tick()
   end
 end
 
+-- Whether a HALF_OPEN period with `flying` trials in flight admits another
+-- (CircuitCore.acquire): test_request_count at once, and with
+-- half_open_failure_rate success_threshold_count in all.
+local function trials_left(flying)
+  if flying >= test_request_count then return false end
+  return half_open_failure_rate == nil
+    or trial_successes + trial_failures + flying < success_threshold_count
+end
+
+-- CircuitCore._trial_done: with half_open_failure_rate, count a trial; once
+-- all are done, close or reopen on their failure rate.
+local function trial_done(failed)
+  if failed then trial_failures = trial_failures + 1 else trial_successes = trial_successes + 1 end
+  dirty = true
+  local trials = trial_successes + trial_failures
+  if trials >= success_threshold_count then
+    if trial_failures * 100 < half_open_failure_rate * trials then
+      fire(TRIALS_SUCCEEDED)
+    else
+      fire(TRIAL_FAILED)
+    end
+  end
+end
+
 local admitted = 0
 
 if op == 'acquire' then
@@ -312,7 +379,7 @@ if op == 'acquire' then
   if state ~= CLOSED and state ~= FORCED_CLOSED then tick() end
   if state == CLOSED or state == FORCED_CLOSED then
     admitted = 1
-  elseif state == HALF_OPEN and redis.call('ZCARD', permits_key) < test_request_count then
+  elseif state == HALF_OPEN and trials_left(redis.call('ZCARD', permits_key)) then
     redis.call('ZADD', permits_key, fmt(now), a4)
     redis.call('PEXPIRE', permits_key, ttl)
     admitted = 1
@@ -336,7 +403,10 @@ elseif op == 'record' then
     end
   elseif state == CLOSED then
     if outcome ~= 'i' then
-      if width == nil then
+      if count_size ~= nil then
+        count_add(outcome == 'f', slow)
+        if trips(totals()) then fire(TRIP) end
+      elseif width == nil then
         if outcome == 's' then
           if consecutive ~= 0 then consecutive = 0; dirty = true end
         else
@@ -353,6 +423,8 @@ elseif op == 'record' then
         if trips(totals()) then fire(TRIP) end
       end
     end
+  elseif state == HALF_OPEN and half_open_failure_rate ~= nil then
+    if outcome ~= 'i' then trial_done(outcome == 'f' or slow) end
   elseif state == HALF_OPEN then
     if outcome == 's' then
       trial_successes = trial_successes + 1
@@ -372,11 +444,16 @@ end
 
 if op ~= 'peek' then
   if dirty then  -- (GETEX renewed its TTL otherwise)
+    local ts = trial_successes
+    if trial_failures > 0 then ts = ts .. ':' .. trial_failures end
+    local writer_window = failure_window
+    if count_size ~= nil then writer_window = '#' .. count_size end
     redis.call('SET', state_key,
                table.concat({state, fmt(generation), fmt(since), fmt(open_until), consecutive,
-                             trial_successes, fmt(backoff_level), failure_window, config_id}, '|'),
+                             ts, fmt(backoff_level), writer_window, config_id}, '|'),
                'PX', ttl)
   end
+  if count_size ~= nil and cw_cursor > 0 then redis.call('PEXPIRE', window_key, ttl) end
   if width ~= nil then
     if window_dirty then
       local fields = {}

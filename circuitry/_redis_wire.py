@@ -54,6 +54,7 @@ CONFIG_FIELDS: tuple[str, ...] = (
     "failure_threshold_percentage",
     "minimum_calls",
     "slow_call_rate_threshold",
+    "failure_window_calls",  # (a count window's records take the full path)
     # The others, only after the fast path (`off_fast_path()`), as numbers.
     "success_threshold_count",
     "test_request_count",
@@ -61,6 +62,7 @@ CONFIG_FIELDS: tuple[str, ...] = (
     "reset_timeout",
     "reset_timeout_multiplier",
     "max_reset_timeout",
+    "half_open_failure_rate",
     "lease",  # s (the store's)
 )
 """The config argument (the script's ARGV[2]), field by field: '' for a field that is None.
@@ -69,7 +71,7 @@ The `CircuitBreakerConfig` fields of those names, and the store's `ttl` and
 `lease`; all comma-separated, preceded by `config_id`.
 """
 
-_FAST_PATH = 7
+_FAST_PATH = 8
 """The first fields of `CONFIG_FIELDS`: what the script's fast path reads."""
 
 _COUNTS = frozenset(
@@ -79,6 +81,7 @@ _COUNTS = frozenset(
         "minimum_calls",
         "success_threshold_count",
         "test_request_count",
+        "failure_window_calls",
     }
 )
 """Fields written as integers; the others are seconds or percentages, written as floats."""

@@ -61,6 +61,7 @@ class Model:
     window: list[tuple[float, bool, bool]] = field(default_factory=list)  # (at, failed, slow)
     consecutive: int = 0
     trial_successes: int = 0
+    trial_failures: int = 0  # half_open_failure_rate: trials failed or slow
     level: float = 0.0  # the open period before jitter
     open_for: float = 0.0  # the open period in force
 
@@ -83,17 +84,25 @@ class Model:
     def in_flight(self) -> list[Ticket]:
         return [t for t in self.tickets if t.generation == self.period and not t.riding]
 
+    def windowed(self) -> bool:
+        return (
+            self.config.failure_window is not None or self.config.failure_window_calls is not None
+        )
+
     def counted(self) -> list[tuple[float, bool, bool]]:
-        """The calls the window holds: those of its last BUCKETS buckets, each
-        `failure_window / BUCKETS` wide, numbered from time 0 (with integer
-        times and buckets of 1.0: a call at `t` counts at `now` iff `now - t <= 9`)."""
+        """The calls the window holds: the last `failure_window_calls`, or those of
+        its last BUCKETS buckets, each `failure_window / BUCKETS` wide, numbered
+        from time 0 (with integer times and buckets of 1.0: a call at `t` counts
+        at `now` iff `now - t <= 9`)."""
+        if self.config.failure_window_calls is not None:
+            return self.window[-self.config.failure_window_calls :]
         assert self.config.failure_window is not None
         width = self.config.failure_window / BUCKETS
         newest = math.floor(self.now / width)
         return [c for c in self.window if newest - math.floor(c[0] / width) < BUCKETS]
 
     def window_failures(self) -> int:
-        if self.config.failure_window is None:
+        if not self.windowed():
             return self.consecutive
         return sum(1 for _, failed, _ in self.counted() if failed)
 
@@ -115,7 +124,7 @@ class Model:
         self.since = self.now
         self.window = []
         self.consecutive = 0
-        self.trial_successes = 0
+        self.trial_successes = self.trial_failures = 0
         c = self.config
         if new is OPEN:
             if back_off:
@@ -146,7 +155,7 @@ class Model:
     def trips(self) -> bool:
         c = self.config
         count = c.failure_threshold_count  # None: no count rule (a rate rule decides)
-        if c.failure_window is None:
+        if not self.windowed():
             return count is not None and self.consecutive >= count
         calls = self.counted()
         failed = sum(1 for _, f, _ in calls if f)
@@ -166,8 +175,14 @@ class Model:
 
     def acquire(self) -> Ticket | None:
         self.apply_time()
+        c = self.config
+        # With half_open_failure_rate, success_threshold_count trials in all per period.
+        spent = c.half_open_failure_rate is not None and (
+            self.trial_successes + self.trial_failures + len(self.in_flight())
+            >= c.success_threshold_count
+        )
         admit = self.state in (CLOSED, FORCED_CLOSED) or (
-            self.state is HALF_OPEN and len(self.in_flight()) < self.config.test_request_count
+            self.state is HALF_OPEN and len(self.in_flight()) < c.test_request_count and not spent
         )
         if not admit:
             self.rejected += 1
@@ -226,6 +241,18 @@ class Model:
             self.consecutive = self.consecutive + 1 if outcome is FAILURE else 0
             if self.trips():
                 self.move(OPEN)
+        elif self.state is HALF_OPEN and self.config.half_open_failure_rate is not None:
+            # All the period's trials decide together, on their failure rate.
+            if outcome is FAILURE or is_slow:
+                self.trial_failures += 1
+            else:
+                self.trial_successes += 1
+            trials = self.trial_successes + self.trial_failures
+            if trials >= self.config.success_threshold_count:
+                if 100 * self.trial_failures < self.config.half_open_failure_rate * trials:
+                    self.move(CLOSED)
+                else:
+                    self.move(OPEN, back_off=True)
         elif self.state is HALF_OPEN:
             if outcome is FAILURE:
                 self.move(OPEN, back_off=True)

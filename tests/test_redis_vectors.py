@@ -65,7 +65,7 @@ from circuitry._redis_wire import (
     script,
 )
 from circuitry._shared import Reply, Request
-from circuitry._window import BUCKETS
+from circuitry._window import BUCKETS, CountWindow
 from circuitry.events import StateChanged
 from circuitry.redis import RedisStore
 from circuitry.testing import FakeClock
@@ -153,7 +153,9 @@ class CoreLeg:
         window = core.window
         calls = slow = None
         failures = core.consecutive_failures
-        if window is not None:  # the window's totals at `t`, read without moving it
+        if isinstance(window, CountWindow):
+            calls, failures, slow = window.total_calls, window.total_failures, window.total_slow
+        elif window is not None:  # the window's totals at `t`, read without moving it
             newest = math.floor(t / window.width)
             counted = (
                 []
@@ -214,7 +216,7 @@ class ModelLeg:
     def view(self, t: float) -> dict[str, Any]:
         model = self.model
         model.now = t
-        windowed = model.config.failure_window is not None
+        windowed = model.windowed()
         counted = model.counted() if windowed else []
         events, model.events = model.events, []
         half_open = model.state is CircuitState.HALF_OPEN
@@ -314,7 +316,9 @@ class LuaLeg:
     def view(self, t: float) -> dict[str, Any]:
         reply = self.send(t, "peek")  # changes nothing
         assert reply is not None
-        windowed = self.config.failure_window is not None
+        windowed = (
+            self.config.failure_window is not None or self.config.failure_window_calls is not None
+        )
         events, self.moves = self.moves, []
         return {
             "state": reply.state.value,
