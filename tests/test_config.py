@@ -1035,3 +1035,73 @@ def test_result_is_failure_judges_the_response_instead(status_server: str) -> No
             response = breaker.call(client.get, f"{status_server}/503")
             assert response.status_code == 503  # still returned to the caller
     assert breaker.state is OPEN
+
+
+# -- failure_window_calls and half_open_failure_rate -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "words"),
+    [
+        ({"failure_window_calls": 0}, ValueError, ["failure_window_calls", "0"]),
+        ({"failure_window_calls": 2.5}, TypeError, ["failure_window_calls", "2.5"]),
+        ({"failure_window_calls": True}, TypeError, ["failure_window_calls", "True"]),
+        (
+            {"failure_window_calls": 20, "failure_window": 60},
+            ValueError,
+            ["failure_window=60.0", "failure_window_calls=20", "not both"],
+        ),
+        (
+            {"failure_window_calls": 3},  # the default count rule is 5
+            ValueError,
+            ["failure_threshold_count=5", "failure_window_calls=3"],
+        ),
+        (
+            {"failure_window_calls": 5, "failure_threshold_percentage": 50},
+            ValueError,
+            ["minimum_calls=10", "failure_window_calls=5"],
+        ),
+        ({"half_open_failure_rate": 0}, ValueError, ["half_open_failure_rate", "0"]),
+        ({"half_open_failure_rate": 100.5}, ValueError, ["half_open_failure_rate", "100.5"]),
+        ({"half_open_failure_rate": "50"}, TypeError, ["half_open_failure_rate", "'50'"]),
+        ({"half_open_failure_rate": NAN}, ValueError, ["half_open_failure_rate", "nan"]),
+    ],
+)
+def test_a_bad_count_window_or_half_open_rate_names_the_field_and_value(
+    changes: dict[str, Any], error: type[Exception], words: list[str]
+) -> None:
+    with pytest.raises(error) as info:
+        CircuitBreakerConfig(**changes)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_count_window_takes_the_rate_rules_and_round_trips() -> None:
+    config = CircuitBreakerConfig(
+        failure_threshold_count=None,
+        failure_threshold_percentage=50,
+        slow_call_duration=1,
+        slow_call_rate_threshold=80,
+        failure_window_calls=100,
+        minimum_calls=100,
+        half_open_failure_rate=25,
+        success_threshold_count=4,
+    )
+    data = config.to_mapping()
+    assert (data["failure_window_calls"], data["half_open_failure_rate"]) == (100, 25.0)
+    assert CircuitBreakerConfig.from_mapping(data) == config
+    assert config.evolve(failure_window_calls=200).failure_window_calls == 200
+    with pytest.raises(ValueError, match="failure_window_calls"):
+        config.evolve(failure_window=60.0)
+    with pytest.raises(ValueError, match="half_open_failure_rate"):
+        CircuitBreakerConfig.from_mapping({"half_open_failure_rate": 0})
+
+
+def test_the_presets_set_neither_new_rule() -> None:
+    for preset in (
+        ServicePresets.http_api(),
+        ServicePresets.database(),
+        ServicePresets.critical_service(),
+        ServicePresets.high_volume(),
+    ):
+        assert (preset.failure_window_calls, preset.half_open_failure_rate) == (None, None)

@@ -1253,3 +1253,90 @@ def test_fast_rejections_add_to_the_rejected_total() -> None:
         next(core.fast_rejections)  # what the adapter does
     assert core.snapshot(2.0).total_rejected == 6
     assert core.snapshot(2.0).total_rejected == 6  # reading does not count
+
+
+# -- failure_window_calls: the count window ---------------------------------------------
+
+
+def test_deferred_successes_fold_into_a_count_window_in_order() -> None:
+    # The last 3 calls, 2 failures trip: F, then two successes recorded without
+    # the lock, then F. Folded in order, the window holds S S F: no trip.
+    core = make(failure_window_calls=3, failure_threshold_count=2)
+    fail(core, 0.0)
+    a, b = core.acquire(1.0), core.acquire(1.0)
+    assert core.deferring == a == b  # no success can trip a count rule
+    core.pending.extend([(a, 1.0, 1.5), (b, 1.0, 1.6)])
+    fail(core, 2.0)  # folds a and b first, then counts this failure
+    assert core.state is CLOSED
+    m = core.snapshot(2.0)
+    assert (m.window_calls, m.window_failures, m.total_successes) == (3, 1, 2)
+    fail(core, 3.0)  # S F F
+    assert core.state is OPEN
+
+
+def test_count_window_metrics_are_the_last_n_calls() -> None:
+    core = make(
+        failure_window_calls=4,
+        failure_threshold_count=None,
+        failure_threshold_percentage=80,
+        minimum_calls=2,
+    )
+    fail(core, 0.0)
+    assert core.snapshot(0.0).failure_rate is None  # under minimum_calls
+    for t in (1.0, 2.0, 3.0, 4.0):
+        succeed(core, t)
+    m = core.snapshot(10.0**6)  # time expires nothing
+    assert (m.window_calls, m.window_failures, m.failure_rate) == (4, 0, 0.0)
+    fail(core, 5.0)
+    assert core.snapshot(5.0).failure_rate == 25.0
+
+
+# -- half_open_failure_rate ----------------------------------------------------------------
+
+
+def test_half_open_failure_rate_admits_success_threshold_trials_in_all() -> None:
+    core = make(
+        failure_threshold_count=1,
+        reset_timeout=10,
+        success_threshold_count=3,
+        test_request_count=2,
+        half_open_failure_rate=50,
+    )
+    fail(core, 0.0)
+    a, b = core.acquire(10.0), core.acquire(10.0)
+    assert core.acquire(10.0) == REJECTED  # two at once
+    core.complete(a, 10.0, 11.0, FAILURE)
+    assert core.state is HALF_OPEN  # one of three
+    c = core.acquire(11.0)
+    assert core.acquire(11.0) == REJECTED  # three in all: b and c in flight
+    core.complete(b, 10.0, 12.0, SUCCESS)
+    core.complete(c, 11.0, 12.0, SUCCESS)
+    assert changes(core)[-1] == (HALF_OPEN, CLOSED, 12.0)  # 1 of 3 failed: 33 % < 50 %
+    fail(core, 13.0)  # and the next period counts from zero
+    d = core.acquire(23.0)
+    core.complete(d, 23.0, 23.0, FAILURE)
+    assert (core.state, core.trial_failures) == (HALF_OPEN, 1)
+
+
+def test_half_open_failure_rate_of_100_reopens_only_when_every_trial_failed() -> None:
+    core = make(
+        failure_threshold_count=1,
+        reset_timeout=10,
+        success_threshold_count=2,
+        half_open_failure_rate=100,
+    )
+    fail(core, 0.0)
+    fail(core, 10.0)
+    succeed(core, 10.0)
+    assert core.state is CLOSED
+    fail(core, 11.0)
+    fail(core, 21.0)
+    fail(core, 21.0)
+    assert (core.state, core.retry_after(21.0)) == (OPEN, 10.0)
+
+
+def test_without_half_open_failure_rate_a_failed_trial_still_reopens_at_once() -> None:
+    core = make(failure_threshold_count=1, reset_timeout=10, success_threshold_count=3)
+    fail(core, 0.0)
+    fail(core, 10.0)
+    assert core.state is OPEN

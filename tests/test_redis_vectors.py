@@ -750,6 +750,19 @@ def test_the_prologue_binds_each_config_field_by_name(redis_url: str) -> None:
             assert float(values[name]) == expected, name
 
 
+def test_the_prologue_binds_the_count_window_and_the_half_open_rate(redis_url: str) -> None:
+    config = CircuitBreakerConfig(
+        failure_threshold_count=3, failure_window_calls=40, half_open_failure_rate=25.0
+    )
+    fields = ", ".join(f"tostring({name})" for name in CONFIG_FIELDS)
+    lua = prologue() + off_fast_path() + f"return {{{fields}}}"
+    with redis.Redis.from_url(redis_url) as client:
+        got = client.eval(lua, 0, "", config_argument(config, 12345, 6.5))
+    values = dict(zip(CONFIG_FIELDS, (value.decode() for value in got), strict=True))
+    assert (values["failure_window_calls"], values["failure_window"]) == ("40", "")
+    assert float(values["half_open_failure_rate"]) == 25.0
+
+
 def test_the_prologue_holds_the_cores_transition_table(redis_url: str) -> None:
     lua = prologue() + off_fast_path() + "return next_state(ARGV[1], ARGV[2]) or ''"
     with redis.Redis.from_url(redis_url) as client:

@@ -397,3 +397,37 @@ def test_the_reference_page_lists_every_public_name() -> None:
     assert set(circuitry.simulation.__all__) <= set(listed)
     for name in listed:
         assert hasattr(circuitry.simulation, name), name
+
+
+def test_a_count_window_config_replays() -> None:
+    # The last 4 calls, 50 % of them failing (at least 4): S F S S F at 0..4
+    # an hour apart hold F S S F at the fifth, which trips it (the hours between
+    # them expire nothing); the call 30 s later is rejected.
+    config = CircuitBreakerConfig(
+        failure_threshold_count=None,
+        failure_threshold_percentage=50,
+        failure_window_calls=4,
+        minimum_calls=4,
+    )
+    outcomes = ["success", "failure", "success", "success", "failure", "success"]
+    times = [0, 3600, 7200, 10800, 14400, 14430]
+    report = only([Call(t, 0, o) for t, o in zip(times, outcomes, strict=True)], config)
+    assert report.transitions == [(14400.0, CLOSED, OPEN)]
+    assert (report.admitted, report.rejected) == (5, 1)
+
+
+def test_a_half_open_failure_rate_config_replays() -> None:
+    # A trip at 0, then 4 trials at 10..13 with one failure: 25 % < 50 % closes it.
+    config = CircuitBreakerConfig(
+        failure_threshold_count=1,
+        reset_timeout=10,
+        success_threshold_count=4,
+        half_open_failure_rate=50,
+    )
+    outcomes = ["failure", "success", "failure", "success", "success"]
+    report = only([Call(0 if i == 0 else 9 + i, 0, o) for i, o in enumerate(outcomes)], config)
+    assert report.transitions == [
+        (0.0, CLOSED, OPEN),
+        (10.0, OPEN, HALF_OPEN),
+        (13.0, HALF_OPEN, CLOSED),
+    ]

@@ -7,10 +7,10 @@ from typing import Any, SupportsIndex
 from hypothesis import given
 from hypothesis import strategies as st
 
-from circuitry._window import BUCKETS, TimeWindow
+from circuitry._window import BUCKETS, CountWindow, TimeWindow
 
 
-def totals(window: TimeWindow) -> tuple[int, int, int]:
+def totals(window: TimeWindow | CountWindow) -> tuple[int, int, int]:
     return (window.total_calls, window.total_failures, window.total_slow)
 
 
@@ -227,3 +227,31 @@ def test_clear_empties_the_window() -> None:
     assert bucket_sums(window) == (0, 0, 0)
     window.add(3.0, failed=False, slow=False)  # an earlier time after clear() is fine
     assert totals(window) == (1, 0, 0)
+
+
+# -- the count window (failure_window_calls) ------------------------------------
+
+
+def test_count_window_holds_the_last_n_calls_whatever_the_time() -> None:
+    window = CountWindow(3)
+    window.add(0.0, True, True)
+    window.expire(10.0**9)  # time takes nothing out
+    assert totals(window) == (1, 1, 1)
+    window.add(1.0, False, False)
+    window.add(2.0, False, True)
+    assert totals(window) == (3, 1, 2)
+    window.add(3.0, False, False)  # the first call (failed, slow) leaves
+    assert totals(window) == (3, 0, 1)
+    window.clear()
+    assert totals(window) == (0, 0, 0)
+
+
+@given(st.integers(1, 6), st.lists(st.tuples(st.booleans(), st.booleans()), max_size=40))
+def test_count_window_totals_are_those_of_the_last_n_calls(
+    size: int, calls: list[tuple[bool, bool]]
+) -> None:
+    window = CountWindow(size)
+    for failed, slow in calls:
+        window.add(0.0, failed, slow)
+    last = calls[-size:] if calls else []
+    assert totals(window) == (len(last), sum(f for f, _ in last), sum(s for _, s in last))
