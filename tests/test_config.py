@@ -1105,3 +1105,19 @@ def test_the_presets_set_neither_new_rule() -> None:
         ServicePresets.high_volume(),
     ):
         assert (preset.failure_window_calls, preset.half_open_failure_rate) == (None, None)
+
+
+def test_the_readme_count_window_example_runs_and_closes_on_the_trials_rate() -> None:
+    namespace: dict[str, Any] = {}
+    exec(_readme_block("half_open_failure_rate=20"), namespace)
+    config: CircuitBreakerConfig = namespace["config"]
+    clock = FakeClock()
+    breaker = CircuitBreaker(config, clock=clock)
+    for _ in range(20):
+        fail(breaker)  # 20 of the last 100 calls, all failed
+    assert breaker.state is OPEN
+    clock.advance(config.reset_timeout)
+    fail(breaker)  # 1 of 10 trials failed: 10 % < 20 %
+    for _ in range(9):
+        succeed(breaker)
+    assert breaker.state is CLOSED
