@@ -206,6 +206,14 @@ def retained_size(breaker):
 def window_config(window):
     if window is None:
         return CircuitBreakerConfig(failure_threshold_count=10**9, reset_timeout=10**6)
+    if isinstance(window, int):  # a count window: the last `window` calls
+        return CircuitBreakerConfig(
+            failure_threshold_count=None,
+            failure_threshold_percentage=50,
+            minimum_calls=100,
+            failure_window_calls=window,
+            reset_timeout=10**6,
+        )
     return CircuitBreakerConfig(
         failure_threshold_count=10**9,
         failure_threshold_percentage=50,
@@ -236,7 +244,13 @@ def flat_loop(b, clock):
 
 
 def bench_flatness(args, out):
-    windows = [("none (5 consecutive)", None), ("1 s", 1.0), ("60 s", 60.0), ("1 h", 3600.0)]
+    windows = [
+        ("none (5 consecutive)", None),
+        ("1 s", 1.0),
+        ("60 s", 60.0),
+        ("1 h", 3600.0),
+        ("last 1000 calls (failure_window_calls)", 1000),
+    ]
     rows = []
     for label, w in windows:
         clock = FakeClock()
@@ -280,7 +294,7 @@ def bench_flatness(args, out):
     for r in rows:
         best = min(r["s"])
         m = r["b"].metrics()
-        vs = f"{(best - h) / base:.2f}x" if base and r["w"] is not None else ""
+        vs = f"{(best - h) / base:.2f}x" if base and isinstance(r["w"], float) else ""
         out.append(
             f"| {r['label']} | {best:.1f} | {r['s'][-1]:.1f} | {best - h:.1f} | {vs} | "
             f"{m.current_state.value} | {m.window_failures} | {retained_size(r['b'])} |"
