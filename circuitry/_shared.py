@@ -63,7 +63,7 @@ import attrs
 
 from ._classify import FAILURE, IGNORED, SUCCESS, Outcome
 from ._config import CircuitBreakerConfig
-from ._core import RIDING, CircuitCore, Trigger
+from ._core import RIDING, SHADOW, CircuitCore, Trigger
 from ._delivery import AlertOnly, ListenersOnly
 from ._metrics import _FAST_REJECTIONS, CircuitMetrics, LatencyHistogram
 from ._shared_fallback import FallbackCore, Mode, StoreError
@@ -407,6 +407,8 @@ class SharedCore(FallbackCore):
         exception: BaseException | None,
     ) -> Request | None:
         """Count a completion in the totals; the record request to send, if any."""
+        if generation == SHADOW:
+            return None  # a call a shadow breaker would have rejected: it counts nowhere
         riding = generation <= RIDING
         issued = RIDING - generation if riding else generation
         if self.mode is Mode.LOCAL and issued >= self.local_from:
@@ -583,7 +585,7 @@ class SharedCore(FallbackCore):
             or (reply.generation < self.generation and epoch is not None and epoch < self.epoch)
         ):
             for before, after in moves:
-                events.append(AlertOnly(StateChanged(self.name, now, before, after)))  # type: ignore[arg-type]
+                events.append(AlertOnly(StateChanged(self.name, now, before, after, self.shadow)))  # type: ignore[arg-type]
             if reply.generation < self.generation:
                 return
             moves = ()  # (told above)
@@ -593,10 +595,10 @@ class SharedCore(FallbackCore):
         first = moves[0][0] if moves else reply.state
         if old is not first:  # what changed since this process last knew (made elsewhere)
             self.state_changes += 1
-            events.append(ListenersOnly(StateChanged(self.name, now, old, first)))  # type: ignore[arg-type]
+            events.append(ListenersOnly(StateChanged(self.name, now, old, first, self.shadow)))  # type: ignore[arg-type]
         for before, after in moves:
             self.state_changes += 1
-            events.append(StateChanged(self.name, now, before, after))
+            events.append(StateChanged(self.name, now, before, after, self.shadow))
         if reply.generation != self.generation:
             self._sweep()
             self.epoch += 1

@@ -51,6 +51,8 @@ CONTRACT_DEFAULTS: dict[str, Any] = {
     "result_is_failure": None,
     "call_timeout": None,
     "alert_handler": None,
+    "adaptive_throttle": None,
+    "shadow": False,
 }
 
 
