@@ -335,6 +335,10 @@ class SharedCore(FallbackCore):
             return self._acquire_fallback(now, trial), None
         state = self.state
         if state is CLOSED or state is FORCED_CLOSED:
+            throttle = self.throttle  # (this process's counts: see README, adaptive_throttle)
+            if throttle is not None and throttle.arrive(now, self.random, state is CLOSED):
+                generation = self._throttled(now)
+                return (generation, state, None), None
             self.tickets.append(now)  # as an adapter does without the lock
             return (self.generation, state, None), None
         if state is HALF_OPEN:
@@ -430,6 +434,8 @@ class SharedCore(FallbackCore):
             self._allowed += 1  # in flight at a fork: admitted here as far as totals go
         self.completed += 1
         slow = self._count(outcome, now - started, now, exception)
+        if self.throttle is not None and not riding:
+            self.throttle.ended(started, now, outcome is SUCCESS, outcome is IGNORED)
         permit = ""
         if state is HALF_OPEN and not riding and issued == self.generation:
             ids = self.permits.get((issued, started))
