@@ -8,7 +8,7 @@ and as a decorator.
 from __future__ import annotations
 
 from ._breaker import CircuitBreaker
-from ._config import CircuitBreakerConfig, ServicePresets
+from ._config import AdaptiveThrottle, CircuitBreakerConfig, ServicePresets
 from ._errors import CircuitBreakerError, CircuitOpenError
 from ._manager import CircuitBreakerManager
 from ._metrics import CircuitMetrics
@@ -17,6 +17,7 @@ from ._state import AlertLevel, CircuitState
 from .events import Alert
 
 __all__ = [
+    "AdaptiveThrottle",
     "Alert",
     "AlertLevel",
     "CircuitBreaker",

@@ -64,6 +64,7 @@ class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
         name: str = "default",
         clock: Callable[[], float] | None = None,
         store: Store | None = None,
+        random: Callable[[], float] | None = None,
     ) -> None:
         if config is None:
             config = CircuitBreakerConfig()
@@ -82,8 +83,12 @@ class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
             raise TypeError(f"clock must return seconds as a float, got {now!r} from {clock!r}")
         if store is not None and not callable(getattr(store, "attach", None)):
             raise TypeError(f"store must be a circuitry store (RedisStore) or None, got {store!r}")
+        if random is not None and not callable(random):
+            raise TypeError(f"random must be callable or None, got {random!r}")
         self._store: Any = IN_PROCESS if store is None else store  # see circuitry._calls
         self._core: CircuitCore = self._store.attach(config, name, float(now))
+        if random is not None:  # uniform floats in [0, 1): jitter and throttling draw from it
+            self._core.random = random
         self._listeners: tuple[Subscription, ...] = ()
         self._blocks: dict[FrameType, Block] = {}
         # Tickets of permits garbage-collected before completion (Permit.__del__

@@ -42,6 +42,9 @@ class CircuitBreaker(SyncAdapter, AsyncAdapter):
         clock: returns monotonic seconds; the default reads `time.monotonic()`
             at every call (so `freezegun` moves it). Use
             `circuitry.testing.FakeClock` in tests.
+        store: a shared store (`circuitry.redis.RedisStore`), or None: in process.
+        random: uniform floats in [0, 1) for jitter and `adaptive_throttle`;
+            the `random` module's when None (inject one to make tests exact).
     """
 
     __slots__ = ()

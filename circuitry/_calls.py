@@ -34,7 +34,7 @@ from ._batch import FOLD_AT
 from ._classify import IGNORED, SUCCESS, Classifying, Outcome
 from ._clock import Clock
 from ._config import CircuitBreakerConfig
-from ._core import REJECTED, CircuitCore
+from ._core import REJECTED, SHADOW, CircuitCore
 from ._errors import CircuitOpenError
 from ._shared import Answer, Request
 from ._state import CircuitState
@@ -171,7 +171,12 @@ class CallProtocol(Classifying):
                 raise
             result = self._apply_acquire(now, trial, request, reply)
         assert result is not None
-        if nesting and result[0] >= 0 and result[1] is CircuitState.HALF_OPEN:
+        if (
+            nesting
+            and result[0] >= 0
+            and result[1] is CircuitState.HALF_OPEN
+            and result[0] != SHADOW  # (a shadow's run is no trial)
+        ):
             _mark_trial(core, result[0], now)
         if core.events:
             self._deliver_admitting(result[0], now)
@@ -193,7 +198,12 @@ class CallProtocol(Classifying):
             result = self._apply_acquire(now, trial, request, reply)
         assert result is not None
         generation = result[0]
-        if nesting and generation >= 0 and result[1] is CircuitState.HALF_OPEN:
+        if (
+            nesting
+            and generation >= 0
+            and result[1] is CircuitState.HALF_OPEN
+            and generation != SHADOW  # (a shadow's run is no trial)
+        ):
             _mark_trial(core, generation, now)
         if core.events:
             try:

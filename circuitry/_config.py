@@ -18,7 +18,7 @@ import attrs
 from ._seconds import SHORTEST_DURATION, as_float, seconds
 from .events import Alert
 
-__all__ = ["CircuitBreakerConfig", "ServicePresets"]
+__all__ = ["AdaptiveThrottle", "CircuitBreakerConfig", "ServicePresets"]
 
 _F = TypeVar("_F")
 
@@ -185,6 +185,60 @@ def _half_open_failure_rate(value: float | None) -> float | None:
     return _optional_percentage("half_open_failure_rate", value)
 
 
+def _throttle_k(value: float) -> float:
+    k = _number("adaptive_throttle.k", value)
+    if not 1 <= k < math.inf:
+        raise ValueError(f"adaptive_throttle.k must be a finite number >= 1, got {value!r}")
+    return k
+
+
+def _throttle_window(value: Seconds) -> float:
+    return _duration("adaptive_throttle.window", value)
+
+
+def _throttle_min_requests(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"adaptive_throttle.min_requests must be an int, got {value!r}")
+    if value < 0:
+        raise ValueError(f"adaptive_throttle.min_requests must be >= 0, got {value!r}")
+    return value
+
+
+def _throttle_max_rejection(value: float) -> float:
+    p = _number("adaptive_throttle.max_rejection", value)
+    if not 0 < p < 1:
+        raise ValueError(f"adaptive_throttle.max_rejection must be in (0, 1), got {value!r}")
+    return p
+
+
+@attrs.frozen(kw_only=True)
+class AdaptiveThrottle:
+    """Client-side adaptive throttling while CLOSED (Google SRE book, "Handling Overload").
+
+    Each call is rejected with probability `min(max_rejection, max(0,
+    (requests - k * accepts) / (requests + 1)))`, where over the last `window`
+    seconds `requests` counts the calls admitted or throttled (when they
+    arrive) and `accepts` the successes; never while `requests < min_requests`.
+    """
+
+    k: float = attrs.field(default=2.0, converter=_throttle_k)
+    window: float = attrs.field(default=60.0, converter=_throttle_window)
+    min_requests: int = attrs.field(default=20, converter=_throttle_min_requests)
+    max_rejection: float = attrs.field(default=0.9, converter=_throttle_max_rejection)
+
+
+def _adaptive_throttle(value: AdaptiveThrottle | None) -> AdaptiveThrottle | None:
+    if value is not None and not isinstance(value, AdaptiveThrottle):
+        raise TypeError(f"adaptive_throttle must be an AdaptiveThrottle or None, got {value!r}")
+    return value
+
+
+def _shadow(value: bool) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"shadow must be a bool, got {value!r}")
+    return value
+
+
 # -- the config -------------------------------------------------------------------
 
 
@@ -230,6 +284,10 @@ class CircuitBreakerConfig:
     half_open_failure_rate: float | None = attrs.field(
         default=None, converter=_half_open_failure_rate
     )
+    adaptive_throttle: AdaptiveThrottle | None = attrs.field(
+        default=None, converter=_adaptive_throttle
+    )
+    shadow: bool = attrs.field(default=False, converter=_shadow)
 
     def __attrs_post_init__(self) -> None:
         if (
@@ -419,6 +477,11 @@ class CircuitBreakerConfig:
                 )
             if key in _EXCEPTION_FIELDS:
                 value = _import_exception_types(key, value)
+            elif key == "adaptive_throttle" and isinstance(value, Mapping):
+                try:
+                    value = AdaptiveThrottle(**value)
+                except TypeError as exc:  # an unknown key, or a bad value's type
+                    raise ValueError(f"adaptive_throttle: {exc}") from None
             elif key in _CALLABLE_FIELDS and value is not None:
                 value = _import_object(key, value)
             elif value is not None and not isinstance(value, (str, int, float, bool)):
@@ -444,6 +507,8 @@ class CircuitBreakerConfig:
             value = getattr(self, name)
             if name in _EXCEPTION_FIELDS:
                 value = [_dotted_path(t) for t in value]
+            elif isinstance(value, AdaptiveThrottle):
+                value = attrs.asdict(value)
             result[name] = value
         return result
 

@@ -67,6 +67,7 @@ from __future__ import annotations
 import enum
 import math
 import random as _random
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -83,6 +84,7 @@ from ._metrics import CircuitMetrics
 from ._publish import NOT_REJECTING
 from ._rules import trip_rules
 from ._state import CircuitState
+from ._throttle import Throttle
 from ._window import CountWindow, TimeWindow, Window
 from .events import CallFailed, CallIgnored, CallRejected, CallSucceeded, Event, StateChanged
 
@@ -92,6 +94,7 @@ if TYPE_CHECKING:
 __all__ = [
     "REJECTED",
     "RIDING",
+    "SHADOW",
     "CircuitCore",
     "Trigger",
 ]
@@ -107,6 +110,12 @@ REJECTED = -1
 
 RIDING = -2
 """A call riding on a trial of generation g has the ticket `RIDING - g` (see `ride`)."""
+
+SHADOW = sys.maxsize
+"""The ticket of a call a shadow breaker would have rejected: it runs, and counts nowhere.
+
+Above every generation, so that the adapters' checks for a rejection
+(`== REJECTED`, `< 0`) let it through, and `complete` knows it at once."""
 
 
 class Trigger(enum.Enum):
@@ -173,6 +182,9 @@ class CircuitCore(Batcher, InProcessSteps):
         "trial_failures",
         # outputs
         "events",
+        # the adaptive rules (appended: see _throttle.py and `shadow` in the README)
+        "throttle",
+        "shadow",
     )
 
     def __init__(
@@ -226,6 +238,11 @@ class CircuitCore(Batcher, InProcessSteps):
         self.trial_failures = 0  # with half_open_failure_rate: trials failed (or slow)
 
         self.events: list[Event] = []
+        throttle = config.adaptive_throttle
+        self.throttle = None if throttle is None else Throttle(throttle)
+        self.shadow = config.shadow
+        if throttle is not None:
+            self._can_defer = False  # every success is an accept, counted at its time
         self._publish()
 
     # -- calls ----------------------------------------------------------------
@@ -234,6 +251,9 @@ class CircuitCore(Batcher, InProcessSteps):
         """Admit or reject a call starting at `now`: a generation, or REJECTED."""
         state = self.state
         if state is CLOSED or state is FORCED_CLOSED:
+            throttle = self.throttle  # (with one, nothing is admitted without the lock)
+            if throttle is not None and throttle.arrive(now, self.random, state is CLOSED):
+                return self._throttled(self._at(now))
             self.tickets.append(now)  # what an adapter does without the lock
             return self.generation
         at = self._tick(now)
@@ -243,13 +263,45 @@ class CircuitCore(Batcher, InProcessSteps):
             or len(self.trial_starts) >= self._test_requests
             or (self._half_open_rate is not None and self._trials_spent())
         ):
+            if self.shadow:
+                return self._shadow_rejected(at, state, False)
             self.total_rejected += 1
             if self._listening:
                 self.events.append(CallRejected(self.name, at, state))
             return REJECTED
+        if self.throttle is not None:
+            self.throttle.arrive(now, self.random, False)  # a request, never throttled
         self.trial_starts.append(now)
         self._allowed += 1
         return self.generation
+
+    def _throttled(self, at: float) -> int:
+        """A call `adaptive_throttle` rejects while CLOSED: REJECTED (SHADOW in shadow mode)."""
+        if self.shadow:
+            return self._shadow_rejected(at, CLOSED, True)
+        self.total_throttled += 1
+        self.total_rejected += 1
+        if self._listening:
+            self.events.append(CallRejected(self.name, at, CLOSED, True))
+        return REJECTED
+
+    def _shadow_rejected(self, at: float, state: CircuitState, throttled: bool) -> int:
+        """A call a shadow breaker would have rejected in `state`: it runs, as SHADOW.
+
+        Counted in `total_shadow_rejected` only: the real breaker would have
+        rejected it, so its outcome must not feed the state machine (nor the
+        totals of calls the breaker let through).
+        """
+        self.total_shadow_rejected += 1
+        if self._listening:
+            self.events.append(CallRejected(self.name, at, state, throttled, True))
+        return SHADOW
+
+    def _throttle_probability(self, now: float) -> float | None:
+        throttle = self.throttle
+        if throttle is None:
+            return None
+        return throttle.probability(now) if self.state is CLOSED else 0.0
 
     def ride(self, now: float, trial: tuple[int, float]) -> int | None:
         """Admit a call made inside the trial `(generation, started)`, riding on it.
@@ -319,6 +371,8 @@ class CircuitCore(Batcher, InProcessSteps):
         state = self.state
         riding = False
         if generation != self.generation or state is not CLOSED or not tickets:
+            if generation == SHADOW:
+                return  # a call a shadow breaker would have rejected: it counts nowhere
             if generation <= RIDING:
                 riding = True
                 generation = RIDING - generation
@@ -372,6 +426,8 @@ class CircuitCore(Batcher, InProcessSteps):
                 self.total_slow += 1
         if self._listening:
             self.events.append(self._call_event(outcome, now, max(duration, 0.0), exception))
+        if self.throttle is not None and not riding:
+            self.throttle.ended(started, now, outcome is SUCCESS, outcome is IGNORED)
 
         # The state machine: only tickets of the current period.
         if not current:
@@ -611,7 +667,7 @@ class CircuitCore(Batcher, InProcessSteps):
 
         if new is not old:
             self.state_changes += 1
-            self.events.append(StateChanged(self.name, now, old, new))
+            self.events.append(StateChanged(self.name, now, old, new, self.shadow))
 
     # -- the store protocol --------------------------------------------------------------
     # Each locked operation of an adapter is a plan, made under the lock, and,

@@ -15,6 +15,7 @@ class CircuitBreakerError(Exception):
 
 
 _WHY = {
+    CircuitState.CLOSED: "is closed and throttling (adaptive_throttle)",
     CircuitState.OPEN: "is open",
     CircuitState.HALF_OPEN: "is half-open and every trial slot is taken",
     CircuitState.FORCED_OPEN: "is forced open",
@@ -26,7 +27,8 @@ class CircuitOpenError(CircuitBreakerError):
 
     Attributes:
         name: the breaker's name.
-        state: the state that rejected the call (OPEN, HALF_OPEN or FORCED_OPEN).
+        state: the state that rejected the call (OPEN, HALF_OPEN or FORCED_OPEN;
+            CLOSED when `adaptive_throttle` throttled it: see `throttled`).
         retry_after: seconds until the next trial may be let through, or None
             when unknown (FORCED_OPEN, or HALF_OPEN with every trial slot taken).
     """
@@ -74,6 +76,15 @@ class CircuitOpenError(CircuitBreakerError):
     def state(self) -> CircuitState:
         state: CircuitState = self.args[1]
         return state
+
+    @property
+    def throttled(self) -> bool:
+        """Whether `adaptive_throttle` rejected the call (the state is then CLOSED).
+
+        Only a throttled call is rejected while CLOSED: the state says it, so
+        that the arguments stay the three every rejection is raised with.
+        """
+        return self.args[1] is CircuitState.CLOSED
 
     @property
     def retry_after(self) -> float | None:

@@ -124,6 +124,9 @@ class CircuitBreakerManager:
         store: passed to every breaker the manager creates
             (`circuitry.redis.RedisStore`): each service's breaker is then one
             circuit with the breakers of that name in other processes.
+        random: passed to every breaker the manager creates: uniform floats
+            in [0, 1) for jitter and `adaptive_throttle` (None: the `random`
+            module's).
 
     Raises:
         TypeError: `default_config` is not a `CircuitBreakerConfig` (or None),
@@ -139,6 +142,7 @@ class CircuitBreakerManager:
         "_listeners",
         "_lock",
         "_store",
+        "_random",
     )
 
     def __init__(
@@ -147,6 +151,7 @@ class CircuitBreakerManager:
         *,
         clock: Callable[[], float] | None = None,
         store: Store | None = None,
+        random: Callable[[], float] | None = None,
     ) -> None:
         if default_config is None:
             default_config = CircuitBreakerConfig()
@@ -161,6 +166,9 @@ class CircuitBreakerManager:
         if store is not None and not callable(getattr(store, "attach", None)):
             raise TypeError(f"store must be a circuitry store (RedisStore) or None, got {store!r}")
         self._store = store
+        if random is not None and not callable(random):
+            raise TypeError(f"random must be callable or None, got {random!r}")
+        self._random = random
         self._configs: dict[str, CircuitBreakerConfig] = {}
         # Insertion order is creation order; a replaced breaker keeps its place.
         self._breakers: dict[str, CircuitBreaker] = {}
@@ -242,7 +250,9 @@ class CircuitBreakerManager:
 
         `carry_from`: the breaker it replaces, whose own listeners it gets too.
         """
-        breaker = CircuitBreaker(config, name=name, clock=self._clock, store=self._store)
+        breaker = CircuitBreaker(
+            config, name=name, clock=self._clock, store=self._store, random=self._random
+        )
         if carry_from is not None:
             for entry in carry_from._listeners:
                 listener = entry[0]

@@ -179,6 +179,12 @@ class CircuitMetrics:
     `slow_call_duration`, or below minimum_calls."""
     total_duration: float = 0.0
     """The sum of the recorded durations (successes and failures), seconds."""
+    total_throttled: int = 0
+    """Calls `adaptive_throttle` rejected while CLOSED (also counted in `total_rejected`)."""
+    throttle_probability: float | None = None
+    """The probability `adaptive_throttle` rejects a call now; None without one."""
+    total_shadow_rejected: int = 0
+    """Calls a shadow breaker (`shadow=True`) would have rejected (or throttled) and let run."""
     _durations: tuple[tuple[int, int], ...] = attrs.field(default=(), repr=False)
     # (histogram bucket, count) pairs of the latency histogram, in no order.
 
@@ -286,6 +292,8 @@ class MetricsStore:
         "state_changes",
         "latency",
         "fast_rejections",
+        "total_throttled",
+        "total_shadow_rejected",
     )
 
     if TYPE_CHECKING:  # CircuitCore's (and its other bases'), read here
@@ -299,6 +307,8 @@ class MetricsStore:
         _listening: bool
         _minimum_calls: int
         _slow_call_duration: float | None
+
+        def _throttle_probability(self, now: float) -> float | None: ...
 
         def _call_event(
             self, outcome: Outcome, now: float, duration: float, exception: BaseException | None
@@ -318,6 +328,8 @@ class MetricsStore:
         self.latency = LatencyHistogram()
         # Rejections an adapter made on `reject_until` (see _FAST_REJECTIONS).
         self.fast_rejections = itertools.repeat(None, _FAST_REJECTIONS)
+        self.total_throttled = 0
+        self.total_shadow_rejected = 0
 
     @property
     def total_allowed(self) -> int:
@@ -389,5 +401,8 @@ class MetricsStore:
             failure_rate=failure_rate,
             slow_call_rate=slow_call_rate,
             total_duration=latency.total,
+            total_throttled=self.total_throttled,
+            throttle_probability=self._throttle_probability(now),
+            total_shadow_rejected=self.total_shadow_rejected,
             durations=durations,
         )

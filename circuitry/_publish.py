@@ -46,6 +46,7 @@ from ._metrics import MetricsStore
 from ._state import CircuitState
 
 if TYPE_CHECKING:
+    from ._throttle import Throttle
     from ._window import Window
 
 __all__ = ["NOT_REJECTING", "Publisher"]
@@ -82,6 +83,8 @@ class Publisher(MetricsStore):
         trial_starts: list[float]
         _can_defer: bool
         _cannot_trip: Callable[[Window], bool]
+        throttle: Throttle | None
+        shadow: bool
 
     def __init__(self) -> None:
         super().__init__()
@@ -110,7 +113,8 @@ class Publisher(MetricsStore):
         state = self.state
         quiet = not self._listening  # events are built under the lock
         if state is CLOSED or state is FORCED_CLOSED:
-            self.admitting = self.generation
+            # With a throttle, each arrival is counted (and may be throttled) under the lock.
+            self.admitting = self.generation if self.throttle is None else None
             window = self.window
             if quiet and self._can_defer and (window is None or self._cannot_trip(window)):
                 self.deferring = self.generation
@@ -122,7 +126,13 @@ class Publisher(MetricsStore):
             until = self.open_until
             # An OPEN period backed off to infinity must not pass for FORCED_OPEN,
             # whose `inf` tells the adapter the state: it takes the lock instead.
-            if quiet and _UNLOCKED_COUNTS and (state is FORCED_OPEN or until != math.inf):
+            # A shadow breaker rejects nothing: each would-be rejection is counted under the lock.
+            if (
+                quiet
+                and _UNLOCKED_COUNTS
+                and (state is FORCED_OPEN or until != math.inf)
+                and not self.shadow
+            ):
                 self.reject_from = self.state_since
                 self.reject_until = until
             else:

@@ -63,7 +63,7 @@ import attrs
 
 from ._classify import FAILURE, IGNORED, SUCCESS, Outcome
 from ._config import CircuitBreakerConfig
-from ._core import RIDING, CircuitCore, Trigger
+from ._core import RIDING, SHADOW, CircuitCore, Trigger
 from ._delivery import AlertOnly, ListenersOnly
 from ._metrics import _FAST_REJECTIONS, CircuitMetrics, LatencyHistogram
 from ._shared_fallback import FallbackCore, Mode, StoreError
@@ -335,6 +335,10 @@ class SharedCore(FallbackCore):
             return self._acquire_fallback(now, trial), None
         state = self.state
         if state is CLOSED or state is FORCED_CLOSED:
+            throttle = self.throttle  # (this process's counts: see README, adaptive_throttle)
+            if throttle is not None and throttle.arrive(now, self.random, state is CLOSED):
+                generation = self._throttled(now)
+                return (generation, state, None), None
             self.tickets.append(now)  # as an adapter does without the lock
             return (self.generation, state, None), None
         if state is HALF_OPEN:
@@ -407,6 +411,8 @@ class SharedCore(FallbackCore):
         exception: BaseException | None,
     ) -> Request | None:
         """Count a completion in the totals; the record request to send, if any."""
+        if generation == SHADOW:
+            return None  # a call a shadow breaker would have rejected: it counts nowhere
         riding = generation <= RIDING
         issued = RIDING - generation if riding else generation
         if self.mode is Mode.LOCAL and issued >= self.local_from:
@@ -428,6 +434,8 @@ class SharedCore(FallbackCore):
             self._allowed += 1  # in flight at a fork: admitted here as far as totals go
         self.completed += 1
         slow = self._count(outcome, now - started, now, exception)
+        if self.throttle is not None and not riding:
+            self.throttle.ended(started, now, outcome is SUCCESS, outcome is IGNORED)
         permit = ""
         if state is HALF_OPEN and not riding and issued == self.generation:
             ids = self.permits.get((issued, started))
@@ -583,7 +591,7 @@ class SharedCore(FallbackCore):
             or (reply.generation < self.generation and epoch is not None and epoch < self.epoch)
         ):
             for before, after in moves:
-                events.append(AlertOnly(StateChanged(self.name, now, before, after)))  # type: ignore[arg-type]
+                events.append(AlertOnly(StateChanged(self.name, now, before, after, self.shadow)))  # type: ignore[arg-type]
             if reply.generation < self.generation:
                 return
             moves = ()  # (told above)
@@ -593,10 +601,10 @@ class SharedCore(FallbackCore):
         first = moves[0][0] if moves else reply.state
         if old is not first:  # what changed since this process last knew (made elsewhere)
             self.state_changes += 1
-            events.append(ListenersOnly(StateChanged(self.name, now, old, first)))  # type: ignore[arg-type]
+            events.append(ListenersOnly(StateChanged(self.name, now, old, first, self.shadow)))  # type: ignore[arg-type]
         for before, after in moves:
             self.state_changes += 1
-            events.append(StateChanged(self.name, now, before, after))
+            events.append(StateChanged(self.name, now, before, after, self.shadow))
         if reply.generation != self.generation:
             self._sweep()
             self.epoch += 1

@@ -91,8 +91,10 @@ class FallbackCore(CircuitCore):
         return generation, state, None
 
     def _rejected(self, now: float) -> tuple[int, CircuitState, float | None]:
-        self.total_rejected += 1
         state = self.state
+        if self.shadow:  # it runs: see CircuitCore._shadow_rejected
+            return self._shadow_rejected(now, state, False), state, None
+        self.total_rejected += 1
         if self._listening:
             self.events.append(CallRejected(self.name, now, state))
         if self.mode is Mode.DENY:
@@ -161,7 +163,7 @@ class FallbackCore(CircuitCore):
                         lost.remove(rid)
                         for before, after in moves:
                             self.events.append(
-                                AlertOnly(StateChanged(self.name, now, before, after))  # type: ignore[arg-type]
+                                AlertOnly(StateChanged(self.name, now, before, after, self.shadow))  # type: ignore[arg-type]
                             )
             for rid in request.lost:
                 if rid in lost:

@@ -33,15 +33,22 @@ class StateChanged:
     at: float
     old_state: CircuitState
     new_state: CircuitState
+    shadow: bool = False  # made by a shadow breaker (`shadow=True`): observe only
 
 
 @attrs.frozen
 class CallRejected:
-    """A call was rejected without running; `state` is the state that rejected it."""
+    """A call was rejected without running; `state` is the state that rejected it.
+
+    `throttled`: by `adaptive_throttle` (the state is CLOSED). `shadow`: a
+    shadow breaker would have rejected it, and let it run.
+    """
 
     name: str
     at: float
     state: CircuitState
+    throttled: bool = False
+    shadow: bool = False
 
 
 @attrs.frozen
@@ -123,6 +130,7 @@ class Alert:
     new_state: CircuitState
     message: str
     at: float
+    shadow: bool = False  # a shadow breaker's (`shadow=True`): nothing was rejected
 
     def __str__(self) -> str:
         return self.message
@@ -135,6 +143,8 @@ class Alert:
             f"circuit {event.name!r} {event.old_state.value} -> "
             f"{event.new_state.value} ({level.value})"
         )
+        if event.shadow:
+            message += " [shadow: nothing rejected]"
         return cls(
             level=level,
             name=event.name,
@@ -142,4 +152,5 @@ class Alert:
             new_state=event.new_state,
             message=message,
             at=event.at,
+            shadow=event.shadow,
         )

@@ -105,6 +105,18 @@ class _Instruments:
             description="Calls by outcome: success, failure, ignored, rejected.",
         )
         meter.create_observable_counter(
+            "circuitry.throttled_calls",
+            callbacks=[self._observer(_throttled)],
+            unit="{call}",
+            description="Calls adaptive_throttle rejected while CLOSED (also among rejected).",
+        )
+        meter.create_observable_counter(
+            "circuitry.shadow_rejected_calls",
+            callbacks=[self._observer(_shadow_rejected)],
+            unit="{call}",
+            description="Calls a shadow breaker would have rejected or throttled, and let run.",
+        )
+        meter.create_observable_counter(
             "circuitry.state_changes",
             callbacks=[self._observer(_state_changes)],
             unit="{change}",
@@ -156,6 +168,14 @@ def _calls(m: CircuitMetrics) -> Iterable[Observation]:
         ("rejected", m.total_rejected),
     ):
         yield Observation(count, {"name": m.name, "outcome": outcome})
+
+
+def _throttled(m: CircuitMetrics) -> Iterable[Observation]:
+    yield Observation(m.total_throttled, {"name": m.name})
+
+
+def _shadow_rejected(m: CircuitMetrics) -> Iterable[Observation]:
+    yield Observation(m.total_shadow_rejected, {"name": m.name})
 
 
 def _state_changes(m: CircuitMetrics) -> Iterable[Observation]:

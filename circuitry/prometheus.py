@@ -95,6 +95,10 @@ class CircuitBreakerCollector(Collector):
                 families.calls.add_metric([m.name, outcome], count)
             families.slow.add_metric(labels, m.total_slow)
             families.changes.add_metric(labels, m.state_changes)
+            families.throttled.add_metric(labels, m.total_throttled)
+            families.shadow_rejected.add_metric(labels, m.total_shadow_rejected)
+            if m.throttle_probability is not None:
+                families.throttle_probability.add_metric(labels, m.throttle_probability)
             if m.failure_rate is not None:
                 families.failure_rate.add_metric(labels, m.failure_rate)
             if m.slow_call_rate is not None:
@@ -145,6 +149,23 @@ class _Families:
             "Durations of calls that succeeded or failed.",
             labels=["name"],
         )
+        # The adaptive rules (appended): apart from circuitry_calls, whose
+        # "rejected" already holds the throttled calls.
+        self.throttled = CounterMetricFamily(
+            "circuitry_throttled_calls",
+            "Calls adaptive_throttle rejected while CLOSED (also among rejected calls).",
+            labels=["name"],
+        )
+        self.shadow_rejected = CounterMetricFamily(
+            "circuitry_shadow_rejected_calls",
+            "Calls a shadow breaker would have rejected or throttled, and let run.",
+            labels=["name"],
+        )
+        self.throttle_probability = GaugeMetricFamily(
+            "circuitry_throttle_probability",
+            "The probability adaptive_throttle rejects a call now (breakers with one).",
+            labels=["name"],
+        )
 
     def all(self) -> list[Metric]:
         return [
@@ -155,4 +176,7 @@ class _Families:
             self.failure_rate,
             self.slow_call_rate,
             self.duration,
+            self.throttled,
+            self.shadow_rejected,
+            self.throttle_probability,
         ]

@@ -53,6 +53,8 @@ CONTRACT_DEFAULTS: dict[str, Any] = {
     "alert_handler": None,
     "failure_window_calls": None,
     "half_open_failure_rate": None,
+    "adaptive_throttle": None,
+    "shadow": False,
 }
 
 

@@ -521,6 +521,9 @@ def test_to_dict_is_plain_json_ready_data() -> None:
         "failure_rate": 25.0,
         "slow_call_rate": 25.0,
         "total_duration": 3.125,
+        "total_throttled": 0,
+        "throttle_probability": None,
+        "total_shadow_rejected": 0,
         "success_rate": 75.0,
         "alert_level": "warning",
         "duration_buckets": {

@@ -98,6 +98,8 @@ def test_every_instrument_of_a_breaker_exactly(sdk: SDK) -> None:
         ("circuitry.calls", (("name", "svc"), ("outcome", "ignored"))): 1,
         ("circuitry.calls", (("name", "svc"), ("outcome", "rejected"))): 0,
         ("circuitry.state_changes", (("name", "svc"),)): 0,
+        ("circuitry.throttled_calls", (("name", "svc"),)): 0,
+        ("circuitry.shadow_rejected_calls", (("name", "svc"),)): 0,
         ("circuitry.failure_rate", (("name", "svc"),)): 25.0,
     }
 
@@ -267,3 +269,24 @@ def test_the_global_meter_provider_is_the_default() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[('circuitry.state', 'closed')]"
+
+
+def test_throttled_and_shadow_rejected_calls_are_reported(sdk: SDK) -> None:
+    from circuitry import AdaptiveThrottle, CircuitBreaker
+
+    clock = FakeClock()
+    throttled = CircuitBreaker(
+        CircuitBreakerConfig(adaptive_throttle=AdaptiveThrottle(min_requests=0)),
+        name="throttled",
+        clock=clock,
+        random=lambda: 0.0,
+    )
+    shadow = make(clock, name="shadow", failure_threshold_count=1, shadow=True)
+    instrument([throttled, shadow], meter_provider=sdk.provider)
+    fail(throttled)
+    assert throttled.try_acquire() is None
+    fail(shadow)
+    assert shadow.try_acquire() is not None
+    points = sdk.collect()
+    assert point(points, "circuitry.throttled_calls", name="throttled") == 1
+    assert point(points, "circuitry.shadow_rejected_calls", name="shadow") == 1

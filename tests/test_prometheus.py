@@ -93,6 +93,8 @@ def test_every_metric_of_a_breaker_exactly() -> None:
         ("circuitry_calls_total", (("name", "svc"), ("outcome", "rejected"))): 0.0,
         ("circuitry_slow_calls_total", (("name", "svc"),)): 1.0,
         ("circuitry_state_changes_total", (("name", "svc"),)): 0.0,
+        ("circuitry_throttled_calls_total", (("name", "svc"),)): 0.0,
+        ("circuitry_shadow_rejected_calls_total", (("name", "svc"),)): 0.0,
         ("circuitry_failure_rate", (("name", "svc"),)): 25.0,
         ("circuitry_slow_call_rate", (("name", "svc"),)): 25.0,
         **{
@@ -132,6 +134,9 @@ def test_metric_families_have_their_prometheus_types() -> None:
         "circuitry_calls": "counter",
         "circuitry_slow_calls": "counter",
         "circuitry_state_changes": "counter",
+        "circuitry_throttled_calls": "counter",
+        "circuitry_shadow_rejected_calls": "counter",
+        "circuitry_throttle_probability": "gauge",
         "circuitry_failure_rate": "gauge",
         "circuitry_slow_call_rate": "gauge",
         "circuitry_call_duration_seconds": "histogram",
@@ -324,3 +329,29 @@ def test_the_example_serves_metrics_on_loopback() -> None:
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+def test_throttled_and_shadow_rejected_calls_are_exported() -> None:
+    from circuitry import AdaptiveThrottle, CircuitBreaker
+
+    clock = FakeClock()
+    throttled = CircuitBreaker(
+        CircuitBreakerConfig(adaptive_throttle=AdaptiveThrottle(min_requests=0)),
+        name="throttled",
+        clock=clock,
+        random=lambda: 0.0,
+    )
+    shadow = make(clock, name="shadow", failure_threshold_count=1, shadow=True)
+    collector = CircuitBreakerCollector([throttled, shadow])
+    fail(throttled)
+    assert throttled.try_acquire() is None
+    fail(shadow)
+    assert shadow.try_acquire() is not None
+    samples = scrape(collector)
+    assert value(samples, "circuitry_throttled_calls_total", name="throttled") == 1.0
+    assert value(samples, "circuitry_calls_total", name="throttled", outcome="rejected") == 1.0
+    assert value(samples, "circuitry_throttle_probability", name="throttled") == pytest.approx(
+        2 / 3
+    )
+    assert value(samples, "circuitry_throttle_probability", name="shadow") is None
+    assert value(samples, "circuitry_shadow_rejected_calls_total", name="shadow") == 1.0

@@ -431,3 +431,25 @@ def test_a_half_open_failure_rate_config_replays() -> None:
         (10.0, OPEN, HALF_OPEN),
         (13.0, HALF_OPEN, CLOSED),
     ]
+
+
+def test_shadow_and_throttle_configs_replay() -> None:
+    from circuitry import AdaptiveThrottle, ServicePresets
+    from circuitry.simulation import scenario, simulate
+
+    outage = scenario("outage")
+    preset = ServicePresets.http_api()
+    reports = simulate(
+        outage.calls,
+        {
+            "preset": preset,
+            "shadow": preset.evolve(shadow=True),
+            "throttle": preset.evolve(
+                adaptive_throttle=AdaptiveThrottle(window=5.0, min_requests=5)
+            ),
+        },
+        outage.unhealthy,
+    )
+    assert reports["shadow"].rejected == 0  # nothing rejected: every call ran
+    assert reports["shadow"].transitions == reports["preset"].transitions
+    assert reports["throttle"].rejected > 0
