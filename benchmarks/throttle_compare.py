@@ -8,20 +8,23 @@ and reports: calls sent to the dependency while it was unwell, healthy calls
 rejected (calls that would have succeeded), and seconds from the end of the
 unwell period until no call is rejected for 10 s ("recover").
 
-The two Go ports are a few lines each, following their sources (links below;
-tags rather than commits: read from the tagged files, not vendored):
-- go-zero, core/breaker/googlebreaker.go (v1.3.0,
-  https://github.com/zeromicro/go-zero/blob/v1.3.0/core/breaker/googlebreaker.go):
-  10 s window, k = 1.5, protection = 5; drop ratio
+The two Go ports are a few lines each, following their sources, read at the
+commits named (not vendored):
+- go-zero, core/breaker/googlebreaker.go at 03fca6b9e77b1a35da4ae6ff5f431a3427f79cef
+  (https://github.com/zeromicro/go-zero/blob/03fca6b9e77b1a35da4ae6ff5f431a3427f79cef/core/breaker/googlebreaker.go):
+  10 s window (40 buckets of 250 ms there), k = 1.5, protection = 5; drop ratio
   `(total - protection - k * accepts) / (total + 1)`; counted when a call
   ends (success or failure), and a dropped call is marked as a failure by
   `doReq`'s caller path (`markFailure` on rejection, as its Allow/Promise users do).
-- kratos, aegis circuitbreaker/sre/sre.go (aegis v0.2.0,
-  https://github.com/go-kratos/aegis/blob/v0.2.0/circuitbreaker/sre/sre.go):
-  3 s window, k = 1 / success (success = 0.6), request = 100; no drops
+- kratos, aegis circuitbreaker/sre/sre.go at 37a53fd52e762c347095038d6ee17b83b2898280
+  (https://github.com/go-kratos/aegis/blob/37a53fd52e762c347095038d6ee17b83b2898280/circuitbreaker/sre/sre.go):
+  3 s window (10 buckets there), k = 1 / success (success = 0.6), request = 100; no drops
   while `total < request` or `total < k * success`; drop ratio
   `max(0, (total - k * success) / (total + 1))`; the middleware
-  (kratos/middleware/circuitbreaker) calls `MarkFailed()` on a rejection.
+  (kratos/middleware/circuitbreaker) calls `MarkFailed()` on a rejection
+  ("when client reject request locally, continue to add counter let the drop
+  ratio higher", says `MarkFailed`'s comment).
+The ports keep exact sliding windows where the Go code keeps buckets.
 Neither counts a call in flight, and neither caps the drop ratio.
 """
 
@@ -145,9 +148,13 @@ def main() -> None:
     configs = {
         "http_api preset": preset,
         "http_api + adaptive_throttle": preset.evolve(adaptive_throttle=AdaptiveThrottle()),
+        # go-zero's k and window, our arrival counting and cap:
+        "http_api + throttle k=1.5 10 s": preset.evolve(
+            adaptive_throttle=AdaptiveThrottle(k=1.5, window=10.0, min_requests=5)
+        ),
     }
     print(
-        f"{'scenario':9} {'contender':29} {'sent while unwell':>17} {'healthy rejected':>16} {'recover s':>9}"
+        f"{'scenario':9} {'contender':31} {'sent while unwell':>17} {'healthy rejected':>16} {'recover s':>9}"
     )
     for name in ("outage", "brownout"):
         sc = scenario(name)
@@ -162,7 +169,7 @@ def main() -> None:
         for label, decisions in rows.items():
             sent, rejected, recover = report(calls, decisions, sc.unhealthy)
             shown = "never" if recover is None else f"{recover:.1f}"
-            print(f"{name:9} {label:29} {sent:17d} {rejected:16d} {shown:>9}")
+            print(f"{name:9} {label:31} {sent:17d} {rejected:16d} {shown:>9}")
 
 
 if __name__ == "__main__":
