@@ -46,7 +46,7 @@ import tracemalloc
 import types
 from time import perf_counter_ns
 
-from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitBreakerManager
+from circuitry import AdaptiveThrottle, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerManager
 from circuitry.events import StateChanged
 from circuitry.testing import FakeClock
 
@@ -204,6 +204,12 @@ def retained_size(breaker):
 
 
 def window_config(window):
+    if window == "throttle":  # no window; the adaptive throttle's own (60 s) counts
+        return CircuitBreakerConfig(
+            failure_threshold_count=10**9,
+            reset_timeout=10**6,
+            adaptive_throttle=AdaptiveThrottle(),
+        )
     if window is None:
         return CircuitBreakerConfig(failure_threshold_count=10**9, reset_timeout=10**6)
     if isinstance(window, int):  # a count window: the last `window` calls
@@ -250,6 +256,7 @@ def bench_flatness(args, out):
         ("60 s", 60.0),
         ("1 h", 3600.0),
         ("last 1000 calls (failure_window_calls)", 1000),
+        ("none + adaptive_throttle (60 s)", "throttle"),
     ]
     rows = []
     for label, w in windows:
