@@ -237,7 +237,7 @@ class SharedCore(FallbackCore):
         "shared_window",
         "synced",
         "throttle_cluster",
-        "throttle_flying",
+        "throttle_pending",
         "throttle_unreported",
         "warned",
         "wire",
@@ -286,10 +286,14 @@ class SharedCore(FallbackCore):
         self.shared_window = (0, 0, 0, 0)
         # The adaptive throttle, in the shared mode: the cluster's (requests,
         # accepts) as of the last record's reply, and this process's arrivals
-        # not yet in them: its calls in flight, its calls throttled since its
-        # last record (which reports them). It throttles on their sum.
+        # not yet in them: its calls in flight (in buckets of their arrival, as
+        # the throttle's: they leave the window as the script's counts do), its
+        # calls throttled since its last record (which reports them). It
+        # throttles on their sum.
         self.throttle_cluster = (0, 0)
-        self.throttle_flying = 0
+        self.throttle_pending = (
+            None if config.adaptive_throttle is None else Throttle(config.adaptive_throttle)
+        )
         self.throttle_unreported = 0
         self.warned = False
 
@@ -353,13 +357,13 @@ class SharedCore(FallbackCore):
             if throttle is not None:
                 # The cluster's counts and this process's own not yet in them;
                 # the throttle's own counts are kept too, for the fallback (LOCAL).
-                p = self._shared_rejection(throttle) if state is CLOSED else 0.0
+                p = self._shared_rejection(throttle, now) if state is CLOSED else 0.0
                 throttle.arrive(now, self.random, False)
                 if p > 0.0 and self.random() < p:
                     self.throttle_unreported += 1
                     generation = self._throttled(now)
                     return (generation, state, None), None
-                self.throttle_flying += 1
+                self._pending(now)
             self.tickets.append(now)  # as an adapter does without the lock
             return (self.generation, state, None), None
         if state is HALF_OPEN:
@@ -398,7 +402,7 @@ class SharedCore(FallbackCore):
         elif state is CLOSED or state is FORCED_CLOSED:
             if self.throttle is not None:  # an arrival, never throttled (the store admitted it)
                 self.throttle.arrive(now, self.random, False)
-                self.throttle_flying += 1
+                self._pending(now)
             self.tickets.append(now)  # (see _publish)
             return self.generation, state, None
         return self._admitted(self.generation, state)
@@ -461,8 +465,9 @@ class SharedCore(FallbackCore):
         throttle = self.throttle
         if throttle is not None and not riding:
             throttle.ended(started, now, outcome is SUCCESS, outcome is IGNORED)
-            if self.throttle_flying:
-                self.throttle_flying -= 1
+            pending = self.throttle_pending
+            if pending is not None:  # reported now (or ignored): no longer pending
+                pending.ended(started, now, False, True)
         permit = ""
         if state is HALF_OPEN and not riding and issued == self.generation:
             ids = self.permits.get((issued, started))
@@ -500,18 +505,29 @@ class SharedCore(FallbackCore):
                 self.throttle_cluster = reply.throttle
         self._settled(now, request, reply)
 
-    def _shared_rejection(self, throttle: Throttle) -> float:
-        """The throttle's probability on the cluster's counts and this process's unreported."""
+    def _pending(self, now: float) -> None:
+        """A call admitted at `now` under the throttle: pending until its record reports it."""
+        pending = self.throttle_pending
+        if pending is not None:
+            pending.arrive(now, self.random, False)
+
+    def throttle_counts(self, now: float) -> tuple[int, int]:
+        """(requests, accepts) the throttle decides on in the shared mode (see __init__)."""
         requests, accepts = self.throttle_cluster
-        return throttle.rejection(
-            requests + self.throttle_flying + self.throttle_unreported, accepts
-        )
+        pending = self.throttle_pending
+        if pending is not None:
+            requests += pending.counts(now)[0]
+        return requests + self.throttle_unreported, accepts
+
+    def _shared_rejection(self, throttle: Throttle, now: float) -> float:
+        """The throttle's probability on the cluster's counts and this process's unreported."""
+        return throttle.rejection(*self.throttle_counts(now))
 
     def _throttle_probability(self, now: float) -> float | None:
         throttle = self.throttle
         if throttle is None or self.mode is not Mode.SHARED:
             return super()._throttle_probability(now)
-        return self._shared_rejection(throttle) if self.state is CLOSED else 0.0
+        return self._shared_rejection(throttle, now) if self.state is CLOSED else 0.0
 
     # -- reads and manual control -------------------------------------------------------
 

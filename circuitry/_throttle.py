@@ -93,6 +93,11 @@ class Throttle:
         self._advance(now)
         return self.rejection(self.requests, self.accepts)
 
+    def counts(self, now: float) -> tuple[int, int]:
+        """(requests, accepts) over the window as of `now`."""
+        self._advance(now)
+        return self.requests, self.accepts
+
     def rejection(self, requests: int, accepts: int) -> float:
         """The probability for these counts (the shared store's, say)."""
         if requests < self.min_requests:
