@@ -17,8 +17,9 @@
 --
 -- KEYS[1]: the state (a string, see below); KEYS[2]: the trial permits (a
 -- sorted set: permit -> start); KEYS[3]: the window (a hash of fixed
--- buckets); KEYS[4]: the transitions owed an alert (a list, see below). All
--- share one hash tag, so one script touches one slot (Redis Cluster).
+-- buckets); KEYS[4]: the transitions owed an alert (a list, see below);
+-- KEYS[5]: the adaptive throttle's counts (a hash of fixed buckets, see
+-- below). All share one hash tag, so one script touches one slot (Redis Cluster).
 --
 -- ARGV[1]: the request, comma-separated: op (acquire | record | read |
 -- control | peek), now ('' = Redis TIME; a time source only tests pass), the
@@ -26,7 +27,9 @@
 -- across processes; '' for peek), then the op's own arguments:
 --   acquire: permit id
 --   record:  generation, outcome (s | f | i), slow (1 | 0), permit id ('' for
---            a CLOSED call), riding (1 | 0)
+--            a CLOSED call), riding (1 | 0); with adaptive_throttle, then the
+--            call's age (s since it arrived) and the calls the process
+--            throttled since its last report (see "The throttle" below)
 --   control: trigger (TRIP_CALLED | FORCE_OPEN | FORCE_CLOSED | RESET),
 --            duration ('' = the config's open period)
 -- ARGV[2]: the caller's config, comma-separated, in the order of
@@ -49,7 +52,9 @@
 -- made ('old>new,...'), admitted (1 | 0), config differs (1 | 0), window
 -- calls, window failures, window slow, consecutive failures, trials in
 -- flight, trial successes, now (peek only), the transitions of the lost
--- requests of ARGV[4] ('id=old>new,...;...'). Floats are written '%.17g' (exact).
+-- requests of ARGV[4] ('id=old>new,...;...'), the throttle's requests and
+-- accepts ('' and '' unless the record reported to it). Floats are written
+-- '%.17g' (exact).
 --
 -- Stored: the state as one string, '|'-separated: state, generation, since,
 -- until (the open period's end), consecutive failures, trial successes,
@@ -63,7 +68,8 @@
 -- (failure_window_calls N) holds instead cn (calls counted since it was
 -- cleared), o0..o(N-1) (each call's outcome: 1 failed + 2 slow), tc, tf, tsl.
 
-local state_key, permits_key, window_key, owed_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local state_key, permits_key, window_key, owed_key, throttle_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local release, lost = ARGV[3], ARGV[4]
 -- The request's fields: op, now (`given`), the jitter factor, the id, then
 -- the op's own arguments, a4 to a8. string.match, one C call each, costs far
@@ -71,11 +77,17 @@ local release, lost = ARGV[3], ARGV[4]
 -- is taken apart in one match.
 local op, given, jitter_factor, rid, a4, a5, a6, a7, a8 = string.match(
   ARGV[1], '^(record),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
+local a9, a10  -- a record's report to the throttle (nil: none)
 if op == nil then
   local rest
   op, given, jitter_factor, rid, rest =
     string.match(ARGV[1], '^([^,]*),([^,]*),([^,]*),([^,]*),?(.*)$')
-  a4, a5 = string.match(rest, '^([^,]*),?(.*)$')
+  if op == 'record' then
+    a4, a5, a6, a7, a8, a9, a10 =
+      string.match(rest, '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
+  else
+    a4, a5 = string.match(rest, '^([^,]*),?(.*)$')
+  end
 end
 local BUCKETS = 10
 local OWED = 16
@@ -127,7 +139,7 @@ end
 -- below (`record`, `trips`); anything else (a lost reply to settle too)
 -- takes the full path, as does a count window's record (failure_window_calls).
 if op == 'record' and stored and a7 == '' and a8 ~= '1' and release == nil
-    and failure_window_calls == '' then
+    and failure_window_calls == '' and a9 == nil then
   -- Only the fields it needs (STATE's, taken whole below to write it).
   local st, gen, cf, writer = string.match(
     stored, '^([^|]*)|([^|]*)|[^|]*|[^|]*|([^|]*)|[^|]*|[^|]*|[^|]*|([^|]*)$')
@@ -477,6 +489,55 @@ if op ~= 'peek' then
   end
 end
 
+-- The throttle (circuitry/_throttle.py, Throttle): the cluster's requests and
+-- accepts in BUCKETS buckets of adaptive_throttle / BUCKETS seconds, numbered
+-- and advanced as Throttle (and TimeWindow) does. KEYS[5] holds head (the newest
+-- bucket's number), r0..r9 (requests), a0..a9 (accepts). A record reports its
+-- call: a request in the bucket of its arrival (now - age, if still in the
+-- window; an ignored call is none), an accept if it succeeded, and the calls
+-- its process throttled since its last report, as requests now. Whatever the
+-- state: the counts are the throttle's, not the window's (a transition keeps them).
+local throttle_requests, throttle_accepts = '', ''
+if a9 ~= nil and adaptive_throttle ~= nil then
+  local twidth = adaptive_throttle / BUCKETS
+  local h = {}
+  local raw = redis.call('HGETALL', throttle_key)
+  for i = 1, #raw, 2 do h[raw[i]] = raw[i + 1] end
+  local thead = num(h.head)
+  local req, acc = {}, {}
+  for i = 0, BUCKETS - 1 do
+    req[i] = tonumber(h['r' .. i] or 0)
+    acc[i] = tonumber(h['a' .. i] or 0)
+  end
+  local number = math.floor(now / twidth)
+  if thead == nil or number - thead >= BUCKETS then
+    for i = 0, BUCKETS - 1 do req[i] = 0; acc[i] = 0 end
+    thead = number
+  elseif number > thead then
+    for n = thead + 1, number do req[n % BUCKETS] = 0; acc[n % BUCKETS] = 0 end
+    thead = number
+  end
+  local newest = thead % BUCKETS
+  if a5 ~= 'i' then
+    local arrived = math.min(math.floor((now - tonumber(a9)) / twidth), thead)
+    if thead - arrived < BUCKETS then
+      req[arrived % BUCKETS] = req[arrived % BUCKETS] + 1
+    end
+  end
+  req[newest] = req[newest] + tonumber(a10)
+  if a5 == 's' then acc[newest] = acc[newest] + 1 end
+  local fields = {'head', fmt(thead)}
+  local tr, ta = 0, 0
+  for i = 0, BUCKETS - 1 do
+    fields[#fields + 1] = 'r' .. i; fields[#fields + 1] = req[i]
+    fields[#fields + 1] = 'a' .. i; fields[#fields + 1] = acc[i]
+    tr = tr + req[i]; ta = ta + acc[i]
+  end
+  redis.call('HSET', throttle_key, unpack(fields))
+  redis.call('PEXPIRE', throttle_key, ttl)
+  throttle_requests, throttle_accepts = tr, ta
+end
+
 -- The transitions this request made, for the alert should its reply be lost;
 -- those of the caller's lost requests, handed back.
 local owed = {}
@@ -505,4 +566,4 @@ local at = ''
 if op == 'peek' then at = fmt(now) end
 return table.concat({state, gen, fmt(now - since), left, table.concat(moves, ','),
                      admitted, mismatch, n, f, s, consecutive, trials, trial_successes,
-                     at, table.concat(owed, ';')}, '|')
+                     at, table.concat(owed, ';'), throttle_requests, throttle_accepts}, '|')

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from importlib import resources
 
-from ._config import CircuitBreakerConfig
+from ._config import AdaptiveThrottle, CircuitBreakerConfig
 from ._core import _TRANSITIONS, Trigger
 from ._shared import Reply, Request, SharedCore
 from ._state import CircuitState
@@ -42,7 +42,7 @@ __all__ = [
     "script",
 ]
 
-KEYS = 4
+KEYS = 5
 """Keys of one circuit (`RedisStore.keys`), all with its hash tag."""
 
 CONFIG_FIELDS: tuple[str, ...] = (
@@ -63,6 +63,7 @@ CONFIG_FIELDS: tuple[str, ...] = (
     "reset_timeout_multiplier",
     "max_reset_timeout",
     "half_open_failure_rate",
+    "adaptive_throttle",  # its window (s): the script keeps the throttle's buckets over it
     "lease",  # s (the store's)
 )
 """The config argument (the script's ARGV[2]), field by field: '' for a field that is None.
@@ -100,12 +101,17 @@ def config_argument(config: CircuitBreakerConfig, ttl_ms: int, lease: float) -> 
     """
     fields = []
     for name in CONFIG_FIELDS[1:]:
-        value = ttl_ms if name == "ttl" else lease if name == "lease" else getattr(config, name)
+        value: object = (
+            ttl_ms if name == "ttl" else lease if name == "lease" else getattr(config, name)
+        )
+        if isinstance(value, AdaptiveThrottle):
+            value = value.window  # (k and the rest are the process's: it draws)
         if value is None:
             fields.append("")
         elif name in _COUNTS:
             fields.append(str(value))
         else:
+            assert isinstance(value, int | float)
             fields.append(repr(float(value)))
     rules = ",".join(fields)
     digest = hashlib.blake2b(rules.encode(), digest_size=8).hexdigest()
@@ -183,6 +189,8 @@ def parse_reply(raw: bytes | str) -> Reply | None:
         successes,
         now,
         owed,
+        requests,
+        accepts,
     ) = text.split("|")
     return Reply(
         _STATES[state],
@@ -202,6 +210,7 @@ def parse_reply(raw: bytes | str) -> Reply | None:
         tuple((rid, _moves(made)) for rid, made in (entry.split("=") for entry in owed.split(";")))
         if owed
         else (),
+        (int(requests), int(accepts)) if requests else None,
     )
 
 

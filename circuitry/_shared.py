@@ -68,6 +68,7 @@ from ._delivery import AlertOnly, ListenersOnly
 from ._metrics import _FAST_REJECTIONS, CircuitMetrics, LatencyHistogram
 from ._shared_fallback import FallbackCore, Mode, StoreError
 from ._state import CircuitState
+from ._throttle import Throttle
 from .events import StateChanged
 
 __all__ = [
@@ -168,6 +169,9 @@ class Reply(NamedTuple):
     now: float | None  # the store's clock (peek only)
     # The transitions of this process's lost requests (`Request.lost`): (id, moves).
     owed: tuple[tuple[str, tuple[tuple[CircuitState, CircuitState], ...]], ...] = ()
+    # The throttle's (requests, accepts) over its window, cluster-wide, once a
+    # record reported to it (None otherwise).
+    throttle: tuple[int, int] | None = None
 
 
 Answer = Reply | StoreError | None
@@ -232,6 +236,9 @@ class SharedCore(FallbackCore):
         "refresh_at",
         "shared_window",
         "synced",
+        "throttle_cluster",
+        "throttle_pending",
+        "throttle_unreported",
         "warned",
         "wire",
     )
@@ -277,6 +284,17 @@ class SharedCore(FallbackCore):
         self.lost: list[str] = []
         # (calls, failures, slow, consecutive failures) of the last read.
         self.shared_window = (0, 0, 0, 0)
+        # The adaptive throttle, in the shared mode: the cluster's (requests,
+        # accepts) as of the last record's reply, and this process's arrivals
+        # not yet in them: its calls in flight (in buckets of their arrival, as
+        # the throttle's: they leave the window as the script's counts do), its
+        # calls throttled since its last record (which reports them). It
+        # throttles on their sum.
+        self.throttle_cluster = (0, 0)
+        self.throttle_pending = (
+            None if config.adaptive_throttle is None else Throttle(config.adaptive_throttle)
+        )
+        self.throttle_unreported = 0
         self.warned = False
 
     def jitter(self) -> str:
@@ -335,10 +353,17 @@ class SharedCore(FallbackCore):
             return self._acquire_fallback(now, trial), None
         state = self.state
         if state is CLOSED or state is FORCED_CLOSED:
-            throttle = self.throttle  # (this process's counts: see README, adaptive_throttle)
-            if throttle is not None and throttle.arrive(now, self.random, state is CLOSED):
-                generation = self._throttled(now)
-                return (generation, state, None), None
+            throttle = self.throttle
+            if throttle is not None:
+                # The cluster's counts and this process's own not yet in them;
+                # the throttle's own counts are kept too, for the fallback (LOCAL).
+                p = self._shared_rejection(throttle, now) if state is CLOSED else 0.0
+                throttle.arrive(now, self.random, False)
+                if p > 0.0 and self.random() < p:
+                    self.throttle_unreported += 1
+                    generation = self._throttled(now)
+                    return (generation, state, None), None
+                self._pending(now)
             self.tickets.append(now)  # as an adapter does without the lock
             return (self.generation, state, None), None
         if state is HALF_OPEN:
@@ -375,6 +400,9 @@ class SharedCore(FallbackCore):
         if state is HALF_OPEN:
             self.permits.setdefault((self.generation, now), []).append(request.args[0])
         elif state is CLOSED or state is FORCED_CLOSED:
+            if self.throttle is not None:  # an arrival, never throttled (the store admitted it)
+                self.throttle.arrive(now, self.random, False)
+                self._pending(now)
             self.tickets.append(now)  # (see _publish)
             return self.generation, state, None
         return self._admitted(self.generation, state)
@@ -434,8 +462,12 @@ class SharedCore(FallbackCore):
             self._allowed += 1  # in flight at a fork: admitted here as far as totals go
         self.completed += 1
         slow = self._count(outcome, now - started, now, exception)
-        if self.throttle is not None and not riding:
-            self.throttle.ended(started, now, outcome is SUCCESS, outcome is IGNORED)
+        throttle = self.throttle
+        if throttle is not None and not riding:
+            throttle.ended(started, now, outcome is SUCCESS, outcome is IGNORED)
+            pending = self.throttle_pending
+            if pending is not None:  # reported now (or ignored): no longer pending
+                pending.ended(started, now, False, True)
         permit = ""
         if state is HALF_OPEN and not riding and issued == self.generation:
             ids = self.permits.get((issued, started))
@@ -456,7 +488,11 @@ class SharedCore(FallbackCore):
             return None
         # (Not a dict of outcomes: an Enum's hash is Python code, on every call.)
         code = "s" if outcome is SUCCESS else "f" if outcome is FAILURE else "i"
-        return self._request("record", (str(issued), code, "1" if slow else "0", permit, "0"))
+        args: tuple[str, ...] = (str(issued), code, "1" if slow else "0", permit, "0")
+        if throttle is not None:  # the report to the script's throttle (see _circuit.lua)
+            args += (repr(max(0.0, now - started)), str(self.throttle_unreported))
+            self.throttle_unreported = 0
+        return self._request("record", args)
 
     def apply_complete(self, now: float, request: Request, reply: Answer) -> None:
         if isinstance(reply, StoreError):
@@ -465,7 +501,33 @@ class SharedCore(FallbackCore):
             return
         if reply is not None:  # None: recorded, and nothing else changed
             self._absorb(now, reply, request.epoch)
+            if reply.throttle is not None:
+                self.throttle_cluster = reply.throttle
         self._settled(now, request, reply)
+
+    def _pending(self, now: float) -> None:
+        """A call admitted at `now` under the throttle: pending until its record reports it."""
+        pending = self.throttle_pending
+        if pending is not None:
+            pending.arrive(now, self.random, False)
+
+    def throttle_counts(self, now: float) -> tuple[int, int]:
+        """(requests, accepts) the throttle decides on in the shared mode (see __init__)."""
+        requests, accepts = self.throttle_cluster
+        pending = self.throttle_pending
+        if pending is not None:
+            requests += pending.counts(now)[0]
+        return requests + self.throttle_unreported, accepts
+
+    def _shared_rejection(self, throttle: Throttle, now: float) -> float:
+        """The throttle's probability on the cluster's counts and this process's unreported."""
+        return throttle.rejection(*self.throttle_counts(now))
+
+    def _throttle_probability(self, now: float) -> float | None:
+        throttle = self.throttle
+        if throttle is None or self.mode is not Mode.SHARED:
+            return super()._throttle_probability(now)
+        return self._shared_rejection(throttle, now) if self.state is CLOSED else 0.0
 
     # -- reads and manual control -------------------------------------------------------
 

@@ -14,48 +14,89 @@ Unlike go-zero's and kratos' breakers, which this follows:
   way), and `max_rejection` caps the probability, so some calls always
   reach the dependency and can see it heal.
 
+The counts are kept in `BUCKETS` buckets of `window / BUCKETS` seconds, as
+`circuitry._window.TimeWindow` keeps its own (the same numbering,
+`floor(time / width)`, and the same rule: the newest bucket and the
+BUCKETS - 1 before it), so memory is fixed whatever the call rate. The
+granularity is one bucket: a count made less than 0.9 * window ago always
+counts, one made `window` or more ago never does, and one in between leaves
+when its bucket does. An ignored call leaves the bucket of its arrival if
+that bucket is still in the window (else it has left already).
+
 `Throttle` is plain data and arithmetic, part of the core (no clock, no
 lock): the core calls it under the lock with `now`.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections import deque
+import math
 from collections.abc import Callable
 
 from ._config import AdaptiveThrottle
 
-__all__ = ["Throttle"]
+__all__ = ["BUCKETS", "Throttle"]
+
+BUCKETS = 10
 
 
 class Throttle:
     """The counts of one breaker's adaptive throttle, and its decision."""
 
-    __slots__ = ("accepts", "k", "max_rejection", "min_requests", "requests", "window")
+    __slots__ = (
+        "accepted",
+        "accepts",
+        "head",
+        "k",
+        "max_rejection",
+        "min_requests",
+        "requested",
+        "requests",
+        "width",
+        "window",
+    )
 
     def __init__(self, config: AdaptiveThrottle) -> None:
         self.k = config.k
         self.window = config.window
+        self.width = config.window / BUCKETS
         self.min_requests = config.min_requests
         self.max_rejection = config.max_rejection
-        # When each counted request arrived and each success ended, oldest first.
-        self.requests: deque[float] = deque()
-        self.accepts: deque[float] = deque()
+        # Each bucket's counts, by bucket number % BUCKETS; their totals.
+        self.requested = [0] * BUCKETS
+        self.accepted = [0] * BUCKETS
+        self.head: int | None = None  # number of the newest bucket
+        self.requests = 0
+        self.accepts = 0
 
-    def _expire(self, now: float) -> None:
-        horizon = now - self.window
-        requests = self.requests
-        while requests and requests[0] <= horizon:
-            requests.popleft()
-        accepts = self.accepts
-        while accepts and accepts[0] <= horizon:
-            accepts.popleft()
+    def _advance(self, now: float) -> int:
+        """Make the bucket of `now` the newest (TimeWindow._advance); the bucket to count in."""
+        number = math.floor(now / self.width)
+        head = self.head
+        if head is None or number - head >= BUCKETS:
+            if self.requests or self.accepts:
+                for i in range(BUCKETS):
+                    self.requested[i] = self.accepted[i] = 0
+                self.requests = self.accepts = 0
+        elif number <= head:
+            return head  # same bucket, or the clock stepped back: count it in the newest
+        else:
+            for n in range(head + 1, number + 1):
+                i = n % BUCKETS
+                self.requests -= self.requested[i]
+                self.accepts -= self.accepted[i]
+                self.requested[i] = self.accepted[i] = 0
+        self.head = number
+        return number
 
     def probability(self, now: float) -> float:
         """The probability a call arriving at `now` is rejected (before it is counted)."""
-        self._expire(now)
-        return self.rejection(len(self.requests), len(self.accepts))
+        self._advance(now)
+        return self.rejection(self.requests, self.accepts)
+
+    def counts(self, now: float) -> tuple[int, int]:
+        """(requests, accepts) over the window as of `now`."""
+        self._advance(now)
+        return self.requests, self.accepts
 
     def rejection(self, requests: int, accepts: int) -> float:
         """The probability for these counts (the shared store's, say)."""
@@ -73,13 +114,19 @@ class Throttle:
         that an injected sequence lines up with the calls that could be throttled.
         """
         p = self.probability(now) if may_reject else 0.0
-        self.requests.append(now)
+        self.requested[self._advance(now) % BUCKETS] += 1
+        self.requests += 1
         return p > 0.0 and random() < p
 
     def ended(self, started: float, now: float, success: bool, ignored: bool) -> None:
         """A counted call that arrived at `started` ended at `now`."""
         if success:
-            self.accepts.append(now)
+            self.accepted[self._advance(now) % BUCKETS] += 1
+            self.accepts += 1
         elif ignored:
-            with contextlib.suppress(ValueError):  # (else already out of the window)
-                self.requests.remove(started)  # (one of the same start will do)
+            head = self._advance(now)
+            number = min(math.floor(started / self.width), head)
+            i = number % BUCKETS
+            if head - number < BUCKETS and self.requested[i] > 0:
+                self.requested[i] -= 1
+                self.requests -= 1

@@ -19,7 +19,9 @@ Keys: `circuitry:{<namespace>:<name>}:state` (a string: the state),
 `...:window` (a hash: the window's buckets, with a window only),
 `...:permits` (a sorted set: trial permit -> start, in HALF_OPEN only) and
 `...:owed` (a list: the last transitions, by the request that made them, for
-a process whose reply was lost to alert), one hash tag per breaker (Redis
+a process whose reply was lost to alert) and `...:throttle` (a hash: the
+adaptive throttle's buckets of requests and accepts, with one only), one
+hash tag per breaker (Redis
 Cluster safe), names percent-escaped, each with a TTL renewed at every use.
 """
 
@@ -221,7 +223,13 @@ class RedisStore:
 
     def keys(self, name: str) -> tuple[str, ...]:
         tag = self._prefix + quote(name, safe="") + "}"
-        return (tag + ":state", tag + ":permits", tag + ":window", tag + ":owed")
+        return (
+            tag + ":state",
+            tag + ":permits",
+            tag + ":window",
+            tag + ":owed",
+            tag + ":throttle",
+        )
 
     def lease_for(self, config: CircuitBreakerConfig) -> float:
         if self.lease is not None:

@@ -130,7 +130,7 @@ def test_every_key_has_a_ttl_renewed_at_each_use(redis_url: str, client: redis.R
     time.sleep(0.06)
     permit = breaker.try_acquire()  # a trial: the permits key exists too
     assert permit is not None
-    state_key, permits_key, _, owed_key = store.keys("svc")
+    state_key, permits_key, _, owed_key, _ = store.keys("svc")
     for key in (state_key, permits_key, owed_key):  # (owed: the transitions made)
         assert 0 < client.pttl(key) <= 100_000
     client.pexpire(state_key, 5_000)
@@ -159,7 +159,7 @@ def test_memory_per_breaker_is_bounded_whatever_the_traffic(
         while time.monotonic() < deadline:
             breaker.call(lambda: None)
             fail(breaker)
-        state, _, window, _ = store.keys("busy")
+        state, _, window, _, _ = store.keys("busy")
         sizes.append(
             (
                 len(client.keys("*")),
@@ -854,7 +854,7 @@ def test_replies_out_of_order_tell_listeners_once_and_alert_once() -> None:
 
     def reply(state: str, generation: int, moves: str = "") -> Reply:
         left = "5.0" if state == "open" else ""
-        text = f"{state}|{generation}|0.0|{left}|{moves}|1|0|0|0|0|0|0|0||"
+        text = f"{state}|{generation}|0.0|{left}|{moves}|1|0|0|0|0|0|0|0||||"
         parsed = parse_reply(text)
         assert parsed is not None
         return parsed

@@ -38,6 +38,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import random
 import re
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -51,7 +52,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from model import Model, Ticket
 
-from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
+from circuitry import (
+    AdaptiveThrottle,
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitOpenError,
+    CircuitState,
+)
 from circuitry._classify import Outcome
 from circuitry._core import _TRANSITIONS, REJECTED, CircuitCore, Trigger
 from circuitry._redis_wire import (
@@ -781,3 +788,55 @@ def test_the_script_is_generated_from_the_tables_and_ships_with_the_package() ->
     assert SCRIPT.index("return '='") < SCRIPT.index(off_fast_path())  # after the fast path
     with pytest.raises(ValueError, match="once"):
         script(body + body)
+
+
+# -- the adaptive throttle's counts ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_core_and_script_agree_on_the_throttles_counts(redis_url: str, seed: int) -> None:
+    """The same calls (long ones across buckets, ignored ones, gaps past the window) in
+    process and through the script: after each record, the core's requests and accepts
+    are the script's totals plus the calls still in flight (what `SharedCore` throttles on).
+    """
+    rng = random.Random(seed)
+    clock = FakeClock(1000.0)
+    config = CircuitBreakerConfig(
+        failure_threshold_count=10**6,
+        ignore_exceptions=Skipped,
+        adaptive_throttle=AdaptiveThrottle(window=10.0, min_requests=10**6),
+    )
+    local = CircuitBreaker(config, name="svc", clock=clock)
+    shared = CircuitBreaker(
+        config, name="svc", store=RedisStore.from_url(redis_url, time_source=clock), clock=clock
+    )
+    throttle = local._core.throttle
+    core = shared._core
+    assert throttle is not None
+    flying: list[tuple[Any, Any]] = []
+    checked = 0
+    for _ in range(150):
+        clock.advance(rng.choice([0.0, 0.3, 0.7, 1.0, 2.5, 4.0, 12.0]))
+        if not flying or (len(flying) < 6 and rng.random() < 0.55):
+            mine, theirs = local.try_acquire(), shared.try_acquire()
+            assert mine is not None
+            assert theirs is not None
+            flying.append((mine, theirs))
+            continue
+        mine, theirs = flying.pop(rng.randrange(len(flying)))
+        roll = rng.random()
+        if roll < 0.5:
+            mine.record_success()
+            theirs.record_success()
+        elif roll < 0.8:
+            mine.record_failure(Boom())
+            theirs.record_failure(Boom())
+        else:
+            mine.record_exception(Skipped())  # ignored: no record, nothing to compare
+            theirs.record_exception(Skipped())
+            continue
+        throttle.probability(clock())  # (advance the core's buckets to now)
+        counts = core.throttle_counts(clock())  # type: ignore[attr-defined]
+        assert (throttle.requests, throttle.accepts) == counts, (clock(), len(flying))
+        checked += 1
+    assert checked > 30

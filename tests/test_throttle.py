@@ -62,6 +62,39 @@ def test_counts_leave_the_window() -> None:
     assert t.probability(15.0) == 0.0
 
 
+def test_memory_is_bounded_whatever_the_traffic() -> None:
+    t = Throttle(AdaptiveThrottle(window=10.0, min_requests=0))
+    for i in range(100_000):  # 10,000 calls a second over the window
+        now = i / 10_000
+        t.arrive(now, draws(), False)
+        t.ended(now, now, True, False)
+    assert (t.requests, t.accepts) == (100_000, 100_000)
+    assert len(t.requested) == len(t.accepted) == 10  # the buckets, whatever the rate
+    assert all(isinstance(n, int) for n in (*t.requested, *t.accepted))
+
+
+def test_counts_leave_with_their_bucket() -> None:
+    # window 10 s: ten buckets of 1 s; a count leaves when its bucket does.
+    t = Throttle(AdaptiveThrottle(window=10.0, min_requests=0))
+    t.arrive(0.5, draws(), False)  # bucket 0
+    t.arrive(1.0, draws(), False)  # bucket 1
+    assert t.probability(9.99) == pytest.approx(2 / 3)  # 9.49 s old: still in
+    assert t.probability(10.0) == pytest.approx(1 / 2)  # bucket 0 left (9.5 s old)
+    assert t.probability(10.99) == pytest.approx(1 / 2)  # bucket 1 in, 9.99 s old
+    assert t.probability(11.0) == 0.0
+
+
+def test_an_ignored_call_leaves_the_bucket_of_its_arrival() -> None:
+    t = Throttle(AdaptiveThrottle(window=10.0, min_requests=0))
+    t.arrive(0.0, draws(), False)  # bucket 0
+    t.arrive(5.0, draws(), False)  # bucket 5
+    t.ended(0.0, 6.0, False, True)  # ignored: out of bucket 0
+    assert (t.requests, t.requested[0], t.requested[5]) == (1, 0, 1)
+    t.arrive(9.0, draws(), False)  # bucket 9
+    t.ended(5.0, 15.5, False, True)  # bucket 5 left the window at 15: nothing to take
+    assert (t.requests, t.requested[9]) == (1, 1)
+
+
 # -- the breaker ---------------------------------------------------------------------------
 
 
