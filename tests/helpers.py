@@ -204,6 +204,11 @@ def script_calls(server: RedisServer) -> int:
 # -- the core --------------------------------------------------------------------------
 
 
+def _place(window: object) -> object:
+    """Where a window stands: a time window's newest bucket, a count window's cursor."""
+    return getattr(window, "head", None) if hasattr(window, "head") else window.cursor
+
+
 def raw_state(core: CircuitCore) -> tuple[object, ...]:
     """Everything a misuse must leave untouched (read without applying time)."""
     window = core.window
@@ -226,6 +231,6 @@ def raw_state(core: CircuitCore) -> tuple[object, ...]:
         core.state_changes,
         core.latency.count,
         core.latency.total,
-        None if window is None else (window.total_calls, window.total_failures, window.head),
+        None if window is None else (window.total_calls, window.total_failures, _place(window)),
         list(core.events),
     )

@@ -54,7 +54,10 @@ PERCENTAGES = st.sampled_from([20, 25, 50, 75, 100]) | st.integers(1, 100)
 
 @st.composite
 def configs(draw: st.DrawFn) -> CircuitBreakerConfig:
-    windowed = draw(st.sampled_from([True, True, False]))
+    # A time window, a count window (the last 1 to 8 calls) or none.
+    kind = draw(st.sampled_from(["time", "time", "calls", "none"]))
+    windowed = kind != "none"
+    window_calls = draw(st.integers(1, 8)) if kind == "calls" else None
     slow_call_duration = draw(st.none() | st.integers(1, 4))
     reset_timeout = draw(st.integers(1, 8))
     percentage = draw(st.none() | PERCENTAGES) if windowed else None
@@ -66,11 +69,17 @@ def configs(draw: st.DrawFn) -> CircuitBreakerConfig:
     count: int | None = draw(st.integers(1, 8))
     if (percentage is not None or slow_rate is not None) and draw(st.booleans()):
         count = None
+    minimum_calls = draw(st.integers(1, 6))
+    if window_calls is not None:  # (a config refuses what a count window can never hold)
+        count = None if count is None else min(count, window_calls)
+        minimum_calls = min(minimum_calls, window_calls)
     return CircuitBreakerConfig(
         failure_threshold_count=count,
-        failure_window=WINDOW if windowed else None,
+        failure_window=WINDOW if kind == "time" else None,
+        failure_window_calls=window_calls,
         failure_threshold_percentage=percentage,
-        minimum_calls=draw(st.integers(1, 6)),
+        minimum_calls=minimum_calls,
+        half_open_failure_rate=draw(st.none() | st.none() | PERCENTAGES),
         slow_call_duration=slow_call_duration,
         slow_call_rate_threshold=slow_rate,
         reset_timeout=reset_timeout,
@@ -310,7 +319,8 @@ class DeferredSuccessesMatchModel(CoreMatchesModel):
     ) -> None:
         count = config.failure_threshold_count
         if count is None and config.failure_threshold_percentage is None:
-            count = 5  # its only rate rule was the slow-call one, taken away here
+            # Its only rate rule was the slow-call one, taken away here.
+            count = min(5, config.failure_window_calls or 5)
         config = attrs.evolve(
             config,
             failure_threshold_count=count,
