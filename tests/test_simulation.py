@@ -80,6 +80,36 @@ def test_a_call_in_flight_when_the_circuit_opens_is_a_late_result() -> None:
     assert report.recover_seconds is None
 
 
+def test_a_trip_after_the_unhealthy_period_detects_nothing() -> None:
+    # Unhealthy 100..200, but the circuit trips only at 258 (threshold 1):
+    # that is not detection, and a circuit never open during trouble has
+    # nothing to recover from.
+    config = CircuitBreakerConfig(failure_threshold_count=1, reset_timeout=10)
+    calls = [Call(100, 1, "success"), Call(257, 1, "failure"), Call(300, 1, "success")]
+    report = only(calls, config, [(100, 200)])
+    assert report.transitions[0] == (258.0, CLOSED, OPEN)
+    assert report.detect_seconds is None
+    assert report.recover_seconds is None
+
+
+def test_a_trip_in_a_later_unhealthy_period_counts_from_the_first() -> None:
+    config = CircuitBreakerConfig(failure_threshold_count=1, reset_timeout=10)
+    calls = [Call(5, 1, "failure"), Call(50, 1, "success")]
+    report = only(calls, config, [(0, 2), (4, 8)])
+    assert report.transitions[0] == (6.0, CLOSED, OPEN)
+    assert report.detect_seconds == 6.0  # from 0, the first period's start
+    assert report.recover_seconds == 43.0  # from 8 to the CLOSED at 51
+
+
+def test_a_circuit_open_since_before_the_unhealthy_period_has_to_recover() -> None:
+    # Tripped at 1 and open (100 s) through the whole period 10..20.
+    config = CircuitBreakerConfig(failure_threshold_count=1, reset_timeout=100)
+    calls = [Call(0, 1, "failure"), Call(101, 1, "success")]
+    report = only(calls, config, [(10, 20)])
+    assert report.detect_seconds is None  # it did not trip during the period
+    assert report.recover_seconds == 82.0  # from 20 to the CLOSED at 102
+
+
 def test_at_one_instant_calls_that_end_are_counted_before_calls_that_start() -> None:
     # A fails at 0..5; B starts at 5. A's failure counts first and trips the
     # circuit (threshold 1), so B is rejected. The OPEN period (10 s) ends at
@@ -197,7 +227,7 @@ def test_each_service_has_its_own_breaker() -> None:
     assert set(report.services) == {"pay", "search"}
     assert report.services["pay"].rejected == 1
     assert report.services["search"].rejected == 0
-    assert report.services["search"].recover_seconds == 0.0
+    assert report.services["search"].recover_seconds is None  # never open: nothing to recover
     assert report.recover_seconds is None  # "pay" never closes again
     assert report.seconds_not_closed == 2.0  # "pay" open from 3 to the end at 5
     assert "services" in report.to_dict()

@@ -482,3 +482,23 @@ def test_csv_with_spaces_after_commas_and_extra_columns(
     )
     assert reports["database"]["calls"] == 2
     assert reports["database"]["failures_admitted"] == 1
+
+
+def test_a_trip_after_the_unhealthy_period_prints_dashes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The default config trips at 1764750258 (five failures), 58 s after the
+    # unhealthy period ended: no detection, and nothing to recover from.
+    rows = [(1764750150, 0.1, "success")] + [(1764750254 + i, 0.5, "failure") for i in range(5)]
+    trace = write_csv(tmp_path / "late.csv", rows)
+    argv = ["simulate", "--trace", str(trace), "--preset", "http_api"]
+    argv += ["--preset", "database", "--unhealthy", "1764750100:1764750200"]
+    reports = run_json([*argv, "--json"], capsys)
+    for report in reports.values():
+        assert report["transitions"]
+        assert report["detect_seconds"] is None
+        assert report["recover_seconds"] is None
+    assert main(argv) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[-2].split() == ["detect_seconds", "-", "-"]
+    assert table[-1].split() == ["recover_seconds", "-", "-"]

@@ -129,12 +129,15 @@ class SimulationReport:
         seconds_not_closed: simulated seconds spent OPEN or HALF_OPEN, summed
             over the breakers (one per service), up to the end of the replay.
         detect_seconds: from the start of the first unhealthy period to the
-            first OPEN at or after it; None without unhealthy periods, or if the
-            circuit never opened then.
+            first OPEN during an unhealthy period (a trip outside every period
+            detects nothing); None without unhealthy periods, or if the circuit
+            never opened during one.
         recover_seconds: from the end of the last unhealthy period to the first
             instant from then on at which the circuit is CLOSED (0.0 if it is
-            closed then); None without unhealthy periods, or if it never closes
-            again. With many services: the last breaker to close decides.
+            closed then); None without unhealthy periods, if the circuit was
+            never open during one (nothing to recover from), or if it never
+            closes again. With many services: the last breaker to close of
+            those that were open during an unhealthy period decides.
         transitions: `(at, old_state, new_state)` in time order, every breaker's.
         rejection_times: when each rejection happened (only when asked for).
         services: the report of each service's breaker, when calls name services.
@@ -316,11 +319,39 @@ def _replay(rows: Iterable[Row], lanes: Sequence[_Lane]) -> tuple[int, float]:
     return calls, end
 
 
-def _detect(transitions: Sequence[Transition], since: float) -> float | None:
+def _within(at: float, periods: Sequence[tuple[float, float]]) -> bool:
+    return any(start <= at <= end for start, end in periods)
+
+
+def _detect(
+    transitions: Sequence[Transition], periods: Sequence[tuple[float, float]]
+) -> float | None:
+    """Seconds from the first unhealthy period's start to the first OPEN during any period.
+
+    A trip outside every period (say a minute after one ended) detected nothing.
+    """
+    since = min(start for start, _ in periods)
     for at, _, new in transitions:
-        if new is OPEN and at >= since:
+        if new is OPEN and _within(at, periods):
             return at - since
     return None
+
+
+def _opened_during(
+    transitions: Sequence[Transition], periods: Sequence[tuple[float, float]]
+) -> bool:
+    """Whether the circuit was open (not CLOSED) at some instant of an unhealthy period."""
+    for start, end in periods:
+        state = CLOSED
+        for at, _, new in transitions:
+            if at > end:
+                break
+            if at >= start and new is not CLOSED:
+                return True
+            state = new
+        if state is not CLOSED:  # open since before the period began, still so at its end
+            return True
+    return False
 
 
 def _recover(transitions: Sequence[Transition], since: float) -> float | None:
@@ -344,9 +375,14 @@ def _report(
     )
     detect = recover = None
     if unhealthy:
-        detect = _detect(transitions, min(start for start, _ in unhealthy))
+        detect = _detect(transitions, unhealthy)
         since = max(end for _, end in unhealthy)
-        recoveries = [_recover(b.transitions, since) for b in breakers]
+        # A breaker that was never open during trouble has nothing to recover from.
+        recoveries = [
+            _recover(b.transitions, since)
+            for b in breakers
+            if _opened_during(b.transitions, unhealthy)
+        ]
         if recoveries and None not in recoveries:
             recover = max(r for r in recoveries if r is not None)
     rejection_times: Sequence[float] = ()
