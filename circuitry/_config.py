@@ -461,7 +461,10 @@ class CircuitBreakerConfig:
         durations in seconds. `record_exceptions` and `ignore_exceptions` take
         dotted import paths (`"httpx.TransportError"`; a bare name such as
         `"TimeoutError"` is a builtin), one string or a list of them; the
-        callable fields take None or the dotted path of a callable.
+        callable fields take None or the dotted path of a callable. TOML has
+        no null, so `false` turns an optional rule off (a field that may be
+        None: `failure_threshold_count = false` is None); on any other field
+        but `shadow`, `false` is an error.
 
         Raises:
             ValueError: an unknown key, or a bad value (the message names the key).
@@ -475,6 +478,9 @@ class CircuitBreakerConfig:
                 raise ValueError(
                     f"unknown config key {key!r} (known keys: {', '.join(sorted(names))})"
                 )
+            if value is False and key not in _BOOL_FIELDS:
+                _check_can_turn_off(key)
+                value = None
             if key in _EXCEPTION_FIELDS:
                 value = _import_exception_types(key, value)
             elif key == "adaptive_throttle" and isinstance(value, Mapping):
@@ -515,6 +521,26 @@ class CircuitBreakerConfig:
 
 _EXCEPTION_FIELDS = frozenset({"record_exceptions", "ignore_exceptions"})
 _CALLABLE_FIELDS = frozenset({"failure_predicate", "result_is_failure", "alert_handler"})
+_BOOL_FIELDS = frozenset({"shadow"})
+# The fields that may be None: `false` in a config file (TOML has no null) means None.
+_OPTIONAL_FIELDS = tuple(
+    field.name
+    for field in attrs.fields(CircuitBreakerConfig)
+    if isinstance(field.type, str) and field.type.endswith("| None")
+)
+_TAKES = {"int": "an int", "float": "a number", "ExceptionTypes": "a dotted path or a list of them"}
+
+
+def _check_can_turn_off(key: str) -> None:
+    """`key = false` is None for an optional rule; for any other field, say what it takes."""
+    if key in _OPTIONAL_FIELDS:
+        return
+    takes = _TAKES.get(str(attrs.fields_dict(CircuitBreakerConfig)[key].type), "a value")
+    default = CircuitBreakerConfig().to_mapping()[key]
+    raise ValueError(
+        f"{key} cannot be turned off with false: it takes {takes} (default {default!r}); "
+        "false turns off only an optional rule: " + ", ".join(_OPTIONAL_FIELDS)
+    )
 
 
 def _dotted_path(obj: type[BaseException]) -> str:

@@ -100,3 +100,43 @@ def test_bad_value_is_a_value_error_naming_the_key(data: dict[str, Any], key: st
 def test_from_mapping_rejects_a_non_mapping() -> None:
     with pytest.raises(ValueError, match="mapping"):
         CircuitBreakerConfig.from_mapping([("reset_timeout", 1)])  # type: ignore[arg-type]
+
+
+def test_false_turns_an_optional_rule_off() -> None:
+    # TOML has no null: false is None for every field that may be None.
+    data = {
+        "failure_threshold_count": False,
+        "failure_threshold_percentage": 50,
+        "failure_window": 30,
+        "half_open_max_wait": False,
+        "max_reset_timeout": False,
+        "call_timeout": False,
+        "adaptive_throttle": False,
+        "failure_predicate": False,
+        "shadow": False,  # a bool field keeps its false
+    }
+    config = CircuitBreakerConfig.from_mapping(data)
+    assert config == CircuitBreakerConfig(
+        failure_threshold_count=None, failure_threshold_percentage=50, failure_window=30
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "takes"),
+    [
+        ("reset_timeout", "a number (default 60.0)"),
+        ("minimum_calls", "an int (default 10)"),
+        ("record_exceptions", "a dotted path or a list of them (default ['Exception'])"),
+    ],
+)
+def test_false_on_a_required_field_says_what_it_takes(key: str, takes: str) -> None:
+    with pytest.raises(ValueError, match=r"false") as caught:
+        CircuitBreakerConfig.from_mapping({key: False})
+    message = str(caught.value)
+    assert message.startswith(f"{key} cannot be turned off with false: it takes {takes}; ")
+    assert "failure_threshold_count, failure_threshold_percentage" in message
+
+
+def test_false_that_leaves_nothing_to_trip_is_still_an_error() -> None:
+    with pytest.raises(ValueError, match="nothing could ever trip"):
+        CircuitBreakerConfig.from_mapping({"failure_threshold_count": False})

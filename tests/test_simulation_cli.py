@@ -502,3 +502,28 @@ def test_a_trip_after_the_unhealthy_period_prints_dashes(
     table = capsys.readouterr().out.splitlines()
     assert table[-2].split() == ["detect_seconds", "-", "-"]
     assert table[-1].split() == ["recover_seconds", "-", "-"]
+
+
+def test_false_in_a_toml_config_turns_the_count_rule_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rate = tmp_path / "rate.toml"
+    rate.write_text(
+        "failure_threshold_count = false\nfailure_threshold_percentage = 50\n"
+        "failure_window = 60\nminimum_calls = 4\nhalf_open_max_wait = false\n"
+    )
+    trace = write_csv(tmp_path / "t.csv", TRACE_ROWS)
+    reports = run_json(["simulate", "--trace", str(trace), "--config", str(rate), "--json"], capsys)
+    # Four calls, all failed, trip the rate rule at 3.5, not the count rule at 4.5.
+    assert reports["rate"]["transitions"][0] == [3.5, "closed", "open"]
+
+
+def test_false_on_a_required_field_exits_2_saying_what_it_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"reset_timeout": false}')
+    trace = write_csv(tmp_path / "t.csv", TRACE_ROWS)
+    assert main(["simulate", "--trace", str(trace), "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "reset_timeout cannot be turned off with false: it takes a number" in err
