@@ -205,6 +205,15 @@ def test_scenario_seed_changes_the_calls(capsys: pytest.CaptureFixture[str]) -> 
         ("start,duration,outcome\n0,1,ok\n1,1,maybe\n", ":3: field 'outcome' must be one of"),
         ("start,duration,outcome\n0,1,ok\n1,1\n", ":3: field 'outcome' is missing"),
         ("start,outcome\n0,ok\n", ":1: the header has no field 'duration'"),
+        ("start,duration\n0,1\n", ":1: the header has no field 'outcome' (nor an HTTP 'status'"),
+        ("start,duration,status\n0,1,200\n1,1,OK\n", ":3: field 'status' must be an HTTP"),
+        ("start,duration,status\n0,1,200\n1,1,600\n", ":3: field 'status' must be an HTTP"),
+        ("start,duration,status\n0,1,200\n1,1,\n", ":3: field 'status' is missing"),
+        ("start,duration,outcome\n0,1,ok\nnoon,1,ok\n", ":3: field 'start' must be a finite"),
+        (
+            "start,duration,outcome\n2025-12-03T10:15:00Z,1,ok\n2025-13-03T10:15:00Z,1,ok\n",
+            ":3: field 'start' is not a valid time",
+        ),
         ("start,duration,outcome\n", "no calls"),
     ],
 )
@@ -527,3 +536,44 @@ def test_false_on_a_required_field_exits_2_saying_what_it_takes(
     assert main(["simulate", "--trace", str(trace), "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "reset_timeout cannot be turned off with false: it takes a number" in err
+
+
+def test_iso_times_and_http_statuses_replay_as_seconds_and_outcomes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The worked-out trace again, its starts as ISO-8601 times (Z, an offset,
+    # fractions) and its outcomes as HTTP statuses: the same reports.
+    epoch = 1764756900  # 2025-12-03T10:15:00Z
+    times = [
+        "2025-12-03T10:15:00Z",
+        "2025-12-03T11:15:01+01:00",
+        "2025-12-03T10:15:02.000Z",
+        "2025-12-03T05:15:03-05:00",
+        "2025-12-03 10:15:04",  # no offset: UTC
+        "2025-12-03T10:15:10Z",
+        "2025-12-03T10:15:20Z",
+        "2025-12-03T10:16:04.5Z",
+    ]
+    statuses = [503, 500, 429, 502, 504, 200, 599, 204]
+    iso = [(t, d, st) for t, (_, d, _), st in zip(times, TRACE_ROWS, statuses, strict=True)]
+    trace = write_csv(tmp_path / "iso.csv", iso, header="start,duration,status")
+    plain = [(epoch + s, d, o) for s, d, o in TRACE_ROWS]
+    reference = write_csv(tmp_path / "plain.csv", plain)
+    argv = ["--preset", "http_api", "--unhealthy", f"{epoch}:{epoch + 5}", "--json"]
+    got = run_json(["simulate", "--trace", str(trace), *argv], capsys)
+    assert got == run_json(["simulate", "--trace", str(reference), *argv], capsys)
+    assert got["http_api"]["failures_admitted"] == 5
+
+
+def test_json_lines_take_iso_times_and_statuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = tmp_path / "t.jsonl"
+    rows = [{"start": f"2025-12-03T10:15:0{i}Z", "duration": 0.5, "status": 503} for i in range(5)]
+    rows.append({"start": "2025-12-03T10:16:05Z", "duration": 1, "status": "200"})
+    trace.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    reports = run_json(
+        ["simulate", "--trace", str(trace), "--preset", "http_api", "--json"], capsys
+    )
+    assert reports["http_api"]["failures_admitted"] == 5
+    assert reports["http_api"]["transitions"][0][0] == 1764756904.5

@@ -203,8 +203,8 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--trace",
         metavar="FILE",
-        help="CSV (with a header) or JSON Lines: start, duration, "
-        "outcome (success/failure/ignored), optional service",
+        help="CSV (with a header) or JSON Lines: start (seconds or ISO-8601), duration, "
+        "outcome (success/failure/ignored) or HTTP status, optional service",
     )
     sim.add_argument(
         "--preset",

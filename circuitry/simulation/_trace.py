@@ -3,17 +3,23 @@
 A trace is read twice, streamed both times: `Trace` checks every row and
 counts them, then `Trace.rows()` streams them again (or sorts them in memory
 when they are not in start order).
+
+`start` is seconds (any origin) or an ISO-8601 time; the outcome is an
+`outcome` word or an HTTP `status` (5xx and 429 fail, others succeed).
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 import math
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+from .._classify import FAILURE, SUCCESS, Outcome
 from ._errors import InputError
 from ._replay import OUTCOMES, Row
 
@@ -60,16 +66,69 @@ def _number(field: str, value: object, *, minimum: float | None = None) -> float
     return number
 
 
+# Parsed by hand, not by datetime.fromisoformat: Python 3.10's takes no "Z"
+# and only 3 or 6 digits of fraction.
+_ISO_TIME = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d+))?)?"
+    r"\s*(?:([Zz])|([+-])(\d\d):?(\d\d))?"
+)
+_UTC = datetime.timezone.utc
+
+
+def _start(value: object) -> float:
+    """`start` as seconds: a number, or an ISO-8601 time (no offset: UTC) as epoch seconds."""
+    if isinstance(value, str):
+        match = _ISO_TIME.fullmatch(value.strip())
+        if match is not None:
+            year, month, day, hour, minute, second, fraction, _, sign, oh, om = match.groups()
+            try:
+                at = datetime.datetime(
+                    int(year), int(month), int(day), int(hour), int(minute), int(second or 0)
+                )
+                offset = datetime.timedelta(hours=int(oh or 0), minutes=int(om or 0))
+                tz = datetime.timezone(-offset if sign == "-" else offset)
+                whole = at.replace(tzinfo=tz).timestamp()
+            except ValueError as exc:
+                raise _BadRow(f"field 'start' is not a valid time ({exc}), got {value!r}") from None
+            return whole + (float("0." + fraction) if fraction else 0.0)
+    try:
+        return _number("start", value)
+    except _BadRow:
+        raise _BadRow(
+            "field 'start' must be a finite number of seconds or an ISO-8601 time "
+            f"(2025-12-03T10:15:00Z), got {value!r}"
+        ) from None
+
+
+def _status(value: object) -> Outcome:
+    """An HTTP status as an outcome: 5xx and 429 (too many requests) fail, others succeed."""
+    status = -1
+    if isinstance(value, str) and value.strip().isdigit():
+        status = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        status = value
+    if not 100 <= status <= 599:
+        raise _BadRow(f"field 'status' must be an HTTP status code (100 to 599), got {value!r}")
+    return FAILURE if status >= 500 or status == 429 else SUCCESS
+
+
 def _row(record: dict[str, Any]) -> Row:
-    for field in ("start", "duration", "outcome"):
+    for field in ("start", "duration"):
         if record.get(field) in (None, ""):
             raise _BadRow(f"field {field!r} is missing")
-    start = _number("start", record["start"])
+    start = _start(record["start"])
     duration = _number("duration", record["duration"], minimum=0)
-    raw = record["outcome"]
-    outcome = OUTCOMES.get(raw.strip().lower()) if isinstance(raw, str) else None
-    if outcome is None:
-        raise _BadRow(f"field 'outcome' must be one of {', '.join(OUTCOMES)}, got {raw!r}")
+    raw = record.get("outcome")
+    if raw not in (None, ""):
+        outcome = OUTCOMES.get(raw.strip().lower()) if isinstance(raw, str) else None
+        if outcome is None:
+            raise _BadRow(f"field 'outcome' must be one of {', '.join(OUTCOMES)}, got {raw!r}")
+    elif record.get("status") not in (None, ""):
+        outcome = _status(record["status"])
+    elif "status" in record and "outcome" not in record:
+        raise _BadRow("field 'status' is missing")
+    else:
+        raise _BadRow("field 'outcome' is missing (or give an HTTP 'status')")
     service = record.get("service")
     if service in (None, ""):
         service = None
@@ -84,11 +143,16 @@ def _csv_rows(path: str) -> Iterator[Row]:
     with _open(path) as file:
         reader = csv.DictReader(file, skipinitialspace=True)
         header = reader.fieldnames or []
-        for field in ("start", "duration", "outcome"):
+        for field in ("start", "duration"):
             if field not in header:
                 raise InputError(
                     f"{path}:1: the header has no field {field!r} (it has {', '.join(header)})"
                 )
+        if "outcome" not in header and "status" not in header:
+            raise InputError(
+                f"{path}:1: the header has no field 'outcome' (nor an HTTP 'status'; "
+                f"it has {', '.join(header)})"
+            )
         try:
             for record in reader:
                 yield _row(record)
