@@ -572,8 +572,90 @@ def test_json_lines_take_iso_times_and_statuses(
     rows = [{"start": f"2025-12-03T10:15:0{i}Z", "duration": 0.5, "status": 503} for i in range(5)]
     rows.append({"start": "2025-12-03T10:16:05Z", "duration": 1, "status": "200"})
     trace.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    reports = run_json(
-        ["simulate", "--trace", str(trace), "--preset", "http_api", "--json"], capsys
-    )
-    assert reports["http_api"]["failures_admitted"] == 5
-    assert reports["http_api"]["transitions"][0][0] == 1764756904.5
+    assert main(["simulate", "--trace", str(trace), "--preset", "http_api", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["start"] == 1764756900.0  # 2025-12-03T10:15:00Z
+    assert document["reports"]["http_api"]["failures_admitted"] == 5
+    assert document["reports"]["http_api"]["transitions"][0] == [4.5, "closed", "open"]
+
+
+# -- times from the trace's start; services in the table and the JSON ---------------
+
+EPOCH_ROWS = [
+    (1764750000.25, 0.5, "failure", "pay"),
+    (1764750000.5, 0.5, "success", "search"),
+    (1764750001.25, 0.5, "failure", "pay"),
+    (1764750010.25, 0.5, "success", "pay"),
+]
+
+
+def test_text_times_count_from_the_trace_start_given_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = write_csv(tmp_path / "t.csv", EPOCH_ROWS, header="start,duration,outcome,service")
+    config = tmp_path / "two.toml"
+    config.write_text("failure_threshold_count = 2\nreset_timeout = 5\n")
+    argv = ["simulate", "--trace", str(trace), "--config", str(config), "--timeline"]
+    assert main([*argv, "--unhealthy", "1764750000.25:1764750002.25"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == [
+        "trace t.csv: 4 calls",
+        "start: 1764750000.25 (2025-12-03T08:20:00.250Z); the times below are seconds from it",
+        "unhealthy: 0-2 s",
+    ]
+    timeline = lines[lines.index("two / pay:") :]
+    assert timeline == [
+        "two / pay:",
+        "       1.500s  closed -> open",
+        "       6.500s  open -> half_open",
+        "      10.500s  half_open -> closed",
+        "two / search:",
+        "  (no transitions)",
+    ]
+    assert "1764750001" not in "\n".join(lines[1:])  # the epoch only on the start line
+
+
+def test_the_table_has_a_row_per_service_under_each_total(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = write_csv(tmp_path / "t.csv", EPOCH_ROWS, header="start,duration,outcome,service")
+    argv = ["simulate", "--trace", str(trace), "--preset", "http_api", "--preset", "database"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines.index(next(line for line in lines if "http_api" in line))
+    table = lines[header:]
+    assert [line.split() for line in table[1:4]] == [
+        ["calls", "4", "4"],
+        ["pay", "3", "3"],
+        ["search", "1", "1"],
+    ]
+    assert table[4].startswith("admitted")
+    assert len(table) == 1 + 3 * 10
+    assert len({len(line) for line in table}) == 1  # still right-aligned
+
+
+def test_json_times_count_from_the_start_and_combined_transitions_name_services(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = write_csv(tmp_path / "t.csv", EPOCH_ROWS, header="start,duration,outcome,service")
+    config = tmp_path / "two.json"
+    config.write_text('{"failure_threshold_count": 2, "reset_timeout": 5}')
+    assert main(["simulate", "--trace", str(trace), "--config", str(config), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["start"] == 1764750000.25
+    report = document["reports"]["two"]
+    assert report["transitions"] == [
+        [1.5, "closed", "open", "pay"],
+        [6.5, "open", "half_open", "pay"],
+        [10.5, "half_open", "closed", "pay"],
+    ]
+    assert report["services"]["pay"]["transitions"][0] == [1.5, "closed", "open"]
+    assert report["services"]["search"]["transitions"] == []
+
+
+def test_a_scenario_counts_from_its_own_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["simulate", "--scenario", "outage", "--preset", "database"]
+    assert main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["start"] == 0.0
+    assert main(argv) == 0
+    assert "start:" not in capsys.readouterr().out

@@ -8,11 +8,12 @@ status 2.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any, NoReturn
 
 from .._classify import Outcome
@@ -105,12 +106,20 @@ def _at(seconds: float) -> str:
 
 
 def _table(reports: dict[str, SimulationReport]) -> str:
+    """A row per field (the total over services), then, with services, a row per service."""
     labels = list(reports)
+    services = list(dict.fromkeys(name for r in reports.values() for name in r.services))
     rows = [["", *labels]]
-    rows += [
-        [field] + [_cell(getattr(reports[label], field)) for label in labels]
-        for field in REPORT_FIELDS
-    ]
+    for field in REPORT_FIELDS:
+        rows.append([field] + [_cell(getattr(reports[label], field)) for label in labels])
+        rows += [
+            [f"  {service}"]
+            + [
+                _cell(getattr(reports[label].services.get(service), field, None))
+                for label in labels
+            ]
+            for service in services
+        ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(labels) + 1)]
     lines = []
     for row in rows:
@@ -121,7 +130,7 @@ def _table(reports: dict[str, SimulationReport]) -> str:
     return "\n".join(lines)
 
 
-def _timeline(reports: dict[str, SimulationReport]) -> str:
+def _timeline(reports: dict[str, SimulationReport], origin: float) -> str:
     lines = []
     for label, report in reports.items():
         parts: list[tuple[str, SimulationReport]] = (
@@ -132,11 +141,48 @@ def _timeline(reports: dict[str, SimulationReport]) -> str:
         for title, part in parts:
             lines.append(f"{title}:")
             lines.extend(
-                f"  {at:10.3f}s  {old.value} -> {new.value}" for at, old, new in part.transitions
+                f"  {at - origin:10.3f}s  {old.value} -> {new.value}"
+                for at, old, new in part.transitions
             )
             if not part.transitions:
                 lines.append("  (no transitions)")
     return "\n".join(lines)
+
+
+def _since(origin: float) -> Callable[[float], float]:
+    """Seconds from the trace's start; to the microsecond, as the epoch leaves float noise."""
+    if not origin:
+        return lambda at: at
+    return lambda at: round(at - origin, 6)
+
+
+def _json(report: SimulationReport, since: Callable[[float], float]) -> dict[str, Any]:
+    """`report.to_dict()` with times from the trace's start; combined transitions name services."""
+    data = report.to_dict()
+    data["transitions"] = [[since(at), old.value, new.value] for at, old, new in report.transitions]
+    if report.services:
+        # Merged as the report merges them: stably by time, the services in order.
+        named = sorted(
+            (
+                (at, old, new, name)
+                for name, part in report.services.items()
+                for at, old, new in part.transitions
+            ),
+            key=lambda transition: transition[0],
+        )
+        data["transitions"] = [
+            [since(at), old.value, new.value, name] for at, old, new, name in named
+        ]
+        data["services"] = {name: _json(part, since) for name, part in report.services.items()}
+    return data
+
+
+def _utc(seconds: float) -> str:
+    try:
+        at = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):  # not an epoch time after all
+        return ""
+    return " (" + at.isoformat(timespec="milliseconds").replace("+00:00", "Z") + ")"
 
 
 class Progress:
@@ -266,10 +312,12 @@ def _simulate(args: argparse.Namespace) -> int:
         rows = [(c.start, c.duration, _OUTCOME[c.outcome], c.service) for c in built.calls]
         count = len(built.calls)
         first, last = built.calls[0].start, max(c.end for c in built.calls)
+        origin = 0.0  # a scenario's own times (its unhealthy periods) count from 0
     else:
         trace = Trace(args.trace)
         title = f"trace {os.path.basename(trace.path)}: {trace.count} calls"
         rows, count, first, last = trace.rows(), trace.count, trace.first, trace.last
+        origin = first
     if args.plot and not args.plot.lower().endswith(".png"):
         _fail(f"--plot writes a PNG: give a FILE.png, got {args.plot!r}")
     if args.plot:
@@ -289,17 +337,22 @@ def _simulate(args: argparse.Namespace) -> int:
         _fail(str(exc))
     if args.plot:
         plot(args.plot, title, profile, reports, unhealthy)
+    # Times are printed from the trace's start (given once), not as 10-digit epochs.
+    since = _since(origin)
     if args.json:
-        print(json.dumps({"reports": {label: r.to_dict() for label, r in reports.items()}}))
+        out = {label: _json(r, since) for label, r in reports.items()}
+        print(json.dumps({"start": origin, "reports": out}))
         return 0
     print(title)
+    if origin:
+        print(f"start: {_at(origin)}{_utc(origin)}; the times below are seconds from it")
     if unhealthy:
-        print("unhealthy: " + ", ".join(f"{_at(a)}-{_at(b)} s" for a, b in unhealthy))
+        print("unhealthy: " + ", ".join(f"{_at(since(a))}-{_at(since(b))} s" for a, b in unhealthy))
     print()
     print(_table(reports))
     if args.timeline:
         print()
-        print(_timeline(reports))
+        print(_timeline(reports, origin))
     return 0
 
 
