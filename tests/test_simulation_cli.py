@@ -659,3 +659,13 @@ def test_a_scenario_counts_from_its_own_zero(capsys: pytest.CaptureFixture[str])
     assert json.loads(capsys.readouterr().out)["start"] == 0.0
     assert main(argv) == 0
     assert "start:" not in capsys.readouterr().out
+
+
+def test_a_start_that_is_no_epoch_time_is_printed_without_a_date(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A TraceRecorder's rows are on the breaker's monotonic clock: any origin.
+    trace = write_csv(tmp_path / "t.csv", [(s + 12.5, d, o) for s, d, o in TRACE_ROWS])
+    assert main(["simulate", "--trace", str(trace), "--preset", "http_api"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "start: 12.5; the times below are seconds from it"

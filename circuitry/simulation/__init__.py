@@ -23,9 +23,14 @@ breaker whose `state` is read at that instant would show them.
 
 Calls with a `service` get one breaker per service (as a
 `CircuitBreakerManager` gives), each with the config under test.
+
+`TraceRecorder` writes live calls (a breaker's, or a manager's) as such a
+trace, to replay them later.
 """
 
 from __future__ import annotations
+
+from ._record import TraceRecorder
 
 # OUTCOMES and Row are not in __all__, but were reachable here and are on the
 # reference page (docs/reference/simulation.md lists its members): kept so.
@@ -39,6 +44,7 @@ __all__ = [
     "Call",
     "Scenario",
     "SimulationReport",
+    "TraceRecorder",
     "scenario",
     "scenarios",
     "simulate",

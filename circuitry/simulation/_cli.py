@@ -178,6 +178,9 @@ def _json(report: SimulationReport, since: Callable[[float], float]) -> dict[str
 
 
 def _utc(seconds: float) -> str:
+    """` (2025-12-03T08:20:00.028Z)` for an epoch time; nothing for another origin (monotonic)."""
+    if seconds < 946684800:  # before 2000: not an epoch time
+        return ""
     try:
         at = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
     except (OverflowError, OSError, ValueError):  # not an epoch time after all
