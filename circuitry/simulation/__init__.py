@@ -24,6 +24,9 @@ breaker whose `state` is read at that instant would show them.
 Calls with a `service` get one breaker per service (as a
 `CircuitBreakerManager` gives), each with the config under test.
 
+`tune` searches a base config's values on the same replay and recommends
+one (`python -m circuitry tune`).
+
 `TraceRecorder` writes live calls (a breaker's, or a manager's) as such a
 trace, to replay them later.
 """
@@ -38,15 +41,20 @@ from ._replay import OUTCOMES as OUTCOMES
 from ._replay import REPORT_FIELDS, Call, SimulationReport, simulate, simulate_rows
 from ._replay import Row as Row
 from ._scenarios import Scenario, scenario, scenarios
+from ._tune import RANGES, Tuned, TuneResult, tune
 
 __all__ = [
+    "RANGES",
     "REPORT_FIELDS",
     "Call",
     "Scenario",
     "SimulationReport",
     "TraceRecorder",
+    "TuneResult",
+    "Tuned",
     "scenario",
     "scenarios",
     "simulate",
     "simulate_rows",
+    "tune",
 ]

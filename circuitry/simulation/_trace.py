@@ -23,7 +23,7 @@ from .._classify import FAILURE, SUCCESS, Outcome
 from ._errors import InputError
 from ._replay import OUTCOMES, Row
 
-__all__ = ["Trace"]
+__all__ = ["Trace", "iso_seconds"]
 
 
 def _trace_format(path: str) -> str:
@@ -75,22 +75,32 @@ _ISO_TIME = re.compile(
 _UTC = datetime.timezone.utc
 
 
+def iso_seconds(text: str) -> float:
+    """An ISO-8601 time as epoch seconds (no offset: UTC).
+
+    Raises:
+        ValueError: not an ISO-8601 time, or not a valid one (the 31st of June).
+    """
+    match = _ISO_TIME.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not an ISO-8601 time: {text!r}")
+    year, month, day, hour, minute, second, fraction, _, sign, oh, om = match.groups()
+    at = datetime.datetime(
+        int(year), int(month), int(day), int(hour), int(minute), int(second or 0)
+    )
+    offset = datetime.timedelta(hours=int(oh or 0), minutes=int(om or 0))
+    tz = datetime.timezone(-offset if sign == "-" else offset)
+    whole = at.replace(tzinfo=tz).timestamp()
+    return whole + (float("0." + fraction) if fraction else 0.0)
+
+
 def _start(value: object) -> float:
     """`start` as seconds: a number, or an ISO-8601 time (no offset: UTC) as epoch seconds."""
-    if isinstance(value, str):
-        match = _ISO_TIME.fullmatch(value.strip())
-        if match is not None:
-            year, month, day, hour, minute, second, fraction, _, sign, oh, om = match.groups()
-            try:
-                at = datetime.datetime(
-                    int(year), int(month), int(day), int(hour), int(minute), int(second or 0)
-                )
-                offset = datetime.timedelta(hours=int(oh or 0), minutes=int(om or 0))
-                tz = datetime.timezone(-offset if sign == "-" else offset)
-                whole = at.replace(tzinfo=tz).timestamp()
-            except ValueError as exc:
-                raise _BadRow(f"field 'start' is not a valid time ({exc}), got {value!r}") from None
-            return whole + (float("0." + fraction) if fraction else 0.0)
+    if isinstance(value, str) and _ISO_TIME.fullmatch(value.strip()):
+        try:
+            return iso_seconds(value.strip())
+        except ValueError as exc:
+            raise _BadRow(f"field 'start' is not a valid time ({exc}), got {value!r}") from None
     try:
         return _number("start", value)
     except _BadRow:
