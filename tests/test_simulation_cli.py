@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from circuitry import CircuitBreakerConfig
 from circuitry.__main__ import main
 
 # Five failures of 0.5 s at 0..4 trip the default config at 4.5 (open to
@@ -374,6 +375,41 @@ def test_plot_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert width > 1000
     assert 400 < height < width
     assert "http_api" in capsys.readouterr().out  # the table is still printed
+
+
+def test_plot_has_close_ups_of_detection_and_recovery_only_with_unhealthy_periods(
+    tmp_path: Path,
+) -> None:
+    rows = [(t, 0.1, "failure" if 100 <= t < 200 else "success") for t in range(0, 400)]
+    trace = write_csv(tmp_path / "t.csv", rows)
+    widths = []
+    for extra in ([], ["--unhealthy", "100:200"]):
+        out = tmp_path / f"plot{len(extra)}.png"
+        assert main(["simulate", "--trace", str(trace), "--plot", str(out), *extra]) == 0
+        widths.append(struct.unpack(">II", out.read_bytes()[16:24])[0])
+    assert widths[1] > widths[0] * 1.3  # two close-up columns beside the timeline
+
+
+def test_close_ups_reach_past_the_slowest_detection_and_recovery() -> None:
+    from circuitry.simulation import scenario, simulate
+    from circuitry.simulation._plot import Profile, _zooms
+
+    outage = scenario("outage")
+    configs = {
+        "fast": CircuitBreakerConfig(failure_threshold_count=2, reset_timeout=5),
+        "slow": CircuitBreakerConfig(failure_threshold_count=30, reset_timeout=40),
+    }
+    reports = simulate(outage.calls, configs, outage.unhealthy)
+    detection, recovery = _zooms(reports, outage.unhealthy, Profile(0.0, 900.0))
+    (start, end) = outage.unhealthy[0]
+    assert detection.anchor == start
+    assert recovery.anchor == end
+    for zoom, field in ((detection, "detect_seconds"), (recovery, "recover_seconds")):
+        times = [getattr(r, field) for r in reports.values()]
+        assert zoom.low < zoom.anchor
+        assert zoom.anchor + max(times) < zoom.high <= zoom.anchor + 900 / 4
+        # The fast config's moment is not squeezed into a pixel: a good share of the panel.
+        assert (min(times) + zoom.anchor - zoom.low) / (zoom.high - zoom.low) > 0.02
 
 
 def test_plot_of_a_trace_with_services_and_an_epoch_origin(tmp_path: Path) -> None:

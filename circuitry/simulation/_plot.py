@@ -130,18 +130,105 @@ def plot(
 
     x = _Time(profile)
     centres = [x(profile.first + (i + 0.5) * profile.width) for i in range(profile.BINS)]
-    figure = Figure(figsize=(11, 2.8 + 0.8 * len(reports)), dpi=110, layout="constrained")
-    axes = figure.subplots(
-        len(reports) + 1, 1, sharex=True, height_ratios=[3.0] + [1.0] * len(reports)
+    zooms = _zooms(reports, unhealthy, profile)
+    figure = Figure(
+        figsize=(11 + 2.6 * len(zooms), 2.8 + 0.8 * len(reports)), dpi=110, layout="constrained"
     )
+    grid = figure.subplots(
+        len(reports) + 1,
+        1 + len(zooms),
+        sharex="col",
+        squeeze=False,
+        height_ratios=[3.0] + [1.0] * len(reports),
+        width_ratios=[11.0] + [2.6] * len(zooms),
+    )
+    axes = [row[0] for row in grid]
     _draw_input(axes[0], title, profile, unhealthy, x, centres)
     for axis, (label, report) in zip(axes[1:], reports.items(), strict=True):
         _draw_band(axis, label, report, profile, unhealthy, x, centres)
     axes[-1].set_xlim(x(profile.first) if x.origin else 0.0, x(profile.last))
     axes[-1].set_xlabel(x.label)
+    for column, zoom in enumerate(zooms, 1):
+        _draw_zoom([row[column] for row in grid], zoom, reports, unhealthy)
     legend = _band_legend(unhealthy)
     figure.legend(handles=legend, loc="outside lower center", ncols=len(legend), fontsize=9)
     figure.savefig(path)
+
+
+class _Zoom:
+    """A close-up of the bands around one instant: seconds from it, on a narrow axis."""
+
+    def __init__(self, title: str, anchor: float, low: float, high: float) -> None:
+        self.title = title
+        self.anchor = anchor
+        self.low = low
+        self.high = high
+
+
+def _zooms(
+    reports: dict[str, SimulationReport],
+    unhealthy: Sequence[tuple[float, float]],
+    profile: Profile,
+) -> list[_Zoom]:
+    """Close-ups of detection (the first unhealthy start) and recovery (the last end).
+
+    On a 15-minute axis a detection 1 s sooner is a pixel; here it spans the
+    panel. Each close-up reaches past the slowest config's detection (or
+    recovery), up to a quarter of the whole replay.
+    """
+    if not unhealthy:
+        return []
+    span = profile.last - profile.first
+    cap = max(5.0, span / 4)
+    start = min(a for a, _ in unhealthy)
+    end = max(b for _, b in unhealthy)
+    detects = [r.detect_seconds for r in reports.values() if r.detect_seconds is not None]
+    recovers = [r.recover_seconds for r in reports.values() if r.recover_seconds is not None]
+    zooms = []
+    for title, anchor, times in (
+        ("close-up: detection\nseconds from the unhealthy start", start, detects),
+        ("close-up: recovery\nseconds from the unhealthy end", end, recovers),
+    ):
+        reach = min(cap, max([2.0, *times]) * 1.25)
+        before = max(1.0, reach * 0.15)
+        zooms.append(
+            _Zoom(
+                title,
+                anchor,
+                max(profile.first, anchor - before),
+                min(profile.last, anchor + reach),
+            )
+        )
+    return zooms
+
+
+def _draw_zoom(
+    axes: Sequence[Axes],
+    zoom: _Zoom,
+    reports: dict[str, SimulationReport],
+    unhealthy: Sequence[tuple[float, float]],
+) -> None:
+    """One close-up column: the top cell names it, each band below as in the main column."""
+    top, bands = axes[0], axes[1:]
+    top.set_title(zoom.title, fontsize=8, loc="left")
+    top.set_yticks([])
+    for start, end in unhealthy:
+        top.axvspan(start - zoom.anchor, end - zoom.anchor, color=_SHADE, alpha=0.45, linewidth=0)
+    top.axvline(0.0, color=_EDGE_COLOUR, linestyle=":", linewidth=0.9)
+    for axis, report in zip(bands, reports.values(), strict=True):
+        for start, end, state in _intervals(report, zoom.low, zoom.high):
+            start, end = max(start, zoom.low), min(end, zoom.high)
+            if end > start:
+                axis.broken_barh(
+                    [(start - zoom.anchor, end - start)], (0.4, 0.6), color=STATE_COLOURS[state]
+                )
+        marks = [at - zoom.anchor for at in report.rejection_times if zoom.low <= at <= zoom.high]
+        axis.plot(marks, [0.2] * len(marks), "|", color="black", markersize=6, markeredgewidth=0.5)
+        axis.axvline(0.0, color=_EDGE_COLOUR, linestyle=":", linewidth=0.9)
+        axis.set_ylim(0, 1)
+        axis.set_yticks([])
+    bands[-1].set_xlim(zoom.low - zoom.anchor, zoom.high - zoom.anchor)
+    bands[-1].set_xlabel("seconds", fontsize=9)
 
 
 def _draw_input(
