@@ -1,6 +1,7 @@
 """Simulated calls per second, per config, on a 1,000,000-call trace.
 
     .venv/bin/python benchmarks/bench_simulation.py [--calls N] [--repeats R] [--csv]
+    .venv/bin/python benchmarks/bench_simulation.py --tune    # `tune`: configs per second
 
 The trace: about 100 calls per second with overlapping latencies, 0.5 %
 failures while healthy and an outage (every call fails) of two minutes in
@@ -58,7 +59,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--csv", action="store_true", help="also time the CLI on a CSV trace")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="only time `tune`: configs per second on a 100,000-call trace (the first 100,000 "
+        "calls of the trace), in one process and in worker processes",
+    )
     args = parser.parse_args()
+    if args.tune:
+        bench_tune(args.repeats)
+        return
 
     rows = make_rows(args.calls)
     span = rows[-1][0] - rows[0][0]
@@ -96,6 +106,21 @@ def main() -> None:
                 status = cli(["simulate", "--trace", path])
             seconds = time.perf_counter() - start
             print(f"CLI, CSV trace, four presets: {seconds:.2f} s (exit {status})")
+
+
+def bench_tune(repeats: int, calls: int = 100_000, budget: int = 40) -> None:
+    """`tune` on 100,000 calls: configs evaluated per second, jobs=1 and jobs=CPUs."""
+    from circuitry.simulation import tune
+
+    rows = make_rows(calls)
+    base = ServicePresets.http_api()
+    cpus = os.cpu_count() or 1
+    print(
+        f"Python {sys.version.split()[0]}, tune on {calls:,} calls, budget {budget}, best of {repeats}"
+    )
+    for jobs in sorted({1, cpus}):
+        seconds = best_of(repeats, lambda j=jobs: tune(rows, base, budget=budget, jobs=j))
+        print(f"jobs={jobs}: {seconds:6.2f} s, {budget / seconds:5.1f} configs/s")
 
 
 if __name__ == "__main__":
