@@ -483,3 +483,27 @@ def test_shadow_and_throttle_configs_replay() -> None:
     assert reports["shadow"].rejected == 0  # nothing rejected: every call ran
     assert reports["shadow"].transitions == reports["preset"].transitions
     assert reports["throttle"].rejected > 0
+
+
+def test_throttled_rejections_are_counted_apart_and_within_rejected() -> None:
+    from circuitry import AdaptiveThrottle
+
+    brownout = scenario("brownout")
+    configs = {
+        "throttle": CircuitBreakerConfig(
+            failure_threshold_count=None,
+            failure_threshold_percentage=90,
+            failure_window=60,
+            adaptive_throttle=AdaptiveThrottle(k=1.5),
+        ),
+        "plain": ServicePresets.http_api(),
+    }
+    reports = simulate(brownout.calls, configs, brownout.unhealthy)
+    throttle, plain = reports["throttle"], reports["plain"]
+    assert throttle.throttled > 0
+    assert throttle.throttled <= throttle.rejected
+    assert plain.throttled == 0
+    # Only the 90 % rule could open it, and a 40 % brownout never meets it: every
+    # rejection was the throttle's.
+    assert throttle.state_changes == 0
+    assert throttle.throttled == throttle.rejected

@@ -62,6 +62,7 @@ EXPECTED = {
     "calls": 8,
     "admitted": 6,
     "rejected": 2,
+    "throttled": 0,
     "failures_admitted": 5,
     "rejected_would_succeed": 1,
     "rejected_would_fail": 1,
@@ -139,6 +140,7 @@ def test_the_table_is_aligned_with_a_column_per_preset(capsys: pytest.CaptureFix
         "calls",
         "admitted",
         "rejected",
+        "throttled",
         "failures_admitted",
         "rejected_would_succeed",
         "rejected_would_fail",
@@ -666,7 +668,7 @@ def test_the_table_has_a_row_per_service_under_each_total(
         ["search", "1", "1"],
     ]
     assert table[4].startswith("admitted")
-    assert len(table) == 1 + 3 * 10
+    assert len(table) == 1 + 3 * 11  # a total and two services for each of 11 fields
     assert len({len(line) for line in table}) == 1  # still right-aligned
 
 

@@ -104,6 +104,7 @@ REPORT_FIELDS = (
     "calls",
     "admitted",
     "rejected",
+    "throttled",
     "failures_admitted",
     "rejected_would_succeed",
     "rejected_would_fail",
@@ -123,6 +124,8 @@ class SimulationReport:
         calls: calls replayed (`admitted + rejected`).
         admitted: calls let through (trials included).
         rejected: calls rejected.
+        throttled: of those, the calls `adaptive_throttle` rejected while CLOSED
+            (0 without the rule).
         failures_admitted: failed calls let through (what the dependency still saw fail).
         rejected_would_succeed: rejected calls that would have succeeded.
         rejected_would_fail: rejected calls that would have failed.
@@ -147,6 +150,7 @@ class SimulationReport:
     calls: int
     admitted: int
     rejected: int
+    throttled: int
     failures_admitted: int
     rejected_would_succeed: int
     rejected_would_fail: int
@@ -417,6 +421,7 @@ def _report(
         calls=admitted + rejected,
         admitted=admitted,
         rejected=rejected,
+        throttled=sum(b.core.total_throttled for b in breakers),
         failures_admitted=sum(b.failures_admitted for b in breakers),
         rejected_would_succeed=sum(b.rejected_success for b in breakers),
         rejected_would_fail=sum(b.rejected_failure for b in breakers),
