@@ -292,9 +292,8 @@ def _replay(rows: Iterable[Row], lanes: Sequence[_Lane]) -> tuple[int, float]:
     Raises:
         ValueError: a row starts before the one before it.
     """
-    sequence = itertools.count()
     heappush, heappop = heapq.heappush, heapq.heappop
-    calls = 0
+    calls = 0  # also each entry's tie-break in the heap: no two calls share one
     last = -math.inf
     end = -math.inf
     for start, duration, outcome, service in rows:
@@ -334,7 +333,7 @@ def _replay(rows: Iterable[Row], lanes: Sequence[_Lane]) -> tuple[int, float]:
                 breaker.admitted += 1
                 if outcome is FAILURE:
                     breaker.failures_admitted += 1
-                heappush(heap, (finish, next(sequence), generation, start, outcome, breaker))
+                heappush(heap, (finish, calls, generation, start, outcome, breaker))
     for lane in lanes:
         heap = lane.heap
         while heap:
