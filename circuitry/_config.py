@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import logging
 import math
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -60,13 +62,38 @@ def _count(field: str, value: object) -> int:
     return value
 
 
+# Percentage fields whose value <= 1 has been warned about (once per field per process).
+_WARNED_FRACTIONS: set[str] = set()
+_WARNED_LOCK = threading.Lock()
+
+
 def _optional_percentage(field: str, value: object) -> float | None:
     if value is None:
         return None
     p = _number(field, value)
     if not 0 < p <= 100:
         raise ValueError(f"{field} must be a percentage in (0, 100], got {value!r}")
+    if p <= 1:
+        _warn_fraction(field, p)
     return p
+
+
+def _warn_fraction(field: str, p: float) -> None:
+    # Polly and others take a fraction (0.5 for half); here 0.5 means 0.5 %. A
+    # value that small is legal but usually that mistake: say so, once per field.
+    with _WARNED_LOCK:
+        if field in _WARNED_FRACTIONS:
+            return
+        _WARNED_FRACTIONS.add(field)
+    logging.getLogger("circuitry").warning(
+        "%s=%r is a percentage: %r means %r %% of calls, not %r %%; for half the calls "
+        "write 50 (this warning is logged once per field)",
+        field,
+        p,
+        p,
+        p,
+        p * 100,
+    )
 
 
 def _exception_types(field: str, value: object) -> ExceptionTypes:

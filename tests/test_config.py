@@ -1123,3 +1123,40 @@ def test_the_readme_count_window_example_runs_and_closes_on_the_trials_rate() ->
     for _ in range(9):
         succeed(breaker)
     assert breaker.state is CLOSED
+
+
+# -- a percentage of 1 or less: the fraction trap ---------------------------------------
+
+
+def test_a_percentage_of_one_or_less_warns_once_per_field(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import circuitry._config
+
+    monkeypatch.setattr(circuitry._config, "_WARNED_FRACTIONS", set())
+    caplog.set_level("WARNING", logger="circuitry")
+    config = CircuitBreakerConfig(failure_window=60, failure_threshold_percentage=0.5)
+    assert config.failure_threshold_percentage == 0.5  # legal: half a percent
+    CircuitBreakerConfig(failure_window=60, failure_threshold_percentage=0.25)
+    CircuitBreakerConfig().with_failure_window(60).with_failure_percentage(1)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "circuitry"]
+    assert len(warnings) == 1
+    assert "failure_threshold_percentage=0.5" in warnings[0]
+    assert "0.5 %" in warnings[0]
+    assert "write 50" in warnings[0]
+    CircuitBreakerConfig(half_open_failure_rate=0.9)  # another field: its own warning
+    warnings = [r.getMessage() for r in caplog.records if r.name == "circuitry"]
+    assert len(warnings) == 2
+    assert "half_open_failure_rate=0.9" in warnings[1]
+
+
+def test_a_percentage_above_one_does_not_warn(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import circuitry._config
+
+    monkeypatch.setattr(circuitry._config, "_WARNED_FRACTIONS", set())
+    caplog.set_level("WARNING", logger="circuitry")
+    CircuitBreakerConfig(failure_window=60, failure_threshold_percentage=1.5)
+    CircuitBreakerConfig(slow_call_duration=1, slow_call_rate_threshold=50, failure_window=60)
+    assert not [r for r in caplog.records if r.name == "circuitry"]
