@@ -14,6 +14,7 @@ protected function, a predicate, a listener, an alert handler, the clock).
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 from collections.abc import Callable
@@ -168,7 +169,7 @@ class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
         return self._read(_read_state)
 
     def metrics(self) -> CircuitMetrics:
-        """A snapshot of the state and counters (with a store: see README "Many processes")."""
+        """A snapshot of the state and counters (with a store: see the "Many processes" how-to)."""
         return self._read(_snapshot)
 
     def __repr__(self) -> str:
@@ -323,6 +324,12 @@ class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
         for frame in [f for f, block in blocks.items() if block[3] != forking_thread]:
             del blocks[frame]
         self._core.after_fork()
+
+
+# `inspect.signature(CircuitBreaker)` (help(), IDEs) would show `__new__`'s
+# (*args, **kwargs): give it `__init__`'s, whose first parameter it drops as
+# it drops `cls`. A subclass with an `__init__` of its own shows that one.
+setattr(BreakerBase.__new__, "__signature__", inspect.signature(BreakerBase.__init__))  # noqa: B010
 
 
 def _read_state(core: CircuitCore, now: float) -> CircuitState:

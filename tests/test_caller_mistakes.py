@@ -484,3 +484,10 @@ def test_a_subclass_is_named_and_one_with_its_own_init_is_left_alone() -> None:
             super().__init__(name=service)
 
     assert Named("search").name == "search"
+
+
+def test_the_signature_shown_is_the_parameters_not_args_and_kwargs() -> None:
+    import inspect
+
+    parameters = inspect.signature(CircuitBreaker).parameters
+    assert list(parameters) == ["config", "name", "clock", "store", "random"]

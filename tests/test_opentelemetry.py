@@ -102,7 +102,7 @@ def windowed_manager(clock: FakeClock) -> CircuitBreakerManager:
 def test_every_instrument_of_a_breaker_exactly(sdk: SDK) -> None:
     clock = FakeClock()
     manager = windowed_manager(clock)
-    instrument(manager, meter_provider=sdk.provider)
+    instrument(manager, meter_provider=sdk.provider, durations=True)
     svc = manager.breaker("svc")
     call(svc, clock, 0.003)
     call(svc, clock, 0.2, ok=False)
@@ -134,7 +134,7 @@ def test_every_instrument_of_a_breaker_exactly(sdk: SDK) -> None:
 def test_instrument_kinds_and_units(sdk: SDK) -> None:
     clock = FakeClock()
     manager = windowed_manager(clock)
-    instrument(manager, meter_provider=sdk.provider)
+    instrument(manager, meter_provider=sdk.provider, durations=True)
     for _ in range(4):
         call(manager.breaker("svc"), clock, 0.1)
     _, data = sdk.collect_with_data()
@@ -263,10 +263,10 @@ def test_two_providers_each_get_their_own_instruments() -> None:
         two.provider.shutdown()
 
 
-def test_without_durations_collecting_adds_nothing_to_the_call_path(sdk: SDK) -> None:
+def test_collecting_adds_nothing_to_the_call_path(sdk: SDK) -> None:
     clock = FakeClock()
     breaker = make(clock)
-    instrument(breaker, meter_provider=sdk.provider, durations=False)
+    instrument(breaker, meter_provider=sdk.provider)  # durations=False by default
     call(breaker, clock, 0.1)
     points = sdk.collect()
     assert not breaker._core.listening
@@ -277,7 +277,7 @@ def test_without_durations_collecting_adds_nothing_to_the_call_path(sdk: SDK) ->
 def test_durations_count_completed_calls_only_and_close_stops_them(sdk: SDK) -> None:
     clock = FakeClock()
     breaker = make(clock, failure_threshold_count=2, ignore_exceptions=(KeyError,))
-    handle = instrument(breaker, meter_provider=sdk.provider)
+    handle = instrument(breaker, meter_provider=sdk.provider, durations=True)
     assert breaker._core.listening  # the histogram's listener
     call(breaker, clock, 0.3)
     with pytest.raises(KeyError), breaker:  # ignored: no duration
@@ -294,7 +294,7 @@ def test_durations_count_completed_calls_only_and_close_stops_them(sdk: SDK) -> 
 def test_durations_of_a_manager_follow_breakers_created_later(sdk: SDK) -> None:
     clock = FakeClock()
     manager = CircuitBreakerManager(clock=clock)
-    instrument(manager, meter_provider=sdk.provider)
+    instrument(manager, meter_provider=sdk.provider, durations=True)
     call(manager.breaker("late"), clock, 0.2)
     call(manager.breaker("late"), clock, 0.4, ok=False)
     durations = point(sdk.collect(), "circuitry.call_duration", name="late")
@@ -305,7 +305,7 @@ def test_durations_of_a_list_follow_breakers_added_to_it(sdk: SDK) -> None:
     clock = FakeClock()
     first = make(clock, name="a")
     breakers = [first]
-    instrument(breakers, meter_provider=sdk.provider)
+    instrument(breakers, meter_provider=sdk.provider, durations=True)
     call(first, clock, 0.05)
     later = make(clock, name="b")
     breakers.append(later)
