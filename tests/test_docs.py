@@ -109,3 +109,17 @@ def test_readme_redis_example_opens_the_circuit_for_another_process(redis_url: s
             payments.call(pytest.fail, "never called")
     finally:
         store.close()
+
+
+def test_every_extra_is_in_the_readme_and_docs_home_tables() -> None:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = set(project["project"]["optional-dependencies"]) - {"test", "docs"}
+    assert {"redis", "plot", "all"} <= extras
+    for page in (ROOT / "README.md", ROOT / "docs" / "index.md"):
+        text = page.read_text(encoding="utf-8")
+        missing = sorted(extra for extra in extras if f"\n| `{extra}` |" not in text)
+        assert not missing, f"{page.name}'s extras table lacks {missing}"
