@@ -451,7 +451,10 @@ class CircuitBreakerConfig:
         return attrs.evolve(self, failure_threshold_count=n)
 
     def with_failure_percentage(self, p: float) -> CircuitBreakerConfig:
-        """Trip when `p` percent of the window's calls failed (set the window first)."""
+        """Trip when `p` percent of the window's calls failed (set the window first).
+
+        A percentage, 0 to 100: `50` is half the calls, `0.5` half a percent.
+        """
         return attrs.evolve(self, failure_threshold_percentage=p)
 
     def with_failure_window(self, seconds: float | datetime.timedelta) -> CircuitBreakerConfig:
