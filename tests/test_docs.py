@@ -123,3 +123,20 @@ def test_every_extra_is_in_the_readme_and_docs_home_tables() -> None:
         text = page.read_text(encoding="utf-8")
         missing = sorted(extra for extra in extras if f"\n| `{extra}` |" not in text)
         assert not missing, f"{page.name}'s extras table lacks {missing}"
+
+
+def test_the_site_ships_what_it_renders_with_no_cdn() -> None:
+    # The states page's mermaid diagram: Material uses a global `mermaid` when the
+    # page has one and fetches it from a CDN only when not, so the vendored script
+    # must be listed (and present); fonts come from the system, not Google Fonts.
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    assert "  - assets/javascripts/mermaid.min.js\n" in config
+    assert "  font: false" in config
+    script = ROOT / "docs" / "assets" / "javascripts" / "mermaid.min.js"
+    assert script.stat().st_size > 1_000_000
+    assert "MIT License" in script.with_name("mermaid.LICENSE").read_text(encoding="utf-8")
+    assert "```mermaid" in (ROOT / "docs" / "states.md").read_text(encoding="utf-8")
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for cdn in ("unpkg.com", "cdn.jsdelivr.net", "fonts.googleapis.com"):
+            assert cdn not in text, f"{page.name} loads from {cdn}"
