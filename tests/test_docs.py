@@ -1,4 +1,4 @@
-"""The docs' code: every Python block parses, and the tutorial runs and prints what it says."""
+"""The docs' code: every Python block parses; the tutorial and README's examples run."""
 
 from __future__ import annotations
 
