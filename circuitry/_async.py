@@ -285,7 +285,7 @@ class AsyncAdapter(BreakerBase):
         scope lets it through on Python 3.11+ (asyncio counts cancellations),
         and the call counts as ignored. On 3.10 asyncio cannot tell the two
         apart and the scope swallows both: the caller gets this TimeoutError
-        and the outside `Task.cancel()` is lost (README, asyncio section).
+        and the outside `Task.cancel()` is lost (docs/how-to/threads-and-async.md).
         """
         error = self._timeout_error()
         await self._finish_async(generation, started, FAILURE, error)

@@ -14,11 +14,14 @@ protected function, a predicate, a listener, an alert handler, the clock).
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeVar
+
+import attrs
 
 from . import _fork
 from ._blocks import Block, BlockKeeping
@@ -36,7 +39,38 @@ from ._state import CircuitState
 __all__ = ["BreakerBase"]
 
 R = TypeVar("R")
+_B = TypeVar("_B", bound="BreakerBase")
 _NOT_VETTED = object()
+_PARAMETERS = ("config", "name", "clock", "store", "random")
+
+
+def _check_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Name the class, not `BreakerBase.__init__()`, in a wrong call's TypeError.
+
+    A config field passed to the breaker (`CircuitBreaker(failure_threshold_count=3)`)
+    is the likely mistake: point to `CircuitBreakerConfig`.
+    """
+    name = cls.__name__
+    if len(args) > 1:
+        raise TypeError(
+            f"{name}() takes one positional argument (config), got {len(args)}; "
+            f"{', '.join(_PARAMETERS[1:])} are keyword-only"
+        )
+    fields = attrs.fields_dict(CircuitBreakerConfig)
+    for key in kwargs:
+        if key in _PARAMETERS:
+            continue
+        if key in fields:
+            raise TypeError(
+                f"{name}() got an unexpected keyword argument {key!r}: it is a "
+                f"CircuitBreakerConfig field; write "
+                f"{name}(CircuitBreakerConfig({key}=...)) or pass a config from "
+                f"ServicePresets"
+            )
+        raise TypeError(
+            f"{name}() got an unexpected keyword argument {key!r}; it takes "
+            f"{', '.join(_PARAMETERS)} (the rules go in a CircuitBreakerConfig)"
+        )
 
 
 class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
@@ -56,6 +90,11 @@ class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
         "_vetted",
         "_vetted_shape",
     )
+
+    def __new__(cls: type[_B], *args: Any, **kwargs: Any) -> _B:
+        if cls.__init__ is BreakerBase.__init__:  # a subclass with its own __init__ checks its own
+            _check_arguments(cls, args, kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -130,7 +169,7 @@ class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
         return self._read(_read_state)
 
     def metrics(self) -> CircuitMetrics:
-        """A snapshot of the state and counters (with a store: see README "Many processes")."""
+        """A snapshot of the state and counters (with a store: see the "Many processes" how-to)."""
         return self._read(_snapshot)
 
     def __repr__(self) -> str:
@@ -285,6 +324,12 @@ class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
         for frame in [f for f, block in blocks.items() if block[3] != forking_thread]:
             del blocks[frame]
         self._core.after_fork()
+
+
+# `inspect.signature(CircuitBreaker)` (help(), IDEs) would show `__new__`'s
+# (*args, **kwargs): give it `__init__`'s, whose first parameter it drops as
+# it drops `cls`. A subclass with an `__init__` of its own shows that one.
+setattr(BreakerBase.__new__, "__signature__", inspect.signature(BreakerBase.__init__))  # noqa: B010
 
 
 def _read_state(core: CircuitCore, now: float) -> CircuitState:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import logging
 import math
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -60,13 +62,38 @@ def _count(field: str, value: object) -> int:
     return value
 
 
+# Percentage fields whose value <= 1 has been warned about (once per field per process).
+_WARNED_FRACTIONS: set[str] = set()
+_WARNED_LOCK = threading.Lock()
+
+
 def _optional_percentage(field: str, value: object) -> float | None:
     if value is None:
         return None
     p = _number(field, value)
     if not 0 < p <= 100:
         raise ValueError(f"{field} must be a percentage in (0, 100], got {value!r}")
+    if p <= 1:
+        _warn_fraction(field, p)
     return p
+
+
+def _warn_fraction(field: str, p: float) -> None:
+    # Polly and others take a fraction (0.5 for half); here 0.5 means 0.5 %. A
+    # value that small is legal but usually that mistake: say so, once per field.
+    with _WARNED_LOCK:
+        if field in _WARNED_FRACTIONS:
+            return
+        _WARNED_FRACTIONS.add(field)
+    logging.getLogger("circuitry").warning(
+        "%s=%r is a percentage: %r means %r %% of calls, not %r %%; for half the calls "
+        "write 50 (this warning is logged once per field)",
+        field,
+        p,
+        p,
+        p,
+        p * 100,
+    )
 
 
 def _exception_types(field: str, value: object) -> ExceptionTypes:
@@ -244,11 +271,59 @@ def _shadow(value: bool) -> bool:
 
 @attrs.frozen(kw_only=True)
 class CircuitBreakerConfig:
-    """How a circuit breaker decides. Frozen and validated; see the README's table.
+    """How a circuit breaker decides. Frozen, keyword-only and validated.
 
     Build one with keywords, or start from the defaults (or a preset) and use
     the `with_*` builder methods, each of which returns a new validated config.
-    Durations accept seconds as float or int, or a `datetime.timedelta`.
+    Durations accept seconds as float or int, or a `datetime.timedelta`, at
+    least 1 µs and finite. Percentages are percent, `0 < p <= 100`: `50` is
+    half, and `0.5` is half a percent (a value of 1 or less logs one warning).
+    A bad value raises `ValueError` or `TypeError` naming the field and the
+    value. The configuration page of the docs has the same fields with their
+    traps and how to choose them.
+
+    Attributes:
+        failure_threshold_count: Without a window, trip after this many
+            consecutive failures; with one, when this many failures are in it.
+            None: no count rule (a rate rule is then required). Default 5.
+        failure_threshold_percentage: Trip when failures / calls in the window
+            reach this percentage, once the window holds `minimum_calls` calls
+            (needs `failure_window` or `failure_window_calls`).
+        failure_window: A sliding time window, seconds (10 buckets).
+        minimum_calls: Calls in the window before a rate is evaluated. Default 10.
+        reset_timeout: Seconds OPEN before the next call is a trial. Default 60.
+        success_threshold_count: Successful trials that close the circuit. Default 1.
+        test_request_count: Trials in flight at once in HALF_OPEN. Default 1.
+        slow_call_duration: A call that takes at least this long is slow.
+        slow_call_rate_threshold: Trip when slow calls / calls in the window
+            reach this percentage (needs `slow_call_duration` and a window).
+        half_open_max_wait: A trial in flight this long without a decision
+            reopens the circuit (as a failed trial).
+        reset_timeout_multiplier: Each failed trial multiplies the next open
+            period by this. Default 1.0.
+        max_reset_timeout: The longest open period the multiplier reaches.
+        reset_timeout_jitter: Each open period is scaled by a random factor in
+            `[1 - j, 1 + j]`. Default 0.0.
+        record_exceptions: Exception types that count as failures. Default
+            `(Exception,)`.
+        ignore_exceptions: Exception types that count as neither success nor
+            failure (wins over `record_exceptions`).
+        failure_predicate: `exc -> bool`: a recorded exception is a failure
+            only if it returns True.
+        result_is_failure: `value -> bool`: a returned value that is a failure
+            (it is still returned to the caller).
+        call_timeout: Async calls only: cancel after this long, raise
+            `TimeoutError`, count a failure.
+        alert_handler: Called with an `Alert` on every state change.
+        failure_window_calls: The window is the last N completed calls instead
+            of `failure_window` seconds (set one or the other).
+        half_open_failure_rate: Decide a HALF_OPEN period on all its
+            `success_threshold_count` trials: close if fewer than this
+            percentage failed, else reopen.
+        adaptive_throttle: An `AdaptiveThrottle`: reject a share of calls while
+            CLOSED as successes fall.
+        shadow: Observe only: every rule runs and every event is sent, but
+            nothing is rejected. Default False.
     """
 
     failure_threshold_count: int | None = attrs.field(default=5, converter=_failure_threshold_count)
@@ -376,7 +451,10 @@ class CircuitBreakerConfig:
         return attrs.evolve(self, failure_threshold_count=n)
 
     def with_failure_percentage(self, p: float) -> CircuitBreakerConfig:
-        """Trip when `p` percent of the window's calls failed (set the window first)."""
+        """Trip when `p` percent of the window's calls failed (set the window first).
+
+        A percentage, 0 to 100: `50` is half the calls, `0.5` half a percent.
+        """
         return attrs.evolve(self, failure_threshold_percentage=p)
 
     def with_failure_window(self, seconds: float | datetime.timedelta) -> CircuitBreakerConfig:

@@ -182,7 +182,7 @@ class CircuitCore(Batcher, InProcessSteps):
         "trial_failures",
         # outputs
         "events",
-        # the adaptive rules (appended: see _throttle.py and `shadow` in the README)
+        # the adaptive rules (appended: see _throttle.py and `shadow` in docs/configuration.md)
         "throttle",
         "shadow",
     )

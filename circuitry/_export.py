@@ -43,6 +43,13 @@ class MetricsSource:
                 f"of CircuitBreaker, got {source!r}"
             )
 
+    def breakers(self) -> list[CircuitBreaker]:
+        """A collection source's breakers now (empty for a manager or a breaker)."""
+        source = self._source
+        if isinstance(source, (CircuitBreakerManager, CircuitBreaker)):
+            return []
+        return [_check_breaker(breaker) for breaker in source]
+
     def snapshots(self) -> list[CircuitMetrics]:
         """Every breaker's `metrics()`, read now."""
         source = self._source

@@ -155,19 +155,31 @@ class CircuitMetrics:
     """
 
     name: str
+    """The breaker's name."""
     current_state: CircuitState
+    """The state now (reading it applied the transitions time alone makes)."""
     time_in_state: float
+    """Seconds since the last state change (or since the breaker was built)."""
     state_changes: int
+    """State changes since the breaker was built."""
     total_allowed: int
+    """Calls admitted (each then counts as a success, a failure or ignored)."""
     total_rejected: int
+    """Calls rejected with `CircuitOpenError` (or `try_acquire()` returning None)."""
     total_successes: int
+    """Calls that succeeded."""
     total_failures: int
+    """Calls that failed."""
     total_ignored: int
+    """Calls that counted as neither (ignored exceptions, cancellations, releases)."""
     total_slow: int
+    """Calls that took at least `slow_call_duration`."""
     window_failures: int
     """Failures now counting toward a trip: the consecutive count, or failures in the window."""
     average_response_time: float | None
+    """Mean duration of successes and failures, seconds; None before any."""
     p95_response_time: float | None
+    """Their 95th percentile, seconds (within 2.2 %); None before any."""
     retry_after: float | None = None
     """Seconds until a trial may be let through: OPEN only, else None."""
     window_calls: int | None = None

@@ -125,12 +125,19 @@ class Alert:
     """
 
     level: AlertLevel
+    """How bad the new state is."""
     name: str
+    """The breaker's name."""
     old_state: CircuitState
+    """The state before the change."""
     new_state: CircuitState
+    """The state after it."""
     message: str
+    """A one-line message, also `str(alert)`."""
     at: float
-    shadow: bool = False  # a shadow breaker's (`shadow=True`): nothing was rejected
+    """When, on the breaker's clock (monotonic seconds)."""
+    shadow: bool = False
+    """A shadow breaker's (`shadow=True`): nothing was rejected."""
 
     def __str__(self) -> str:
         return self.message

@@ -16,9 +16,11 @@ whose open period has passed to HALF_OPEN. Metrics, each with the label
 - `circuitry_state{state}`: 1 for the current state, 0 for the other four.
 - `circuitry_calls_total{outcome}`: `success`, `failure`, `ignored`, `rejected`.
 - `circuitry_slow_calls_total`, `circuitry_state_changes_total`.
-- `circuitry_failure_rate`, `circuitry_slow_call_rate`: percent over the
-  failure window, absent while unknown (no window, or fewer calls in it than
-  `minimum_calls`; no `slow_call_duration`).
+- `circuitry_failure_rate`, `circuitry_slow_call_rate`: **percent** (0 to
+  100) over the failure window, absent while unknown (no window, or fewer
+  calls in it than `minimum_calls`; no `slow_call_duration`).
+- `circuitry_failure_ratio`, `circuitry_slow_call_ratio`: the same as a
+  ratio (0 to 1), as Prometheus convention prefers; absent when the rates are.
 - `circuitry_call_duration_seconds`: a histogram (`_bucket{le}`, `_sum`,
   `_count`) of the durations of successes and failures.
 """
@@ -101,8 +103,10 @@ class CircuitBreakerCollector(Collector):
                 families.throttle_probability.add_metric(labels, m.throttle_probability)
             if m.failure_rate is not None:
                 families.failure_rate.add_metric(labels, m.failure_rate)
+                families.failure_ratio.add_metric(labels, m.failure_rate / 100.0)
             if m.slow_call_rate is not None:
                 families.slow_call_rate.add_metric(labels, m.slow_call_rate)
+                families.slow_call_ratio.add_metric(labels, m.slow_call_rate / 100.0)
             counts = m.duration_buckets(self._buckets)
             families.duration.add_metric(
                 labels,
@@ -136,12 +140,14 @@ class _Families:
         )
         self.failure_rate = GaugeMetricFamily(
             "circuitry_failure_rate",
-            "Percent of the failure window's calls that failed (once it holds minimum_calls).",
+            "Percent (0-100) of the failure window's calls that failed "
+            "(once it holds minimum_calls); circuitry_failure_ratio is the same, 0-1.",
             labels=["name"],
         )
         self.slow_call_rate = GaugeMetricFamily(
             "circuitry_slow_call_rate",
-            "Percent of the failure window's calls that were slow (once it holds minimum_calls).",
+            "Percent (0-100) of the failure window's calls that were slow "
+            "(once it holds minimum_calls); circuitry_slow_call_ratio is the same, 0-1.",
             labels=["name"],
         )
         self.duration = HistogramMetricFamily(
@@ -166,6 +172,18 @@ class _Families:
             "The probability adaptive_throttle rejects a call now (breakers with one).",
             labels=["name"],
         )
+        # Ratios (appended; the percent gauges above keep their names and units).
+        self.failure_ratio = GaugeMetricFamily(
+            "circuitry_failure_ratio",
+            "Ratio (0-1) of the failure window's calls that failed (once it holds minimum_calls).",
+            labels=["name"],
+        )
+        self.slow_call_ratio = GaugeMetricFamily(
+            "circuitry_slow_call_ratio",
+            "Ratio (0-1) of the failure window's calls that were slow "
+            "(once it holds minimum_calls).",
+            labels=["name"],
+        )
 
     def all(self) -> list[Metric]:
         return [
@@ -179,4 +197,6 @@ class _Families:
             self.throttled,
             self.shadow_rejected,
             self.throttle_probability,
+            self.failure_ratio,
+            self.slow_call_ratio,
         ]

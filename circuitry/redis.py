@@ -13,7 +13,8 @@ one circuit. The rules run in Redis, in one Lua script (`_circuit.lua`, which
 mirrors `CircuitCore`), atomically, on Redis' clock (`TIME`); the process
 side (`circuitry._shared`) keeps a mirror of the state so that a call while
 CLOSED costs one round trip (the record after it) and a rejection while OPEN
-costs none. See README "Many processes" for the failure modes.
+costs none. See the "Many processes" how-to (docs/how-to/many-processes.md)
+for the failure modes.
 
 Keys: `circuitry:{<namespace>:<name>}:state` (a string: the state),
 `...:window` (a hash: the window's buckets, with a window only),

@@ -444,3 +444,50 @@ def test_call_async_in_a_worker_thread_is_not_confused_with_a_sync_call(
     with caplog.at_level(logging.WARNING, logger="circuitry"):
         assert anyio.run(breaker.call_async, answer) == 42
     assert warnings_of(caplog) == []
+
+
+# -- config fields passed to the breaker ------------------------------------------------
+
+
+def test_a_config_field_passed_to_the_breaker_names_the_class_and_the_config() -> None:
+    with pytest.raises(TypeError) as info:
+        CircuitBreaker(failure_threshold_count=3)  # type: ignore[call-arg]
+    message = str(info.value)
+    assert message.startswith("CircuitBreaker() got an unexpected keyword argument")
+    assert "'failure_threshold_count'" in message
+    assert "CircuitBreakerConfig(failure_threshold_count=...)" in message
+    assert "BreakerBase" not in message
+
+
+def test_an_unknown_keyword_names_the_class_and_its_parameters() -> None:
+    with pytest.raises(TypeError) as info:
+        CircuitBreaker(nmae="payments")  # type: ignore[call-arg]
+    message = str(info.value)
+    assert message.startswith("CircuitBreaker() got an unexpected keyword argument 'nmae'")
+    assert "config, name, clock, store, random" in message
+
+
+def test_a_second_positional_argument_names_the_class() -> None:
+    with pytest.raises(TypeError, match=r"^CircuitBreaker\(\) takes one positional argument"):
+        CircuitBreaker(None, "payments")  # type: ignore[misc]
+
+
+def test_a_subclass_is_named_and_one_with_its_own_init_is_left_alone() -> None:
+    class Payments(CircuitBreaker):
+        pass
+
+    with pytest.raises(TypeError, match=r"^Payments\(\) got an unexpected keyword"):
+        Payments(reset_timeout=3)  # type: ignore[call-arg]
+
+    class Named(CircuitBreaker):
+        def __init__(self, service: str) -> None:
+            super().__init__(name=service)
+
+    assert Named("search").name == "search"
+
+
+def test_the_signature_shown_is_the_parameters_not_args_and_kwargs() -> None:
+    import inspect
+
+    parameters = inspect.signature(CircuitBreaker).parameters
+    assert list(parameters) == ["config", "name", "clock", "store", "random"]

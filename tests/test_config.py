@@ -1,5 +1,5 @@
 """CircuitBreakerConfig: defaults, validation, conversion, `failure_threshold_count=None`,
-`evolve`, builders; ServicePresets; the README's configs, run."""
+`evolve`, builders; ServicePresets; the configs of docs/configuration.md, run."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from circuitry.testing import FakeClock
 NAN = math.nan
 INF = math.inf
 HUGE = 10**400  # an int too large for a float
-README = Path(__file__).resolve().parent.parent / "README.md"
+CONFIGURATION_PAGE = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
 
 class _NotAnException:
@@ -373,7 +373,7 @@ def test_none_count_without_a_rate_rule_is_a_value_error_naming_the_field(
 
 
 def test_a_windowed_count_of_five_trips_at_a_six_percent_failure_rate() -> None:
-    # What the README's percentage example used to do: the default count rule
+    # What the documented percentage example used to do: the default count rule
     # stays active inside the window and trips long before the rate would.
     clock = FakeClock()
     breaker = make(clock, failure_window=60, failure_threshold_percentage=50, minimum_calls=20)
@@ -455,16 +455,18 @@ def test_with_failure_threshold_none_after_a_rate_rule() -> None:
         CircuitBreakerConfig().with_failure_threshold(None)
 
 
-def _readme_block(containing: str) -> str:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+def _configuration_block(containing: str) -> str:
+    page = CONFIGURATION_PAGE.read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
     matching = [b for b in blocks if containing in b]
-    assert len(matching) == 1, f"expected one README block with {containing!r}"
+    assert len(matching) == 1, f"expected one docs/configuration.md block with {containing!r}"
     return str(matching[0])
 
 
-def test_the_readme_percentage_example_trips_on_the_rate_not_at_six_percent() -> None:
+def test_the_documented_percentage_example_trips_on_the_rate_not_at_six_percent() -> None:
+    # docs/configuration.md (it was in README before the README became a newcomer's page).
     namespace: dict[str, Any] = {"CircuitBreakerConfig": CircuitBreakerConfig}
-    exec(_readme_block(".with_failure_percentage(50)"), namespace)
+    exec(_configuration_block(".with_failure_percentage(50)"), namespace)
     config: CircuitBreakerConfig = namespace["config"]
     assert config.failure_threshold_count is None
     clock = FakeClock()
@@ -975,7 +977,7 @@ def test_preset_can_be_refined_with_builders() -> None:
     assert base.reset_timeout == 60.0
 
 
-# -- the README's raise_for_status example, against a real server on loopback --------------------
+# -- docs/configuration.md's raise_for_status example, against a real server on loopback ----
 
 
 @pytest.fixture
@@ -1109,9 +1111,9 @@ def test_the_presets_set_neither_new_rule() -> None:
         assert (preset.failure_window_calls, preset.half_open_failure_rate) == (None, None)
 
 
-def test_the_readme_count_window_example_runs_and_closes_on_the_trials_rate() -> None:
+def test_the_documented_count_window_example_runs_and_closes_on_the_trials_rate() -> None:
     namespace: dict[str, Any] = {}
-    exec(_readme_block("half_open_failure_rate=20"), namespace)
+    exec(_configuration_block("half_open_failure_rate=20"), namespace)
     config: CircuitBreakerConfig = namespace["config"]
     clock = FakeClock()
     breaker = CircuitBreaker(config, clock=clock)
@@ -1123,3 +1125,40 @@ def test_the_readme_count_window_example_runs_and_closes_on_the_trials_rate() ->
     for _ in range(9):
         succeed(breaker)
     assert breaker.state is CLOSED
+
+
+# -- a percentage of 1 or less: the fraction trap ---------------------------------------
+
+
+def test_a_percentage_of_one_or_less_warns_once_per_field(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import circuitry._config
+
+    monkeypatch.setattr(circuitry._config, "_WARNED_FRACTIONS", set())
+    caplog.set_level("WARNING", logger="circuitry")
+    config = CircuitBreakerConfig(failure_window=60, failure_threshold_percentage=0.5)
+    assert config.failure_threshold_percentage == 0.5  # legal: half a percent
+    CircuitBreakerConfig(failure_window=60, failure_threshold_percentage=0.25)
+    CircuitBreakerConfig().with_failure_window(60).with_failure_percentage(1)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "circuitry"]
+    assert len(warnings) == 1
+    assert "failure_threshold_percentage=0.5" in warnings[0]
+    assert "0.5 %" in warnings[0]
+    assert "write 50" in warnings[0]
+    CircuitBreakerConfig(half_open_failure_rate=0.9)  # another field: its own warning
+    warnings = [r.getMessage() for r in caplog.records if r.name == "circuitry"]
+    assert len(warnings) == 2
+    assert "half_open_failure_rate=0.9" in warnings[1]
+
+
+def test_a_percentage_above_one_does_not_warn(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import circuitry._config
+
+    monkeypatch.setattr(circuitry._config, "_WARNED_FRACTIONS", set())
+    caplog.set_level("WARNING", logger="circuitry")
+    CircuitBreakerConfig(failure_window=60, failure_threshold_percentage=1.5)
+    CircuitBreakerConfig(slow_call_duration=1, slow_call_rate_threshold=50, failure_window=60)
+    assert not [r for r in caplog.records if r.name == "circuitry"]

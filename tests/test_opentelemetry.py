@@ -6,20 +6,20 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from helpers import call, fail, make
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import Gauge, InMemoryMetricReader, Sum
+from opentelemetry.sdk.metrics.export import Gauge, Histogram, InMemoryMetricReader, Sum
 
 from circuitry import CircuitBreakerConfig, CircuitBreakerManager
-from circuitry.opentelemetry import Instrumentation, instrument
+from circuitry.opentelemetry import DURATION_BOUNDS, Instrumentation, instrument
 from circuitry.testing import FakeClock
 
 STATES = ("closed", "open", "half_open", "forced_open", "forced_closed")
 
-Points = dict[tuple[str, tuple[tuple[str, Any], ...]], float]
+Points = dict[tuple[str, tuple[tuple[str, Any], ...]], Any]
 
 
 class SDK:
@@ -47,8 +47,29 @@ class SDK:
                     for point in metric.data.data_points:
                         key = (metric.name, tuple(sorted(point.attributes.items())))
                         assert key not in points, f"duplicate point {key}"
-                        points[key] = point.value
+                        if isinstance(metric.data, Histogram):  # (count, sum, buckets)
+                            points[key] = Durations(
+                                point.count, point.sum, tuple(point.bucket_counts)
+                            )
+                        else:
+                            points[key] = point.value
         return points, data_of
+
+
+class Durations(NamedTuple):
+    """A histogram data point: how many, their sum, the count in each bucket."""
+
+    count: int
+    sum: float
+    buckets: tuple[int, ...]
+
+
+def buckets(*durations: float) -> tuple[int, ...]:
+    """The (non-cumulative) bucket counts of DURATION_BOUNDS for these durations."""
+    counts = [0] * (len(DURATION_BOUNDS) + 1)
+    for d in durations:
+        counts[sum(1 for bound in DURATION_BOUNDS if d > bound)] += 1
+    return tuple(counts)
 
 
 @pytest.fixture
@@ -68,6 +89,7 @@ def windowed_manager(clock: FakeClock) -> CircuitBreakerManager:
         failure_window=60,
         failure_threshold_percentage=50,
         minimum_calls=4,
+        slow_call_duration=1.0,
         ignore_exceptions=(KeyError,),
         reset_timeout=30,
     )
@@ -80,12 +102,12 @@ def windowed_manager(clock: FakeClock) -> CircuitBreakerManager:
 def test_every_instrument_of_a_breaker_exactly(sdk: SDK) -> None:
     clock = FakeClock()
     manager = windowed_manager(clock)
-    instrument(manager, meter_provider=sdk.provider)
+    instrument(manager, meter_provider=sdk.provider, durations=True)
     svc = manager.breaker("svc")
-    call(svc, clock, 0.1)
-    call(svc, clock, 0.1, ok=False)
-    call(svc, clock, 0.1)
-    call(svc, clock, 0.1)
+    call(svc, clock, 0.003)
+    call(svc, clock, 0.2, ok=False)
+    call(svc, clock, 3.0)  # slow
+    call(svc, clock, 0.02)
     with pytest.raises(KeyError), svc:
         raise KeyError("ignored")
     assert sdk.collect() == {
@@ -100,14 +122,19 @@ def test_every_instrument_of_a_breaker_exactly(sdk: SDK) -> None:
         ("circuitry.state_changes", (("name", "svc"),)): 0,
         ("circuitry.throttled_calls", (("name", "svc"),)): 0,
         ("circuitry.shadow_rejected_calls", (("name", "svc"),)): 0,
-        ("circuitry.failure_rate", (("name", "svc"),)): 25.0,
+        ("circuitry.slow_calls", (("name", "svc"),)): 1,
+        ("circuitry.failure_rate", (("name", "svc"),)): 25.0,  # percent
+        ("circuitry.failure_ratio", (("name", "svc"),)): 0.25,  # the same, 0 to 1
+        ("circuitry.call_duration", (("name", "svc"),)): Durations(
+            4, pytest.approx(3.223), buckets(0.003, 0.2, 3.0, 0.02)
+        ),
     }
 
 
 def test_instrument_kinds_and_units(sdk: SDK) -> None:
     clock = FakeClock()
     manager = windowed_manager(clock)
-    instrument(manager, meter_provider=sdk.provider)
+    instrument(manager, meter_provider=sdk.provider, durations=True)
     for _ in range(4):
         call(manager.breaker("svc"), clock, 0.1)
     _, data = sdk.collect_with_data()
@@ -117,6 +144,14 @@ def test_instrument_kinds_and_units(sdk: SDK) -> None:
         assert isinstance(data[counter].data, Sum)
         assert data[counter].data.is_monotonic
     assert data["circuitry.failure_rate"].unit == "%"
+    assert isinstance(data["circuitry.failure_ratio"].data, Gauge)
+    assert data["circuitry.failure_ratio"].unit == "1"
+    assert isinstance(data["circuitry.slow_calls"].data, Sum)
+    assert data["circuitry.slow_calls"].data.is_monotonic
+    histogram = data["circuitry.call_duration"]
+    assert isinstance(histogram.data, Histogram)
+    assert histogram.unit == "s"
+    assert tuple(histogram.data.data_points[0].explicit_bounds) == DURATION_BOUNDS
 
 
 def test_counters_follow_the_breaker_between_collections(sdk: SDK) -> None:
@@ -229,10 +264,65 @@ def test_two_providers_each_get_their_own_instruments() -> None:
 
 
 def test_collecting_adds_nothing_to_the_call_path(sdk: SDK) -> None:
-    breaker = make(FakeClock())
-    instrument(breaker, meter_provider=sdk.provider)
-    sdk.collect()
+    clock = FakeClock()
+    breaker = make(clock)
+    instrument(breaker, meter_provider=sdk.provider)  # durations=False by default
+    call(breaker, clock, 0.1)
+    points = sdk.collect()
     assert not breaker._core.listening
+    assert point(points, "circuitry.calls", name="svc", outcome="success") == 1
+    assert point(points, "circuitry.call_duration", name="svc") is None
+
+
+def test_durations_count_completed_calls_only_and_close_stops_them(sdk: SDK) -> None:
+    clock = FakeClock()
+    breaker = make(clock, failure_threshold_count=2, ignore_exceptions=(KeyError,))
+    handle = instrument(breaker, meter_provider=sdk.provider, durations=True)
+    assert breaker._core.listening  # the histogram's listener
+    call(breaker, clock, 0.3)
+    with pytest.raises(KeyError), breaker:  # ignored: no duration
+        raise KeyError("ignored")
+    call(breaker, clock, 0.15, ok=False)
+    call(breaker, clock, 0.15, ok=False)  # opens it
+    assert breaker.try_acquire() is None  # rejected: no duration
+    durations = point(sdk.collect(), "circuitry.call_duration", name="svc")
+    assert durations == Durations(3, pytest.approx(0.6), buckets(0.3, 0.15, 0.15))
+    handle.close()
+    assert not breaker._core.listening  # nothing left on the call path
+
+
+def test_durations_of_a_manager_follow_breakers_created_later(sdk: SDK) -> None:
+    clock = FakeClock()
+    manager = CircuitBreakerManager(clock=clock)
+    instrument(manager, meter_provider=sdk.provider, durations=True)
+    call(manager.breaker("late"), clock, 0.2)
+    call(manager.breaker("late"), clock, 0.4, ok=False)
+    durations = point(sdk.collect(), "circuitry.call_duration", name="late")
+    assert durations == Durations(2, pytest.approx(0.6), buckets(0.2, 0.4))
+
+
+def test_durations_of_a_list_follow_breakers_added_to_it(sdk: SDK) -> None:
+    clock = FakeClock()
+    first = make(clock, name="a")
+    breakers = [first]
+    instrument(breakers, meter_provider=sdk.provider, durations=True)
+    call(first, clock, 0.05)
+    later = make(clock, name="b")
+    breakers.append(later)
+    sdk.collect()  # from this collection on, "b" is followed
+    call(later, clock, 0.5)
+    points = sdk.collect()
+    assert point(points, "circuitry.call_duration", name="a") == Durations(
+        1, pytest.approx(0.05), buckets(0.05)
+    )
+    assert point(points, "circuitry.call_duration", name="b") == Durations(
+        1, pytest.approx(0.5), buckets(0.5)
+    )
+
+
+def test_durations_must_be_a_bool(sdk: SDK) -> None:
+    with pytest.raises(TypeError, match="durations"):
+        instrument(make(FakeClock()), meter_provider=sdk.provider, durations=1)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("source", ["svc", 42, [object()]])

@@ -95,8 +95,10 @@ def test_every_metric_of_a_breaker_exactly() -> None:
         ("circuitry_state_changes_total", (("name", "svc"),)): 0.0,
         ("circuitry_throttled_calls_total", (("name", "svc"),)): 0.0,
         ("circuitry_shadow_rejected_calls_total", (("name", "svc"),)): 0.0,
-        ("circuitry_failure_rate", (("name", "svc"),)): 25.0,
+        ("circuitry_failure_rate", (("name", "svc"),)): 25.0,  # percent
         ("circuitry_slow_call_rate", (("name", "svc"),)): 25.0,
+        ("circuitry_failure_ratio", (("name", "svc"),)): 0.25,  # the same, 0 to 1
+        ("circuitry_slow_call_ratio", (("name", "svc"),)): 0.25,
         **{
             ("circuitry_call_duration_seconds_bucket", (("le", le), ("name", "svc"))): count
             for le, count in [
@@ -139,6 +141,8 @@ def test_metric_families_have_their_prometheus_types() -> None:
         "circuitry_throttle_probability": "gauge",
         "circuitry_failure_rate": "gauge",
         "circuitry_slow_call_rate": "gauge",
+        "circuitry_failure_ratio": "gauge",
+        "circuitry_slow_call_ratio": "gauge",
         "circuitry_call_duration_seconds": "histogram",
     }
 
@@ -154,12 +158,17 @@ def test_rates_are_absent_while_unknown() -> None:
     samples = scrape(collector)
     assert value(samples, "circuitry_failure_rate", name="svc") is None
     assert value(samples, "circuitry_slow_call_rate", name="svc") is None
+    assert value(samples, "circuitry_failure_ratio", name="svc") is None
+    assert value(samples, "circuitry_slow_call_ratio", name="svc") is None
     call(manager.breaker("svc"), clock, 0.1)  # the window reaches minimum_calls
     samples = scrape(collector)
     assert value(samples, "circuitry_failure_rate", name="svc") == 0.0
     assert value(samples, "circuitry_slow_call_rate", name="svc") == 0.0
+    assert value(samples, "circuitry_failure_ratio", name="svc") == 0.0
+    assert value(samples, "circuitry_slow_call_ratio", name="svc") == 0.0
     plain_samples = scrape(CircuitBreakerCollector(plain))
     assert value(plain_samples, "circuitry_failure_rate", name="plain") is None
+    assert value(plain_samples, "circuitry_failure_ratio", name="plain") is None
     assert value(plain_samples, "circuitry_calls_total", name="plain", outcome="success") == 1.0
 
 

@@ -3,7 +3,7 @@
 The outside cancellation must win: the task is cancelled and the call counts
 as ignored, never a TimeoutError counted as a failure. anyio can tell the two
 apart only where asyncio counts cancellations (Python 3.11+); on 3.10 the
-cancel scope swallows both, which README's asyncio section says.
+cancel scope swallows both, which docs/how-to/threads-and-async.md says.
 """
 
 from __future__ import annotations
