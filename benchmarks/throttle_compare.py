@@ -4,9 +4,11 @@
 
 For the `outage` and `brownout` scenarios, each contender replays the same
 calls (admitted or rejected at `start`, outcome known at `start + duration`)
-and reports: calls sent to the dependency while it was unwell, healthy calls
-rejected (calls that would have succeeded), and seconds from the end of the
-unwell period until no call is rejected for 10 s ("recover").
+and reports: calls sent to the dependency while it was unwell, failed calls
+sent (at any time), healthy calls rejected (calls that would have
+succeeded), "wasted" (failed calls sent + healthy calls rejected: every call
+the breaker decided wrongly), and seconds from the end of the unwell period
+until no call is rejected for 10 s ("recover").
 
 The two Go ports are a few lines each, following their sources, read at the
 commits named (not vendored):
@@ -118,11 +120,16 @@ def report(
     calls: Sequence[Call],
     decisions: Sequence[tuple[float, bool]],
     unwell: Sequence[tuple[float, float]],
-) -> tuple[int, int, float | None]:
+) -> tuple[int, int, int, float | None]:
     def bad(t: float) -> bool:
         return any(a <= t < b for a, b in unwell)
 
     sent_bad = sum(1 for (t, ok) in decisions if ok and bad(t))
+    failed_sent = sum(
+        1
+        for call, (_, ok) in zip(calls, decisions, strict=True)
+        if ok and call.outcome == "failure"
+    )
     healthy_rejected = sum(
         1
         for call, (_, ok) in zip(calls, decisions, strict=True)
@@ -140,7 +147,7 @@ def report(
         if rejections and rejections[-1] - last < QUIET and calls[-1].start - last < QUIET
         else last - healed
     )
-    return sent_bad, healthy_rejected, recover
+    return sent_bad, failed_sent, healthy_rejected, recover
 
 
 def main() -> None:
@@ -154,7 +161,8 @@ def main() -> None:
         ),
     }
     print(
-        f"{'scenario':9} {'contender':31} {'sent while unwell':>17} {'healthy rejected':>16} {'recover s':>9}"
+        f"{'scenario':9} {'contender':31} {'sent while unwell':>17} {'failed sent':>11} "
+        f"{'healthy rejected':>16} {'wasted':>6} {'recover s':>9}"
     )
     for name in ("outage", "brownout"):
         sc = scenario(name)
@@ -167,9 +175,12 @@ def main() -> None:
         rows["go-zero (k=1.5, 10 s)"] = replay_go(calls, go_zero)
         rows["kratos (k=1/0.6, 3 s)"] = replay_go(calls, kratos)
         for label, decisions in rows.items():
-            sent, rejected, recover = report(calls, decisions, sc.unhealthy)
+            sent, failed, rejected, recover = report(calls, decisions, sc.unhealthy)
             shown = "never" if recover is None else f"{recover:.1f}"
-            print(f"{name:9} {label:31} {sent:17d} {rejected:16d} {shown:>9}")
+            print(
+                f"{name:9} {label:31} {sent:17d} {failed:11d} {rejected:16d} "
+                f"{failed + rejected:6d} {shown:>9}"
+            )
 
 
 if __name__ == "__main__":
