@@ -132,6 +132,42 @@ def round_2_config_and_metrics_keep_types() -> float | None:
     return metrics.failure_rate
 
 
+def _cached_size(exc: BaseException, path: str) -> int:
+    return -1
+
+
+async def _cached_body(exc: BaseException, path: str) -> bytes:
+    await anyio.sleep(0)
+    return b""
+
+
+@breaker(fallback=_cached_size, on=(OSError,))
+def size_or_cached(path: str) -> int:
+    """A decorated plain function with a plain fallback."""
+    return len(path)
+
+
+@breaker(fallback=_cached_body)
+async def body_or_cached(path: str) -> bytes:
+    """A decorated async function with an async fallback."""
+    await anyio.sleep(0)
+    return path.encode()
+
+
+@breaker(fallback=_cached_size)
+async def async_size_or_cached(path: str) -> int:
+    """A decorated async function with a plain fallback."""
+    await anyio.sleep(0)
+    return len(path)
+
+
+async def fallbacks_keep_signatures() -> int:
+    size: int = size_or_cached("/ab")
+    body: bytes = await body_or_cached("/c")
+    other: int = await async_size_or_cached("/d")
+    return size + len(body) + other
+
+
 async def wrong_uses_are_errors() -> None:
     # Kept unevaluated: only mypy looks at these lines.
     if breaker.name == "never":
@@ -143,7 +179,12 @@ async def wrong_uses_are_errors() -> None:
         compute("1")  # type: ignore[arg-type]
         breaker.call(compute_raw, 1, bad=True)  # type: ignore[call-arg]
         wrong_sync: int = compute(1)  # type: ignore[assignment]
-        del wrong, not_awaited, wrong_sync
+        size_or_cached(1)  # type: ignore[arg-type]
+        wrong_size: str = size_or_cached("/")  # type: ignore[assignment]
+        await body_or_cached(path=2)  # type: ignore[arg-type]
+        not_awaited_body: bytes = body_or_cached("/")  # type: ignore[assignment]
+        breaker(fallback=_cached_size, on="OSError")  # type: ignore[call-overload]
+        del wrong, not_awaited, wrong_sync, wrong_size, not_awaited_body
 
 
 async def main() -> None:
@@ -158,6 +199,7 @@ async def main() -> None:
     assert guard_does_not_swallow() == "6"
     assert await async_guard_does_not_swallow() == 7
     assert round_2_config_and_metrics_keep_types() is None
+    assert await fallbacks_keep_signatures() == 3 + 2 + 2
     await wrong_uses_are_errors()
     breaker.force_open()
     rejected_by: str | None = None
