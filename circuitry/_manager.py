@@ -143,6 +143,7 @@ class CircuitBreakerManager:
         "_lock",
         "_store",
         "_random",
+        "_trip_gates",
     )
 
     def __init__(
@@ -175,6 +176,9 @@ class CircuitBreakerManager:
         # Copied on write, under the lock: a reader takes the tuple as it is.
         self._listeners: tuple[_ManagerListener, ...] = ()
         self._created_hooks: tuple[tuple[CreatedHook], ...] = ()
+        # Service name -> the trip gate of the BreakerPool (with an ejection cap)
+        # it is a member of; set on each breaker made for it (see `_gate`).
+        self._trip_gates: dict[str, Callable[[Any], bool]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -265,7 +269,30 @@ class CircuitBreakerManager:
                 carried.unsubscribe = breaker.subscribe(carried, *entry[1])
         for manager_listener in self._listeners:
             manager_listener.attach(breaker)
+        gate = self._trip_gates.get(name)
+        if gate is not None:  # before any other thread can have the breaker
+            breaker._core.trip_gate = gate
         return breaker
+
+    def _gate(self, names: tuple[str, ...], gate: Callable[[Any], bool], pool: str) -> None:
+        """Ask `gate` before each trip of the breakers for `names`, now and when made again.
+
+        Raises:
+            ValueError: one of them is in another pool with an ejection cap.
+        """
+        with self._lock:
+            for name in names:
+                other = self._trip_gates.get(name)
+                if other is not None:
+                    raise ValueError(
+                        f"members: {name!r} is in the BreakerPool {getattr(other, 'pool', '?')!r} "
+                        f"with an ejection cap already; it can be in one such pool ({pool!r})"
+                    )
+            for name in names:
+                self._trip_gates[name] = gate
+                breaker = self._breakers.get(name)
+                if breaker is not None:
+                    breaker._core.trip_gate = gate
 
     def _created(self, breaker: CircuitBreaker, hooks: tuple[tuple[CreatedHook], ...]) -> None:
         """Call the `on_created` hooks, outside the lock; one that raises is logged.
