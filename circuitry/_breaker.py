@@ -46,6 +46,12 @@ class CircuitBreaker(SyncAdapter, AsyncAdapter):
         store: a shared store (`circuitry.redis.RedisStore`), or None: in process.
         random: uniform floats in [0, 1) for jitter and `adaptive_throttle`;
             the `random` module's when None (inject one to make tests exact).
+        parent: a breaker that must also admit every call of this one (a
+            chain: endpoint breakers under a host breaker). This breaker
+            admits first, then the parent; a parent's rejection gives this
+            breaker's ticket back as ignored and propagates (naming the
+            parent); the outcome is recorded in both, each by its own rules.
+            `try_acquire()` asks this breaker alone.
     """
 
     __slots__ = ()
