@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import anyio
 
-from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
+from circuitry import (
+    BreakerPool,
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitBreakerManager,
+    CircuitOpenError,
+)
 
 breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold_count=3), name="typing")
 
@@ -168,6 +174,26 @@ async def fallbacks_keep_signatures() -> int:
     return size + len(body) + other
 
 
+def _ask(member: str, prompt: str, *, tokens: int = 1) -> str:
+    return f"{member}:{prompt}:{tokens}"
+
+
+async def _ask_async(member: str, prompt: str) -> bytes:
+    await anyio.sleep(0)
+    return (member + prompt).encode()
+
+
+pool = BreakerPool(CircuitBreakerManager(), ["a", "b"], name="typing-pool")
+
+
+async def pools_and_chains_keep_types() -> int:
+    text: str = pool.call(_ask, "hi", tokens=2)
+    body: bytes = await pool.call_async(_ask_async, "hi")
+    child: CircuitBreaker = CircuitBreaker(name="typing-child", parent=breaker)
+    size: int = child.call(len, "abc")
+    return len(text) + len(body) + size
+
+
 async def wrong_uses_are_errors() -> None:
     # Kept unevaluated: only mypy looks at these lines.
     if breaker.name == "never":
@@ -184,7 +210,11 @@ async def wrong_uses_are_errors() -> None:
         await body_or_cached(path=2)  # type: ignore[arg-type]
         not_awaited_body: bytes = body_or_cached("/")  # type: ignore[assignment]
         breaker(fallback=_cached_size, on="OSError")  # type: ignore[call-overload]
-        del wrong, not_awaited, wrong_sync, wrong_size, not_awaited_body
+        pool.call(_ask, 1)  # type: ignore[arg-type]
+        pool_text: int = pool.call(_ask, "x")  # type: ignore[assignment]
+        await pool.call_async(_ask_async, b"x")  # type: ignore[arg-type]
+        CircuitBreaker(parent="host")  # type: ignore[arg-type]
+        del wrong, not_awaited, wrong_sync, wrong_size, not_awaited_body, pool_text
 
 
 async def main() -> None:
@@ -200,6 +230,7 @@ async def main() -> None:
     assert await async_guard_does_not_swallow() == 7
     assert round_2_config_and_metrics_keep_types() is None
     assert await fallbacks_keep_signatures() == 3 + 2 + 2
+    assert await pools_and_chains_keep_types() == len("a:hi:2") + len(b"ahi") + 3
     await wrong_uses_are_errors()
     breaker.force_open()
     rejected_by: str | None = None
