@@ -14,6 +14,7 @@ __all__ = ["CircuitBreaker"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+_NO_FUNCTION: Any = object()  # `breaker(fallback=f)`: no function (None is a caller's mistake)
 
 
 class CircuitBreaker(SyncAdapter, AsyncAdapter):
@@ -69,7 +70,7 @@ class CircuitBreaker(SyncAdapter, AsyncAdapter):
 
     def __call__(
         self,
-        fn: Callable[P, Any] | None = None,
+        fn: Callable[P, Any] = _NO_FUNCTION,
         *,
         fallback: Callable[..., Any] | None = None,
         on: Catching = (),
@@ -93,7 +94,7 @@ class CircuitBreaker(SyncAdapter, AsyncAdapter):
                 `fallback` is not callable, `on` not Exception types, or both
                 a function and a fallback are given.
         """
-        if fn is None:
+        if fn is _NO_FUNCTION:
             if fallback is None:
                 raise TypeError(
                     "breaker() needs a function to decorate, or fallback=: "
