@@ -52,7 +52,8 @@ class CircuitBreaker(SyncAdapter, AsyncAdapter):
             admits first, then the parent; a parent's rejection gives this
             breaker's ticket back as ignored and propagates (naming the
             parent); the outcome is recorded in both, each by its own rules.
-            `try_acquire()` asks this breaker alone.
+            `try_acquire()` asks both (None when either rejects) and its
+            permit completes both.
     """
 
     __slots__ = ()

@@ -7,7 +7,9 @@ parent pays nothing. Every entry point nests the parent's inside the child's:
 - `call`, `call_async` and the decorators: the child's protocol calls the
   parent's `_call` / `_call_async` as its function;
 - `with` and `async with`: the child's block is entered, then a `guard()` of
-  the parent, exited in the reverse order.
+  the parent, exited in the reverse order;
+- `try_acquire()`: the child's permit, then the parent's, as one `Permit`
+  that completes both (`_ChainPermit`); None when either rejects.
 
 So the child admits first, then the parent; the call's outcome is recorded
 by the parent, then by the child, each by its own rules; and a rejection by
@@ -24,6 +26,9 @@ import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._classify import IGNORED, Outcome
+from ._permit import Permit
 
 if TYPE_CHECKING:
     from ._blocks import Guard
@@ -109,6 +114,29 @@ class _Chained:
         finally:
             await super().__aexit__(exc_type, exc, tb)  # type: ignore[misc]
 
+    def try_acquire(self) -> Permit | None:
+        permit: Permit | None = super().try_acquire()  # type: ignore[misc]
+        if permit is None:
+            return None
+        try:
+            parent = self._parent.try_acquire()
+        except BaseException:
+            permit.release()
+            raise
+        if parent is None:
+            permit.release()  # the parent rejected: the child's ticket back, as ignored
+            return None
+        return _ChainPermit.taking(permit, parent)
+
+    async def _try_acquire_async(self) -> Permit:
+        permit: Permit = await super()._try_acquire_async()  # type: ignore[misc]
+        try:
+            parent = await self._parent._try_acquire_async()  # or CircuitOpenError
+        except BaseException:
+            await permit._complete_async(IGNORED, None)
+            raise
+        return _ChainPermit.taking(permit, parent)
+
     def _exiting(self, frame: Any) -> object:
         """The block this exit will take (the adapter's exit takes it for certain)."""
         block = self._blocks.get(frame)
@@ -118,6 +146,45 @@ class _Chained:
             except RuntimeError:
                 return None  # the adapter's exit raises it again, with nothing taken
         return block
+
+
+class _ChainPermit(Permit):
+    """A chained breaker's permit: completing it completes its parent's permit first."""
+
+    __slots__ = ("_parent_permit",)
+
+    _parent_permit: Permit
+
+    @classmethod
+    def taking(cls, permit: Permit, parent: Permit) -> _ChainPermit:
+        """A chain permit holding `permit`'s ticket (`permit` is spent) and `parent`."""
+        chained = cls(permit._breaker, permit._generation, permit._started)
+        permit._open.clear()  # its ticket is the chain permit's now
+        chained._parent_permit = parent
+        return chained
+
+    def record_exception(self, exception: BaseException) -> None:
+        if self._open and isinstance(exception, BaseException):
+            try:
+                self._parent_permit.record_exception(exception)  # by the parent's own rules
+            finally:
+                super().record_exception(exception)
+        else:
+            super().record_exception(exception)
+
+    def _complete(self, outcome: Outcome, exception: BaseException | None) -> None:
+        if self._open:
+            try:
+                self._parent_permit._complete(outcome, exception)
+            finally:
+                super()._complete(outcome, exception)
+
+    async def _complete_async(self, outcome: Outcome, exception: BaseException | None) -> None:
+        if self._open:
+            try:
+                await self._parent_permit._complete_async(outcome, exception)
+            finally:
+                await super()._complete_async(outcome, exception)
 
 
 _CLASSES: dict[type[Any], type[Any]] = {}

@@ -144,6 +144,57 @@ def test_a_grandparent_rejects_too(clock: FakeClock) -> None:
     assert endpoint.parent is host
 
 
+def test_try_acquire_asks_both_and_the_permit_completes_both(clock: FakeClock) -> None:
+    child, host = _pair(clock, ignore_exceptions=(Skipped,))
+    permit = child.try_acquire()
+    assert permit is not None
+    permit.record_exception(Skipped())
+    assert child.metrics().total_ignored == 1
+    assert host.metrics().total_failures == 1  # each by its own rules
+    permit.record_failure()  # only the first completion counts
+    assert host.metrics().total_failures == 1
+    permit = child.try_acquire()
+    assert permit is not None
+    permit.record_success()
+    assert (child.metrics().total_successes, host.metrics().total_successes) == (1, 1)
+    child.trip(1)
+    clock.advance(1)
+    host.force_open()
+    assert child.try_acquire() is None
+    assert child.metrics().total_ignored == 2  # the trial slot given back
+    host.reset()
+    permit = child.try_acquire()
+    assert permit is not None
+    assert child.try_acquire() is None  # the one trial slot is this permit's
+    permit.release()
+    assert (child.metrics().total_ignored, host.metrics().total_ignored) == (3, 1)
+
+
+def test_a_dropped_chain_permit_frees_both(clock: FakeClock) -> None:
+    child, host = _pair(clock)
+    child.trip(1)
+    host.trip(1)
+    clock.advance(1)
+    permit = child.try_acquire()
+    assert permit is not None
+    del permit
+    assert child.try_acquire() is not None  # reclaimed at the next use: both slots free
+
+
+@pytest.mark.anyio
+async def test_the_async_transports_permit_asks_both(clock: FakeClock) -> None:
+    from circuitry._classify import SUCCESS
+
+    child, host = _pair(clock)
+    permit = await child._try_acquire_async()
+    await permit._complete_async(SUCCESS, None)
+    assert (child.metrics().total_successes, host.metrics().total_successes) == (1, 1)
+    host.force_open()
+    with pytest.raises(CircuitOpenError, match="'host'"):
+        await child._try_acquire_async()
+    assert child.metrics().total_ignored == 1
+
+
 def test_parent_must_be_a_breaker() -> None:
     with pytest.raises(TypeError, match="parent must be a CircuitBreaker or None, got 'x'"):
         CircuitBreaker(parent="x")  # type: ignore[arg-type]
