@@ -29,6 +29,7 @@ from ._classify import FAILURE, Outcome
 from ._errors import CircuitOpenError
 from ._metrics import CircuitMetrics
 from ._state import CircuitState
+from ._sync import is_async_callable
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
@@ -199,6 +200,11 @@ class BreakerPool:
             BaseException: the last failure's exception, unchanged, when the
                 attempts ran out; or any exception that was no recorded failure.
         """
+        if not callable(fn) or is_async_callable(fn):
+            raise TypeError(
+                f"BreakerPool.call() needs a plain function, got {fn!r} "
+                "(for an async one use `await pool.call_async(...)`)"
+            )
         manager = self._manager
         attempts = self._attempts
         rejections: list[CircuitOpenError] = []
@@ -235,6 +241,8 @@ class BreakerPool:
         A cancellation ends the call (it is no failure); `call_timeout`
         expiry is a failure and moves on.
         """
+        if not callable(fn):
+            raise TypeError(f"BreakerPool.call_async() needs a callable, got {fn!r}")
         manager = self._manager
         attempts = self._attempts
         rejections: list[CircuitOpenError] = []

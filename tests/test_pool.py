@@ -214,6 +214,21 @@ def test_bad_arguments_are_refused(kwargs: dict[str, Any], error: type, match: s
         BreakerPool(CircuitBreakerManager(), members, **args)
 
 
+@pytest.mark.anyio
+async def test_wrong_kinds_of_function_are_refused_before_any_member_runs() -> None:
+    manager = _manager()
+    pool = BreakerPool(manager, ["a", "b"])
+
+    async def ask(member: str) -> str:
+        return member
+
+    with pytest.raises(TypeError, match=r"needs a plain function.*call_async"):
+        pool.call(ask)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="needs a callable, got 3"):
+        await pool.call_async(3)  # type: ignore[arg-type]
+    assert [m.total_allowed for m in pool.metrics().values()] == [0, 0]
+
+
 def test_manager_must_be_a_manager() -> None:
     with pytest.raises(TypeError, match="manager must be a CircuitBreakerManager"):
         BreakerPool(object(), ["a"])  # type: ignore[arg-type]
