@@ -102,7 +102,17 @@ class BreakerPool:
         TypeError, ValueError: a bad argument, named with its value.
     """
 
-    __slots__ = ("_attempts", "_cap", "_manager", "_members", "_name", "_turn", "_strategy")
+    __slots__ = (
+        "_attempts",
+        "_cap",
+        "_manager",
+        "_members",
+        "_name",
+        "_rotations",
+        "_strategy",
+        "_turn",
+        "_vetted",
+    )
 
     def __init__(
         self,
@@ -151,6 +161,13 @@ class BreakerPool:
         self._attempts = len(names) if max_attempts is None else min(max_attempts, len(names))
         self._name = name
         self._turn = itertools.count()  # next() is atomic: round robin without a lock
+        # Each call's order: the members as given, or (round robin) each rotation of them.
+        self._rotations = (
+            tuple(names[i:] + names[:i] for i in range(len(names)))
+            if strategy == "round_robin"
+            else (names,)
+        )
+        self._vetted: object = None  # the function `call` last found plain
         self._cap = max(1, math.floor(max_ejection_percent * len(names) / 100))
         if self._cap < len(names):  # else no trip can exceed it: no gate to ask
             gate = _EjectionCap(name, names, self._cap, manager._breakers)
@@ -179,11 +196,11 @@ class BreakerPool:
         return {member: manager.breaker(member).metrics() for member in self._members}
 
     def _order(self) -> tuple[str, ...]:
-        members = self._members
-        if self._strategy == "priority" or len(members) == 1:
-            return members
-        start = next(self._turn) % len(members)
-        return members[start:] + members[:start]
+        """The members in this call's order (inlined in `call`)."""
+        rotations = self._rotations
+        if len(rotations) == 1:
+            return rotations[0]
+        return rotations[next(self._turn) % len(rotations)]
 
     def call(self, fn: Callable[Concatenate[str, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call `fn(member, *args, **kwargs)` through the first member that admits it.
@@ -200,19 +217,26 @@ class BreakerPool:
             BaseException: the last failure's exception, unchanged, when the
                 attempts ran out; or any exception that was no recorded failure.
         """
-        if not callable(fn) or is_async_callable(fn):
-            raise TypeError(
-                f"BreakerPool.call() needs a plain function, got {fn!r} "
-                "(for an async one use `await pool.call_async(...)`)"
-            )
+        if fn is not self._vetted:
+            if not callable(fn) or is_async_callable(fn):
+                raise TypeError(
+                    f"BreakerPool.call() needs a plain function, got {fn!r} "
+                    "(for an async one use `await pool.call_async(...)`)"
+                )
+            self._vetted = fn  # (so each breaker's own check is skipped: `_call`)
         manager = self._manager
+        breakers = manager._breakers
         attempts = self._attempts
         rejections: list[CircuitOpenError] = []
         last: tuple[BaseException | None, Any] | None = None  # the last failed attempt's
-        for member in self._order():
-            breaker = manager.breaker(member)
+        rotations = self._rotations  # `_order()`, inlined: a call less on every call
+        order = (
+            rotations[0] if len(rotations) == 1 else rotations[next(self._turn) % len(rotations)]
+        )
+        for member in order:
+            breaker = breakers.get(member) or manager.breaker(member)
             try:
-                result = breaker.call(fn, member, *args, **kwargs)
+                result = breaker._call(fn, (member, *args), kwargs)
             except CircuitOpenError as exc:
                 rejections.append(exc)  # this member (or a breaker in it) is out
                 continue
@@ -221,7 +245,7 @@ class BreakerPool:
                     raise
                 last = (exc, None)
             else:
-                if not _result_failed(breaker, result):
+                if breaker._result_is_failure is None or not _result_failed(breaker, result):
                     return result
                 last = (None, result)
             attempts -= 1
@@ -247,10 +271,11 @@ class BreakerPool:
         attempts = self._attempts
         rejections: list[CircuitOpenError] = []
         last: tuple[BaseException | None, Any] | None = None  # the last failed attempt's
+        breakers = manager._breakers
         for member in self._order():
-            breaker = manager.breaker(member)
+            breaker = breakers.get(member) or manager.breaker(member)
             try:
-                result = await breaker.call_async(fn, member, *args, **kwargs)
+                result = await breaker._call_async(fn, (member, *args), kwargs)
             except CircuitOpenError as exc:
                 rejections.append(exc)
                 continue
