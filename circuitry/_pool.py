@@ -209,7 +209,9 @@ class BreakerPool:
         member's rules, or a result `result_is_failure` rejects) moves on to
         the next member, at most `max_attempts` runs in all. Any other outcome
         (a success, an ignored or unrecorded exception, an interrupt) ends the
-        call: its result is returned, its exception raised.
+        call: its result is returned, its exception raised. (The pool asks the
+        member's rules again to tell: a `failure_predicate` or
+        `result_is_failure` runs twice for a call, and should be pure.)
 
         Raises:
             CircuitOpenError: every member rejected (or failed over to one that
