@@ -521,6 +521,96 @@ def bench_listeners(args, out):
     out.append("")
 
 
+# --------------------------------------------------------------------------- pools, chains, fallbacks
+
+
+def bench_pool(args, out):
+    """Per-call cost of a BreakerPool, a chained breaker and a fallback over a bare breaker.
+
+    Every call succeeds (CLOSED), so the pool runs its first member only: the
+    row is the pool's own overhead (ordering, the member lookup, the call
+    through the member's breaker). Repeats are interleaved in shuffled order.
+    """
+    from circuitry import BreakerPool
+
+    n = args.n
+
+    def f():
+        return 1
+
+    def g(member):
+        return 1
+
+    config = CircuitBreakerConfig()
+    bare = CircuitBreaker(config, name="bare")
+    manager = CircuitBreakerManager(config)
+    priority = BreakerPool(manager, ["a", "b", "c"], name="priority")
+    capped = BreakerPool(manager, ["d", "e", "f", "g"], max_ejection_percent=25, name="capped")
+    rotating = BreakerPool(manager, ["h", "i", "j"], strategy="round_robin", name="rr")
+    host = CircuitBreaker(config, name="host")
+    child = CircuitBreaker(config, name="child", parent=host)
+    plain_decorated = bare(f)
+    with_fallback = bare(fallback=lambda exc: 0)(f)
+
+    def loop(call, target):
+        def run(count):
+            for _ in range(count):
+                call(target)
+
+        return run
+
+    def decorated_loop(fn):
+        def run(count):
+            for _ in range(count):
+                fn()
+
+        return run
+
+    cases = [
+        ("bare breaker `b.call(f)`", loop(bare.call, f)),
+        ("`BreakerPool.call(g)`, priority, 3 members", loop(priority.call, g)),
+        ("`BreakerPool.call(g)`, priority, capped (25 % of 4)", loop(capped.call, g)),
+        ("`BreakerPool.call(g)`, round robin, 3 members", loop(rotating.call, g)),
+        ("chained breaker `child.call(f)` (parent=host)", loop(child.call, f)),
+        ("`@b` decorated f()", decorated_loop(plain_decorated)),
+        ("`@b(fallback=...)` decorated f()", decorated_loop(with_fallback)),
+    ]
+    best = {label: math.inf for label, _ in cases}
+    for _, run in cases:
+        run(1000)
+    order = list(cases)
+    rng = random.Random(3)
+    for _ in range(args.repeats):
+        rng.shuffle(order)
+        for label, run in order:
+            gc.collect()
+            gc.disable()
+            try:
+                t0 = perf_counter_ns()
+                run(n)
+                el = perf_counter_ns() - t0
+            finally:
+                gc.enable()
+            best[label] = min(best[label], el / n)
+    base = best[cases[0][0]]
+    decorated = best["`@b` decorated f()"]
+    out.append(
+        f"## Pools, chains and fallbacks (CLOSED, every call a success; best of "
+        f"{args.repeats} x {n} calls, interleaved)"
+    )
+    out.append("")
+    out.append("| path | ns/call | vs bare `b.call(f)` | overhead ns |")
+    out.append("|---|---|---|---|")
+    for label, _ in cases:
+        ref = decorated if "fallback" in label else base
+        out.append(
+            f"| {label} | {best[label]:.0f} | {best[label] / base:.2f}x | {best[label] - ref:+.0f} |"
+        )
+    out.append("")
+    out.append("(The fallback row's overhead is over the plain `@b` decorated row.)")
+    out.append("")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -536,6 +626,7 @@ def main(argv=None):
     ap.add_argument("--metrics-calls", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="smoke run (a few seconds)")
     ap.add_argument("--listeners-only", action="store_true", help="run section 4 only")
+    ap.add_argument("--pool-only", action="store_true", help="run section 5 (pools) only")
     args = ap.parse_args(argv)
     if args.quick:
         args.repeats, args.n, args.k, args.metrics_calls = 3, 10_000, 2000, 10_000
@@ -545,11 +636,13 @@ def main(argv=None):
         f"repeats={args.repeats} n={args.n}",
         "",
     ]
-    if not args.listeners_only:
+    if not (args.listeners_only or args.pool_only):
         bench_flatness(args, out)
         bench_metrics(args, out)
         bench_memory(args, out)
-    bench_listeners(args, out)
+    if not args.pool_only:
+        bench_listeners(args, out)
+    bench_pool(args, out)
     out.append(f"# wall time {(perf_counter_ns() - t0) / 1e9:.0f} s")
     print("\n".join(out))
     return 0

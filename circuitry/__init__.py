@@ -13,6 +13,7 @@ from ._errors import CircuitBreakerError, CircuitOpenError
 from ._manager import CircuitBreakerManager
 from ._metrics import CircuitMetrics
 from ._permit import Permit
+from ._pool import BreakerPool
 from ._state import AlertLevel, CircuitState
 from .events import Alert
 
@@ -20,6 +21,7 @@ __all__ = [
     "AdaptiveThrottle",
     "Alert",
     "AlertLevel",
+    "BreakerPool",
     "CircuitBreaker",
     "CircuitBreakerConfig",
     "CircuitBreakerError",

@@ -85,6 +85,8 @@ class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
         "_dropped",
         "_lock",
         "_name",
+        "_parent",
+        "_parent_guards",
         "_result_is_failure",
         "_store",
         "_vetted",
@@ -104,6 +106,7 @@ class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
         clock: Callable[[], float] | None = None,
         store: Store | None = None,
         random: Callable[[], float] | None = None,
+        parent: BreakerBase | None = None,
     ) -> None:
         if config is None:
             config = CircuitBreakerConfig()
@@ -124,6 +127,8 @@ class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
             raise TypeError(f"store must be a circuitry store (RedisStore) or None, got {store!r}")
         if random is not None and not callable(random):
             raise TypeError(f"random must be callable or None, got {random!r}")
+        if parent is not None and not isinstance(parent, BreakerBase):
+            raise TypeError(f"parent must be a CircuitBreaker or None, got {parent!r}")
         self._store: Any = IN_PROCESS if store is None else store  # see circuitry._calls
         self._core: CircuitCore = self._store.attach(config, name, float(now))
         if random is not None:  # uniform floats in [0, 1): jitter and throttling draw from it
@@ -140,6 +145,14 @@ class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
         # nobody passes (None, say, must be refused).
         self._vetted: object = _NOT_VETTED
         self._vetted_shape: object = _NOT_VETTED
+        self._parent = parent
+        if parent is not None:
+            # Its own class with the chain's overrides: a breaker without a
+            # parent pays nothing for chains (see circuitry._chain).
+            from ._chain import chained_class
+
+            self._parent_guards: dict[int, Any] = {}  # a `with` block's parent guard
+            self.__class__ = chained_class(type(self))
         _fork.register(self)
         if config.call_timeout is not None:
             self._timeout_is_async_only()
@@ -153,6 +166,12 @@ class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
     def name(self) -> str:
         """The breaker's name (in events, alerts, errors and metrics)."""
         return self._name
+
+    @property
+    def parent(self) -> BreakerBase | None:
+        """The breaker that must also admit each call of this one (a chain), or None."""
+        parent: BreakerBase | None = self._parent
+        return parent
 
     @property
     def config(self) -> CircuitBreakerConfig:

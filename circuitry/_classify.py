@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from ._config import CircuitBreakerConfig
 from ._errors import CircuitOpenError
@@ -116,13 +117,15 @@ class Classifying:
 
     _config: CircuitBreakerConfig
     _name: str
+    _parent: Any  # a chain's parent breaker, or None (see circuitry._chain)
 
     def _exception_outcome(self, exc: BaseException) -> Outcome:
         if isinstance(exc, ExceptionGroupType):  # a task group's: each leaf comes back here
             return classify_group(exc, self._exception_outcome)
-        if type(exc) is CircuitOpenError and exc.breaker is self:
-            # This breaker's own rejection of a call nested in this one: no
-            # outcome of the dependency, so never this call's failure.
+        if type(exc) is CircuitOpenError and self._rejected_here(exc.breaker):
+            # This breaker's own rejection of a call nested in this one, or its
+            # parent's (a chain): no outcome of the dependency, so never this
+            # call's failure.
             return IGNORED
         try:
             return classify_leaf(self._config, exc)
@@ -130,6 +133,15 @@ class Classifying:
             # The exception was recorded and the predicate broke: count the failure.
             logger.exception("circuit %r: failure_predicate raised", self._name)
             return FAILURE
+
+    def _rejected_here(self, origin: object) -> bool:
+        """Whether `origin` (what raised a CircuitOpenError) is this breaker or an ancestor."""
+        breaker: Any = self
+        while breaker is not None:
+            if origin is breaker:
+                return True
+            breaker = breaker._parent
+        return False
 
     def _permit_outcome(self, exc: BaseException) -> Outcome:
         """How `Permit.record_exception` counts `exc` (the async adapter adds cancellation)."""

@@ -86,7 +86,15 @@ from ._rules import trip_rules
 from ._state import CircuitState
 from ._throttle import Throttle
 from ._window import CountWindow, TimeWindow, Window
-from .events import CallFailed, CallIgnored, CallRejected, CallSucceeded, Event, StateChanged
+from .events import (
+    CallFailed,
+    CallIgnored,
+    CallRejected,
+    CallSucceeded,
+    Event,
+    StateChanged,
+    TripSuppressed,
+)
 
 if TYPE_CHECKING:
     from ._shared import Request
@@ -185,6 +193,9 @@ class CircuitCore(Batcher, InProcessSteps):
         # the adaptive rules (appended: see _throttle.py and `shadow` in docs/configuration.md)
         "throttle",
         "shadow",
+        # a pool's ejection cap (see `_trip` and circuitry._pool)
+        "trip_gate",
+        "ejected",
     )
 
     def __init__(
@@ -241,6 +252,11 @@ class CircuitCore(Batcher, InProcessSteps):
         throttle = config.adaptive_throttle
         self.throttle = None if throttle is None else Throttle(throttle)
         self.shadow = config.shadow
+        # Asked before each trip by a rule: False keeps the circuit CLOSED (a
+        # `BreakerPool`'s ejection cap). It sets `ejected` when it says yes.
+        self.trip_gate: Callable[[CircuitCore], bool] | None = None
+        # Open (or half-open) by a trip of its own, until it closes or is forced.
+        self.ejected = False
         if throttle is not None:
             self._can_defer = False  # every success is an accept, counted at its time
         self._publish()
@@ -445,7 +461,7 @@ class CircuitCore(Batcher, InProcessSteps):
                 else:
                     self.consecutive_failures += 1
                     if self.consecutive_failures >= self._failure_threshold:
-                        self._fire(Trigger.TRIP, now)
+                        self._trip(now)
             else:
                 self._into_window(window, now, outcome is FAILURE, slow)
         elif state is HALF_OPEN:
@@ -465,11 +481,24 @@ class CircuitCore(Batcher, InProcessSteps):
         now = self._at(now)  # (`fold` brings the times its successes were recorded at)
         failures = window.total_failures
         window.add(now, failed, slow)
-        if self._window_trips(window):
-            self._fire(Trigger.TRIP, now)
+        if self._window_trips(window) and self._trip(now):
             return True
         self._failures_moved(window, failures)
         return False
+
+    def _trip(self, now: float) -> bool:
+        """A trip rule is met: open, unless the trip gate says no. Whether it opened.
+
+        A suppressed trip leaves everything as the failure left it (the count
+        or the window still meets the rule, so the next failure asks again)
+        and says so with `TripSuppressed`.
+        """
+        gate = self.trip_gate
+        if gate is not None and not gate(self):
+            self.events.append(TripSuppressed(self.name, now))
+            return False
+        self._fire(Trigger.TRIP, now)
+        return True
 
     def _trials_spent(self) -> bool:
         """With half_open_failure_rate: whether the period admitted all its trials."""
@@ -660,6 +689,10 @@ class CircuitCore(Batcher, InProcessSteps):
             self.open_until = now + level
         else:
             self.open_until = math.inf  # FORCED_OPEN's never ends; no other state has one
+            if new is not HALF_OPEN:
+                # No longer out by its own trip. (A pool counts `ejected` under
+                # its own lock only: a stale True it reads errs on the safe side.)
+                self.ejected = False
             if new is CLOSED or new is FORCED_CLOSED:
                 self.backoff_level = config.reset_timeout
 

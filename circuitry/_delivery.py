@@ -27,6 +27,7 @@ from .events import (
     StateChanged,
     StoreRecovered,
     StoreUnavailable,
+    TripSuppressed,
 )
 
 __all__ = [
@@ -52,6 +53,7 @@ EVENT_TYPES: tuple[type[Any], ...] = (
     CallIgnored,
     StoreUnavailable,
     StoreRecovered,
+    TripSuppressed,
 )
 _CALL_EVENTS = EVENT_TYPES[1:5]
 get_ident = threading.get_ident

@@ -127,6 +127,12 @@ class CircuitBreakerManager:
         random: passed to every breaker the manager creates: uniform floats
             in [0, 1) for jitter and `adaptive_throttle` (None: the `random`
             module's).
+        parent_of: `parent_of(name)` names the parent of the breaker for
+            `name` (a chain, see `CircuitBreaker`'s `parent`), a service of
+            this manager, or returns None for none. Asked once, when the
+            breaker is made (the parent is made first); a breaker that
+            `configure_service` replaces keeps its parent, and its children
+            follow it to the new breaker.
 
     Raises:
         TypeError: `default_config` is not a `CircuitBreakerConfig` (or None),
@@ -143,6 +149,8 @@ class CircuitBreakerManager:
         "_lock",
         "_store",
         "_random",
+        "_trip_gates",
+        "_parent_of",
     )
 
     def __init__(
@@ -152,6 +160,7 @@ class CircuitBreakerManager:
         clock: Callable[[], float] | None = None,
         store: Store | None = None,
         random: Callable[[], float] | None = None,
+        parent_of: Callable[[str], str | None] | None = None,
     ) -> None:
         if default_config is None:
             default_config = CircuitBreakerConfig()
@@ -169,12 +178,18 @@ class CircuitBreakerManager:
         if random is not None and not callable(random):
             raise TypeError(f"random must be callable or None, got {random!r}")
         self._random = random
+        if parent_of is not None and not callable(parent_of):
+            raise TypeError(f"parent_of must be callable or None, got {parent_of!r}")
+        self._parent_of = parent_of
         self._configs: dict[str, CircuitBreakerConfig] = {}
         # Insertion order is creation order; a replaced breaker keeps its place.
         self._breakers: dict[str, CircuitBreaker] = {}
         # Copied on write, under the lock: a reader takes the tuple as it is.
         self._listeners: tuple[_ManagerListener, ...] = ()
         self._created_hooks: tuple[tuple[CreatedHook], ...] = ()
+        # Service name -> the trip gate of the BreakerPool (with an ejection cap)
+        # it is a member of; set on each breaker made for it (see `_gate`).
+        self._trip_gates: dict[str, Callable[[Any], bool]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -211,6 +226,9 @@ class CircuitBreakerManager:
                 return
             new = self._new_breaker(name, config, carry_from=old)
             self._breakers[name] = new
+            for child in self._breakers.values():
+                if child._parent is old:  # children follow their parent to its new breaker
+                    child._parent = new
             for listener in self._listeners:
                 listener.detach(old)
             hooks = self._created_hooks
@@ -222,19 +240,39 @@ class CircuitBreakerManager:
         """The breaker for `name`, created on first use; the same object every time.
 
         Raises:
-            TypeError: `name` is not a str.
+            TypeError: `name` is not a str, or `parent_of` returned no str or None.
+            ValueError: `parent_of` makes a cycle (a breaker its own ancestor).
         """
         breaker = self._breakers.get(name) if isinstance(name, str) else None
         if breaker is not None:
             return breaker  # the fast path: no lock
+        return self._make(name, ())
+
+    def _make(self, name: str, children: tuple[str, ...]) -> CircuitBreaker:
+        """`breaker(name)`'s slow path; `children`: the names asking for it as their parent."""
         _check_name(name)
+        parent = None
+        if self._parent_of is not None:  # user code: asked outside the lock
+            parent_name = self._parent_of(name)
+            if parent_name is not None:
+                if not isinstance(parent_name, str):
+                    raise TypeError(
+                        f"parent_of({name!r}) must return a service name or None, "
+                        f"got {parent_name!r}"
+                    )
+                if parent_name == name or parent_name in children:
+                    cycle = " -> ".join((*children, name, parent_name))
+                    raise ValueError(f"parent_of makes a cycle: {cycle}")
+                parent = self._breakers.get(parent_name) or self._make(
+                    parent_name, (*children, name)
+                )
         with self._lock:
             # Another thread may have created it while this one waited.
             breaker = self._breakers.get(name)
             if breaker is not None:
                 return breaker
             config = self._configs.get(name, self._default_config)
-            breaker = self._breakers[name] = self._new_breaker(name, config)
+            breaker = self._breakers[name] = self._new_breaker(name, config, parent=parent)
             hooks = self._created_hooks
         self._created(breaker, hooks)
         return breaker
@@ -244,14 +282,25 @@ class CircuitBreakerManager:
         return self.breaker(name)
 
     def _new_breaker(
-        self, name: str, config: CircuitBreakerConfig, carry_from: CircuitBreaker | None = None
+        self,
+        name: str,
+        config: CircuitBreakerConfig,
+        carry_from: CircuitBreaker | None = None,
+        parent: CircuitBreaker | None = None,
     ) -> CircuitBreaker:
         """A breaker for `name` with the manager-wide listeners on it. Hold the lock.
 
-        `carry_from`: the breaker it replaces, whose own listeners it gets too.
+        `carry_from`: the breaker it replaces, whose own listeners (and parent) it gets too.
         """
+        if carry_from is not None:
+            parent = carry_from.parent  # type: ignore[assignment]
         breaker = CircuitBreaker(
-            config, name=name, clock=self._clock, store=self._store, random=self._random
+            config,
+            name=name,
+            clock=self._clock,
+            store=self._store,
+            random=self._random,
+            parent=parent,
         )
         if carry_from is not None:
             for entry in carry_from._listeners:
@@ -265,7 +314,30 @@ class CircuitBreakerManager:
                 carried.unsubscribe = breaker.subscribe(carried, *entry[1])
         for manager_listener in self._listeners:
             manager_listener.attach(breaker)
+        gate = self._trip_gates.get(name)
+        if gate is not None:  # before any other thread can have the breaker
+            breaker._core.trip_gate = gate
         return breaker
+
+    def _gate(self, names: tuple[str, ...], gate: Callable[[Any], bool], pool: str) -> None:
+        """Ask `gate` before each trip of the breakers for `names`, now and when made again.
+
+        Raises:
+            ValueError: one of them is in another pool with an ejection cap.
+        """
+        with self._lock:
+            for name in names:
+                other = self._trip_gates.get(name)
+                if other is not None:
+                    raise ValueError(
+                        f"members: {name!r} is in the BreakerPool {getattr(other, 'pool', '?')!r} "
+                        f"with an ejection cap already; it can be in one such pool ({pool!r})"
+                    )
+            for name in names:
+                self._trip_gates[name] = gate
+                breaker = self._breakers.get(name)
+                if breaker is not None:
+                    breaker._core.trip_gate = gate
 
     def _created(self, breaker: CircuitBreaker, hooks: tuple[tuple[CreatedHook], ...]) -> None:
         """Call the `on_created` hooks, outside the lock; one that raises is logged.

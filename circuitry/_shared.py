@@ -671,6 +671,8 @@ class SharedCore(FallbackCore):
             self._sweep()
             self.epoch += 1
         self.state = reply.state
+        if self.ejected and reply.state is not OPEN and reply.state is not HALF_OPEN:
+            self.ejected = False  # a local trip (store down) that the shared circuit ended
         self.generation = reply.generation
         self.state_since = now - reply.time_in_state
         self.open_until = math.inf if reply.left is None else now + reply.left

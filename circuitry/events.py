@@ -22,6 +22,7 @@ __all__ = [
     "StateChanged",
     "StoreRecovered",
     "StoreUnavailable",
+    "TripSuppressed",
 ]
 
 
@@ -104,6 +105,19 @@ class StoreRecovered:
     at: float
 
 
+@attrs.frozen
+class TripSuppressed:
+    """A trip rule was met, but the circuit stays CLOSED: its pool's ejection cap is reached.
+
+    The breaker is a member of a `BreakerPool` whose `max_ejection_percent`
+    allows no more members open by their own trips at once. The failure that
+    met the rule is counted as usual; the next one meets it again.
+    """
+
+    name: str
+    at: float
+
+
 Event = (
     StateChanged
     | CallRejected
@@ -112,6 +126,7 @@ Event = (
     | CallIgnored
     | StoreUnavailable
     | StoreRecovered
+    | TripSuppressed
 )
 
 

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import anyio
 
-from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
+from circuitry import (
+    BreakerPool,
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitBreakerManager,
+    CircuitOpenError,
+)
 
 breaker = CircuitBreaker(CircuitBreakerConfig(failure_threshold_count=3), name="typing")
 
@@ -132,6 +138,62 @@ def round_2_config_and_metrics_keep_types() -> float | None:
     return metrics.failure_rate
 
 
+def _cached_size(exc: BaseException, path: str) -> int:
+    return -1
+
+
+async def _cached_body(exc: BaseException, path: str) -> bytes:
+    await anyio.sleep(0)
+    return b""
+
+
+@breaker(fallback=_cached_size, on=(OSError,))
+def size_or_cached(path: str) -> int:
+    """A decorated plain function with a plain fallback."""
+    return len(path)
+
+
+@breaker(fallback=_cached_body)
+async def body_or_cached(path: str) -> bytes:
+    """A decorated async function with an async fallback."""
+    await anyio.sleep(0)
+    return path.encode()
+
+
+@breaker(fallback=_cached_size)
+async def async_size_or_cached(path: str) -> int:
+    """A decorated async function with a plain fallback."""
+    await anyio.sleep(0)
+    return len(path)
+
+
+async def fallbacks_keep_signatures() -> int:
+    size: int = size_or_cached("/ab")
+    body: bytes = await body_or_cached("/c")
+    other: int = await async_size_or_cached("/d")
+    return size + len(body) + other
+
+
+def _ask(member: str, prompt: str, *, tokens: int = 1) -> str:
+    return f"{member}:{prompt}:{tokens}"
+
+
+async def _ask_async(member: str, prompt: str) -> bytes:
+    await anyio.sleep(0)
+    return (member + prompt).encode()
+
+
+pool = BreakerPool(CircuitBreakerManager(), ["a", "b"], name="typing-pool")
+
+
+async def pools_and_chains_keep_types() -> int:
+    text: str = pool.call(_ask, "hi", tokens=2)
+    body: bytes = await pool.call_async(_ask_async, "hi")
+    child: CircuitBreaker = CircuitBreaker(name="typing-child", parent=breaker)
+    size: int = child.call(len, "abc")
+    return len(text) + len(body) + size
+
+
 async def wrong_uses_are_errors() -> None:
     # Kept unevaluated: only mypy looks at these lines.
     if breaker.name == "never":
@@ -143,7 +205,16 @@ async def wrong_uses_are_errors() -> None:
         compute("1")  # type: ignore[arg-type]
         breaker.call(compute_raw, 1, bad=True)  # type: ignore[call-arg]
         wrong_sync: int = compute(1)  # type: ignore[assignment]
-        del wrong, not_awaited, wrong_sync
+        size_or_cached(1)  # type: ignore[arg-type]
+        wrong_size: str = size_or_cached("/")  # type: ignore[assignment]
+        await body_or_cached(path=2)  # type: ignore[arg-type]
+        not_awaited_body: bytes = body_or_cached("/")  # type: ignore[assignment]
+        breaker(fallback=_cached_size, on="OSError")  # type: ignore[call-overload]
+        pool.call(_ask, 1)  # type: ignore[arg-type]
+        pool_text: int = pool.call(_ask, "x")  # type: ignore[assignment]
+        await pool.call_async(_ask_async, b"x")  # type: ignore[arg-type]
+        CircuitBreaker(parent="host")  # type: ignore[arg-type]
+        del wrong, not_awaited, wrong_sync, wrong_size, not_awaited_body, pool_text
 
 
 async def main() -> None:
@@ -158,6 +229,8 @@ async def main() -> None:
     assert guard_does_not_swallow() == "6"
     assert await async_guard_does_not_swallow() == 7
     assert round_2_config_and_metrics_keep_types() is None
+    assert await fallbacks_keep_signatures() == 3 + 2 + 2
+    assert await pools_and_chains_keep_types() == len("a:hi:2") + len(b"ahi") + 3
     await wrong_uses_are_errors()
     breaker.force_open()
     rejected_by: str | None = None
