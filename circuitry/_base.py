@@ -41,7 +41,6 @@ __all__ = ["BreakerBase"]
 R = TypeVar("R")
 _B = TypeVar("_B", bound="BreakerBase")
 _NOT_VETTED = object()
-_PARAMETERS = ("config", "name", "clock", "store", "random")
 
 
 def _check_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -357,3 +356,8 @@ def _read_state(core: CircuitCore, now: float) -> CircuitState:
 
 def _snapshot(core: CircuitCore, now: float) -> CircuitMetrics:
     return core.snapshot(now)
+
+
+# What a breaker takes, for `_check_arguments`' messages: read off `__init__`, so it
+# cannot drift from the signature.
+_PARAMETERS = tuple(inspect.signature(BreakerBase.__init__).parameters)[1:]

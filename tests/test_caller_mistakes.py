@@ -464,7 +464,7 @@ def test_an_unknown_keyword_names_the_class_and_its_parameters() -> None:
         CircuitBreaker(nmae="payments")  # type: ignore[call-arg]
     message = str(info.value)
     assert message.startswith("CircuitBreaker() got an unexpected keyword argument 'nmae'")
-    assert "config, name, clock, store, random" in message
+    assert "config, name, clock, store, random, parent" in message
 
 
 def test_a_second_positional_argument_names_the_class() -> None:
@@ -490,4 +490,4 @@ def test_the_signature_shown_is_the_parameters_not_args_and_kwargs() -> None:
     import inspect
 
     parameters = inspect.signature(CircuitBreaker).parameters
-    assert list(parameters) == ["config", "name", "clock", "store", "random"]
+    assert list(parameters) == ["config", "name", "clock", "store", "random", "parent"]
