@@ -7,6 +7,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from ._async import AsyncAdapter
+from ._streams import Streaming
 from ._sync import SyncAdapter, is_async_callable
 
 __all__ = ["CircuitBreaker"]
@@ -15,7 +16,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class CircuitBreaker(SyncAdapter, AsyncAdapter):
+class CircuitBreaker(SyncAdapter, AsyncAdapter, Streaming):
     """Guards calls to one dependency; works from threads and event loops at once.
 
     ```python
@@ -30,6 +31,9 @@ class CircuitBreaker(SyncAdapter, AsyncAdapter):
 
     @breaker                            # plain or async def
     def charge(card): ...
+
+    for token in breaker.stream(tokens()):      # a stream is one call
+        ...
     ```
 
     A rejected call raises `CircuitOpenError` without running. An exception

@@ -356,10 +356,14 @@ class CircuitCore(Batcher, InProcessSteps):
         now: float,
         outcome: Outcome,
         exception: BaseException | None = None,
+        duration: float | None = None,
     ) -> None:
         """Record how the call admitted as (`generation`, `started`) ended at `now`.
 
         Successes waiting in `pending` are counted first, as by every operation.
+        `duration`, when given, is how long the call took for the latency and
+        `slow_call_duration` instead of `now - started` (a stream: the time to
+        its first item).
 
         Raises:
             ValueError: the ticket was never issued, or this period already saw
@@ -405,7 +409,8 @@ class CircuitCore(Batcher, InProcessSteps):
 
         # Totals: every completion, late or not. (Inline, not `_count`: no call
         # may come between the ticket and its outcome's count, see above.)
-        duration = now - started
+        if duration is None:
+            duration = now - started
         # `_at`, inline: no call may come between the ticket and its count (above).
         if now < self.latest:
             now = self.latest

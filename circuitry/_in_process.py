@@ -42,6 +42,7 @@ class InProcessSteps:
             now: float,
             outcome: Outcome,
             exception: BaseException | None,
+            duration: float | None = None,
         ) -> Request | None: ...
 
     def plan_read(self, now: float) -> Request | None:

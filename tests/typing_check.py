@@ -13,6 +13,8 @@ on asyncio).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+
 import anyio
 
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
@@ -132,6 +134,39 @@ def round_2_config_and_metrics_keep_types() -> float | None:
     return metrics.failure_rate
 
 
+def words() -> Iterator[str]:
+    yield "a"
+    yield "b"
+
+
+async def async_numbers() -> AsyncIterator[int]:
+    yield 1
+    yield 2
+
+
+def stream_keeps_the_item_type() -> str:
+    joined = ""
+    with breaker.stream(words()) as tokens:
+        for token in tokens:
+            joined += token  # a str: `+=` onto a str type-checks
+    as_iterator: Iterator[str] = breaker.stream(words())
+    first: str = next(as_iterator)
+    return joined + first
+
+
+async def astream_keeps_the_item_type() -> int:
+    total = 0
+    async with breaker.astream(async_numbers()) as numbers:
+        async for number in numbers:
+            total += number
+    stream = breaker.astream(async_numbers())
+    as_iterator: AsyncIterator[int] = stream
+    first: int = await as_iterator.__anext__()
+    await stream.aclose()
+    await breaker.astream(async_numbers()).aclose()  # never started: closes what it wraps
+    return total + first
+
+
 async def wrong_uses_are_errors() -> None:
     # Kept unevaluated: only mypy looks at these lines.
     if breaker.name == "never":
@@ -143,7 +178,10 @@ async def wrong_uses_are_errors() -> None:
         compute("1")  # type: ignore[arg-type]
         breaker.call(compute_raw, 1, bad=True)  # type: ignore[call-arg]
         wrong_sync: int = compute(1)  # type: ignore[assignment]
-        del wrong, not_awaited, wrong_sync
+        wrong_item: int = next(breaker.stream(words()))  # type: ignore[assignment]
+        breaker.stream(async_numbers())  # type: ignore[arg-type]
+        breaker.astream(words())  # type: ignore[arg-type]
+        del wrong, not_awaited, wrong_sync, wrong_item
 
 
 async def main() -> None:
@@ -158,6 +196,8 @@ async def main() -> None:
     assert guard_does_not_swallow() == "6"
     assert await async_guard_does_not_swallow() == 7
     assert round_2_config_and_metrics_keep_types() is None
+    assert stream_keeps_the_item_type() == "aba"
+    assert await astream_keeps_the_item_type() == 4
     await wrong_uses_are_errors()
     breaker.force_open()
     rejected_by: str | None = None
