@@ -106,8 +106,14 @@ class Stream(Iterator[T]):
         """The stream raised `exc` (StopIteration: it is exhausted): complete its permit."""
         self._iterator = self._iterable = None
         permit = self._permit
-        if permit is None or not permit._take():
-            return
+        if permit is not None and permit._take():
+            self._report(permit, exc)
+
+    def _report(self, permit: Permit, exc: BaseException) -> None:
+        """Complete `permit` (its token taken) for a stream that raised `exc`.
+
+        A subclass counts its own way (circuitry.grpc: by the call's status).
+        """
         breaker = self._breaker
         outcome = IGNORED
         try:
@@ -132,9 +138,13 @@ class Stream(Iterator[T]):
                     permit._generation, permit._started, IGNORED, None, self._first
                 )
         finally:
-            close = getattr(wrapped, "close", None) if isinstance(wrapped, Iterator) else None
-            if callable(close):
-                close()
+            self._shut(wrapped)
+
+    def _shut(self, wrapped: object) -> None:
+        """Close what the stream wraps, on `close()` (an iterator with a `close()`)."""
+        close = getattr(wrapped, "close", None) if isinstance(wrapped, Iterator) else None
+        if callable(close):
+            close()
 
     def __enter__(self) -> Stream[T]:
         return self
@@ -209,8 +219,15 @@ class AsyncStream(AsyncIterator[T]):
     async def _end(self, exc: BaseException) -> None:
         self._iterator = self._iterable = None
         permit = self._permit
-        if permit is None or not permit._take():
-            return
+        if permit is not None and permit._take():
+            # Shielded: a cancelled consumer's report must still reach a shared
+            # store (on trio every await in a cancelled scope raises at once),
+            # or its HALF_OPEN trial would wait there for its lease to expire.
+            with anyio.CancelScope(shield=True):
+                await self._report(permit, exc)
+
+    async def _report(self, permit: Permit, exc: BaseException) -> None:
+        """`Stream._report`, awaiting the store."""
         breaker = self._breaker
         outcome = IGNORED
         try:
@@ -220,13 +237,9 @@ class AsyncStream(AsyncIterator[T]):
                 else breaker._async_exception_outcome(exc)
             )
         finally:
-            # Shielded: a cancelled consumer's report must still reach a shared
-            # store (on trio every await in a cancelled scope raises at once),
-            # or its HALF_OPEN trial would wait there for its lease to expire.
-            with anyio.CancelScope(shield=True):
-                await breaker._finish_timed_async(
-                    permit._generation, permit._started, outcome, _error(outcome, exc), self._first
-                )
+            await breaker._finish_timed_async(
+                permit._generation, permit._started, outcome, _error(outcome, exc), self._first
+            )
 
     async def aclose(self) -> None:
         """End the stream early: its call, if it began, counts as ignored.
@@ -244,11 +257,13 @@ class AsyncStream(AsyncIterator[T]):
                         permit._generation, permit._started, IGNORED, None, self._first
                     )
         finally:
-            aclose = (
-                getattr(wrapped, "aclose", None) if isinstance(wrapped, AsyncIterator) else None
-            )
-            if callable(aclose):
-                await aclose()
+            await self._shut(wrapped)
+
+    async def _shut(self, wrapped: object) -> None:
+        """Close what the stream wraps, on `aclose()` (an async iterator with an `aclose()`)."""
+        aclose = getattr(wrapped, "aclose", None) if isinstance(wrapped, AsyncIterator) else None
+        if callable(aclose):
+            await aclose()
 
     async def __aenter__(self) -> AsyncStream[T]:
         return self
