@@ -14,12 +14,13 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import grpc
 import grpc.aio
 import pytest
 from grpc_server import STREAM, UNARY, EchoServer, grpc_server
-from helpers import CLOSED, HALF_OPEN, OPEN
+from helpers import CLOSED, HALF_OPEN, OPEN, run_doc_page
 
 from circuitry import (
     CircuitBreaker,
@@ -538,3 +539,34 @@ def test_aio_stream_ended_early_gives_the_trial_back(echo: EchoServer, how: str)
 
     run(main())
     assert breaker.state is CLOSED
+
+
+def test_the_grpc_how_to_runs_and_prints_what_it_says(echo: EchoServer) -> None:
+    page = Path(__file__).resolve().parent.parent / "docs" / "how-to" / "grpc.md"
+    printed, expected = run_doc_page(page, {"__name__": "grpc_how_to", "target": echo.target})
+    assert printed == expected
+    assert len(expected) >= 10
+
+
+def test_the_example_runs() -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "grpc_client.py"
+    result = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=90, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "call 0: UNAVAILABLE",
+        "call 1: UNAVAILABLE",
+        "call 2: UNAVAILABLE",
+        "call 3: rejected without sending (open)",
+        "call 4: rejected without sending (open)",
+        "breaker shop.Inventory: open, server saw 3 calls",
+        "trial: RESOURCE_EXHAUSTED",
+        "pushback: open, failures 3",
+        "trial: 42 x widgets",
+        "breaker shop.Inventory: closed",
+        "stream: widgets: 42",
+        "stream: widgets: 41",
+        "stream: widgets: 40",
+        "successes: 2",
+    ]

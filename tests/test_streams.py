@@ -13,10 +13,11 @@ import asyncio
 import gc
 import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import anyio
 import pytest
-from helpers import CLOSED, HALF_OPEN, OPEN, Boom, Skipped, half_open, make
+from helpers import CLOSED, HALF_OPEN, OPEN, Boom, Skipped, half_open, make, run_doc_page
 
 from circuitry import CircuitBreaker, CircuitOpenError
 from circuitry.events import CallFailed, CallIgnored, CallSucceeded, Event
@@ -540,3 +541,10 @@ async def test_async_ignored_events_carry_no_exception(breaker: CircuitBreaker) 
     await stream.aclose()
     ignored = [e for e in events if isinstance(e, CallIgnored)]
     assert len(ignored) == 1
+
+
+def test_the_streams_how_to_runs_and_prints_what_it_says() -> None:
+    page = Path(__file__).resolve().parent.parent / "docs" / "how-to" / "streams.md"
+    printed, expected = run_doc_page(page, {"__name__": "streams_how_to"})
+    assert printed == expected
+    assert len(expected) >= 5
