@@ -167,6 +167,21 @@ async def astream_keeps_the_item_type() -> int:
     return total + first
 
 
+def grpc_interceptors_fit_their_channels() -> None:
+    import grpc
+    import grpc.aio
+
+    from circuitry.grpc import AsyncCircuitBreakerInterceptor, CircuitBreakerInterceptor
+
+    sync = CircuitBreakerInterceptor(breaker=breaker)
+    channel: grpc.Channel = grpc.intercept_channel(grpc.insecure_channel("127.0.0.1:9"), sync)
+    channel.close()
+    interceptors: list[grpc.aio.ClientInterceptor] = AsyncCircuitBreakerInterceptor().interceptors
+    del interceptors
+    if breaker.name == "never":
+        CircuitBreakerInterceptor(key=lambda method: 1)  # type: ignore[arg-type,return-value]
+
+
 async def wrong_uses_are_errors() -> None:
     # Kept unevaluated: only mypy looks at these lines.
     if breaker.name == "never":
@@ -197,6 +212,7 @@ async def main() -> None:
     assert await async_guard_does_not_swallow() == 7
     assert round_2_config_and_metrics_keep_types() is None
     assert stream_keeps_the_item_type() == "aba"
+    grpc_interceptors_fit_their_channels()
     assert await astream_keeps_the_item_type() == 4
     await wrong_uses_are_errors()
     breaker.force_open()
