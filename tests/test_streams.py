@@ -548,3 +548,23 @@ def test_the_streams_how_to_runs_and_prints_what_it_says() -> None:
     printed, expected = run_doc_page(page, {"__name__": "streams_how_to"})
     assert printed == expected
     assert len(expected) >= 5
+
+
+@pytest.mark.anyio
+async def test_async_generator_exit_in_a_consumer_gives_the_trial_back(
+    breaker: CircuitBreaker, clock: FakeClock
+) -> None:
+    half_open(breaker, clock)
+    source = AsyncSource(["a", "b"])
+
+    async def relay() -> AsyncIterator[str]:
+        async with breaker.astream(source) as tokens:
+            async for token in tokens:
+                yield token.upper()
+
+    consumer = relay()
+    assert await consumer.__anext__() == "A"
+    await consumer.aclose()  # GeneratorExit at the consumer's yield
+    assert source.closed
+    assert breaker.metrics().total_ignored == 1
+    assert_trial_slot_free(breaker)
