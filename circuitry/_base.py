@@ -14,6 +14,7 @@ protected function, a predicate, a listener, an alert handler, the clock).
 
 from __future__ import annotations
 
+import datetime
 import inspect
 import math
 import threading
@@ -222,6 +223,45 @@ class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
         if duration is not None:
             duration = self._trip_duration(duration)
         self._control(Trigger.TRIP_CALLED, duration)
+
+    def backpressure(self, duration: float | datetime.timedelta) -> None:
+        """The dependency asked to slow down: open for `duration` seconds, counting no failure.
+
+        For an answer that says "not now, try again in N seconds" (HTTP 429
+        with `Retry-After`, gRPC `RESOURCE_EXHAUSTED` with a pushback): the
+        circuit opens (calls are rejected with `CircuitOpenError`) and goes
+        HALF_OPEN after `duration`, as after `trip(duration)`, but no trip
+        rule counts it and the backoff level is left as it was: a
+        backpressured HALF_OPEN trial reopens for `duration`, not for the
+        backed-off reset timeout. An open period that already ends later is
+        never shortened; a forced breaker is left alone. Emits
+        `StateChanged` (CLOSED or HALF_OPEN to OPEN) when the state moves.
+
+        Calls in flight become late results: their outcomes count in the
+        totals only. (The transports complete the backpressured call itself
+        as ignored.)
+
+        Raises:
+            TypeError: `duration` is not a number of seconds (or a timedelta).
+            ValueError: `duration` is not finite and > 0, or so large that the
+                end of the open period is past the largest float.
+        """
+        self._control(Trigger.BACKPRESSURE, self._backpressure_duration(duration))
+
+    async def _backpressure_async(self, duration: float | datetime.timedelta) -> None:
+        """`backpressure`, awaiting the store (for the async integrations)."""
+        await self._control_async(Trigger.BACKPRESSURE, self._backpressure_duration(duration))
+
+    def _backpressure_duration(self, duration: object) -> float:
+        """`duration` as float seconds > 0, or TypeError / ValueError naming it."""
+        seconds = _seconds("duration", duration, above=0.0, timedelta=True)
+        now = self._clock.monotonic()
+        if now + seconds == math.inf:
+            raise ValueError(
+                f"duration must stay finite when added to the clock's time {now!r}, "
+                f"got {duration!r}"
+            )
+        return seconds
 
     def _trip_duration(self, duration: object) -> float:
         """`duration` as float seconds, or ValueError naming it."""

@@ -8,6 +8,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from ._async import AsyncAdapter
 from ._fallback import Catching, FallbackDecorator, fallback_decorator
+from ._streams import Streaming
 from ._sync import SyncAdapter, is_async_callable
 
 __all__ = ["CircuitBreaker"]
@@ -17,7 +18,7 @@ T = TypeVar("T")
 _NO_FUNCTION: Any = object()  # `breaker(fallback=f)`: no function (None is a caller's mistake)
 
 
-class CircuitBreaker(SyncAdapter, AsyncAdapter):
+class CircuitBreaker(SyncAdapter, AsyncAdapter, Streaming):
     """Guards calls to one dependency; works from threads and event loops at once.
 
     ```python
@@ -32,6 +33,9 @@ class CircuitBreaker(SyncAdapter, AsyncAdapter):
 
     @breaker                            # plain or async def
     def charge(card): ...
+
+    for token in breaker.stream(tokens()):      # a stream is one call
+        ...
     ```
 
     A rejected call raises `CircuitOpenError` without running. An exception

@@ -381,6 +381,45 @@ class CallProtocol(Classifying):
                 elif self._core.events:
                     self._deliver()
 
+    def _finish_timed(
+        self,
+        generation: int,
+        started: float,
+        outcome: Outcome,
+        exception: BaseException | None,
+        duration: float | None,
+    ) -> None:
+        """`_finish` for a call that took `duration` (when not None), not its end minus its start.
+
+        A stream's: see circuitry._streams. Never deferred (see `_fold`): the
+        duration goes with the completion.
+        """
+        now = self._ended_at(generation, started)
+        self._settle(generation, started, now, outcome, exception, None, duration)
+
+    async def _finish_timed_async(
+        self,
+        generation: int,
+        started: float,
+        outcome: Outcome,
+        exception: BaseException | None,
+        duration: float | None,
+    ) -> None:
+        """`_finish_timed`, awaiting the store."""
+        now = self._ended_at(generation, started)
+        await self._settle_async(generation, started, now, outcome, exception, None, duration)
+
+    def _ended_at(self, generation: int, started: float) -> float:
+        """Read the clock for a call's end (`_ended` without deferring a success)."""
+        try:
+            now = self._clock.monotonic()
+            if now < self._core.latest:
+                now = self._check_clock()
+        except BaseException:
+            self._clock_broke(generation, started)
+            raise
+        return now
+
     def _check_clock(self) -> float:
         """A reading came out older than the core's `latest`: read the clock again.
 
@@ -416,8 +455,10 @@ class CallProtocol(Classifying):
         outcome: Outcome,
         exception: BaseException | None,
         receipt: list[None] | None = None,
+        duration: float | None = None,
     ) -> None:
-        """Hand a completion to the circuit (`receipt`: see `_finish`)."""
+        """Hand a completion to the circuit (`receipt`: see `_finish`; `duration`: see
+        `CircuitCore.complete`)."""
         # `_plan_settle`, inlined: every failure's path.
         core = self._core
         if _TRIALS.get():
@@ -429,7 +470,7 @@ class CallProtocol(Classifying):
                 self._reclaim_dropped(now)
             completed = core.completed
             try:
-                request = core.plan_complete(generation, started, now, outcome, exception)
+                request = core.plan_complete(generation, started, now, outcome, exception, duration)
             finally:
                 if receipt is not None and core.completed != completed:
                     receipt.clear()
@@ -448,9 +489,10 @@ class CallProtocol(Classifying):
         outcome: Outcome,
         exception: BaseException | None,
         receipt: list[None] | None = None,
+        duration: float | None = None,
     ) -> None:
         """`_settle`, awaiting the store."""
-        request = self._plan_settle(generation, started, now, outcome, exception, receipt)
+        request = self._plan_settle(generation, started, now, outcome, exception, receipt, duration)
         if request is not None:
             await self._record_async(now, request)
         elif self._core.events:
@@ -496,6 +538,7 @@ class CallProtocol(Classifying):
         outcome: Outcome,
         exception: BaseException | None,
         receipt: list[None] | None,
+        duration: float | None = None,
     ) -> Request | None:
         """Count a completion in the core, under the lock: the record request to send, if any."""
         core = self._core
@@ -508,7 +551,7 @@ class CallProtocol(Classifying):
                 self._reclaim_dropped(now)
             completed = core.completed
             try:
-                return core.plan_complete(generation, started, now, outcome, exception)
+                return core.plan_complete(generation, started, now, outcome, exception, duration)
             finally:
                 # Whether or not the core got to its end (the recursion limit
                 # can strike in it), the call is counted once `completed` moved.

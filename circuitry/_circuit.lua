@@ -30,7 +30,7 @@
 --            a CLOSED call), riding (1 | 0); with adaptive_throttle, then the
 --            call's age (s since it arrived) and the calls the process
 --            throttled since its last report (see "The throttle" below)
---   control: trigger (TRIP_CALLED | FORCE_OPEN | FORCE_CLOSED | RESET),
+--   control: trigger (TRIP_CALLED | FORCE_OPEN | FORCE_CLOSED | RESET | BACKPRESSURE),
 --            duration ('' = the config's open period)
 -- ARGV[2]: the caller's config, comma-separated, in the order of
 -- circuitry._redis_wire.CONFIG_FIELDS: its id (a digest of the rest), ttl
@@ -318,7 +318,9 @@ local function fire(trigger, period)
   window_clear()
   if old == HALF_OPEN then redis.call('DEL', permits_key) end
   trial_successes, trial_failures = 0, 0
-  if new == OPEN then
+  if new == OPEN and trigger == BACKPRESSURE then
+    open_until = now + period  -- the backoff level stays: no failure
+  elseif new == OPEN then
     local level
     if trigger == TRIP or (trigger == TRIP_CALLED and old ~= HALF_OPEN and old ~= OPEN) then
       level = reset_timeout
@@ -450,8 +452,15 @@ elseif op == 'read' or op == 'peek' then
   if op == 'read' then tick() end  -- peek (store.snapshot) writes nothing
   if width ~= nil then advance(math.floor(now / width)) end
 elseif op == 'control' then
+  -- CircuitCore.control: a control with no transition from here (backpressure
+  -- when forced) or a backpressure that would not lengthen the open period
+  -- does nothing.
   tick()
-  fire(a4, num(a5))
+  local period = num(a5)
+  if next_state(state, a4) ~= nil
+     and not (a4 == BACKPRESSURE and state == OPEN and open_until >= now + period) then
+    fire(a4, period)
+  end
 end
 
 if op ~= 'peek' then

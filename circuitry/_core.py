@@ -135,6 +135,7 @@ class Trigger(enum.Enum):
     TRIAL_FAILED = "a trial failed (or too many of them)"
     TRIAL_HUNG = "a trial has been in flight for half_open_max_wait"
     TRIP_CALLED = "trip()"
+    BACKPRESSURE = "backpressure(duration): the dependency asked to slow down, did not fail"
     FORCE_OPEN = "force_open()"
     FORCE_CLOSED = "force_closed()"
     RESET = "reset()"
@@ -147,6 +148,12 @@ _TRANSITIONS: dict[tuple[CircuitState, Trigger], CircuitState] = {
     (HALF_OPEN, Trigger.TRIALS_SUCCEEDED): CLOSED,
     (HALF_OPEN, Trigger.TRIAL_FAILED): OPEN,  # with backoff
     (HALF_OPEN, Trigger.TRIAL_HUNG): OPEN,  # with backoff, as a failed trial
+    # Backpressure opens for the hinted delay and counts no failure (no backoff
+    # either); an OPEN period it would not lengthen stays as it is (see
+    # `moves`). A forced state is an operator's decision: it has none.
+    (CLOSED, Trigger.BACKPRESSURE): OPEN,
+    (OPEN, Trigger.BACKPRESSURE): OPEN,
+    (HALF_OPEN, Trigger.BACKPRESSURE): OPEN,
 }
 for _state in CircuitState:  # the manual controls work from every state
     _TRANSITIONS[_state, Trigger.TRIP_CALLED] = OPEN
@@ -372,10 +379,14 @@ class CircuitCore(Batcher, InProcessSteps):
         now: float,
         outcome: Outcome,
         exception: BaseException | None = None,
+        duration: float | None = None,
     ) -> None:
         """Record how the call admitted as (`generation`, `started`) ended at `now`.
 
         Successes waiting in `pending` are counted first, as by every operation.
+        `duration`, when given, is how long the call took for the latency and
+        `slow_call_duration` instead of `now - started` (a stream: the time to
+        its first item).
 
         Raises:
             ValueError: the ticket was never issued, or this period already saw
@@ -421,7 +432,8 @@ class CircuitCore(Batcher, InProcessSteps):
 
         # Totals: every completion, late or not. (Inline, not `_count`: no call
         # may come between the ticket and its outcome's count, see above.)
-        duration = now - started
+        if duration is None:
+            duration = now - started
         # `_at`, inline: no call may come between the ticket and its count (above).
         if now < self.latest:
             now = self.latest
@@ -550,6 +562,34 @@ class CircuitCore(Batcher, InProcessSteps):
         """
         self._fire(Trigger.TRIP_CALLED, self._tick(now), duration)
 
+    def backpressure(self, now: float, duration: float) -> None:
+        """The dependency asked to slow down for `duration` seconds: open that long.
+
+        Not a failure: no trip rule counts it and the backoff level stays as
+        it is, so a backpressured HALF_OPEN trial reopens for `duration`, not
+        the backed-off open period. An OPEN period that already ends later
+        stays as it is; a forced state is left alone.
+        """
+        self.control(Trigger.BACKPRESSURE, self._tick(now), duration)
+
+    def control(self, trigger: Trigger, now: float, duration: float | None) -> None:
+        """Make the manual control `trigger` at `now` (already ticked), if it moves anything.
+
+        A control with no transition from the current state (backpressure in
+        a forced state), or a backpressure that would not lengthen the open
+        period, does nothing. `_circuit.lua`'s `control` mirrors this.
+        """
+        if (self.state, trigger) not in _TRANSITIONS:
+            return
+        if (
+            trigger is Trigger.BACKPRESSURE
+            and self.state is OPEN
+            and duration is not None
+            and self.open_until >= now + duration
+        ):
+            return
+        self._fire(trigger, now, duration)
+
     def poll(self, now: float) -> CircuitState:
         """Apply the transitions time alone makes; return the state."""
         self._tick(now)
@@ -670,7 +710,10 @@ class CircuitCore(Batcher, InProcessSteps):
         self.trial_successes = self.trial_failures = 0
 
         config = self.config
-        if new is OPEN:
+        if new is OPEN and trigger is Trigger.BACKPRESSURE:
+            assert period is not None
+            self.open_until = now + period  # the backoff level stays: no failure
+        elif new is OPEN:
             if trigger is Trigger.TRIP or (
                 trigger is Trigger.TRIP_CALLED and old is not HALF_OPEN and old is not OPEN
             ):

@@ -32,7 +32,7 @@ class InProcessSteps:
 
         def _tick(self, now: float) -> float: ...
 
-        def _fire(self, trigger: Trigger, now: float, period: float | None = None) -> None: ...
+        def control(self, trigger: Trigger, now: float, duration: float | None) -> None: ...
 
         # CircuitCore's is `complete` itself: one call less on every failure's path.
         def plan_complete(
@@ -42,6 +42,7 @@ class InProcessSteps:
             now: float,
             outcome: Outcome,
             exception: BaseException | None,
+            duration: float | None = None,
         ) -> Request | None: ...
 
     def plan_read(self, now: float) -> Request | None:
@@ -64,8 +65,8 @@ class InProcessSteps:
         trigger: Trigger,
         duration: float | None,
     ) -> None:
-        """Do the manual control `trigger` (force_open, force_closed, reset, trip) here."""
-        self._fire(trigger, self._tick(now), duration)
+        """Do the manual control `trigger` (force_open, ..., trip, backpressure) here."""
+        self.control(trigger, self._tick(now), duration)
 
     def apply_acquire(
         self, now: float, trial: tuple[int, float] | None, request: Request, reply: Answer

@@ -93,6 +93,14 @@ class Permit:
             return  # completed already
         await self._breaker._finish_async(self._generation, self._started, outcome, exception)
 
+    def _take(self) -> bool:
+        """Take the permit's one completion token: whether it was still there (see `_complete`)."""
+        try:
+            self._open.pop()
+        except IndexError:
+            return False
+        return True
+
     def __repr__(self) -> str:
         status = "open" if self._open else "done"
         return f"<Permit {self._breaker._name!r} generation={self._generation} {status}>"
@@ -123,6 +131,21 @@ class PermitIssuing(CallProtocol):
         generation = self._acquire(now, nesting=False)[0]
         if generation < 0:
             return None
+        return Permit(self, generation, now)
+
+    def _try_acquire_or_raise(self) -> Permit:
+        """A permit, or raise CircuitOpenError (a stream's admission: see circuitry._streams)."""
+        now = self._clock.monotonic()
+        core = self._core
+        generation = core.admitting
+        if generation is not None and not self._dropped:
+            core.tickets.append(now)  # admitted without the lock: see _core
+            return Permit(self, generation, now)
+        if core.reject_from <= now < core.reject_until:
+            self._admit(now)  # raises, without the lock
+        generation, state, retry_after = self._acquire(now, nesting=False)
+        if generation < 0:
+            raise CircuitOpenError(self._name, state, retry_after, self)
         return Permit(self, generation, now)
 
     async def _try_acquire_async(self) -> Permit:

@@ -426,9 +426,10 @@ class SharedCore(FallbackCore):
         now: float,
         outcome: Outcome,
         exception: BaseException | None = None,
+        duration: float | None = None,
     ) -> None:
         """Record a completion in this process only (a dropped permit: its lease frees the slot)."""
-        self.plan_complete(generation, started, now, outcome, exception)
+        self.plan_complete(generation, started, now, outcome, exception, duration)
 
     def plan_complete(
         self,
@@ -437,14 +438,18 @@ class SharedCore(FallbackCore):
         now: float,
         outcome: Outcome,
         exception: BaseException | None,
+        duration: float | None = None,
     ) -> Request | None:
-        """Count a completion in the totals; the record request to send, if any."""
+        """Count a completion in the totals; the record request to send, if any.
+
+        `duration`: see `CircuitCore.complete`.
+        """
         if generation == SHADOW:
             return None  # a call a shadow breaker would have rejected: it counts nowhere
         riding = generation <= RIDING
         issued = RIDING - generation if riding else generation
         if self.mode is Mode.LOCAL and issued >= self.local_from:
-            CircuitCore.complete(self, generation, started, now, outcome, exception)
+            CircuitCore.complete(self, generation, started, now, outcome, exception, duration)
             return None
         state = self.state
         tickets = self.tickets
@@ -461,7 +466,9 @@ class SharedCore(FallbackCore):
         else:
             self._allowed += 1  # in flight at a fork: admitted here as far as totals go
         self.completed += 1
-        slow = self._count(outcome, now - started, now, exception)
+        if duration is None:
+            duration = now - started
+        slow = self._count(outcome, duration, now, exception)
         throttle = self.throttle
         if throttle is not None and not riding:
             throttle.ended(started, now, outcome is SUCCESS, outcome is IGNORED)

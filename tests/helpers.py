@@ -8,9 +8,12 @@ in conftest.py; this holds only what tests call directly.
 from __future__ import annotations
 
 import contextlib
+import io
+import re
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
@@ -234,3 +237,24 @@ def raw_state(core: CircuitCore) -> tuple[object, ...]:
         None if window is None else (window.total_calls, window.total_failures, _place(window)),
         list(core.events),
     )
+
+
+# -- docs pages whose blocks run ------------------------------------------------------------
+
+_PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
+_PRINTS = re.compile(r"^\s*print\(.*\)\s+# (.*)$", re.MULTILINE)
+
+
+def run_doc_page(page: Path, namespace: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Run a docs page's Python blocks in order in `namespace`: (printed, expected).
+
+    `expected` is every `print(...)  # value` comment, in order; `printed` is
+    every line the blocks printed.
+    """
+    output = io.StringIO()
+    expected: list[str] = []
+    with contextlib.redirect_stdout(output):
+        for number, source in enumerate(_PYTHON_BLOCK.findall(page.read_text("utf-8")), 1):
+            expected.extend(_PRINTS.findall(source))
+            exec(compile(source, f"{page.name} block {number}", "exec"), namespace)
+    return output.getvalue().splitlines(), expected

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from helpers import CLOSED, FORCED_CLOSED, HALF_OPEN, OPEN
+from helpers import CLOSED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, OPEN
 
 from circuitry import CircuitBreakerConfig, CircuitState
 from circuitry._classify import FAILURE, IGNORED, SUCCESS, Outcome
@@ -116,7 +116,12 @@ class Model:
     # -- transitions ----------------------------------------------------------
 
     def move(
-        self, new: CircuitState, *, back_off: bool = False, period: float | None = None
+        self,
+        new: CircuitState,
+        *,
+        back_off: bool = False,
+        period: float | None = None,
+        keep_level: bool = False,
     ) -> None:
         old = self.state
         self.state = new
@@ -126,7 +131,10 @@ class Model:
         self.consecutive = 0
         self.trial_successes = self.trial_failures = 0
         c = self.config
-        if new is OPEN:
+        if new is OPEN and keep_level:  # backpressure: `period`, and the level as it was
+            assert period is not None
+            self.open_for = period
+        elif new is OPEN:
             if back_off:
                 cap = c.max_reset_timeout if c.max_reset_timeout is not None else math.inf
                 self.level = min(self.level * c.reset_timeout_multiplier, cap)
@@ -270,3 +278,13 @@ class Model:
         (from HALF_OPEN or OPEN the backed-off one, as a failed trial's)."""
         self.apply_time()
         self.move(OPEN, back_off=self.state in (HALF_OPEN, OPEN), period=duration)
+
+    def backpressure(self, duration: float) -> None:
+        """`backpressure(duration)`: OPEN for `duration`, no failure counted, the
+        backoff level kept; an OPEN period ending later, and a forced state, stay."""
+        self.apply_time()
+        if self.state in (FORCED_OPEN, FORCED_CLOSED):
+            return
+        if self.state is OPEN and self.since + self.open_for >= self.now + duration:
+            return
+        self.move(OPEN, period=duration, keep_level=True)

@@ -215,6 +215,7 @@ class CoreMatchesModel(RuleBasedStateMachine):
                 "reset",
                 "trip",
                 "trip_for",
+                "backpressure",
                 "complete_again",
                 "never_issued",
             ]
@@ -240,6 +241,9 @@ class CoreMatchesModel(RuleBasedStateMachine):
         elif action == "trip_for":
             self.core.trip(now, float(ahead))
             self.model.trip(ahead)
+        elif action == "backpressure":
+            self.core.backpressure(now, float(ahead))
+            self.model.backpressure(ahead)
         elif action == "complete_again":
             # Detectable only when this period has no ticket left in flight.
             done = [t for t in self.completed if t.generation == self.model.period]

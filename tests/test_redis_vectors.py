@@ -21,7 +21,8 @@ Each step has a time `t` (seconds from 0, never going back), one action and
   "outcome": OUTCOME}: complete it at `t`;
 - {"nest": [OUTER, INNER]}: a call whose code makes a nested call (riding on
   it when it is a trial), the inner one completing first;
-- {"control": "force_open" | "force_closed" | "reset" | "trip", "duration": S};
+- {"control": "force_open" | "force_closed" | "reset" | "trip" | "backpressure",
+  "duration": S};
 - {"read": true}: read the state (what time alone changes, applied).
 `expect` is the leg's view after the step, without applying time: `result`
 ("admitted" / "rejected", for a call, hold or nest; `inner` the nested
@@ -86,6 +87,7 @@ CONTROLS = {
     "force_closed": Trigger.FORCE_CLOSED,
     "reset": Trigger.RESET,
     "trip": Trigger.TRIP_CALLED,
+    "backpressure": Trigger.BACKPRESSURE,
 }
 MANUAL = {
     "force_open": CircuitState.FORCED_OPEN,
@@ -149,6 +151,9 @@ class CoreLeg:
     def control(self, t: float, action: str, duration: float | None) -> None:
         if action == "trip":
             self.core.trip(t, duration)
+        elif action == "backpressure":
+            assert duration is not None
+            self.core.backpressure(t, duration)
         else:
             getattr(self.core, action)(t)
 
@@ -213,6 +218,9 @@ class ModelLeg:
         self.model.now = t
         if action == "trip":
             self.model.trip(duration)
+        elif action == "backpressure":
+            assert duration is not None
+            self.model.backpressure(duration)
         else:
             self.model.manual(MANUAL[action])
 
@@ -512,6 +520,8 @@ class Program:
         if "control" in step:
             if step["control"] == "trip":
                 breaker.trip(step.get("duration"))
+            elif step["control"] == "backpressure":
+                breaker.backpressure(step["duration"])
             else:
                 getattr(breaker, step["control"])()
             return {}
@@ -599,7 +609,8 @@ class RandomProgram(Program):
     succeeds, fails, raises an ignored exception), "slow" (a success taking
     2 s), "+S" (S seconds pass), "=" (the state), "x" (a call), "hold" /
     "ok@N" / "fail@N" / "skip@N" (take a permit; complete the N-th held),
-    "nest:O:I", "trip", "force_open", "force_closed", "reset"."""
+    "nest:O:I", "trip", "force_open", "force_closed", "reset", "bp:S" (backpressure
+    for S seconds)."""
 
     OUTCOMES: ClassVar[dict[str, str]] = {"ok": "success", "fail": "failure", "skip": "ignored"}
 
@@ -635,6 +646,9 @@ class RandomProgram(Program):
             _, outer, inner = step.split(":")
             got = self.step({"t": t, "nest": [self.OUTCOMES[outer], self.OUTCOMES[inner]]})
             return f"{got['result']} {got['inner']}"
+        if step.startswith("bp:"):
+            duration = float(step[3:])
+            return str(self.step({"t": t, "control": "backpressure", "duration": duration}))
         return str(self.step({"t": t, "control": step}))
 
 
@@ -657,7 +671,16 @@ steps = st.lists(
     st.one_of(
         st.sampled_from(["ok", "fail", "skip", "x", "hold", "=", "trip", "reset"]),
         st.sampled_from(
-            ["slow", "force_open", "force_closed", "nest:ok:fail", "nest:fail:ok", "nest:ok:ok"]
+            [
+                "slow",
+                "force_open",
+                "force_closed",
+                "nest:ok:fail",
+                "nest:fail:ok",
+                "nest:ok:ok",
+                "bp:1",
+                "bp:4",
+            ]
         ),
         st.sampled_from(["+0.5", "+1", "+2.5", "+6"]),
         st.tuples(st.sampled_from(["ok", "fail", "skip"]), st.integers(0, 3)).map(

@@ -13,6 +13,8 @@ on asyncio).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+
 import anyio
 
 from circuitry import (
@@ -194,6 +196,54 @@ async def pools_and_chains_keep_types() -> int:
     return len(text) + len(body) + size
 
 
+def words() -> Iterator[str]:
+    yield "a"
+    yield "b"
+
+
+async def async_numbers() -> AsyncIterator[int]:
+    yield 1
+    yield 2
+
+
+def stream_keeps_the_item_type() -> str:
+    joined = ""
+    with breaker.stream(words()) as tokens:
+        for token in tokens:
+            joined += token  # a str: `+=` onto a str type-checks
+    as_iterator: Iterator[str] = breaker.stream(words())
+    first: str = next(as_iterator)
+    return joined + first
+
+
+async def astream_keeps_the_item_type() -> int:
+    total = 0
+    async with breaker.astream(async_numbers()) as numbers:
+        async for number in numbers:
+            total += number
+    stream = breaker.astream(async_numbers())
+    as_iterator: AsyncIterator[int] = stream
+    first: int = await as_iterator.__anext__()
+    await stream.aclose()
+    await breaker.astream(async_numbers()).aclose()  # never started: closes what it wraps
+    return total + first
+
+
+def grpc_interceptors_fit_their_channels() -> None:
+    import grpc
+    import grpc.aio
+
+    from circuitry.grpc import AsyncCircuitBreakerInterceptor, CircuitBreakerInterceptor
+
+    sync = CircuitBreakerInterceptor(breaker=breaker)
+    channel: grpc.Channel = grpc.intercept_channel(grpc.insecure_channel("127.0.0.1:9"), sync)
+    channel.close()
+    interceptors: list[grpc.aio.ClientInterceptor] = AsyncCircuitBreakerInterceptor().interceptors
+    del interceptors
+    if breaker.name == "never":
+        CircuitBreakerInterceptor(key=lambda method: 1)  # type: ignore[arg-type,return-value]
+
+
 async def wrong_uses_are_errors() -> None:
     # Kept unevaluated: only mypy looks at these lines.
     if breaker.name == "never":
@@ -214,7 +264,10 @@ async def wrong_uses_are_errors() -> None:
         pool_text: int = pool.call(_ask, "x")  # type: ignore[assignment]
         await pool.call_async(_ask_async, b"x")  # type: ignore[arg-type]
         CircuitBreaker(parent="host")  # type: ignore[arg-type]
-        del wrong, not_awaited, wrong_sync, wrong_size, not_awaited_body, pool_text
+        wrong_item: int = next(breaker.stream(words()))  # type: ignore[assignment]
+        breaker.stream(async_numbers())  # type: ignore[arg-type]
+        breaker.astream(words())  # type: ignore[arg-type]
+        del wrong, not_awaited, wrong_sync, wrong_size, not_awaited_body, pool_text, wrong_item
 
 
 async def main() -> None:
@@ -231,6 +284,9 @@ async def main() -> None:
     assert round_2_config_and_metrics_keep_types() is None
     assert await fallbacks_keep_signatures() == 3 + 2 + 2
     assert await pools_and_chains_keep_types() == len("a:hi:2") + len(b"ahi") + 3
+    assert stream_keeps_the_item_type() == "aba"
+    grpc_interceptors_fit_their_channels()
+    assert await astream_keeps_the_item_type() == 4
     await wrong_uses_are_errors()
     breaker.force_open()
     rejected_by: str | None = None
