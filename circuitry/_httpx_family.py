@@ -72,6 +72,7 @@ class _Binding(Generic[RequestT, ResponseT, TransportT]):
 
     # The library's: the transport class `transport` must be, the one made
     # without it, and the exception that is a failure.
+    _library: ClassVar[str]  # its name, for errors (openai renames httpx2's classes' modules)
     _base: ClassVar[type[Any]]
     _default: ClassVar[type[Any]]
     _transport_error: ClassVar[type[BaseException]]
@@ -93,7 +94,7 @@ class _Binding(Generic[RequestT, ResponseT, TransportT]):
         base = self._base
         if transport is not None and not isinstance(transport, base):
             raise TypeError(
-                f"transport must be an {base.__module__}.{base.__name__} or None, got {transport!r}"
+                f"transport must be an {self._library}.{base.__name__} or None, got {transport!r}"
             )
         self._guard = HTTPGuard(
             manager=manager,

@@ -18,10 +18,15 @@ long body download is neither slow nor a failure. Needs the `httpx2` extra.
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Callable
+
 import httpx2
 
+from ._breaker import CircuitBreaker
 from ._http import is_server_error_or_429, retry_after_of
 from ._httpx_family import AsyncTransportBinding, SyncTransportBinding, url_key
+from ._manager import CircuitBreakerManager
 
 __all__ = [
     "AsyncCircuitBreakerTransport",
@@ -98,9 +103,31 @@ class CircuitBreakerTransport(
         ValueError: `max_retry_after` is not a finite number of seconds > 0.
     """
 
+    _library = "httpx2"
     _base = httpx2.BaseTransport
     _default = httpx2.HTTPTransport
     _transport_error = httpx2.TransportError
+
+    def __init__(
+        self,
+        transport: httpx2.BaseTransport | None = None,
+        *,
+        manager: CircuitBreakerManager | None = None,
+        breaker: CircuitBreaker | None = None,
+        key: Callable[[httpx2.Request], str] | None = None,
+        is_failure: Callable[[httpx2.Response], bool] | None = None,
+        respect_retry_after: bool = True,
+        max_retry_after: float | datetime.timedelta = 300.0,
+    ) -> None:
+        super().__init__(
+            transport,
+            manager=manager,
+            breaker=breaker,
+            key=key,
+            is_failure=is_failure,
+            respect_retry_after=respect_retry_after,
+            max_retry_after=max_retry_after,
+        )
 
 
 class AsyncCircuitBreakerTransport(
@@ -114,6 +141,28 @@ class AsyncCircuitBreakerTransport(
     success nor failure.
     """
 
+    _library = "httpx2"
     _base = httpx2.AsyncBaseTransport
     _default = httpx2.AsyncHTTPTransport
     _transport_error = httpx2.TransportError
+
+    def __init__(
+        self,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        *,
+        manager: CircuitBreakerManager | None = None,
+        breaker: CircuitBreaker | None = None,
+        key: Callable[[httpx2.Request], str] | None = None,
+        is_failure: Callable[[httpx2.Response], bool] | None = None,
+        respect_retry_after: bool = True,
+        max_retry_after: float | datetime.timedelta = 300.0,
+    ) -> None:
+        super().__init__(
+            transport,
+            manager=manager,
+            breaker=breaker,
+            key=key,
+            is_failure=is_failure,
+            respect_retry_after=respect_retry_after,
+            max_retry_after=max_retry_after,
+        )

@@ -251,12 +251,12 @@ def test_bad_arguments_are_named(client: Callable[..., Get]) -> None:
 @pytest.mark.parametrize(
     ("transport", "wrapped", "expected"),
     [
-        (circuitry.httpx2.CircuitBreakerTransport, httpx.HTTPTransport, "httpx2.*BaseTransport"),
-        (circuitry.httpx.CircuitBreakerTransport, httpx2.HTTPTransport, "httpx.*BaseTransport"),
+        (circuitry.httpx2.CircuitBreakerTransport, httpx.HTTPTransport, r"httpx2\.BaseTransport"),
+        (circuitry.httpx.CircuitBreakerTransport, httpx2.HTTPTransport, r"httpx\.BaseTransport"),
         (
             circuitry.httpx2.AsyncCircuitBreakerTransport,
             httpx2.HTTPTransport,
-            "httpx2.*AsyncBaseTransport",
+            r"httpx2\.AsyncBaseTransport",
         ),
     ],
 )

@@ -241,3 +241,33 @@ def test_an_llm_example_runs_against_the_fake_api(
     assert lines[:2] == [f"answer: {HELLO}", f"streamed: {HELLO}"]
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+: closed, 0 failures", lines[2]), lines
     assert len(fake.received) == 3  # the 429, its retry, the stream
+
+
+# -- the how-to ------------------------------------------------------------------------------
+
+BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
+
+
+def test_the_llm_how_to_runs_and_prints_what_it_says(
+    fake: FakeLLM, url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{url}/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
+    page = ROOT / "docs" / "how-to" / "llm-sdks.md"
+    blocks = BLOCK.findall(page.read_text(encoding="utf-8"))
+    assert len(blocks) == 5
+    namespace: dict[str, Any] = {"__name__": "llm_sdks"}
+    try:
+        for number, source in enumerate(blocks, 1):
+            if number == 3:  # "Rate limits": the API answers 429, Retry-After: 1, twice
+                fake.replies += [RATE_LIMITED, RATE_LIMITED]
+            exec(compile(source, f"llm-sdks.md block {number}", "exec"), namespace)
+        assert asyncio.run(namespace["ask"]()) == HELLO
+    finally:
+        for name in ("client", "claude"):
+            if name in namespace:
+                namespace[name].close()
+    assert capsys.readouterr().out.splitlines() == [HELLO, HELLO, HELLO, "closed 0", HELLO, HELLO]
+    assert len(fake.received) == 8  # 2 answers, two 429s and the retry, 2 streams, the async
