@@ -16,11 +16,10 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any, NoReturn
 
-from .._classify import Outcome
 from .._config import CircuitBreakerConfig, ServicePresets
 from ._errors import InputError
 from ._plot import Profile, plot
-from ._replay import OUTCOMES, REPORT_FIELDS, Row, SimulationReport, simulate_rows
+from ._replay import REPORT_FIELDS, Row, SimulationReport, simulate_rows
 from ._scenarios import scenario, scenarios
 from ._trace import Trace
 
@@ -253,7 +252,8 @@ def _parser() -> argparse.ArgumentParser:
         "--trace",
         metavar="FILE",
         help="CSV (with a header) or JSON Lines: start (seconds or ISO-8601), duration, "
-        "outcome (success/failure/ignored) or HTTP status, optional service",
+        "outcome (success/failure/ignored) or HTTP status, optional service and "
+        "retry_after (seconds: a 429 with it is backpressure)",
     )
     sim.add_argument(
         "--preset",
@@ -312,7 +312,7 @@ def _simulate(args: argparse.Namespace) -> int:
             _fail(str(exc))
         title = f"scenario {built.name} (seed {built.seed}): {built.description}"
         unhealthy = unhealthy or built.unhealthy
-        rows = [(c.start, c.duration, _OUTCOME[c.outcome], c.service) for c in built.calls]
+        rows = [call.row() for call in built.calls]
         count = len(built.calls)
         first, last = built.calls[0].start, max(c.end for c in built.calls)
         origin = 0.0  # a scenario's own times (its unhealthy periods) count from 0
@@ -357,9 +357,6 @@ def _simulate(args: argparse.Namespace) -> int:
         print()
         print(_timeline(reports, origin))
     return 0
-
-
-_OUTCOME: dict[str, Outcome] = {outcome.value: outcome for outcome in OUTCOMES.values()}
 
 
 def entry() -> NoReturn:
