@@ -8,9 +8,12 @@ import datetime
 import math
 from pathlib import Path
 
+import httpx2
 import pytest
 from helpers import CLOSED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, OPEN
+from loopback import http_server
 
+import circuitry.httpx2
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
 from circuitry.events import Event, StateChanged
 from circuitry.redis import RedisStore
@@ -224,3 +227,29 @@ def test_a_call_s_retry_after_goes_with_backpressure_only(
 ) -> None:
     with pytest.raises(ValueError, match="retry_after"):
         Call(0.0, 1.0, outcome, retry_after=retry_after)
+
+
+@pytest.mark.anyio
+async def test_an_async_transport_backpressures_a_shared_breaker(
+    redis_url: str, anyio_backend: str
+) -> None:
+    """A 429 with Retry-After through httpx2's async transport opens the Redis-shared circuit."""
+    store = RedisStore.from_url(redis_url, namespace="bp-transport")
+    other = RedisStore.from_url(redis_url, namespace="bp-transport")
+    config = CircuitBreakerConfig(reset_timeout=30.0)
+    try:
+        with http_server() as server:
+            breaker = CircuitBreaker(config, name="api", store=store)
+            transport = circuitry.httpx2.AsyncCircuitBreakerTransport(breaker=breaker)
+            async with httpx2.AsyncClient(transport=transport) as client:
+                response = await client.get(f"{server.url}/status/429?retry_after=20")
+            assert response.status_code == 429
+        elsewhere = CircuitBreaker(config, name="api", store=other)  # another process's view
+        metrics = elsewhere.metrics()
+        assert metrics.current_state is OPEN
+        assert metrics.retry_after is not None
+        assert 15 < metrics.retry_after <= 20
+        assert breaker.metrics().total_failures == 0
+    finally:
+        await store.aclose()
+        other.close()
