@@ -150,7 +150,7 @@ _TRANSITIONS: dict[tuple[CircuitState, Trigger], CircuitState] = {
     (HALF_OPEN, Trigger.TRIAL_HUNG): OPEN,  # with backoff, as a failed trial
     # Backpressure opens for the hinted delay and counts no failure (no backoff
     # either); an OPEN period it would not lengthen stays as it is (see
-    # `moves`). A forced state is an operator's decision: it has none.
+    # `control`). A forced state is an operator's decision: it has none.
     (CLOSED, Trigger.BACKPRESSURE): OPEN,
     (OPEN, Trigger.BACKPRESSURE): OPEN,
     (HALF_OPEN, Trigger.BACKPRESSURE): OPEN,

@@ -56,7 +56,7 @@ class _Handler(BaseHTTPRequestHandler):
     - `/status/<code>`: that status, body `status <code>`, header `X-Test: loopback`.
       Query: `retry_after=<value>` sends `Retry-After: <value>` verbatim;
       `retry_after_in=<n>` sends an HTTP date n seconds after its own `Date`;
-      `no_date=1` sends no `Date` header.
+      `no_date=1` sends no `Date` header; `envoy=<name>` sends `x-envoy-<name>: true`.
     - `/hang`: waits for `server.release`, then 200.
     - `/slow-body`: sends the headers, waits for `server.release`, then the body.
     """
@@ -94,6 +94,8 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Date"] = email.utils.formatdate(now, usegmt=True)
         if "retry_after" in query:
             headers["Retry-After"] = query["retry_after"]
+        if "envoy" in query:  # what Envoy adds: x-envoy-ratelimited, x-envoy-overloaded
+            headers[f"x-envoy-{query['envoy']}"] = "true"
         if "retry_after_in" in query:
             # Same `now` as the Date header: the difference is exactly n seconds.
             later = int(now) + int(query["retry_after_in"])

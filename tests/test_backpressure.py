@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import datetime
 import math
+from pathlib import Path
 
+import httpx2
 import pytest
 from helpers import CLOSED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, OPEN
+from loopback import http_server
 
+import circuitry.httpx2
 from circuitry import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
 from circuitry.events import Event, StateChanged
 from circuitry.redis import RedisStore
+from circuitry.simulation import Call, simulate, simulate_rows
+from circuitry.simulation._errors import InputError
+from circuitry.simulation._trace import Trace
 from circuitry.testing import FakeClock
 
 
@@ -151,3 +158,98 @@ async def test_the_async_twin_awaits_the_store(redis_url: str, anyio_backend: st
         assert breaker.metrics().retry_after == pytest.approx(4.0)
     finally:
         await store.aclose()
+
+
+# -- the simulator ----------------------------------------------------------------------------
+
+LOCKOUT = CircuitBreakerConfig(
+    failure_threshold_count=1, reset_timeout=30.0, reset_timeout_jitter=0.0
+)
+# The issue's lockout as calls: a 429 with Retry-After: 1, the retry (the trial)
+# the same, then the retries after it.
+LOCKOUT_CALLS = [(0.0, "429"), (1.5, "429"), (3.0, "200"), (4.0, "200")]
+
+
+def lockout_calls(backpressure: bool) -> list[Call]:
+    return [
+        Call(start, 0.1, "backpressure", retry_after=1.0)
+        if status == "429" and backpressure
+        else Call(start, 0.1, "failure" if status == "429" else "success")
+        for start, status in LOCKOUT_CALLS
+    ]
+
+
+def test_the_simulator_replays_backpressure_as_the_transports_do() -> None:
+    report = simulate(lockout_calls(True), {"c": LOCKOUT})["c"]
+    assert (report.admitted, report.rejected, report.failures_admitted) == (4, 0, 0)
+    assert [(at, old.value, new.value) for at, old, new in report.transitions] == [
+        (0.1, "closed", "open"),
+        (1.1, "open", "half_open"),
+        (1.6, "half_open", "open"),  # the backpressured trial: open for 1 s, not 30
+        (2.6, "open", "half_open"),
+        (3.1, "half_open", "closed"),
+    ]
+    # The same replies as failures: the first opens for reset_timeout, 30 s.
+    failed = simulate(lockout_calls(False), {"c": LOCKOUT})["c"]
+    assert (failed.admitted, failed.rejected) == (1, 3)
+
+
+def test_a_trace_429_with_retry_after_is_backpressure(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    rows = [f"{start},0.1,{status},1" for start, status in LOCKOUT_CALLS]
+    trace.write_text("start,duration,status,retry_after\n" + "\n".join(rows) + "\n")
+    report = simulate_rows(Trace(str(trace)).rows(), {"c": LOCKOUT})["c"]
+    assert report == simulate(lockout_calls(True), {"c": LOCKOUT})["c"]
+    # A 429 without a hint (empty, 0) is a failure, and so is the outcome word's.
+    trace.write_text("start,duration,status,retry_after\n0,0.1,429,\n1,0.1,429,0\n")
+    report = simulate_rows(Trace(str(trace)).rows(), {"c": LOCKOUT})["c"]
+    assert (report.failures_admitted, report.rejected) == (1, 1)
+
+
+def test_a_trace_outcome_backpressure_needs_retry_after(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    trace.write_text('{"start": 0, "duration": 1, "outcome": "backpressure", "retry_after": 2}\n')
+    report = simulate_rows(Trace(str(trace)).rows(), {"c": LOCKOUT})["c"]
+    assert report.transitions[0][1:] == (CLOSED, OPEN)
+    trace.write_text('{"start": 0, "duration": 1, "outcome": "backpressure"}\n')
+    with pytest.raises(InputError, match=r"t.jsonl:1: outcome 'backpressure' needs .*retry_after"):
+        Trace(str(trace))
+    trace.write_text('{"start": 0, "duration": 1, "status": 429, "retry_after": "soon"}\n')
+    with pytest.raises(InputError, match=r"field 'retry_after' must be .* got 'soon'"):
+        Trace(str(trace))
+
+
+@pytest.mark.parametrize(
+    ("outcome", "retry_after"), [("backpressure", None), ("failure", 1.0), ("backpressure", 0.0)]
+)
+def test_a_call_s_retry_after_goes_with_backpressure_only(
+    outcome: str, retry_after: float | None
+) -> None:
+    with pytest.raises(ValueError, match="retry_after"):
+        Call(0.0, 1.0, outcome, retry_after=retry_after)
+
+
+@pytest.mark.anyio
+async def test_an_async_transport_backpressures_a_shared_breaker(
+    redis_url: str, anyio_backend: str
+) -> None:
+    """A 429 with Retry-After through httpx2's async transport opens the Redis-shared circuit."""
+    store = RedisStore.from_url(redis_url, namespace="bp-transport")
+    other = RedisStore.from_url(redis_url, namespace="bp-transport")
+    config = CircuitBreakerConfig(reset_timeout=30.0)
+    try:
+        with http_server() as server:
+            breaker = CircuitBreaker(config, name="api", store=store)
+            transport = circuitry.httpx2.AsyncCircuitBreakerTransport(breaker=breaker)
+            async with httpx2.AsyncClient(transport=transport) as client:
+                response = await client.get(f"{server.url}/status/429?retry_after=20")
+            assert response.status_code == 429
+        elsewhere = CircuitBreaker(config, name="api", store=other)  # another process's view
+        metrics = elsewhere.metrics()
+        assert metrics.current_state is OPEN
+        assert metrics.retry_after is not None
+        assert 15 < metrics.retry_after <= 20
+        assert breaker.metrics().total_failures == 0
+    finally:
+        await store.aclose()
+        other.close()

@@ -12,6 +12,9 @@ EXTRAS = (
     "prometheus_client",
     "opentelemetry",
     "httpx",
+    "httpx2",
+    "requests",
+    "aiohttp",
     "tenacity",
     "stamina",
     "matplotlib",
@@ -44,6 +47,10 @@ def test_import_circuitry_and_its_core_modules_imports_no_extra() -> None:
     [
         ("circuitry.prometheus", "prometheus_client"),
         ("circuitry.opentelemetry", "opentelemetry"),
+        ("circuitry.httpx", "httpx"),
+        ("circuitry.httpx2", "httpx2"),
+        ("circuitry.requests", "requests"),
+        ("circuitry.aiohttp", "aiohttp"),
     ],
 )
 def test_an_integration_module_imports_its_library_and_no_other(module: str, library: str) -> None:

@@ -18,11 +18,10 @@ from typing import IO, Any, NoReturn
 
 import attrs
 
-from .._classify import Outcome
 from .._config import CircuitBreakerConfig, ServicePresets
 from ._errors import InputError
 from ._plot import Profile, plot
-from ._replay import OUTCOMES, REPORT_FIELDS, Row, SimulationReport, simulate_rows
+from ._replay import REPORT_FIELDS, Row, SimulationReport, simulate_rows
 from ._scenarios import scenario, scenarios
 from ._trace import Trace, iso_seconds
 from ._tune import RANGES, TuneResult, to_toml, tune, varied_values
@@ -338,7 +337,8 @@ def _source_arguments(parser: argparse.ArgumentParser) -> None:
         "--trace",
         metavar="FILE",
         help="CSV (with a header) or JSON Lines: start (seconds or ISO-8601), duration, "
-        "outcome (success/failure/ignored) or HTTP status, optional service",
+        "outcome (success/failure/ignored) or HTTP status, optional service and "
+        "retry_after (seconds: a 429 with it is backpressure)",
     )
     parser.add_argument(
         "--seed", metavar="N", type=int, default=0, help="the scenario's and jitter's seed"
@@ -389,7 +389,7 @@ def _source(args: argparse.Namespace) -> _Source:
             _fail(str(exc))
         return _Source(
             f"scenario {built.name} (seed {built.seed}): {built.description}",
-            [(c.start, c.duration, _OUTCOME[c.outcome], c.service) for c in built.calls],
+            [call.row() for call in built.calls],
             len(built.calls),
             built.calls[0].start,
             max(c.end for c in built.calls),
@@ -570,10 +570,8 @@ def _tune(args: argparse.Namespace) -> int:
         print(json.dumps(_tune_json(result, source.origin)))
         return 0
     _preamble(source, _since(source.origin))
-    print(
-        f"{len(result.configs)} configs like the base ({result.varied and 'varied: '}"
-        f"{', '.join(result.varied)}); #0 is the base"
-    )
+    varied = ", ".join(result.varied)
+    print(f"{len(result.configs)} configs like the base (varied: {varied}); #0 is the base")
     print()
     print(_tune_table(result))
     print()
@@ -595,9 +593,6 @@ def _tune(args: argparse.Namespace) -> int:
     if args.out:
         print(f"wrote {args.out}: python -m circuitry simulate --config {args.out} ...")
     return 0
-
-
-_OUTCOME: dict[str, Outcome] = {outcome.value: outcome for outcome in OUTCOMES.values()}
 
 
 def entry() -> NoReturn:

@@ -37,7 +37,9 @@ class TraceRecorder:
     come in completion order, and the simulator sorts them by start. Numbers
     are written exactly (shortest round-trip form), so the rows replay
     exactly as recorded. A rejected call did not run and has no outcome, so
-    it is not written.
+    it is not written. A backpressured call (an HTTP 429 with `Retry-After`)
+    is written as `ignored`, with no `retry_after`: its events do not say how
+    long the dependency asked for, so the replay does not open for it.
 
     Thread-safe: each row is written under a lock, straight to the file's
     buffer; memory stays bounded however long it records.

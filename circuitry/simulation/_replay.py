@@ -47,7 +47,24 @@ OUTCOMES: dict[str, Outcome] = {
 }
 """Outcome spellings a trace may use, and what each means."""
 
-Row = tuple[float, float, Outcome, "str | None"]
+BACKPRESSURE = "backpressure"
+"""The outcome of a call answered "slow down, come back in `retry_after` seconds"."""
+
+MAX_RETRY_AFTER = 300.0
+"""The cap on a backpressured call's `retry_after` (the HTTP transports' default)."""
+
+
+class Backpressure(float):
+    """A backpressured call's outcome in a `Row`: the seconds the circuit opens for.
+
+    Replayed as the HTTP transports do it: `backpressure(seconds)` when the
+    call completes, and the call itself counted as ignored.
+    """
+
+    __slots__ = ()
+
+
+Row = tuple[float, float, "Outcome | Backpressure", "str | None"]
 """A call as the replay loop takes it: (start, duration, outcome, service)."""
 
 Transition = tuple[float, CircuitState, CircuitState]
@@ -65,10 +82,17 @@ def _duration(value: float) -> float:
 
 
 def _outcome(value: str) -> str:
+    if value == BACKPRESSURE:
+        return value
     outcome = OUTCOMES.get(value) if isinstance(value, str) else None
     if outcome is None:
-        raise ValueError(f"outcome must be one of {', '.join(map(repr, OUTCOMES))}, got {value!r}")
+        names = ", ".join(map(repr, [*OUTCOMES, BACKPRESSURE]))
+        raise ValueError(f"outcome must be one of {names}, got {value!r}")
     return outcome.value
+
+
+def _retry_after(value: float | None) -> float | None:
+    return None if value is None else seconds("retry_after", value, above=0.0)
 
 
 def _service(value: str | None) -> str | None:
@@ -82,14 +106,37 @@ class Call:
     """One call to replay: it starts at `start` and ends `duration` seconds later.
 
     `outcome` is `"success"`, `"failure"` or `"ignored"` (`"ok"`, `"fail"` and
-    `"ignore"` are accepted and stored in the long form). Calls with a
-    `service` go to that service's own breaker.
+    `"ignore"` are accepted and stored in the long form), or `"backpressure"`
+    with `retry_after`: the dependency asked to come back in that many
+    seconds (HTTP 429 with `Retry-After`), replayed as the HTTP transports
+    do it (`breaker.backpressure`, capped at 300 s; the call itself
+    ignored). Calls with a `service` go to that service's own breaker.
+
+    Raises:
+        ValueError: `"backpressure"` without a `retry_after` > 0, or a
+            `retry_after` with another outcome.
     """
 
     start: float = attrs.field(converter=_start)
     duration: float = attrs.field(converter=_duration)
     outcome: str = attrs.field(converter=_outcome)
     service: str | None = attrs.field(default=None, converter=_service)
+    retry_after: float | None = attrs.field(default=None, converter=_retry_after)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.outcome == BACKPRESSURE) != (self.retry_after is not None):
+            raise ValueError(
+                "retry_after goes with outcome 'backpressure', and only with it: "
+                f"got outcome {self.outcome!r}, retry_after {self.retry_after!r}"
+            )
+
+    def row(self) -> Row:
+        """The call as the replay loop takes it."""
+        if self.retry_after is not None:
+            outcome: Outcome | Backpressure = Backpressure(min(self.retry_after, MAX_RETRY_AFTER))
+        else:
+            outcome = OUTCOMES[self.outcome]
+        return self.start, self.duration, outcome, self.service
 
     @property
     def end(self) -> float:
@@ -265,7 +312,7 @@ class _Lane:
         self.record_rejections = record_rejections
         self.breakers: dict[str | None, _Breaker] = {}
         # Calls in flight: (end, sequence number, generation, start, outcome, breaker).
-        self.heap: list[tuple[float, int, int, float, Outcome, _Breaker]] = []
+        self.heap: list[tuple[float, int, int, float, Outcome | Backpressure, _Breaker]] = []
 
     def breaker(self, service: str | None, now: float) -> _Breaker:
         breaker = _Breaker(self.config, service or "default", now, self.rng, self.record_rejections)
@@ -273,11 +320,15 @@ class _Lane:
         return breaker
 
 
-def _finish(entry: tuple[float, int, int, float, Outcome, _Breaker]) -> None:
+def _finish(entry: tuple[float, int, int, float, Outcome | Backpressure, _Breaker]) -> None:
     end, _, generation, started, outcome, breaker = entry
     core = breaker.core
     if core.state is not CLOSED:
         breaker.advance(end)
+    if isinstance(outcome, Backpressure):
+        # As the transports do it: open first, then give the call back as ignored.
+        core.backpressure(end, outcome)
+        outcome = IGNORED
     core.complete(generation, started, end, outcome)
     if core.events:
         breaker.collect()
@@ -307,7 +358,11 @@ def _replay(rows: Iterable[Row], lanes: Sequence[_Lane]) -> tuple[int, float]:
         for lane in lanes:
             heap = lane.heap
             while heap and heap[0][0] <= start:  # ends before starts at one instant
-                ended, _, generation, started, result, owner = heappop(heap)
+                entry = heappop(heap)
+                ended, _, generation, started, result, owner = entry
+                if isinstance(result, Backpressure):
+                    _finish(entry)
+                    continue
                 core = owner.core
                 if core.state is not CLOSED:
                     owner.advance(ended)
@@ -458,7 +513,8 @@ def simulate_rows(
 ) -> dict[str, SimulationReport]:
     """`simulate` on rows already in start order, read once (a streamed trace).
 
-    Rows are `(start, duration, outcome, service)` with an `Outcome`; all
+    Rows are `(start, duration, outcome, service)` with an `Outcome` (or a
+    `Backpressure`: see `Call.row`); all
     configs replay in one pass, so the rows may come from a generator.
     """
     periods = _check_unhealthy(unhealthy)
@@ -505,7 +561,5 @@ def simulate(
             raise TypeError(f"calls[{index}] must be a Call, got {call!r}")
     if any(b.start < a.start for a, b in itertools.pairwise(items)):
         items.sort(key=lambda call: call.start)
-    rows: Iterator[Row] = (
-        (call.start, call.duration, OUTCOMES[call.outcome], call.service) for call in items
-    )
+    rows: Iterator[Row] = (call.row() for call in items)
     return simulate_rows(rows, configs, unhealthy, seed=seed, record_rejections=record_rejections)

@@ -5,7 +5,9 @@ counts them, then `Trace.rows()` streams them again (or sorts them in memory
 when they are not in start order).
 
 `start` is seconds (any origin) or an ISO-8601 time; the outcome is an
-`outcome` word or an HTTP `status` (5xx and 429 fail, others succeed).
+`outcome` word or an HTTP `status` (5xx and 429 fail, others succeed). An
+optional `retry_after` (seconds) makes a 429 backpressure, as the HTTP
+transports take it (and goes with the outcome word `backpressure`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import IO, Any
 
 from .._classify import FAILURE, SUCCESS, Outcome
 from ._errors import InputError
-from ._replay import OUTCOMES, Row
+from ._replay import BACKPRESSURE, MAX_RETRY_AFTER, OUTCOMES, Backpressure, Row
 
 __all__ = ["Trace", "iso_seconds"]
 
@@ -110,8 +112,9 @@ def _start(value: object) -> float:
         ) from None
 
 
-def _status(value: object) -> Outcome:
-    """An HTTP status as an outcome: 5xx and 429 (too many requests) fail, others succeed."""
+def _status(value: object, retry_after: float | None) -> Outcome | Backpressure:
+    """An HTTP status as an outcome: 5xx and 429 (too many requests) fail, others succeed;
+    a 429 with a `retry_after` is backpressure (as the HTTP transports take it)."""
     status = -1
     if isinstance(value, str) and value.strip().isdigit():
         status = int(value)
@@ -119,7 +122,18 @@ def _status(value: object) -> Outcome:
         status = value
     if not 100 <= status <= 599:
         raise _BadRow(f"field 'status' must be an HTTP status code (100 to 599), got {value!r}")
+    if status == 429 and retry_after is not None:
+        return Backpressure(min(retry_after, MAX_RETRY_AFTER))
     return FAILURE if status >= 500 or status == 429 else SUCCESS
+
+
+def _hint(record: dict[str, Any]) -> float | None:
+    """The row's `retry_after` (seconds > 0), or None: missing, empty or 0."""
+    value = record.get("retry_after")
+    if value in (None, ""):
+        return None
+    seconds = _number("retry_after", value, minimum=0)
+    return seconds if seconds > 0 else None
 
 
 def _row(record: dict[str, Any]) -> Row:
@@ -129,12 +143,21 @@ def _row(record: dict[str, Any]) -> Row:
     start = _start(record["start"])
     duration = _number("duration", record["duration"], minimum=0)
     raw = record.get("outcome")
+    retry_after = _hint(record)
+    outcome: Outcome | Backpressure | None
     if raw not in (None, ""):
-        outcome = OUTCOMES.get(raw.strip().lower()) if isinstance(raw, str) else None
+        word = raw.strip().lower() if isinstance(raw, str) else None
+        if word == BACKPRESSURE:
+            if retry_after is None:
+                raise _BadRow("outcome 'backpressure' needs a field 'retry_after' (seconds > 0)")
+            outcome = Backpressure(min(retry_after, MAX_RETRY_AFTER))
+        else:
+            outcome = OUTCOMES.get(word) if word is not None else None
         if outcome is None:
-            raise _BadRow(f"field 'outcome' must be one of {', '.join(OUTCOMES)}, got {raw!r}")
+            names = ", ".join([*OUTCOMES, BACKPRESSURE])
+            raise _BadRow(f"field 'outcome' must be one of {names}, got {raw!r}")
     elif record.get("status") not in (None, ""):
-        outcome = _status(record["status"])
+        outcome = _status(record["status"], retry_after)
     elif "status" in record and "outcome" not in record:
         raise _BadRow("field 'status' is missing")
     else:
