@@ -22,13 +22,13 @@ propagates names the breaker that rejected.
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._classify import IGNORED, Outcome
 from ._permit import Permit
+from ._subclass import Subclasses
 
 if TYPE_CHECKING:
     from ._blocks import Guard
@@ -187,20 +187,5 @@ class _ChainPermit(Permit):
                 await super()._complete_async(outcome, exception)
 
 
-_CLASSES: dict[type[Any], type[Any]] = {}
-_LOCK = threading.Lock()
-
-
-def chained_class(cls: type[T]) -> type[T]:
-    """`cls` with the chain's overrides in front (made once per class)."""
-    with _LOCK:
-        chained = _CLASSES.get(cls)
-        if chained is None:
-            namespace = {
-                "__slots__": (),
-                "__module__": cls.__module__,
-                "__qualname__": cls.__qualname__,
-                "__doc__": cls.__doc__,
-            }
-            chained = _CLASSES[cls] = type(cls.__name__, (_Chained, cls), namespace)
-        return chained
+chained_class = Subclasses(front=(_Chained,))
+"""`chained_class(cls)`: `cls` with the chain's overrides in front (made once per class)."""

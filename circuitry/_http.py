@@ -34,7 +34,7 @@ from ._classify import FAILURE, IGNORED, SUCCESS, Outcome
 from ._config import _duration, _optional_callable
 from ._core import CircuitCore, Trigger
 from ._errors import CircuitOpenError
-from ._manager import CircuitBreakerManager
+from ._manager import CircuitBreakerManager, integration_manager
 from ._metrics import CircuitMetrics
 from ._permit import Permit
 from ._state import CircuitState
@@ -184,20 +184,10 @@ class HTTPGuard(Generic[RequestT, ResponseT]):
         status_of: Callable[[ResponseT], int],
         headers_of: Callable[[ResponseT], Headers | Mapping[str, str]],
     ) -> None:
-        if manager is not None and not isinstance(manager, CircuitBreakerManager):
-            raise TypeError(f"manager must be a CircuitBreakerManager or None, got {manager!r}")
-        if breaker is not None and not isinstance(breaker, CircuitBreaker):
-            raise TypeError(f"breaker must be a CircuitBreaker or None, got {breaker!r}")
-        if breaker is not None and (manager is not None or key is not None):
-            raise TypeError(
-                "pass breaker= alone (one breaker for every request) or manager= and key= "
-                f"(one breaker per key), not both: breaker={breaker!r}, manager={manager!r}, "
-                f"key={key!r}"
-            )
+        self._manager = integration_manager(manager, breaker, key, "request")
         if not isinstance(respect_retry_after, bool):
             raise TypeError(f"respect_retry_after must be a bool, got {respect_retry_after!r}")
         self._breaker = breaker
-        self._manager = manager if manager is not None else CircuitBreakerManager()
         self._key: Callable[[RequestT], str] = _optional_callable("key", key) or default_key
         self._is_failure = _optional_callable("is_failure", is_failure)
         self._respect_retry_after = respect_retry_after

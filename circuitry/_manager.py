@@ -548,3 +548,30 @@ def _raise(exc: BaseException | None) -> None:
             raise exc
         finally:
             del exc  # no cycle through this frame
+
+
+def integration_manager(
+    manager: CircuitBreakerManager | None,
+    breaker: CircuitBreaker | None,
+    key: object,
+    unit: str,
+) -> CircuitBreakerManager:
+    """The integrations' `manager=`, `breaker=`, `key=` checks; the manager to use.
+
+    `breaker=` alone guards every `unit` (request, call) with one breaker;
+    `manager=` and `key=` give one breaker per key (a new manager if none).
+
+    Raises:
+        TypeError: a wrong type, or `breaker=` together with `manager=` or `key=`.
+    """
+    if manager is not None and not isinstance(manager, CircuitBreakerManager):
+        raise TypeError(f"manager must be a CircuitBreakerManager or None, got {manager!r}")
+    if breaker is not None and not isinstance(breaker, CircuitBreaker):
+        raise TypeError(f"breaker must be a CircuitBreaker or None, got {breaker!r}")
+    if breaker is not None and (manager is not None or key is not None):
+        raise TypeError(
+            f"pass breaker= alone (one breaker for every {unit}) or manager= and key= "
+            f"(one breaker per key), not both: breaker={breaker!r}, manager={manager!r}, "
+            f"key={key!r}"
+        )
+    return manager if manager is not None else CircuitBreakerManager()

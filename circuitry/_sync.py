@@ -17,12 +17,13 @@ from types import (
     TracebackType,
     WrapperDescriptorType,
 )
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar
 
 from ._base import BreakerBase
 from ._batch import FOLD_AT
 from ._classify import SUCCESS
 from ._delivery import get_ident, logger
+from ._subclass import Subclasses
 
 __all__ = ["SyncAdapter", "is_async_callable"]
 
@@ -276,30 +277,13 @@ _BUILTINS = frozenset(
 
 # -- call_timeout and sync calls (see SyncAdapter._timeout_is_async_only) ------------
 
-_WARNING_CLASSES: dict[type[SyncAdapter], type[SyncAdapter]] = {}
-_SWAP_LOCK = threading.Lock()
 
-
-def _warning_class(cls: type[SyncAdapter]) -> type[SyncAdapter]:
-    """`cls`, with `call`, `with` and `guard()` warning at their first use (made once per class)."""
-    with _SWAP_LOCK:
-        warning = _WARNING_CLASSES.get(cls)
-        if warning is None:
-            namespace = {
-                "__slots__": (),
-                "__module__": cls.__module__,
-                "__qualname__": cls.__qualname__,
-                "__doc__": cls.__doc__,
-                "_own_class": cls,
-                "call": _warning_call,
-            }
-            warning = cast("type[SyncAdapter]", type(cls.__name__, (cls,), namespace))
-            # `__enter__` reads `_enter_depth` first thing: a property there warns
-            # without a frame of its own in between (which `with` keys blocks by).
-            # Set after the class is made, where __init_subclass__ cannot replace it.
-            setattr(warning, "_enter_depth", property(_warning_enter_depth))  # noqa: B010
-            _WARNING_CLASSES[cls] = warning
-        return warning
+def _finish_warning_class(warning: type, cls: type) -> None:
+    warning._own_class = cls  # type: ignore[attr-defined]  # what the first sync use restores
+    # `__enter__` reads `_enter_depth` first thing: a property there warns
+    # without a frame of its own in between (which `with` keys blocks by).
+    # Set after the class is made, where __init_subclass__ cannot replace it.
+    setattr(warning, "_enter_depth", property(_warning_enter_depth))  # noqa: B010
 
 
 def _warning_call(self: SyncAdapter, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -310,6 +294,11 @@ def _warning_call(self: SyncAdapter, fn: Callable[..., T], /, *args: Any, **kwar
 def _warning_enter_depth(self: SyncAdapter) -> int:
     _first_sync_use(self)
     return type(self)._enter_depth
+
+
+_warning_class = Subclasses(finish=_finish_warning_class, call=_warning_call)
+"""`cls`, with `call`, `with` and `guard()` warning at their first use (made once per class)."""
+_SWAP_LOCK = threading.Lock()
 
 
 def _first_sync_use(breaker: SyncAdapter) -> None:

@@ -38,7 +38,7 @@ import grpc.aio
 from ._breaker import CircuitBreaker
 from ._classify import FAILURE, IGNORED, SUCCESS, Outcome
 from ._config import _duration, _optional_callable
-from ._manager import CircuitBreakerManager
+from ._manager import CircuitBreakerManager, integration_manager
 from ._permit import Permit
 from ._streams import AsyncStream, Stream
 
@@ -122,18 +122,8 @@ class _Guard:
         is_failure: Callable[[grpc.StatusCode], bool] | None,
         max_retry_after: float | datetime.timedelta,
     ) -> None:
-        if manager is not None and not isinstance(manager, CircuitBreakerManager):
-            raise TypeError(f"manager must be a CircuitBreakerManager or None, got {manager!r}")
-        if breaker is not None and not isinstance(breaker, CircuitBreaker):
-            raise TypeError(f"breaker must be a CircuitBreaker or None, got {breaker!r}")
-        if breaker is not None and (manager is not None or key is not None):
-            raise TypeError(
-                "pass breaker= alone (one breaker for every call) or manager= and key= "
-                f"(one breaker per key), not both: breaker={breaker!r}, manager={manager!r}, "
-                f"key={key!r}"
-            )
+        self.manager = integration_manager(manager, breaker, key, "call")
         self.breaker = breaker
-        self.manager = manager if manager is not None else CircuitBreakerManager()
         self.key = _optional_callable("key", key) or default_key
         self.is_failure = _optional_callable("is_failure", is_failure) or default_is_failure
         self.max_retry_after = _duration("max_retry_after", max_retry_after)
