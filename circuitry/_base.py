@@ -255,13 +255,7 @@ class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
     def _backpressure_duration(self, duration: object) -> float:
         """`duration` as float seconds > 0, or TypeError / ValueError naming it."""
         seconds = _seconds("duration", duration, above=0.0, timedelta=True)
-        now = self._clock.monotonic()
-        if now + seconds == math.inf:
-            raise ValueError(
-                f"duration must stay finite when added to the clock's time {now!r}, "
-                f"got {duration!r}"
-            )
-        return seconds
+        return self._finite_from_now(seconds, duration)
 
     def _trip_duration(self, duration: object) -> float:
         """`duration` as float seconds, or ValueError naming it."""
@@ -271,11 +265,14 @@ class BreakerBase(EventDelivery, BlockKeeping, PermitIssuing):
             raise ValueError(
                 f"duration must be seconds (a number) or None, got {duration!r}"
             ) from exc
+        return self._finite_from_now(seconds, duration)
+
+    def _finite_from_now(self, seconds: float, duration: object) -> float:
+        """`seconds` (from `duration`), or ValueError if the clock's time plus them is infinite."""
         now = self._clock.monotonic()
         if now + seconds == math.inf:
             raise ValueError(
-                f"duration must stay finite when added to the clock's time {now!r}, "
-                f"got {duration!r}"
+                f"duration must stay finite when added to the clock's time {now!r}, got {seconds!r}"
             )
         return seconds
 
