@@ -184,12 +184,12 @@ class SharedStore(Protocol):
     on_unavailable: Mode
     namespace: str
 
-    def usable(self) -> bool:
-        """Whether to send a request now (False: backing off after a failure)."""
+    def usable(self, core: SharedCore) -> bool:
+        """Whether to send a request of `core` now (False: backing off after a failure)."""
         ...
 
-    def down(self) -> StoreError:
-        """The error of the outage the store is backing off from."""
+    def down(self, core: SharedCore) -> StoreError:
+        """The error of the outage the store is backing off from, for `core`'s requests."""
         ...
 
     def now_argument(self) -> str:
@@ -346,10 +346,10 @@ class SharedCore(FallbackCore):
         """Admit or reject alone, or the request to send: (result or None, request or None)."""
         mode = self.mode
         if mode is not Mode.SHARED:
-            if self.store.usable():
+            if self.store.usable(self):
                 return None, self._request("acquire", (self.store.permit_id(),))
             if mode is Mode.UNSYNCED:
-                self._fall_back(now, self.store.down().error)
+                self._fall_back(now, self.store.down(self).error)
             return self._acquire_fallback(now, trial), None
         state = self.state
         if state is CLOSED or state is FORCED_CLOSED:
@@ -538,7 +538,7 @@ class SharedCore(FallbackCore):
                 self.open_until, self.refresh_at
             ):
                 return None  # known: the window is empty, the period runs
-        elif not self.store.usable():
+        elif not self.store.usable(self):
             return None
         return self._request("read", ())
 
@@ -584,7 +584,7 @@ class SharedCore(FallbackCore):
 
     def plan_control(self, trigger: Trigger, duration: float | None) -> Request | None:
         """The request for force_open / force_closed / reset / trip, or None: do it locally."""
-        if self.mode is Mode.SHARED or self.store.usable():
+        if self.mode is Mode.SHARED or self.store.usable(self):
             seconds = "" if duration is None else repr(float(duration))
             return self._request("control", (trigger.name, seconds))
         return None
@@ -608,7 +608,7 @@ class SharedCore(FallbackCore):
                 self._unanswered(request, reply)
             self._fall_back(now, reply.error)
         elif self.mode is Mode.UNSYNCED:
-            self._fall_back(now, self.store.down().error)
+            self._fall_back(now, self.store.down(self).error)
         CircuitCore.apply_control(self, now, request, reply, trigger, duration)
 
     # -- requests (what earlier lost replies left to settle rides on them: FallbackCore) -----
