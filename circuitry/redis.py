@@ -189,6 +189,7 @@ class RedisStore:
         self._whole: _Outage | None = None if isinstance(client, _CLUSTERS) else _Outage()
         self._nodes: dict[str, _Outage] = {}
         self._slots: dict[str, int] = {}  # a breaker's first key -> its hash slot (cluster)
+        self._sentinels: tuple[Any, ...] = ()  # from_sentinel's (sync, asyncio) Sentinel
         self._token = os.urandom(6).hex()
         self._permits = itertools.count()
         self._policy_read = False  # see _check_policy
@@ -307,13 +308,13 @@ class RedisStore:
             if sentinel_kwargs is None
             else dict(sentinel_kwargs)
         )
-        client = redis.sentinel.Sentinel(listed, sentinel_kwargs=to_sentinels).master_for(
-            service_name, retry=Retry(NoBackoff(), 0), **options
+        sentinel = redis.sentinel.Sentinel(listed, sentinel_kwargs=to_sentinels)
+        async_sentinel = redis.asyncio.sentinel.Sentinel(listed, sentinel_kwargs=to_sentinels)
+        client = sentinel.master_for(service_name, retry=Retry(NoBackoff(), 0), **options)
+        async_client = async_sentinel.master_for(
+            service_name, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), **options
         )
-        async_client = redis.asyncio.sentinel.Sentinel(
-            listed, sentinel_kwargs=to_sentinels
-        ).master_for(service_name, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), **options)
-        return cls(
+        store = cls(
             client,
             namespace=namespace,
             async_client=async_client,
@@ -322,6 +323,8 @@ class RedisStore:
             ttl=ttl,
             time_source=time_source,
         )
+        store._sentinels = (sentinel, async_sentinel)
+        return store
 
     def __repr__(self) -> str:
         return f"<RedisStore namespace={self.namespace!r} {self.client!r}>"
@@ -329,6 +332,9 @@ class RedisStore:
     def close(self) -> None:
         """Close the sync client's connections (`aclose()` closes the asyncio one too)."""
         self.client.close()
+        for sentinel in self._sentinels[:1]:  # (from_sentinel: its connections to the Sentinels)
+            for client in sentinel.sentinels:
+                client.close()
 
     async def aclose(self) -> None:
         """Close both clients; await it on the event loop the asyncio client ran on.
@@ -338,7 +344,10 @@ class RedisStore:
         client = self._async_here()
         if client is not None:
             await client.aclose()
-        self.client.close()
+            for sentinel in self._sentinels[1:]:
+                for to_sentinel in sentinel.sentinels:
+                    await to_sentinel.aclose()
+        self.close()
 
     # -- what a breaker needs (circuitry._shared.SharedStore) --------------------------------
 

@@ -70,6 +70,9 @@ class RedisServer:
                 "no",
                 "--loglevel",
                 "warning",
+                # A replica's first sync starts at once (the default waits 5 s for more replicas).
+                "--repl-diskless-sync-delay",
+                "0",
                 *self.options,
             ],
             stdout=subprocess.DEVNULL,
@@ -222,6 +225,20 @@ CLUSTER_OPTIONS = (
 )
 
 
+def wait_synced(servers: list[RedisServer], limit: float = 30.0) -> None:
+    """Wait until each replica among `servers` has its link to its master up."""
+    deadline = time.monotonic() + limit
+    for server in servers:
+        while True:
+            with server.client() as client:
+                info = client.info("replication")
+            if info.get("role") != "slave" or info.get("master_link_status") == "up":
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"replica on port {server.port} did not sync: {info}")
+            time.sleep(0.05)
+
+
 class RedisClusterServers:
     """A real Redis Cluster on 127.0.0.1: `masters` masters, each with `replicas` replicas.
 
@@ -266,6 +283,7 @@ class RedisClusterServers:
                 timeout=60,
             )
             self.wait_ok(self.nodes)
+            wait_synced(self.nodes)
         except BaseException:
             self.stop()
             raise
@@ -341,6 +359,7 @@ class SentinelServers:
         try:
             for server in self.servers:
                 server.start()
+            wait_synced(self.replicas)
             for port in self.sentinel_ports:
                 config = os.path.join(self.directory, f"sentinel-{port}.conf")
                 with open(config, "w") as file:
