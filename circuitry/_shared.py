@@ -331,6 +331,21 @@ class SharedCore(FallbackCore):
             self.reject_from = self.known_from
             if self.refresh_at < self.open_until:
                 self.reject_until = _AskAt(self.refresh_at, self.open_until)
+        elif (
+            state is OPEN
+            and mode is Mode.LOCAL
+            and self.reject_until != -math.inf
+            and self.refresh_at < self.open_until
+        ):
+            # The store may be back before the local open period ends (another
+            # node took over, the outage was short): it is asked again, when
+            # its backoff lets it, `REFRESH` after the last try at the latest.
+            self.reject_until = _AskAt(self.refresh_at, self.open_until)
+
+    def _fall_back(self, now: float, error: BaseException) -> None:
+        if self.mode is Mode.SHARED or self.mode is Mode.UNSYNCED:
+            self.refresh_at = now + REFRESH  # (an OPEN in LOCAL: when to ask again)
+        super()._fall_back(now, error)
 
     def _tick(self, now: float) -> float:
         # Time-driven transitions are the store's, but in LOCAL mode.
@@ -350,6 +365,9 @@ class SharedCore(FallbackCore):
                 return None, self._request("acquire", (self.store.permit_id(),))
             if mode is Mode.UNSYNCED:
                 self._fall_back(now, self.store.down(self).error)
+            elif mode is Mode.LOCAL and self.state is OPEN:
+                self.refresh_at = now + REFRESH  # rejected alone until then (see _publish)
+                self._publish()
             return self._acquire_fallback(now, trial), None
         state = self.state
         if state is CLOSED or state is FORCED_CLOSED:
