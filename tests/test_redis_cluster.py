@@ -13,11 +13,15 @@ get one trial per HALF_OPEN.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import logging
 import multiprocessing
+import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -499,3 +503,59 @@ def test_from_sentinel_names_its_bad_arguments() -> None:
         RedisStore.from_sentinel([], "mymaster")
     with pytest.raises(TypeError, match="service_name must be a non-empty str, got ''"):
         RedisStore.from_sentinel([("127.0.0.1", 26379)], "")
+
+
+# -- the how-to's blocks ---------------------------------------------------------------------
+
+HOW_TO = Path(__file__).resolve().parent.parent / "docs" / "how-to" / "many-processes.md"
+
+
+def section_blocks(title: str) -> list[str]:
+    """The Python blocks of the how-to's section `title` (up to the next `## `)."""
+    text = HOW_TO.read_text(encoding="utf-8")
+    section = text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+
+
+def run_blocks(blocks: list[str], replacements: dict[str, str]) -> None:
+    """Run `blocks` in one namespace; each `print(...)  # value` must print that value."""
+    namespace: dict[str, Any] = {"__name__": "how_to"}
+    expected: list[str] = []
+    output = io.StringIO()
+    try:
+        for number, source in enumerate(blocks, 1):
+            for placeholder, real in replacements.items():
+                source = source.replace(placeholder, real)
+            expected += re.findall(r"^print\(.*\)  # (.*)$", source, re.MULTILINE)
+            with contextlib.redirect_stdout(output):
+                exec(compile(source, f"how-to block {number}", "exec"), namespace)
+    finally:
+        for value in namespace.values():
+            if isinstance(value, RedisStore):
+                value.close()
+    assert output.getvalue().splitlines() == expected
+    assert expected
+
+
+def test_the_how_to_cluster_and_sentinel_blocks_run(
+    cluster: RedisClusterServers, sentinel: SentinelServers
+) -> None:
+    one, two = (node.port for node in cluster.nodes[:2])
+    run_blocks(
+        section_blocks("Redis Cluster"),
+        {
+            "redis-node-1.internal:7000": f"127.0.0.1:{one}",
+            '"redis-node-1.internal", 7000': f'"127.0.0.1", {one}',
+            '"redis-node-2.internal", 7001': f'"127.0.0.1", {two}',
+        },
+    )
+    (port,) = sentinel.sentinel_ports
+    run_blocks(
+        section_blocks("Redis Sentinel"),
+        {
+            '[("sentinel-1.internal", 26379), ("sentinel-2.internal", 26379)]': (
+                f'[("127.0.0.1", {port})]'
+            ),
+            '"shop-redis"': repr(sentinel.service),
+        },
+    )
