@@ -63,6 +63,17 @@ BACKOFF_START = 1.0
 """Seconds the store leaves Redis alone after a first failure; doubled at each next one."""
 BACKOFF_MAX = 30.0
 
+MASTER_CHECK = 1.0
+"""Seconds between two asks of the Sentinels for the master's address (`from_sentinel`).
+
+A failover Sentinel makes while the old master runs (`SENTINEL FAILOVER`, a
+partition) leaves it a master for a while (11 s in a test) before it is
+demoted: connections to it would go on writing there, and their writes
+would be lost. A thread asks every `MASTER_CHECK` seconds and, when the
+address changed, closes the idle connections, so that the next request
+connects to the new master.
+"""
+
 DEFAULT_TTL = 24 * 3600.0
 DEFAULT_LEASE = 30.0
 
@@ -190,6 +201,10 @@ class RedisStore:
         self._nodes: dict[str, _Outage] = {}
         self._slots: dict[str, int] = {}  # a breaker's first key -> its hash slot (cluster)
         self._sentinels: tuple[Any, ...] = ()  # from_sentinel's (sync, asyncio) Sentinel
+        self._watcher_pid = 0  # the process whose thread watches the master (from_sentinel)
+        self._watch_stop = threading.Event()
+        self._master_moves = 0  # master changes the watcher saw
+        self._async_moves = 0  # ... that the asyncio client's pool has been told of
         self._token = os.urandom(6).hex()
         self._permits = itertools.count()
         self._policy_read = False  # see _check_policy
@@ -331,6 +346,7 @@ class RedisStore:
 
     def close(self) -> None:
         """Close the sync client's connections (`aclose()` closes the asyncio one too)."""
+        self._watch_stop.set()
         self.client.close()
         for sentinel in self._sentinels[:1]:  # (from_sentinel: its connections to the Sentinels)
             for client in sentinel.sentinels:
@@ -452,6 +468,8 @@ class RedisStore:
         )
         client = self.client
         execute: Callable[..., Any] = client.execute_command  # (redis-py's is untyped)
+        if self._sentinels:
+            self._watch_master()
         try:
             if not self._policy_read:
                 try:
@@ -486,6 +504,12 @@ class RedisStore:
         command = command_for(core, request, self.now_argument())
         execute: Callable[..., Awaitable[Any]] = client.execute_command
         try:
+            if self._sentinels:
+                self._watch_master()
+                moves = self._master_moves
+                if moves != self._async_moves:  # the master moved: reconnect (see MASTER_CHECK)
+                    self._async_moves = moves
+                    await client.connection_pool.disconnect(inuse_connections=False)
             if not self._policy_read:
                 if self._whole is None:  # the slots are read at the first command
                     await client.initialize()
@@ -506,6 +530,21 @@ class RedisStore:
         if outage.error is not None:
             self._answered(outage)
         return reply
+
+    def _watch_master(self) -> None:
+        """Start this process's thread that follows the Sentinels' master, once (MASTER_CHECK)."""
+        if self._watcher_pid == os.getpid():
+            return
+        with self._lock:
+            if self._watcher_pid == os.getpid():
+                return
+            self._watcher_pid = os.getpid()
+        threading.Thread(
+            target=_watch_master,
+            args=(weakref.ref(self), self.client.connection_pool, self._watch_stop),
+            name="circuitry-sentinel-master",
+            daemon=True,
+        ).start()
 
     def _check_policy(self, answer: Any) -> None:
         """Warn, once, when Redis may evict the breakers' keys (`CONFIG GET maxmemory-policy`).
@@ -635,8 +674,33 @@ class RedisStore:
 
     def _after_fork_in_child(self, forking_thread: int) -> None:
         self._lock = threading.Lock()
+        self._watch_stop = (
+            threading.Event()
+        )  # (the parent's watcher is not here: see _watch_master)
         self._token = os.urandom(6).hex()  # permit ids stay unique across processes
         # redis-py's pools notice the new pid and connect afresh.
+
+
+def _watch_master(store: weakref.ref[RedisStore], pool: Any, stop: threading.Event) -> None:
+    """Ask the Sentinels for the master every MASTER_CHECK seconds until `stop` or the store goes.
+
+    redis-py's `SentinelConnectionPool.get_master_address` closes the idle
+    connections when the address changed; the asyncio client's pool is told
+    at its next request (`_master_moves`).
+    """
+    last = None
+    while not stop.wait(MASTER_CHECK):
+        try:
+            address = pool.get_master_address()
+        except Exception:  # the Sentinels are down: the master's own connections tell
+            continue
+        watched = store()
+        if watched is None:
+            return
+        if last is not None and address != last:
+            watched._master_moves += 1
+        last = address
+        del watched
 
 
 def _node_name(client: Any, slot: int) -> str | None:
