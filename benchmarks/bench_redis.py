@@ -31,6 +31,14 @@ hand, never as a test:
    test_request_count=1 must admit exactly 1; pybreaker keeps no trial count
    in Redis.
 
+4. Redis at cluster scale (`--scale-only` runs this part alone, `--no-scale`
+   skips it; it needs redis-cli and redis-sentinel): calls/s with 1, 4 and 8
+   processes on one node against a 3-master Redis Cluster; a store call
+   against one bare EVALSHA on the cluster client; staleness (a trip in one
+   process until another rejects); per-call latency through a master
+   failover (cluster master SIGKILL, SENTINEL FAILOVER, Sentinel master
+   SIGKILL).
+
 Processes are forked (Linux); each builds its own Redis clients after the fork.
 """
 

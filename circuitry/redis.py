@@ -15,6 +15,13 @@ side (`circuitry._shared`) keeps a mirror of the state so that a call while
 CLOSED costs one round trip (the record after it) and a rejection while OPEN
 costs none. See README "Many processes" for the failure modes.
 
+Redis Cluster (`from_url(url, cluster=True)`, or a `RedisCluster` client):
+each circuit's keys are in one slot, so on one master, and an outage is the
+node's (`_Outage`: a backoff per node), so only the breakers on a failed
+node fall back. Redis Sentinel (`from_sentinel`): the clients ask the
+Sentinels for the master, and a thread per process asks again every
+`MASTER_CHECK` seconds (see there).
+
 Keys: `circuitry:{<namespace>:<name>}:state` (a string: the state),
 `...:window` (a hash: the window's buckets, with a window only),
 `...:permits` (a sorted set: trial permit -> start, in HALF_OPEN only) and
