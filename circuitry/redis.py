@@ -330,8 +330,11 @@ class RedisStore:
             if sentinel_kwargs is None
             else dict(sentinel_kwargs)
         )
-        sentinel = redis.sentinel.Sentinel(listed, sentinel_kwargs=to_sentinels)
-        async_sentinel = redis.asyncio.sentinel.Sentinel(listed, sentinel_kwargs=to_sentinels)
+        # (Any: some redis-py 8 releases leave Sentinel untyped, others type it)
+        sync_kind: Any = redis.sentinel.Sentinel
+        async_kind: Any = redis.asyncio.sentinel.Sentinel
+        sentinel = sync_kind(listed, sentinel_kwargs=to_sentinels)
+        async_sentinel = async_kind(listed, sentinel_kwargs=to_sentinels)
         client = sentinel.master_for(service_name, retry=Retry(NoBackoff(), 0), **options)
         async_client = async_sentinel.master_for(
             service_name, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), **options
