@@ -31,6 +31,14 @@ hand, never as a test:
    test_request_count=1 must admit exactly 1; pybreaker keeps no trial count
    in Redis.
 
+4. Redis at cluster scale (`--scale-only` runs this part alone, `--no-scale`
+   skips it; it needs redis-cli and redis-sentinel): calls/s with 1, 4 and 8
+   processes on one node against a 3-master Redis Cluster; a store call
+   against one bare EVALSHA on the cluster client; staleness (a trip in one
+   process until another rejects); per-call latency through a master
+   failover (cluster master SIGKILL, SENTINEL FAILOVER, Sentinel master
+   SIGKILL).
+
 Processes are forked (Linux); each builds its own Redis clients after the fork.
 """
 
@@ -39,6 +47,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import math
 import multiprocessing
 import os
 import platform
@@ -53,7 +62,9 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
 import redis  # noqa: E402
+import redis.cluster  # noqa: E402
 from redis.backoff import NoBackoff  # noqa: E402
+from redis.crc import key_slot  # noqa: E402
 from redis.retry import Retry  # noqa: E402
 from redis_server import RedisServer  # noqa: E402  (tests/redis_server.py)
 
@@ -706,6 +717,358 @@ def shared_state(lib, server, name):
     return value.decode() if value else "missing"
 
 
+# --------------------------------------------------------------------------- 4. cluster scale
+# A real 3-master Redis Cluster and a Sentinel setup (tests/redis_server.py), on loopback.
+
+
+def cluster_store(url, cluster, **options):
+    return RedisStore.from_url(url, cluster=cluster, namespace=NAMESPACE, **options)
+
+
+def scale_worker(url, cluster, names, barrier, seconds, queue):
+    """CLOSED calls for `seconds`, round-robin over the breakers `names`."""
+    try:
+        store = cluster_store(url, cluster)
+        calls = [CircuitBreaker(circuitry_config(), name=n, store=store).call for n in names]
+        for call in calls * 20:
+            call(f)
+        barrier.wait(timeout=60)
+        count = 0
+        t0 = perf_counter()
+        deadline = t0 + seconds
+        while True:
+            for call in calls:
+                call(f)
+            count += len(calls)
+            if perf_counter() >= deadline:
+                break
+        queue.put((count, perf_counter() - t0, None))
+    except BaseException as e:
+        queue.put((0, 0.0, f"{type(e).__name__}: {e}"))
+
+
+def scale_throughput(ctx, url, cluster, procs, seconds, spread):
+    """Aggregate calls/s of `procs` processes: one circuit, or one per process (`spread`)."""
+    barrier = ctx.Barrier(procs)
+    queue = ctx.Queue()
+    tag = f"{'c' if cluster else 's'}-{procs}-{os.getpid()}-{random.random()}"
+    workers = [
+        ctx.Process(
+            target=scale_worker,
+            args=(
+                url,
+                cluster,
+                [f"tp-{tag}-{i if spread else 0}"],
+                barrier,
+                seconds,
+                queue,
+            ),
+        )
+        for i in range(procs)
+    ]
+    for w in workers:
+        w.start()
+    results = [queue.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join()
+    errors = [r[2] for r in results if r[2]]
+    if errors:
+        raise RuntimeError(errors[0])
+    return sum(count / elapsed for count, elapsed, _ in results)
+
+
+def staleness_caller(url, cluster, name, ready, tripped_at, queue):
+    """Call in a loop; report when the first rejection came, and the calls admitted after."""
+    try:
+        store = cluster_store(url, cluster)
+        breaker = CircuitBreaker(circuitry_config(), name=name, store=store)
+        for _ in range(20):
+            breaker.call(f)
+        ready.set()
+        admitted_after = 0
+        durations = []
+        while True:
+            t0 = time.monotonic()
+            try:
+                breaker.call(f)
+            except CircuitOpenError:
+                now = time.monotonic()
+                break
+            durations.append(time.monotonic() - t0)
+            if tripped_at.value and t0 >= tripped_at.value:
+                admitted_after += 1
+        queue.put((now, admitted_after, statistics.median(durations), None))
+    except BaseException as e:
+        queue.put((0.0, 0, 0.0, f"{type(e).__name__}: {e}"))
+
+
+def staleness_once(ctx, url, cluster, index):
+    """Seconds from `trip()` returning in this process until another process rejects."""
+    name = f"stale-{'c' if cluster else 's'}-{os.getpid()}-{index}"
+    store = cluster_store(url, cluster)
+    breaker = CircuitBreaker(circuitry_config(), name=name, store=store)
+    breaker.call(f)
+    ready = ctx.Event()
+    tripped_at = ctx.Value("d", 0.0)
+    queue = ctx.Queue()
+    caller = ctx.Process(
+        target=staleness_caller, args=(url, cluster, name, ready, tripped_at, queue)
+    )
+    caller.start()
+    ready.wait(60)
+    time.sleep(0.05 + random.random() * 0.01)  # somewhere in the caller's round trip
+    tripped = time.monotonic()  # (CLOCK_MONOTONIC: one clock for every process)
+    tripped_at.value = tripped
+    breaker.trip()
+    rejected, admitted_after, call_s, error = queue.get(timeout=60)
+    caller.join()
+    store.close()
+    if error:
+        raise RuntimeError(error)
+    return rejected - tripped, admitted_after, call_s
+
+
+def loop_cluster_evalsha(client, sha, key):
+    def run(n):
+        r = range(n)
+        evalsha = client.evalsha
+        t0 = perf_counter_ns()
+        for _ in r:
+            evalsha(sha, 1, key)
+        return perf_counter_ns() - t0
+
+    return run
+
+
+def best_per_call(run, n, repeats):
+    """The best of `repeats` timings of `n` calls, in microseconds per call."""
+    return min(run(n) for _ in range(repeats)) / n / 1000
+
+
+def failover_latency(store, name, make_fault, reached_new, seconds_after=1.0, limit=60.0):
+    """Per-call latency while a fault and the failover after it happen.
+
+    One thread calls a CLOSED breaker in a loop (5 ms apart); before the fault
+    for 1 s (the baseline), then from the fault until the store answers from
+    the new master (`recovered()`) and `seconds_after` more.
+    """
+    from circuitry.events import StoreRecovered, StoreUnavailable
+
+    breaker = CircuitBreaker(circuitry_config(), name=name, store=store)
+    events = []
+    breaker.subscribe(
+        lambda e: events.append((time.monotonic(), type(e).__name__)),
+        StoreUnavailable,
+        StoreRecovered,
+    )
+    errors = []
+
+    def sample(until):
+        durations = []
+        while time.monotonic() < until():
+            t0 = time.monotonic()
+            try:
+                breaker.call(f)
+            except BaseException as e:  # none may reach a caller
+                errors.append(e)
+            durations.append(time.monotonic() - t0)
+            time.sleep(0.005)
+        return durations
+
+    start = time.monotonic()
+    before = sample(lambda: start + 1.0)
+    fault_at = time.monotonic()
+    make_fault()
+    state = {"done": None}
+
+    checked = [0.0]
+
+    def until():
+        now = time.monotonic()
+        if state["done"] is None and now > checked[0] + 0.05:
+            checked[0] = now
+            if (not events or events[-1][1] == "StoreRecovered") and reached_new():
+                state["done"] = now
+        if state["done"] is None:
+            return fault_at + limit
+        return state["done"] + seconds_after
+
+    during = sample(until)
+    took = math.nan if state["done"] is None else state["done"] - fault_at
+    return before, during, took, events, errors, fault_at
+
+
+def latency_row(label, durations):
+    ms = sorted(d * 1000 for d in durations)
+    p = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
+    return (
+        f"| {label} | {len(ms)} | {statistics.median(ms):.2f} | {p(0.99):.2f} | {ms[-1]:.1f} | "
+        f"{sum(ms):,.0f} |"
+    )
+
+
+def run_scale(args, out):
+    from redis_server import RedisClusterServers, SentinelServers
+
+    ctx = multiprocessing.get_context("fork")
+    single = RedisServer()
+    cluster = RedisClusterServers(masters=3)
+    single.start()
+    cluster.start()
+    try:
+        out("#### 4a. Throughput: one node against a 3-master cluster (CLOSED calls)")
+        out()
+        out(
+            f"{args.tp_rounds} rounds of {args.seconds:g} s per row, interleaved; best round "
+            "(median). 'one circuit': every process calls one breaker name; 'a circuit per "
+            "process': each its own name, spread over the masters by their hash tags."
+        )
+        out()
+        rows = [
+            (where, spread, procs)
+            for where in ("one node", "cluster")
+            for spread in (False, True)
+            for procs in args.procs
+        ]
+        done = {row: [] for row in rows}
+        for _ in range(args.tp_rounds):
+            random.shuffle(rows)
+            for where, spread, procs in rows:
+                url = cluster.url if where == "cluster" else single.url
+                done[where, spread, procs].append(
+                    scale_throughput(ctx, url, where == "cluster", procs, args.seconds, spread)
+                )
+        out("| server | circuits | processes | calls/s (best) | median |")
+        out("|---|---|---:|---:|---:|")
+        for where in ("one node", "cluster"):
+            for spread in (False, True):
+                for procs in args.procs:
+                    rates = done[where, spread, procs]
+                    out(
+                        f"| {where} | {'a circuit per process' if spread else 'one circuit'} "
+                        f"| {procs} | {max(rates):,.0f} | {statistics.median(rates):,.0f} |"
+                    )
+        out()
+
+        out("#### 4b. One process on the cluster: a store call against one bare EVALSHA")
+        out()
+        store = cluster_store(cluster.url, True)
+        breaker = CircuitBreaker(circuitry_config(), name="ratio", store=store)
+        bare = redis.cluster.RedisCluster.from_url(cluster.url, retry=Retry(NoBackoff(), 0))
+        key = store.keys("ratio")[0] + ":bare"
+        sha = bare.script_load("return 1")
+        n = 500 if args.quick else 2000
+        call_run, bare_run = loop_call(breaker.call, f), loop_cluster_evalsha(bare, sha, key)
+        for _ in range(3):
+            call_run(100)
+            bare_run(100)
+        gc.disable()
+        try:
+            pairs = [
+                (best_per_call(call_run, n, 1), best_per_call(bare_run, n, 1))
+                for _ in range(args.repeats)
+            ]
+        finally:
+            gc.enable()
+        call_us = min(p[0] for p in pairs)
+        bare_us = min(p[1] for p in pairs)
+        out("| row | µs per call (best of repeats) |")
+        out("|---|---:|")
+        out(f"| `breaker.call(f)`, CLOSED, RedisStore on RedisCluster | {call_us:.1f} |")
+        out(f"| bare `RedisCluster.evalsha(sha, 1, key)` (`return 1`) | {bare_us:.1f} |")
+        out(f"| ratio | {call_us / bare_us:.2f}x |")
+        out()
+        bare.close()
+        store.close()
+
+        out("#### 4c. Staleness: a trip in one process until another process rejects")
+        out()
+        out(
+            "Process B calls a CLOSED breaker in a loop; process A (this one) calls "
+            "`trip()` on the same circuit. Time from A calling `trip()` (one round trip) to B's first "
+            "CircuitOpenError (CLOCK_MONOTONIC, one clock for both), and B's calls admitted "
+            "after A called `trip()` (B's round trip in flight, and those B started before the trip "
+            "was applied)."
+        )
+        out()
+        out(
+            "| server | trials | median ms | max ms | B's median call ms | "
+            "admitted after the trip (max) |"
+        )
+        out("|---|---:|---:|---:|---:|---:|")
+        trials = 5 if args.quick else 20
+        for where, url in (("one node", single.url), ("cluster", cluster.url)):
+            found = [staleness_once(ctx, url, where == "cluster", i) for i in range(trials)]
+            lags = [lag * 1000 for lag, _, _ in found]
+            out(
+                f"| {where} | {trials} | {statistics.median(lags):.2f} | {max(lags):.2f} | "
+                f"{statistics.median(c for _, _, c in found) * 1000:.2f} | "
+                f"{max(a for _, a, _ in found)} |"
+            )
+        out()
+    finally:
+        cluster.stop()
+        single.stop()
+
+    out("#### 4d. Added latency per call during a master failover")
+    out()
+    out(
+        "One thread calls a CLOSED breaker every 5 ms: 1 s before the fault (baseline), then "
+        "from the fault until the breaker recovered (StoreRecovered, or its calls reach the new "
+        "master) and 1 s more. socket_timeout 0.25 s (from_url's default). Cluster: "
+        "cluster-node-timeout 1000 ms, a replica per master; Sentinel: one Sentinel, "
+        "down-after-milliseconds 1000."
+    )
+    out()
+    out("| scenario | calls | median ms | p99 ms | max ms | sum ms |")
+    out("|---|---:|---:|---:|---:|---:|")
+    summaries = []
+    for scenario in (
+        "cluster: master SIGKILL",
+        "sentinel: SENTINEL FAILOVER",
+        "sentinel: master SIGKILL",
+    ):
+        if scenario.startswith("cluster"):
+            servers = RedisClusterServers(masters=3, replicas=1)
+        else:
+            servers = SentinelServers(replicas=1, sentinels=1)
+        servers.start()
+        try:
+            name = "failover"
+            if scenario.startswith("cluster"):
+                store = cluster_store(servers.url, True)
+                slot = key_slot(store.keys(name)[0].encode())
+                victim = servers.master_of(slot)
+                fault = victim.kill
+
+                def reached_new(servers=servers, slot=slot, victim=victim):
+                    return servers.master_of(slot) is not victim
+            else:
+                store = RedisStore.from_sentinel(
+                    servers.sentinels, servers.service, namespace=NAMESPACE
+                )
+                fault = servers.failover if scenario.endswith("FAILOVER") else servers.master.kill
+
+                def reached_new(servers=servers):  # the replica runs the scripts: promoted
+                    return servers.replicas[0].commandstats().get("evalsha", 0) > 0
+
+            result = failover_latency(store, name, fault, reached_new)
+            before, during, took, events, errors, fault_at = result
+            out(latency_row(f"{scenario}, before", before))
+            out(latency_row(f"{scenario}, fault to recovered + 1 s", during))
+            kinds = ", ".join(f"{name} at +{at - fault_at:.2f} s" for at, name in events)
+            summaries.append(
+                f"- {scenario}: recovered {took:.2f} s after the fault; events: "
+                f"{kinds or 'none'}; errors to the caller: {len(errors)}"
+            )
+            store.close()
+        finally:
+            servers.stop()
+    out()
+    for line in summaries:
+        out(line)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -726,6 +1089,12 @@ def main(argv=None):
     ap.add_argument("--procs", default="1,4,8", help="throughput process counts")
     ap.add_argument("--race-procs", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=None, help="race rounds per library")
+    ap.add_argument(
+        "--scale-only",
+        action="store_true",
+        help="only part 4: Redis Cluster and Sentinel (needs redis-cli and redis-sentinel)",
+    )
+    ap.add_argument("--no-scale", action="store_true", help="skip part 4")
     args = ap.parse_args(argv)
     if args.repeats is None:
         args.repeats = 3 if args.quick else 15
@@ -744,6 +1113,13 @@ def main(argv=None):
         print(line, flush=True)
 
     started = time.monotonic()
+    if args.scale_only:
+        out("### 4. Redis at cluster scale: Redis Cluster and Sentinel")
+        out()
+        run_scale(args, out)
+        out()
+        out(f"# wall time {time.monotonic() - started:.0f} s")
+        return 0
     server = RedisServer()
     server.start()
     try:
@@ -782,6 +1158,11 @@ def main(argv=None):
         out()
         run_race(server, args, out)
         out()
+        if not args.no_scale and RedisStore is not None:
+            out("### 4. Redis at cluster scale: Redis Cluster and Sentinel")
+            out()
+            run_scale(args, out)
+            out()
         out(f"# wall time {time.monotonic() - started:.0f} s")
     finally:
         server.stop()

@@ -184,12 +184,12 @@ class SharedStore(Protocol):
     on_unavailable: Mode
     namespace: str
 
-    def usable(self) -> bool:
-        """Whether to send a request now (False: backing off after a failure)."""
+    def usable(self, core: SharedCore) -> bool:
+        """Whether to send a request of `core` now (False: backing off after a failure)."""
         ...
 
-    def down(self) -> StoreError:
-        """The error of the outage the store is backing off from."""
+    def down(self, core: SharedCore) -> StoreError:
+        """The error of the outage the store is backing off from, for `core`'s requests."""
         ...
 
     def now_argument(self) -> str:
@@ -331,6 +331,21 @@ class SharedCore(FallbackCore):
             self.reject_from = self.known_from
             if self.refresh_at < self.open_until:
                 self.reject_until = _AskAt(self.refresh_at, self.open_until)
+        elif (
+            state is OPEN
+            and mode is Mode.LOCAL
+            and self.reject_until != -math.inf
+            and self.refresh_at < self.open_until
+        ):
+            # The store may be back before the local open period ends (another
+            # node took over, the outage was short): it is asked again, when
+            # its backoff lets it, `REFRESH` after the last try at the latest.
+            self.reject_until = _AskAt(self.refresh_at, self.open_until)
+
+    def _fall_back(self, now: float, error: BaseException) -> None:
+        if self.mode is Mode.SHARED or self.mode is Mode.UNSYNCED:
+            self.refresh_at = now + REFRESH  # (an OPEN in LOCAL: when to ask again)
+        super()._fall_back(now, error)
 
     def _tick(self, now: float) -> float:
         # Time-driven transitions are the store's, but in LOCAL mode.
@@ -346,10 +361,13 @@ class SharedCore(FallbackCore):
         """Admit or reject alone, or the request to send: (result or None, request or None)."""
         mode = self.mode
         if mode is not Mode.SHARED:
-            if self.store.usable():
+            if self.store.usable(self):
                 return None, self._request("acquire", (self.store.permit_id(),))
             if mode is Mode.UNSYNCED:
-                self._fall_back(now, self.store.down().error)
+                self._fall_back(now, self.store.down(self).error)
+            elif mode is Mode.LOCAL and self.state is OPEN:
+                self.refresh_at = now + REFRESH  # rejected alone until then (see _publish)
+                self._publish()
             return self._acquire_fallback(now, trial), None
         state = self.state
         if state is CLOSED or state is FORCED_CLOSED:
@@ -545,7 +563,7 @@ class SharedCore(FallbackCore):
                 self.open_until, self.refresh_at
             ):
                 return None  # known: the window is empty, the period runs
-        elif not self.store.usable():
+        elif not self.store.usable(self):
             return None
         return self._request("read", ())
 
@@ -591,7 +609,7 @@ class SharedCore(FallbackCore):
 
     def plan_control(self, trigger: Trigger, duration: float | None) -> Request | None:
         """The request for force_open / force_closed / reset / trip, or None: do it locally."""
-        if self.mode is Mode.SHARED or self.store.usable():
+        if self.mode is Mode.SHARED or self.store.usable(self):
             seconds = "" if duration is None else repr(float(duration))
             return self._request("control", (trigger.name, seconds))
         return None
@@ -615,7 +633,7 @@ class SharedCore(FallbackCore):
                 self._unanswered(request, reply)
             self._fall_back(now, reply.error)
         elif self.mode is Mode.UNSYNCED:
-            self._fall_back(now, self.store.down().error)
+            self._fall_back(now, self.store.down(self).error)
         CircuitCore.apply_control(self, now, request, reply, trigger, duration)
 
     # -- requests (what earlier lost replies left to settle rides on them: FallbackCore) -----

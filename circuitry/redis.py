@@ -16,6 +16,13 @@ CLOSED costs one round trip (the record after it) and a rejection while OPEN
 costs none. See the "Many processes" how-to (docs/how-to/many-processes.md)
 for the failure modes.
 
+Redis Cluster (`from_url(url, cluster=True)`, or a `RedisCluster` client):
+each circuit's keys are in one slot, so on one master, and an outage is the
+node's (`_Outage`: a backoff per node), so only the breakers on a failed
+node fall back. Redis Sentinel (`from_sentinel`): the clients ask the
+Sentinels for the master, and a thread per process asks again every
+`MASTER_CHECK` seconds (see there).
+
 Keys: `circuitry:{<namespace>:<name>}:state` (a string: the state),
 `...:window` (a hash: the window's buckets, with a window only),
 `...:permits` (a sorted set: trial permit -> start, in HALF_OPEN only) and
@@ -35,15 +42,20 @@ import math
 import os
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
 import anyio.to_thread
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.sentinel
+import redis.cluster
 import redis.exceptions
+import redis.sentinel
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.retry import Retry
 
 from . import _fork
@@ -59,6 +71,17 @@ BACKOFF_START = 1.0
 """Seconds the store leaves Redis alone after a first failure; doubled at each next one."""
 BACKOFF_MAX = 30.0
 
+MASTER_CHECK = 1.0
+"""Seconds between two asks of the Sentinels for the master's address (`from_sentinel`).
+
+A failover Sentinel makes while the old master runs (`SENTINEL FAILOVER`, a
+partition) leaves it a master for a while (11 s in a test) before it is
+demoted: connections to it would go on writing there, and their writes
+would be lost. A thread asks every `MASTER_CHECK` seconds and, when the
+address changed, closes the idle connections, so that the next request
+connects to the new master.
+"""
+
 DEFAULT_TTL = 24 * 3600.0
 DEFAULT_LEASE = 30.0
 
@@ -70,19 +93,45 @@ the backoff is the store's, shared by breakers whatever their clocks)."""
 
 logger = logging.getLogger("circuitry")
 
+_CLUSTERS = (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)
+
+
+class _Outage:
+    """The backoff of one Redis server (a cluster's node; the one server of a plain client).
+
+    After a failure nothing is sent to it until `retry_at`; then one request
+    (the probe) is let through, and the others keep waiting until it fails
+    (the backoff doubles, up to BACKOFF_MAX) or succeeds (the outage is over).
+    Each request carries the number of the period it was sent in (`period`:
+    a new one at an outage's start and at each probe), so one that was
+    already out then fails without doubling the backoff.
+    """
+
+    __slots__ = ("backoff", "error", "period", "retry_at")
+
+    def __init__(self) -> None:
+        self.error: StoreError | None = None  # the error of the outage going on
+        self.retry_at = -math.inf  # the time (_CLOCK) before which the server is left alone
+        self.backoff = BACKOFF_START
+        self.period = 0
+
 
 class RedisStore:
     """The shared state of circuits, in Redis: pass it as `store=` to breakers and managers.
 
     Args:
-        client: a `redis.Redis` (sync). Give it a short `socket_timeout` and
+        client: a `redis.Redis` (sync), or a `redis.cluster.RedisCluster`
+            (Redis Cluster). Give it a short `socket_timeout` and
             no retries (`retry=Retry(NoBackoff(), 0)`; `from_url` does both):
             a dead or hung Redis then delays a call by one socket timeout,
             once per outage. redis-py's own default retries (10, with backoff,
-            in redis-py 8) make that several seconds: a warning is logged for
-            a client that retries.
+            in redis-py 8, for a `RedisCluster` too) make that several
+            seconds: a warning is logged for a client that retries.
+            With a cluster an outage is a node's: only the breakers whose
+            keys live on the failed node fall back (`on_unavailable`).
         namespace: circuits of one namespace and name are one circuit.
-        async_client: a `redis.asyncio.Redis` for `async with` / `call_async`
+        async_client: a `redis.asyncio.Redis` (a `redis.asyncio.cluster.RedisCluster`
+            with a cluster) for `async with` / `call_async`
             on asyncio, on the event loop it is first used on (its connections
             belong to that loop); without one, on trio and on any other loop
             the sync client runs in a worker thread.
@@ -117,6 +166,13 @@ class RedisStore:
             raise TypeError(
                 f"async_client must be a redis.asyncio.Redis or None, got {async_client!r}"
             )
+        if async_client is not None and isinstance(async_client, _CLUSTERS) != isinstance(
+            client, _CLUSTERS
+        ):
+            raise TypeError(
+                "client and async_client must both be Redis Cluster clients or neither, "
+                f"got {client!r} and {async_client!r}"
+            )
         if not isinstance(namespace, str):
             raise TypeError(f"namespace must be a str, got {namespace!r}")
         if lease is not None:
@@ -147,10 +203,16 @@ class RedisStore:
         self._time_source = time_source
         self._prefix = f"circuitry:{{{quote(namespace, safe='')}:"
         self._lock = threading.Lock()
-        self._outage: StoreError | None = None  # the error of the outage going on
-        self._retry_at = -math.inf  # the time (_CLOCK) before which Redis is left alone
-        self._backoff = BACKOFF_START
-        self._period = 0  # see _may_send
+        # The outages (see _Outage): one for a plain client's server; with a
+        # cluster one per node, by name ("host:port"), made at its first use.
+        self._whole: _Outage | None = None if isinstance(client, _CLUSTERS) else _Outage()
+        self._nodes: dict[str, _Outage] = {}
+        self._slots: dict[str, int] = {}  # a breaker's first key -> its hash slot (cluster)
+        self._sentinels: tuple[Any, ...] = ()  # from_sentinel's (sync, asyncio) Sentinel
+        self._watcher_pid = 0  # the process whose thread watches the master (from_sentinel)
+        self._watch_stop = threading.Event()
+        self._master_moves = 0  # master changes the watcher saw
+        self._async_moves = 0  # ... that the asyncio client's pool has been told of
         self._token = os.urandom(6).hex()
         self._permits = itertools.count()
         self._policy_read = False  # see _check_policy
@@ -169,6 +231,7 @@ class RedisStore:
         on_unavailable: str = "local",
         ttl: float = DEFAULT_TTL,
         time_source: Callable[[], float] | None = None,
+        cluster: bool = False,
         **client_options: Any,
     ) -> RedisStore:
         """A store on `url`, with clients set for a breaker: short timeouts and no retries.
@@ -177,17 +240,34 @@ class RedisStore:
         call against a refused port: a breaker must learn of an outage in one
         socket timeout. Both a sync and an asyncio client are made (the
         asyncio one is used only from asyncio). `client_options` go to both.
+
+        `cluster=True`: `url` is one node of a Redis Cluster, and the clients
+        are redis-py's `RedisCluster` (sync and asyncio), with no retries.
+        The sync one reads the cluster's slots at once, as redis-py builds it:
+        with no node reachable this raises `redis.exceptions.RedisClusterException`.
         """
+        if not isinstance(cluster, bool):
+            raise TypeError(f"cluster must be a bool, got {cluster!r}")
         options: dict[str, Any] = {
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": socket_timeout,
             "health_check_interval": 0,
             **client_options,
         }
-        client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
-        async_client = redis.asyncio.Redis.from_url(
-            url, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), **options
-        )
+        client: redis.Redis
+        async_client: redis.asyncio.Redis
+        if cluster:
+            client = redis.cluster.RedisCluster.from_url(  # type: ignore[assignment]
+                url, retry=Retry(NoBackoff(), 0), **options
+            )
+            async_client = redis.asyncio.cluster.RedisCluster.from_url(  # type: ignore[assignment]
+                url, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), **options
+            )
+        else:
+            client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
+            async_client = redis.asyncio.Redis.from_url(
+                url, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), **options
+            )
         return cls(
             client,
             namespace=namespace,
@@ -198,12 +278,90 @@ class RedisStore:
             time_source=time_source,
         )
 
+    @classmethod
+    def from_sentinel(
+        cls,
+        sentinels: Iterable[tuple[str, int]],
+        service_name: str,
+        *,
+        namespace: str = "circuitry",
+        socket_timeout: float = 0.25,
+        lease: float | None = None,
+        on_unavailable: str = "local",
+        ttl: float = DEFAULT_TTL,
+        time_source: Callable[[], float] | None = None,
+        sentinel_kwargs: Mapping[str, Any] | None = None,
+        **client_options: Any,
+    ) -> RedisStore:
+        """A store on the master that Redis Sentinel names `service_name`, following failovers.
+
+        `sentinels`: the (host, port) of each Sentinel. The clients are
+        redis-py's `Sentinel(...).master_for(service_name)` (sync and
+        asyncio), with short timeouts and no retries; each new connection
+        asks a Sentinel for the master's address. After a failover the
+        old master's connections fail (refused, timed out, or READONLY once
+        it is demoted): the breakers fall back (`on_unavailable`) as in any
+        outage, and the store's next attempt (1 s later, then doubling, at
+        most 30 s) connects to the master the Sentinels name then, whose
+        state the breakers take. `sentinel_kwargs` go to the connections to
+        the Sentinels (default: the socket timeouts); `client_options` to
+        the master's.
+        """
+        listed = list(sentinels) if not isinstance(sentinels, str | bytes) else None
+        if not listed or not all(
+            isinstance(entry, tuple)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and isinstance(entry[1], int)
+            for entry in listed
+        ):
+            raise TypeError(
+                f"sentinels must be a non-empty list of (host, port) pairs, got {sentinels!r}"
+            )
+        if not isinstance(service_name, str) or not service_name:
+            raise TypeError(f"service_name must be a non-empty str, got {service_name!r}")
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+            "health_check_interval": 0,
+            **client_options,
+        }
+        to_sentinels = (
+            {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
+            if sentinel_kwargs is None
+            else dict(sentinel_kwargs)
+        )
+        # (Any: some redis-py 8 releases leave Sentinel untyped, others type it)
+        sync_kind: Any = redis.sentinel.Sentinel
+        async_kind: Any = redis.asyncio.sentinel.Sentinel
+        sentinel = sync_kind(listed, sentinel_kwargs=to_sentinels)
+        async_sentinel = async_kind(listed, sentinel_kwargs=to_sentinels)
+        client = sentinel.master_for(service_name, retry=Retry(NoBackoff(), 0), **options)
+        async_client = async_sentinel.master_for(
+            service_name, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), **options
+        )
+        store = cls(
+            client,
+            namespace=namespace,
+            async_client=async_client,
+            lease=lease,
+            on_unavailable=on_unavailable,
+            ttl=ttl,
+            time_source=time_source,
+        )
+        store._sentinels = (sentinel, async_sentinel)
+        return store
+
     def __repr__(self) -> str:
         return f"<RedisStore namespace={self.namespace!r} {self.client!r}>"
 
     def close(self) -> None:
         """Close the sync client's connections (`aclose()` closes the asyncio one too)."""
+        self._watch_stop.set()
         self.client.close()
+        for sentinel in self._sentinels[:1]:  # (from_sentinel: its connections to the Sentinels)
+            for client in sentinel.sentinels:
+                client.close()
 
     async def aclose(self) -> None:
         """Close both clients; await it on the event loop the asyncio client ran on.
@@ -213,7 +371,10 @@ class RedisStore:
         client = self._async_here()
         if client is not None:
             await client.aclose()
-        self.client.close()
+            for sentinel in self._sentinels[1:]:
+                for to_sentinel in sentinel.sentinels:
+                    await to_sentinel.aclose()
+        self.close()
 
     # -- what a breaker needs (circuitry._shared.SharedStore) --------------------------------
 
@@ -251,34 +412,81 @@ class RedisStore:
     def permit_id(self) -> str:
         return f"{self._token}:{next(self._permits)}"
 
-    def usable(self) -> bool:
-        """Whether a request would be sent now (no outage, or its backoff has passed)."""
-        return self._outage is None or _CLOCK.monotonic() >= self._retry_at
+    def usable(self, core: SharedCore | None = None) -> bool:
+        """Whether a request of `core` would be sent now (no outage, or its backoff has passed).
 
-    def down(self) -> StoreError:
-        outage = self._outage
-        return outage if outage is not None else StoreError(ConnectionError("store unavailable"))
+        With a cluster, the outage of the node serving `core`'s keys (None: of
+        every node).
+        """
+        if core is None and self._whole is None:
+            now = _CLOCK.monotonic()
+            return all(o.error is None or now >= o.retry_at for o in list(self._nodes.values()))
+        outage = self._whole or self._outage_of(core, self.client)  # type: ignore[arg-type]
+        return outage.error is None or _CLOCK.monotonic() >= outage.retry_at
 
-    def _unsent(self) -> StoreError:
+    def down(self, core: SharedCore | None = None) -> StoreError:
+        """The error of the outage `core`'s requests back off from."""
+        if core is None and self._whole is None:
+            errors = [o.error for o in list(self._nodes.values()) if o.error is not None]
+            error = errors[0] if errors else None
+        else:
+            error = (self._whole or self._outage_of(core, self.client)).error  # type: ignore[arg-type]
+        return error if error is not None else StoreError(ConnectionError("store unavailable"))
+
+    def _outage_of(self, core: SharedCore, client: Any) -> _Outage:
+        """The outage state of the cluster node that serves `core`'s keys, as `client` knows.
+
+        All of a breaker's keys have one hash tag, so one slot: the node is
+        the one `client`'s slot map names now (after a failover, once redis-py
+        has read the new map, the new master, whose outage is its own). An
+        asyncio client that has not yet read the map goes by the sync one's;
+        a slot no node serves is an outage of its own.
+        """
+        key = core.keys[0]
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = key_slot(key.encode())
+        node = _node_name(client, slot) or _node_name(self.client, slot) or f"slot {slot}"
+        outage = self._nodes.get(node)
+        if outage is None:
+            with self._lock:
+                outage = self._nodes.setdefault(node, _Outage())
+        return outage
+
+    def _unsent(self, outage: _Outage) -> StoreError:
         """The answer to a request not sent (backing off): nothing of it can have run."""
-        return StoreError(self.down().error, sent=False)
+        error = outage.error
+        return StoreError(
+            ConnectionError("store unavailable") if error is None else error.error, sent=False
+        )
+
+    def _policy_options(self, client: Any, core: SharedCore) -> dict[str, Any]:
+        """CONFIG GET's routing: on a cluster, the breaker's node (redis-py picks one at random)."""
+        if self._whole is not None:
+            return {}
+        return {"target_nodes": client.get_node_from_key(core.keys[0])}
 
     def send(self, core: SharedCore, request: Request) -> Answer:
         """Run one request on the sync client: the reply, or the error (never raised)."""
+        outage = self._whole or self._outage_of(core, self.client)
         # (_may_send's first check, inlined: no outage is every call's case)
-        sent = self._period if self._outage is None else self._may_send()
+        sent = outage.period if outage.error is None else self._may_send(outage)
         if sent is None:
-            return self._unsent()  # backing off: no I/O, no latency
+            return self._unsent(outage)  # backing off: no I/O, no latency
         # (the command: `_redis_wire.command_for`; `now`: now_argument, inlined)
         command = command_for(
             core, request, "" if self._time_source is None else self.now_argument()
         )
         client = self.client
         execute: Callable[..., Any] = client.execute_command  # (redis-py's is untyped)
+        if self._sentinels:
+            self._watch_master()
         try:
             if not self._policy_read:
                 try:
-                    policy = client.config_get("maxmemory-policy")
+                    policy = client.config_get(
+                        "maxmemory-policy", **self._policy_options(client, core)
+                    )
                 except redis.exceptions.ResponseError:  # CONFIG refused or renamed
                     policy = {}
                 self._check_policy(policy)
@@ -288,27 +496,38 @@ class RedisStore:
                 raw = execute("EVAL", SCRIPT, *command[2:])
             reply = None if raw == b"=" else parse_reply(raw)  # '=': a CLOSED call recorded
         except Exception as exc:  # any error: the call must not fail for the store
-            return self._failed(exc, sent)
-        if self._outage is not None:
-            self._answered()
+            return self._failed(exc, sent, outage)
+        if outage.error is not None:
+            self._answered(outage)
         return reply
 
     async def send_async(self, core: SharedCore, request: Request) -> Answer:
         """Run one request without blocking the loop: the asyncio client, else a thread."""
         client = self._async_here()
         if client is None:
-            if not self.usable():
-                return self._unsent()  # not worth a thread
+            if not self.usable(core):
+                return self._unsent(self._whole or self._outage_of(core, self.client))
             return await anyio.to_thread.run_sync(self.send, core, request)
-        sent = self._may_send()
+        outage = self._whole or self._outage_of(core, client)
+        sent = self._may_send(outage)
         if sent is None:
-            return self._unsent()
+            return self._unsent(outage)
         command = command_for(core, request, self.now_argument())
         execute: Callable[..., Awaitable[Any]] = client.execute_command
         try:
+            if self._sentinels:
+                self._watch_master()
+                moves = self._master_moves
+                if moves != self._async_moves:  # the master moved: reconnect (see MASTER_CHECK)
+                    self._async_moves = moves
+                    await client.connection_pool.disconnect(inuse_connections=False)
             if not self._policy_read:
+                if self._whole is None:  # the slots are read at the first command
+                    await client.initialize()
                 try:
-                    policy = await client.config_get("maxmemory-policy")
+                    policy = await client.config_get(
+                        "maxmemory-policy", **self._policy_options(client, core)
+                    )
                 except redis.exceptions.ResponseError:
                     policy = {}
                 self._check_policy(policy)
@@ -318,10 +537,25 @@ class RedisStore:
                 raw = await execute("EVAL", SCRIPT, *command[2:])
             reply = None if raw == b"=" else parse_reply(raw)
         except Exception as exc:
-            return self._failed(exc, sent)
-        if self._outage is not None:
-            self._answered()
+            return self._failed(exc, sent, outage)
+        if outage.error is not None:
+            self._answered(outage)
         return reply
+
+    def _watch_master(self) -> None:
+        """Start this process's thread that follows the Sentinels' master, once (MASTER_CHECK)."""
+        if self._watcher_pid == os.getpid():
+            return
+        with self._lock:
+            if self._watcher_pid == os.getpid():
+                return
+            self._watcher_pid = os.getpid()
+        threading.Thread(
+            target=_watch_master,
+            args=(weakref.ref(self), self.client.connection_pool, self._watch_stop),
+            name="circuitry-sentinel-master",
+            daemon=True,
+        ).start()
 
     def _check_policy(self, answer: Any) -> None:
         """Warn, once, when Redis may evict the breakers' keys (`CONFIG GET maxmemory-policy`).
@@ -345,26 +579,21 @@ class RedisStore:
                 policy,
             )
 
-    # The outage: after a failure nothing is sent until `_retry_at`; then one
-    # request (the probe) is let through, and the others keep waiting until it
-    # fails (the backoff doubles, up to BACKOFF_MAX) or succeeds (the outage is
-    # over). Each request carries the number of the period it was sent in
-    # (`_period`: a new one at an outage's start and at each probe), so one
-    # that was already out then fails without doubling the backoff.
+    # The outages: see _Outage.
 
-    def _may_send(self) -> int | None:
+    def _may_send(self, outage: _Outage) -> int | None:
         """The period a request is sent in, or None: backing off."""
-        if self._outage is None:
-            return self._period
+        if outage.error is None:
+            return outage.period
         with self._lock:
-            if self._outage is None:
-                return self._period
+            if outage.error is None:
+                return outage.period
             now = _CLOCK.monotonic()
-            if now < self._retry_at:
+            if now < outage.retry_at:
                 return None
-            self._period += 1
-            self._retry_at = now + self._backoff  # the others wait for this probe
-            return self._period
+            outage.period += 1
+            outage.retry_at = now + outage.backoff  # the others wait for this probe
+            return outage.period
 
     def _async_here(self) -> redis.asyncio.Redis | None:
         """The asyncio client, if the running loop is asyncio's and the one it belongs to.
@@ -388,25 +617,25 @@ class RedisStore:
                     self._async_loop = bound = weakref.ref(loop)
         return client if bound() is loop else None
 
-    def _failed(self, error: Exception, sent: int) -> StoreError:
+    def _failed(self, error: Exception, sent: int, outage: _Outage) -> StoreError:
         with self._lock:
-            outage = self._outage
-            if outage is None:
-                outage = self._outage = StoreError(error)
-                self._backoff = BACKOFF_START
-            elif sent == self._period:  # the probe failed
-                self._backoff = min(self._backoff * 2.0, BACKOFF_MAX)
+            failure = outage.error
+            if failure is None:
+                failure = outage.error = StoreError(error)
+                outage.backoff = BACKOFF_START
+            elif sent == outage.period:  # the probe failed
+                outage.backoff = min(outage.backoff * 2.0, BACKOFF_MAX)
             else:
-                return outage  # out before the outage or the probe: changes nothing
-            self._period += 1
-            self._retry_at = _CLOCK.monotonic() + self._backoff
-        return outage
+                return failure  # out before the outage or the probe: changes nothing
+            outage.period += 1
+            outage.retry_at = _CLOCK.monotonic() + outage.backoff
+        return failure
 
-    def _answered(self) -> None:
-        if self._outage is not None:
+    def _answered(self, outage: _Outage) -> None:
+        if outage.error is not None:
             with self._lock:
-                self._outage = None
-                self._backoff = BACKOFF_START
+                outage.error = None
+                outage.backoff = BACKOFF_START
 
     # -- reads for people ------------------------------------------------------------------
 
@@ -456,14 +685,50 @@ class RedisStore:
 
     def _after_fork_in_child(self, forking_thread: int) -> None:
         self._lock = threading.Lock()
+        self._watch_stop = (
+            threading.Event()
+        )  # (the parent's watcher is not here: see _watch_master)
         self._token = os.urandom(6).hex()  # permit ids stay unique across processes
         # redis-py's pools notice the new pid and connect afresh.
 
 
+def _watch_master(store: weakref.ref[RedisStore], pool: Any, stop: threading.Event) -> None:
+    """Ask the Sentinels for the master every MASTER_CHECK seconds until `stop` or the store goes.
+
+    redis-py's `SentinelConnectionPool.get_master_address` closes the idle
+    connections when the address changed; the asyncio client's pool is told
+    at its next request (`_master_moves`).
+    """
+    last = None
+    while not stop.wait(MASTER_CHECK):
+        try:
+            address = pool.get_master_address()
+        except Exception:  # the Sentinels are down: the master's own connections tell
+            continue
+        watched = store()
+        if watched is None:
+            return
+        if last is not None and address != last:
+            watched._master_moves += 1
+        last = address
+        del watched
+
+
+def _node_name(client: Any, slot: int) -> str | None:
+    """The name ("host:port") of the master that `client` (a RedisCluster) maps `slot` to."""
+    nodes = getattr(getattr(client, "nodes_manager", None), "slots_cache", {}).get(slot)
+    return nodes[0].name if nodes else None
+
+
 def _retries(client: object) -> int:
-    """How many times `client` retries a failed command (0 when it cannot tell)."""
+    """How many times `client` retries a failed command (0 when it cannot tell).
+
+    A `redis.Redis` tells by `get_retry()`; a `RedisCluster` (redis-py 8) has
+    none, its retries are its `retry` (built from `cluster_error_retry_attempts`,
+    10 by default in redis-py 8, when not given).
+    """
     get_retry = getattr(client, "get_retry", None)
-    retry = get_retry() if callable(get_retry) else None
+    retry = get_retry() if callable(get_retry) else getattr(client, "retry", None)
     get_retries = getattr(retry, "get_retries", None)
     count = get_retries() if callable(get_retries) else 0
     return count if isinstance(count, int) else 0
