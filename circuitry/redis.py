@@ -685,9 +685,8 @@ class RedisStore:
 
     def _after_fork_in_child(self, forking_thread: int) -> None:
         self._lock = threading.Lock()
-        self._watch_stop = (
-            threading.Event()
-        )  # (the parent's watcher is not here: see _watch_master)
+        # The parent's watcher thread is not here: the first use starts one (_watch_master).
+        self._watch_stop = threading.Event()
         self._token = os.urandom(6).hex()  # permit ids stay unique across processes
         # redis-py's pools notice the new pid and connect afresh.
 
