@@ -69,7 +69,7 @@ import math
 import random as _random
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ._batch import Batcher
 from ._classify import (
@@ -161,6 +161,31 @@ for _state in CircuitState:  # the manual controls work from every state
     _TRANSITIONS[_state, Trigger.FORCE_CLOSED] = FORCED_CLOSED
     _TRANSITIONS[_state, Trigger.RESET] = CLOSED
 del _state
+
+
+class TripGate(Protocol):
+    """What a core asks before a trip (`BreakerPool`'s ejection cap, circuitry._pool).
+
+    In process a trip rule is decided here: `_trip` calls the gate, which
+    sets `ejected` when it says yes. With a shared store the script decides
+    (circuitry._shared): a record that could trip first `reserve`s a place
+    under the request's id, sends "may trip" only if it got one, and
+    `release`s it once the reply (or its loss) is known.
+    """
+
+    def __call__(self, core: CircuitCore) -> bool: ...
+
+    def reserve(self, core: CircuitCore, rid: str) -> bool:
+        """Whether `core` may trip on the request `rid`; if so it counts as out until released."""
+        ...
+
+    def release(self, core: CircuitCore, rid: str, tripped: bool) -> None:
+        """The request `rid` is settled (`tripped`: it opened the circuit). Idempotent."""
+        ...
+
+    def forget(self, core: CircuitCore) -> None:
+        """In a forked child: the parent's requests in flight never settle here."""
+        ...
 
 
 class CircuitCore(Batcher, InProcessSteps):
@@ -261,7 +286,7 @@ class CircuitCore(Batcher, InProcessSteps):
         self.shadow = config.shadow
         # Asked before each trip by a rule: False keeps the circuit CLOSED (a
         # `BreakerPool`'s ejection cap). It sets `ejected` when it says yes.
-        self.trip_gate: Callable[[CircuitCore], bool] | None = None
+        self.trip_gate: TripGate | None = None
         # Open (or half-open) by a trip of its own, until it closes or is forced.
         self.ejected = False
         if throttle is not None:

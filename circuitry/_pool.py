@@ -45,9 +45,17 @@ _STRATEGIES = ("priority", "round_robin")
 
 
 class _EjectionCap:
-    """A member's trip gate: whether one more member may open by its own trip."""
+    """A member's trip gate: whether one more member may open by its own trip.
 
-    __slots__ = ("_breakers", "_cap", "_lock", "_members", "pool")
+    A member counts as out while `ejected` (open by a trip of its own, in
+    process or made by the store on this process's record) or while it has a
+    reservation: a record sent to the store with "may trip" (`reserve`),
+    whose reply is not yet applied (`release`). Both are read and written
+    under this lock only, so two members tripping at once in two threads,
+    in process or in the store, are counted one after the other.
+    """
+
+    __slots__ = ("_breakers", "_cap", "_held", "_lock", "_members", "pool")
 
     def __init__(self, pool: str, members: tuple[str, ...], cap: int, breakers: Any) -> None:
         self.pool = pool
@@ -55,20 +63,53 @@ class _EjectionCap:
         self._cap = cap
         self._breakers: dict[str, CircuitBreaker] = breakers  # the manager's, read lock-free
         self._lock = threading.Lock()
+        # The reservations: each member's records in flight that may trip, by request id.
+        self._held: dict[CircuitCore, set[str]] = {}
+
+    def _room(self, core: CircuitCore) -> bool:
+        """Whether `core` may be out: it is already counted, or fewer than the cap are."""
+        held = self._held
+        if core.ejected or core in held:
+            return True  # counted already: its trip opens no other member
+        open_now = 0
+        for member in self._members:
+            breaker = self._breakers.get(member)
+            if breaker is not None:
+                other = breaker._core
+                if other.ejected or other in held:
+                    open_now += 1
+        return open_now < self._cap
 
     def __call__(self, core: CircuitCore) -> bool:
         if core.shadow:
             return True  # a shadow breaker rejects nothing: it ejects nothing
         with self._lock:
-            open_now = 0
-            for member in self._members:
-                breaker = self._breakers.get(member)
-                if breaker is not None and breaker._core.ejected:
-                    open_now += 1
-            if open_now >= self._cap:
+            if not self._room(core):
                 return False
             core.ejected = True  # counted from now on, before the lock is released
             return True
+
+    def reserve(self, core: CircuitCore, rid: str) -> bool:
+        if core.shadow:
+            return True
+        with self._lock:
+            if not self._room(core):
+                return False
+            self._held.setdefault(core, set()).add(rid)  # counted from now on
+            return True
+
+    def release(self, core: CircuitCore, rid: str, tripped: bool) -> None:
+        with self._lock:
+            if tripped:
+                core.ejected = True  # (before its reservation goes: counted throughout)
+            held = self._held.get(core)
+            if held is not None:
+                held.discard(rid)
+                if not held:
+                    del self._held[core]
+
+    def forget(self, core: CircuitCore) -> None:
+        self._held.pop(core, None)  # (a forked child, one thread: no lock to take)
 
 
 class BreakerPool:

@@ -191,6 +191,7 @@ def parse_reply(raw: bytes | str) -> Reply | None:
         owed,
         requests,
         accepts,
+        suppressed,
     ) = text.split("|")
     return Reply(
         _STATES[state],
@@ -211,6 +212,7 @@ def parse_reply(raw: bytes | str) -> Reply | None:
         if owed
         else (),
         (int(requests), int(accepts)) if requests else None,
+        suppressed == "1",
     )
 
 

@@ -318,6 +318,7 @@ class LuaLeg:
             "1" if slow else "0",
             ticket.permit,
             "1" if ticket.riding else "0",
+            "1",
         )
 
     def control(self, t: float, action: str, duration: float | None) -> None:
