@@ -63,7 +63,7 @@ import attrs
 
 from ._classify import FAILURE, IGNORED, SUCCESS, Outcome
 from ._config import CircuitBreakerConfig
-from ._core import RIDING, SHADOW, CircuitCore, TripGate, Trigger
+from ._core import RIDING, SHADOW, CircuitCore, Trigger, TripGate
 from ._delivery import AlertOnly, ListenersOnly
 from ._metrics import _FAST_REJECTIONS, CircuitMetrics, LatencyHistogram
 from ._shared_fallback import FallbackCore, Mode, StoreError
@@ -538,15 +538,17 @@ class SharedCore(FallbackCore):
         if self.trip_gate is not None:
             self._trip_settled(self.trip_gate, now, request, reply)
 
-    def _trip_settled(self, gate: TripGate, now: float, request: Request, reply: Answer) -> None:
-        """A pool member's record answered: whether it (or a lost one) tripped; its place back."""
+    def _trip_settled(
+        self, gate: TripGate, now: float, request: Request, reply: Reply | None
+    ) -> None:
+        """A pool member's record answered: TripSuppressed, whether it tripped; its place back."""
         tripped = False
         if reply is not None:
             if reply.suppressed:
                 self.events.append(TripSuppressed(self.name, now))
-            if self.state is OPEN or self.state is HALF_OPEN:
-                made = [*reply.moves, *(move for _, moves in reply.owed for move in moves)]
-                tripped = (CLOSED, OPEN) in made
+            tripped = (CLOSED, OPEN) in reply.moves and (
+                self.state is OPEN or self.state is HALF_OPEN
+            )
         gate.release(self, request.rid, tripped)
 
     def _pending(self, now: float) -> None:

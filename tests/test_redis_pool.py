@@ -1,19 +1,28 @@
 """BreakerPool with a RedisStore, against a real redis-server: members are shared circuits,
-and the ejection cap holds for the trips this process makes (while the store is down).
+and the ejection cap holds for the trips this process makes, whether the script makes
+them (the store up: a record says whether it may trip) or the local rules (the store down).
 
-Two managers on two stores stand for two processes (see test_redis_store.py).
+Two managers on two stores stand for two processes (see test_redis_store.py): each caps
+its own trips; together they may open more members than the cap.
 """
 
 from __future__ import annotations
 
+import contextlib
+import random
+import threading
+import time
 from typing import Any
 
+import anyio
 import pytest
-from helpers import CLOSED, OPEN, Boom
+from helpers import CLOSED, OPEN, Boom, run_in_threads
 from redis_server import RedisServer
 
-from circuitry import BreakerPool, CircuitBreakerConfig, CircuitBreakerManager
-from circuitry.events import Event, StoreUnavailable, TripSuppressed
+from circuitry import BreakerPool, CircuitBreakerConfig, CircuitBreakerManager, CircuitOpenError
+from circuitry._pool import _EjectionCap
+from circuitry._shared import REFRESH
+from circuitry.events import Alert, Event, StoreUnavailable, TripSuppressed
 from circuitry.redis import RedisStore
 
 
@@ -70,3 +79,234 @@ def test_the_cap_holds_for_this_processes_trips_while_the_store_is_down(
     suppressed = {e.name for e in events if isinstance(e, TripSuppressed)}
     assert suppressed == {name for name, s in zip("abcd", states, strict=True) if s is CLOSED}
     assert any(isinstance(e, StoreUnavailable) for e in events)
+
+
+# -- the cap while the store is up: the script trips, the process decides whether it may --
+
+
+def _states(pool: BreakerPool) -> dict[str, str]:
+    return {name: m.current_state.value for name, m in pool.metrics().items()}
+
+
+def _gate(manager: CircuitBreakerManager, member: str) -> _EjectionCap:
+    gate = manager[member]._core.trip_gate
+    assert isinstance(gate, _EjectionCap)
+    return gate
+
+
+def test_the_cap_holds_while_the_store_is_up(redis_url: str) -> None:
+    here, there = _manager(redis_url, failure_threshold_count=2), _manager(redis_url)
+    events: list[Event] = []
+    here.subscribe(events.append, TripSuppressed, StoreUnavailable)
+    pool = BreakerPool(here, ["a", "b", "c", "d"], max_ejection_percent=50)
+    for _ in range(4):
+        with pytest.raises(Boom):
+            pool.call(_ask({"a", "b", "c", "d"}, []))
+    assert _states(pool) == {"a": "open", "b": "open", "c": "closed", "d": "closed"}
+    assert {e.name for e in events} == {"c", "d"}  # TripSuppressed, by the store's reply
+    assert not any(isinstance(e, StoreUnavailable) for e in events)  # the store made the trips
+    # In Redis too: another process finds c and d CLOSED, their failures counted.
+    assert [there[m].state for m in "abcd"] == [OPEN, OPEN, CLOSED, CLOSED]
+    assert there["c"].metrics().window_failures >= 2
+    assert _gate(here, "a")._held == {}  # every record's place given back
+
+    # A member closed through the store (a reset, here) frees its place: the next
+    # failure of a held-back member (its count still meets the rule) trips it.
+    here["a"].reset()
+    assert not here["a"]._core.ejected
+    with pytest.raises(Boom):
+        pool.call(_ask({"a", "b", "c", "d"}, []))  # a: 1 failure; b rejects; c trips; d held
+    assert _states(pool) == {"a": "closed", "b": "open", "c": "open", "d": "closed"}
+
+
+def test_a_close_made_by_another_process_frees_the_place_here(redis_url: str) -> None:
+    here, there = _manager(redis_url), _manager(redis_url)
+    pool = BreakerPool(here, ["a", "b"], max_ejection_percent=50)
+    with pytest.raises(Boom):
+        pool.call(_ask({"a", "b"}, []))
+    assert _states(pool) == {"a": "open", "b": "closed"}
+    there["a"].reset()  # the other process closes it: this one learns at its next ask
+    time.sleep(REFRESH + 0.2)
+    assert here["a"].state is CLOSED
+    assert not here["a"]._core.ejected
+    log: list[str] = []
+    with pytest.raises(Boom):
+        BreakerPool(here, ["b"], name="b alone").call(_ask({"b"}, log))
+    assert here["b"].state is OPEN  # the place a held is b's now
+    assert log == ["b"]
+
+
+def test_each_process_caps_its_own_trips_under_threads(redis_url: str) -> None:
+    """Every member failing, eight threads in one process, then eight in each of two:
+    neither opens more than the cap by its own trips; together they open more (the cap
+    is per process)."""
+    members = ["a", "b", "c", "d"]
+    own: dict[str, list[Alert]] = {"here": [], "there": []}
+    pools = {}
+    for side in own:
+        manager = _manager(redis_url, alert_handler=own[side].append)
+        pools[side] = BreakerPool(manager, members, max_ejection_percent=50)
+
+    def hammer(pool: BreakerPool, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        for _ in range(20):
+            with contextlib.suppress(Boom, CircuitOpenError):
+                pool.call(_ask(set(members), []))
+
+    def run(sides: tuple[str, ...]) -> None:
+        barrier = threading.Barrier(8 * len(sides))
+        run_in_threads(
+            [lambda side=side: hammer(pools[side], barrier) for side in sides for _ in range(8)],
+            timeout=120.0,
+            on_error=barrier.abort,
+        )
+
+    run(("here",))  # alone, it opens as many as its cap lets it
+    assert sum(m.current_state is OPEN for m in pools["here"].metrics().values()) == 2
+    run(("here", "there"))
+    trips = {
+        side: [a.name for a in alerts if (a.old_state, a.new_state) == (CLOSED, OPEN)]
+        for side, alerts in own.items()
+    }
+    for side, names in trips.items():
+        assert len(names) == len(set(names)) == 2, (side, names)  # the cap: never more
+    assert not set(trips["here"]) & set(trips["there"])  # a member trips once, in one process
+    opened = set(trips["here"]) | set(trips["there"])
+    assert {m for m in members if pools["here"]._manager[m].state is OPEN} == opened
+    assert len(opened) == 4  # together, past the cap: each process capped its own
+    for pool in pools.values():
+        assert _gate(pool._manager, "a")._held == {}
+
+
+def test_a_lost_reply_gives_its_place_back(redis_server: RedisServer) -> None:
+    server = RedisServer()  # one of its own, paused (SIGSTOP) while a record is out
+    server.start()
+    try:
+        manager = _manager(server.url, failure_threshold_count=3)
+        pool = BreakerPool(manager, ["a", "b", "c", "d"], max_ejection_percent=50)
+        assert pool.call(_ask(set(), [])) == "a"  # a knows the store: its record is sent
+        gate = _gate(manager, "a")
+        server.pause()
+        outcome: list[object] = []
+        caller = threading.Thread(
+            target=lambda: outcome.append(pool.call(_ask({"a"}, []))), daemon=True
+        )
+        caller.start()
+        deadline = time.monotonic() + 30.0
+        while not gate._held and caller.is_alive():  # a's failure, out with "may trip"
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        held_while_out = dict(gate._held)
+        caller.join(30.0)
+        assert outcome == ["b"]  # a's failure moved on; b ran on the local rules
+        assert list(held_while_out) == [manager["a"]._core]
+        assert gate._held == {}  # the lost reply gave the place back
+        assert not manager["a"]._core.ejected
+        server.resume()
+        # No place is held for ever: once the store answers again, two members trip.
+        deadline = time.monotonic() + 30.0
+        while {manager[m].state for m in "bc"} != {OPEN}:
+            assert time.monotonic() < deadline, _states(pool)
+            for member in "bc":  # (each breaker asks the pool's cap, called alone too)
+                with contextlib.suppress(Boom, CircuitOpenError):
+                    manager[member].call(_ask({"b", "c"}, []), member)
+            time.sleep(0.05)
+        assert gate._held == {}
+    finally:
+        server.stop()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_record_gives_its_place_back() -> None:
+    server = RedisServer()
+    server.start()
+    try:
+        manager = CircuitBreakerManager(
+            CircuitBreakerConfig(failure_threshold_count=3, reset_timeout=60.0),
+            # (trio's thread is never abandoned: its cancellation waits this long)
+            store=RedisStore.from_url(server.url, namespace="pool", socket_timeout=5.0),
+        )
+        pool = BreakerPool(manager, ["a", "b"], max_ejection_percent=50)
+
+        async def ask(member: str) -> str:
+            if member == "a":
+                raise Boom(member)
+            return member
+
+        async def fine(member: str) -> str:
+            return member
+
+        assert await pool.call_async(fine) == "a"  # a knows the store
+        gate = _gate(manager, "a")
+        server.pause()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(pool.call_async, ask)
+            with anyio.fail_after(30.0):
+                while not gate._held:  # a's failure: out, with "may trip", hung
+                    await anyio.sleep(0.001)
+            tasks.cancel_scope.cancel()
+        assert gate._held == {}  # cancelled: the place is given back
+        assert not manager["a"]._core.ejected
+    finally:
+        server.stop()
+
+
+def test_many_threads_never_open_more_members_than_the_cap(redis_url: str) -> None:
+    """Stress: six members failing half the time, trips and closes all along; an atomic
+    look at the store (MULTI) never finds more than the cap open or half-open."""
+    members = [f"m{i}" for i in range(6)]
+    manager = CircuitBreakerManager(
+        CircuitBreakerConfig(
+            failure_threshold_count=1, reset_timeout=0.02, reset_timeout_jitter=0.0
+        ),
+        store=RedisStore.from_url(redis_url, namespace="pool", socket_timeout=30.0),
+    )
+    suppressed: list[Event] = []
+    manager.subscribe(suppressed.append, TripSuppressed)
+    pool = BreakerPool(manager, members, strategy="round_robin", max_ejection_percent=34)
+    assert pool.max_ejected == 2
+    store = manager[members[0]]._store
+    assert isinstance(store, RedisStore)
+    keys = [store.keys(m)[0] for m in members]
+    done = threading.Event()
+    worst = [0, 0]  # members out: in the store, as this process counts them
+    looks = [0]
+
+    def look() -> None:
+        client = store.client
+        while not done.is_set():
+            pipe = client.pipeline(transaction=True)
+            for key in keys:
+                pipe.get(key)
+            states = [(raw or b"closed|").split(b"|")[0].decode() for raw in pipe.execute()]
+            out = sum(s in ("open", "half_open") for s in states)
+            worst[0] = max(worst[0], out)
+            looks[0] += 1
+            gate = _gate(manager, members[0])
+            with gate._lock:
+                counted = sum(
+                    manager[m]._core.ejected or manager[m]._core in gate._held for m in members
+                )
+            worst[1] = max(worst[1], counted)
+
+    rng = random.Random(7)
+    flips = [rng.random() < 0.5 for _ in range(4096)]
+
+    def work(offset: int) -> None:
+        for i in range(150):
+            fail = flips[(offset * 151 + i) % len(flips)]
+            with contextlib.suppress(Boom, CircuitOpenError):
+                pool.call(_ask(set(members) if fail else set(), []))
+
+    looker = threading.Thread(target=look, daemon=True)
+    looker.start()
+    try:
+        run_in_threads([lambda k=k: work(k) for k in range(12)], timeout=300.0)
+    finally:
+        done.set()
+        looker.join(30.0)
+    assert looks[0] > 0
+    assert 1 <= worst[0] <= 2, worst
+    assert worst[1] <= 2, worst
+    assert suppressed  # the cap held trips back
+    assert _gate(manager, members[0])._held == {}
