@@ -183,10 +183,6 @@ class TripGate(Protocol):
         """The request `rid` is settled (`tripped`: it opened the circuit). Idempotent."""
         ...
 
-    def forget(self, core: CircuitCore) -> None:
-        """In a forked child: the parent's requests in flight never settle here."""
-        ...
-
 
 class CircuitCore(Batcher, InProcessSteps):
     """The state and rules of one circuit breaker. Not thread-safe: adapters lock."""

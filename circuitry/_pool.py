@@ -15,6 +15,15 @@ circuit (`CircuitCore._trip`): it asks the member's `trip_gate`, this pool's
 `ejected` under a lock of its own, and marks the one it lets trip before
 releasing it, so two members tripping at once in two threads are counted one
 after the other. Trips are rare: the lock costs nothing on the call path.
+
+With a shared store the script trips (circuitry/_circuit.lua), so the process
+decides before it sends: a member's record that could trip (a failure or a
+slow call of a CLOSED period) `reserve`s a place under the same lock and says
+"may trip", or says "may not" when the cap is reached (the script then stays
+CLOSED and its reply says so: `TripSuppressed`); the place is released when
+the reply is applied (kept as `ejected` if the record tripped), and on every
+other way out: a lost reply, an exception, a cancellation. The cap so holds
+per process: the members this process's records opened.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 from ._classify import FAILURE, Outcome
 from ._errors import CircuitOpenError
+from ._fork import register
 from ._metrics import CircuitMetrics
 from ._state import CircuitState
 from ._sync import is_async_callable
@@ -55,7 +65,7 @@ class _EjectionCap:
     in process or in the store, are counted one after the other.
     """
 
-    __slots__ = ("_breakers", "_cap", "_held", "_lock", "_members", "pool")
+    __slots__ = ("__weakref__", "_breakers", "_cap", "_held", "_lock", "_members", "pool")
 
     def __init__(self, pool: str, members: tuple[str, ...], cap: int, breakers: Any) -> None:
         self.pool = pool
@@ -65,6 +75,7 @@ class _EjectionCap:
         self._lock = threading.Lock()
         # The reservations: each member's records in flight that may trip, by request id.
         self._held: dict[CircuitCore, set[str]] = {}
+        register(self)
 
     def _room(self, core: CircuitCore) -> bool:
         """Whether `core` may be out: it is already counted, or fewer than the cap are."""
@@ -108,8 +119,20 @@ class _EjectionCap:
                 if not held:
                     del self._held[core]
 
-    def forget(self, core: CircuitCore) -> None:
-        self._held.pop(core, None)  # (a forked child, one thread: no lock to take)
+    # In a forked child (circuitry._fork): the parent threads' records never
+    # settle there, and the lock may have been held by one of them. (Nothing
+    # to take before the fork: a breaker's lock is taken before this one, and
+    # the fork takes the breakers' locks.)
+
+    def _before_fork(self) -> None:
+        pass
+
+    def _after_fork_in_parent(self) -> None:
+        pass
+
+    def _after_fork_in_child(self, forking_thread: int) -> None:
+        self._lock = threading.Lock()
+        self._held.clear()
 
 
 class BreakerPool:
@@ -131,10 +154,12 @@ class BreakerPool:
         max_ejection_percent: at most `max(1, floor(max_ejection_percent *
             len(members) / 100))` members are open by their own trips at once;
             a member whose trip would exceed that stays CLOSED (its failure is
-            counted; event `TripSuppressed`). `trip()`, `force_open()` and a
-            shared store's trips are not capped (with a store, members trip
-            in Redis: the cap applies to this process's own trips only when
-            the store is down). A breaker can be in one pool with a cap.
+            counted; event `TripSuppressed`). `trip()` and `force_open()` are
+            not capped. With a shared store the cap holds per process: a
+            member's record says whether the script may trip it, and a
+            process never opens more members than the cap by its own trips
+            (two processes together may). A breaker can be in one pool with
+            a cap.
         max_attempts: how many members a call may run on, at most (rejections
             are not attempts); every member once when None.
         name: the pool's name, in the `CircuitOpenError` when every member rejected.

@@ -754,8 +754,6 @@ class SharedCore(FallbackCore):
         each process's, and summed over processes they count every call once.
         """
         self.asking = False
-        if self.trip_gate is not None:
-            self.trip_gate.forget(self)
         if self.mode is Mode.LOCAL:
             super().after_fork()
         else:

@@ -9,9 +9,12 @@ its own trips; together they may open more members than the cap.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import signal
 import threading
 import time
+import warnings
 from typing import Any
 
 import anyio
@@ -310,3 +313,55 @@ def test_many_threads_never_open_more_members_than_the_cap(redis_url: str) -> No
     assert worst[1] <= 2, worst
     assert suppressed  # the cap held trips back
     assert _gate(manager, members[0])._held == {}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_holds_none_of_the_parents_places() -> None:
+    server = RedisServer()
+    server.start()
+    try:
+        manager = _manager(server.url, failure_threshold_count=3)
+        pool = BreakerPool(manager, ["a", "b"], max_ejection_percent=50)
+        assert pool.call(_ask(set(), [])) == "a"
+        gate = _gate(manager, "a")
+        server.pause()
+
+        def call() -> None:
+            with contextlib.suppress(Boom):
+                pool.call(_ask({"a", "b"}, []))
+
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        deadline = time.monotonic() + 30.0
+        while not gate._held:  # a's record is out, its place held, in a parent thread
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        held, go = threading.Event(), threading.Event()
+
+        def hold_the_lock() -> None:
+            with gate._lock:  # (a parent thread mid-count at the fork)
+                held.set()
+                go.wait(30.0)
+
+        holder = threading.Thread(target=hold_the_lock, daemon=True)
+        holder.start()
+        held.wait(30.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: multi-threaded fork
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                signal.alarm(30)
+                if gate._lock.acquire(timeout=5.0) and not gate._held:
+                    code = 0
+            finally:
+                os._exit(code)
+        go.set()
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status)
+        assert os.WEXITSTATUS(status) == 0
+        caller.join(30.0)
+        assert gate._held == {}
+    finally:
+        server.stop()
