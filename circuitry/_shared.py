@@ -506,20 +506,24 @@ class SharedCore(FallbackCore):
         request = self._request("record", args)
         gate = self.trip_gate
         if gate is not None and state is CLOSED and not self.shadow:
-            return self._gated(gate, request, code == "f" or slow)
+            return self._gated(gate, request, code == "f" or (slow and self.window is not None))
         return request
 
     def _gated(self, gate: TripGate, request: Request, failed: bool) -> Request:
         """A pool member's CLOSED record: "may trip" only with a place under the cap.
 
-        A failure or a slow call reserves a place (the gate counts the member
-        as out until `apply_complete` or the adapter releases it); without
-        one, or for a plain success (which trips only by bringing a window
-        to `minimum_calls`: the next failure trips then), it says "may not
-        trip" and the script keeps the circuit CLOSED if a rule is met.
+        A failure, or a slow call with a window, reserves a place (the gate
+        counts the member as out until `apply_complete` or the adapter
+        releases it); without one, or for a success with a window (which
+        trips only by bringing it to `minimum_calls`: the next failure trips
+        then), it says "may not trip" and the script keeps the circuit
+        CLOSED if a rule is met. A success without a window trips nothing.
         """
-        if failed and gate.reserve(self, request.rid):
-            return request
+        if failed:
+            if gate.reserve(self, request.rid):
+                return request
+        elif self.window is None:
+            return request  # a success without a window resets the count: it trips nothing
         args = request.args
         return request._replace(args=(*args[:5], "0", *args[6:]))
 
