@@ -20,13 +20,13 @@ from typing import Any
 import anyio
 import pytest
 from helpers import CLOSED, OPEN, Boom, run_in_threads
-from redis_server import RedisServer
+from redis_server import RedisServer, ReplyDropper
 
 from circuitry import BreakerPool, CircuitBreakerConfig, CircuitBreakerManager, CircuitOpenError
 from circuitry._pool import _EjectionCap
 from circuitry._shared import REFRESH
 from circuitry.events import Alert, Event, StoreUnavailable, TripSuppressed
-from circuitry.redis import RedisStore
+from circuitry.redis import BACKOFF_START, RedisStore
 
 
 def _manager(url: str, **fields: Any) -> CircuitBreakerManager:
@@ -364,4 +364,42 @@ def test_a_forked_child_holds_none_of_the_parents_places() -> None:
         caller.join(30.0)
         assert gate._held == {}
     finally:
+        server.stop()
+
+
+def test_a_trip_whose_reply_was_lost_counts_once_it_comes_back() -> None:
+    server = RedisServer()
+    server.start()
+    dropper = ReplyDropper(server.port)
+    try:
+        manager = CircuitBreakerManager(
+            CircuitBreakerConfig(failure_threshold_count=1, reset_timeout=60.0),
+            store=RedisStore.from_url(dropper.url, namespace="pool"),
+        )
+        suppressed: list[Event] = []
+        manager.subscribe(suppressed.append, TripSuppressed)
+        pool = BreakerPool(manager, ["a", "b"], max_ejection_percent=50)
+        for member in "ab":
+            assert manager[member].call(_ask(set(), []), member) == member  # both synced
+        dropper.dropping.set()
+        try:
+            with pytest.raises(Boom):  # a trips in Redis; its reply is lost
+                manager["a"].call(_ask({"a"}, []), "a")
+            lost_at = time.monotonic()
+        finally:
+            dropper.dropping.clear()
+        assert not manager["a"]._core.ejected  # its place given back: the reply never came
+        time.sleep(max(0.0, lost_at + BACKOFF_START + 0.2 - time.monotonic()))
+        deadline = time.monotonic() + 30.0
+        while manager["a"].state is not OPEN:  # its next request brings the lost trip back
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert manager["a"]._core.ejected  # this process's trip: counted from now
+        with pytest.raises(Boom):
+            manager["b"].call(_ask({"b"}, []), "b")
+        assert manager["b"].state is CLOSED  # the cap (1) is a's
+        assert [e.name for e in suppressed] == ["b"]
+        assert _states(pool) == {"a": "open", "b": "closed"}
+    finally:
+        dropper.close()
         server.stop()
