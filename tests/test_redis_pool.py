@@ -29,12 +29,11 @@ from circuitry.events import Alert, Event, StoreUnavailable, TripSuppressed
 from circuitry.redis import BACKOFF_START, RedisStore
 
 
-def _manager(url: str, **fields: Any) -> CircuitBreakerManager:
+def _manager(url: str, socket_timeout: float = 0.25, **fields: Any) -> CircuitBreakerManager:
     fields.setdefault("failure_threshold_count", 1)
     fields.setdefault("reset_timeout", 60.0)
-    return CircuitBreakerManager(
-        CircuitBreakerConfig(**fields), store=RedisStore.from_url(url, namespace="pool")
-    )
+    store = RedisStore.from_url(url, namespace="pool", socket_timeout=socket_timeout)
+    return CircuitBreakerManager(CircuitBreakerConfig(**fields), store=store)
 
 
 def _ask(down: set[str], log: list[str]) -> Any:
@@ -98,7 +97,8 @@ def _gate(manager: CircuitBreakerManager, member: str) -> _EjectionCap:
 
 
 def test_the_cap_holds_while_the_store_is_up(redis_url: str) -> None:
-    here, there = _manager(redis_url, failure_threshold_count=2), _manager(redis_url)
+    here = _manager(redis_url, socket_timeout=30.0, failure_threshold_count=2)
+    there = _manager(redis_url, socket_timeout=30.0)
     events: list[Event] = []
     here.subscribe(events.append, TripSuppressed, StoreUnavailable)
     pool = BreakerPool(here, ["a", "b", "c", "d"], max_ejection_percent=50)
@@ -123,7 +123,7 @@ def test_the_cap_holds_while_the_store_is_up(redis_url: str) -> None:
 
 
 def test_a_close_made_by_another_process_frees_the_place_here(redis_url: str) -> None:
-    here, there = _manager(redis_url), _manager(redis_url)
+    here, there = _manager(redis_url, 30.0), _manager(redis_url, 30.0)
     pool = BreakerPool(here, ["a", "b"], max_ejection_percent=50)
     with pytest.raises(Boom):
         pool.call(_ask({"a", "b"}, []))
@@ -147,7 +147,8 @@ def test_each_process_caps_its_own_trips_under_threads(redis_url: str) -> None:
     own: dict[str, list[Alert]] = {"here": [], "there": []}
     pools = {}
     for side in own:
-        manager = _manager(redis_url, alert_handler=own[side].append)
+        # (a long socket timeout: on a busy machine no reply is lost, no trip made locally)
+        manager = _manager(redis_url, socket_timeout=30.0, alert_handler=own[side].append)
         pools[side] = BreakerPool(manager, members, max_ejection_percent=50)
 
     def hammer(pool: BreakerPool, barrier: threading.Barrier) -> None:
