@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import CLOSED, OPEN, Boom, run_in_threads
+from helpers import CLOSED, INTERRUPTS, OPEN, Boom, run_in_threads
 from redis_server import RedisServer, ReplyDropper
 
 from circuitry import BreakerPool, CircuitBreakerConfig, CircuitBreakerManager, CircuitOpenError
@@ -404,3 +404,31 @@ def test_a_trip_whose_reply_was_lost_counts_once_it_comes_back() -> None:
     finally:
         dropper.close()
         server.stop()
+
+
+@pytest.mark.parametrize("interrupt", INTERRUPTS)
+def test_an_interrupt_while_recording_gives_the_place_back(
+    redis_url: str, interrupt: type[BaseException]
+) -> None:
+    armed = threading.Event()
+
+    def time_source() -> float:  # the store's: read as the record is sent
+        if armed.is_set():
+            armed.clear()
+            raise interrupt
+        return time.time()
+
+    manager = CircuitBreakerManager(
+        CircuitBreakerConfig(failure_threshold_count=3, reset_timeout=60.0),
+        store=RedisStore.from_url(
+            redis_url, namespace="pool", time_source=time_source, socket_timeout=30.0
+        ),
+    )
+    BreakerPool(manager, ["a", "b"], max_ejection_percent=50)
+    assert manager["a"].call(_ask(set(), []), "a") == "a"
+    armed.set()
+    with pytest.raises(interrupt):
+        manager["a"].call(_ask({"a"}, []), "a")  # its record reserved a place, then broke off
+    assert not armed.is_set()
+    assert _gate(manager, "a")._held == {}
+    assert not manager["a"]._core.ejected
