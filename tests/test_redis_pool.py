@@ -251,6 +251,8 @@ async def test_a_cancelled_record_gives_its_place_back() -> None:
             tasks.cancel_scope.cancel()
         assert gate._held == {}  # cancelled: the place is given back
         assert not manager["a"]._core.ejected
+        server.resume()
+        await manager["a"]._store.aclose()
     finally:
         server.stop()
 
@@ -432,3 +434,32 @@ def test_an_interrupt_while_recording_gives_the_place_back(
     assert not armed.is_set()
     assert _gate(manager, "a")._held == {}
     assert not manager["a"]._core.ejected
+
+
+@pytest.mark.anyio
+async def test_the_cap_holds_for_concurrent_tasks(redis_url: str) -> None:
+    manager = _manager(redis_url, socket_timeout=30.0, failure_threshold_count=2)
+    suppressed: list[Event] = []
+    manager.subscribe(suppressed.append, TripSuppressed)
+    members = ["a", "b", "c", "d", "e", "f"]
+    pool = BreakerPool(manager, members, strategy="round_robin", max_ejection_percent=50)
+
+    async def ask(member: str) -> str:
+        await anyio.sleep(0)
+        raise Boom(member)
+
+    async def caller() -> None:
+        for _ in range(5):
+            with contextlib.suppress(Boom, CircuitOpenError):
+                await pool.call_async(ask)
+
+    try:
+        async with anyio.create_task_group() as tasks:
+            for _ in range(30):
+                tasks.start_soon(caller)
+    finally:
+        await manager["a"]._store.aclose()
+    opened = [m for m, state in _states(pool).items() if state == "open"]
+    assert len(opened) == 3, _states(pool)  # the cap: 3 of 6, however the tasks interleave
+    assert {e.name for e in suppressed} == set(members) - set(opened)
+    assert _gate(manager, "a")._held == {}
