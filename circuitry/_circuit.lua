@@ -349,8 +349,8 @@ end
 
 -- CircuitCore._trip: a trip rule is met; open, unless the record says it may
 -- not trip (a pool's ejection cap, asked by the process: circuitry/_pool.py).
--- Suppressed, everything stays as the failure left it (the count or the
--- window still meets the rule, so the next record asks again).
+-- Suppressed, everything stays as the call left it (the count or the
+-- window still meets the rule, so the next record that may trip trips).
 local function trip()
   if a9 == '0' then suppressed = 1 else fire(TRIP) end
 end

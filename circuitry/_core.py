@@ -224,6 +224,7 @@ class CircuitCore(Batcher, InProcessSteps):
         # a pool's ejection cap (see `_trip` and circuitry._pool)
         "trip_gate",
         "ejected",
+        "held_back",
     )
 
     def __init__(
@@ -285,6 +286,9 @@ class CircuitCore(Batcher, InProcessSteps):
         self.trip_gate: TripGate | None = None
         # Open (or half-open) by a trip of its own, until it closes or is forced.
         self.ejected = False
+        # With a store: its last record met a trip rule the gate held back, so
+        # that a success may trip too (see SharedCore._gated).
+        self.held_back = False
         if throttle is not None:
             self._can_defer = False  # every success is an accept, counted at its time
         self._publish()
@@ -523,8 +527,9 @@ class CircuitCore(Batcher, InProcessSteps):
         """A trip rule is met: open, unless the trip gate says no. Whether it opened.
 
         A suppressed trip leaves everything as the failure left it (the count
-        or the window still meets the rule, so the next failure asks again)
-        and says so with `TripSuppressed`.
+        or the window still meets the rule, so the next call that counts asks
+        again: with a window a success too, so successes then take the lock,
+        see _publish.py) and says so with `TripSuppressed`.
         """
         gate = self.trip_gate
         if gate is not None and not gate(self):

@@ -506,20 +506,23 @@ class SharedCore(FallbackCore):
         request = self._request("record", args)
         gate = self.trip_gate
         if gate is not None and state is CLOSED and not self.shadow:
-            return self._gated(gate, request, code == "f" or (slow and self.window is not None))
+            could = code == "f" or (self.window is not None and (slow or self.held_back))
+            return self._gated(gate, request, could)
         return request
 
-    def _gated(self, gate: TripGate, request: Request, failed: bool) -> Request:
+    def _gated(self, gate: TripGate, request: Request, could: bool) -> Request:
         """A pool member's CLOSED record: "may trip" only with a place under the cap.
 
-        A failure, or a slow call with a window, reserves a place (the gate
-        counts the member as out until `apply_complete` or the adapter
-        releases it); without one, or for a success with a window (which
-        trips only by bringing it to `minimum_calls`: the next failure trips
-        then), it says "may not trip" and the script keeps the circuit
-        CLOSED if a rule is met. A success without a window trips nothing.
+        A record that could trip reserves a place (the gate counts the member
+        as out until `apply_complete` or the adapter releases it): a failure;
+        with a window, a slow call, or any call once the last record met a
+        rule the cap held back (`held_back`: the window still meets it).
+        Without a place, or for another success with a window (which trips
+        only by bringing it to `minimum_calls`: held back once, the next call
+        asks), it says "may not trip" and the script keeps the circuit CLOSED
+        if a rule is met. A success without a window trips nothing.
         """
-        if failed:
+        if could:
             if gate.reserve(self, request.rid):
                 return request
         elif self.window is None:
@@ -547,6 +550,7 @@ class SharedCore(FallbackCore):
     ) -> None:
         """A pool member's record answered: TripSuppressed, whether it tripped; its place back."""
         tripped = False
+        self.held_back = reply is not None and reply.suppressed
         if reply is not None:
             if reply.suppressed:
                 self.events.append(TripSuppressed(self.name, now))
