@@ -501,12 +501,24 @@ class CallProtocol(Classifying):
     def _record(self, now: float, request: Request) -> None:
         """Send a completion's record to the store and apply the reply."""
         core = self._core
-        self._exchange(request, lambda reply: core.apply_complete(now, request, reply))
+        try:
+            self._exchange(request, lambda reply: core.apply_complete(now, request, reply))
+        finally:
+            # A pool member's place under the ejection cap goes back even when
+            # no reply was applied (an interrupt): see SharedCore._gated.
+            if core.trip_gate is not None:
+                core.trip_gate.release(core, request.rid, False)
 
     async def _record_async(self, now: float, request: Request) -> None:
         """`_record`, awaiting the store."""
         core = self._core
-        await self._exchange_async(request, lambda reply: core.apply_complete(now, request, reply))
+        try:
+            await self._exchange_async(
+                request, lambda reply: core.apply_complete(now, request, reply)
+            )
+        finally:
+            if core.trip_gate is not None:  # (cancelled: see `_record`)
+                core.trip_gate.release(core, request.rid, False)
 
     def _exchange(self, request: Request, apply: Callable[[Answer], R]) -> R:
         """Send `request` to the store, `apply` the reply under the lock; deliver the events."""

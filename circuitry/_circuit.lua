@@ -27,9 +27,11 @@
 -- across processes; '' for peek), then the op's own arguments:
 --   acquire: permit id
 --   record:  generation, outcome (s | f | i), slow (1 | 0), permit id ('' for
---            a CLOSED call), riding (1 | 0); with adaptive_throttle, then the
---            call's age (s since it arrived) and the calls the process
---            throttled since its last report (see "The throttle" below)
+--            a CLOSED call), riding (1 | 0), may trip (1 | 0: a trip rule met
+--            leaves the circuit CLOSED, see `trip` below); with
+--            adaptive_throttle, then the call's age (s since it arrived) and
+--            the calls the process throttled since its last report (see "The
+--            throttle" below)
 --   control: trigger (TRIP_CALLED | FORCE_OPEN | FORCE_CLOSED | RESET | BACKPRESSURE),
 --            duration ('' = the config's open period)
 -- ARGV[2]: the caller's config, comma-separated, in the order of
@@ -53,8 +55,9 @@
 -- calls, window failures, window slow, consecutive failures, trials in
 -- flight, trial successes, now (peek only), the transitions of the lost
 -- requests of ARGV[4] ('id=old>new,...;...'), the throttle's requests and
--- accepts ('' and '' unless the record reported to it). Floats are written
--- '%.17g' (exact).
+-- accepts ('' and '' unless the record reported to it), suppressed (1 when a
+-- trip rule was met and the record said it may not trip, else 0). Floats are
+-- written '%.17g' (exact).
 --
 -- Stored: the state as one string, '|'-separated: state, generation, since,
 -- until (the open period's end), consecutive failures, trial successes,
@@ -72,19 +75,20 @@ local state_key, permits_key, window_key, owed_key, throttle_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local release, lost = ARGV[3], ARGV[4]
 -- The request's fields: op, now (`given`), the jitter factor, the id, then
--- the op's own arguments, a4 to a8. string.match, one C call each, costs far
+-- the op's own arguments, a4 to a9. string.match, one C call each, costs far
 -- less than a gmatch loop here, on every call; a record (a CLOSED call's op)
 -- is taken apart in one match.
-local op, given, jitter_factor, rid, a4, a5, a6, a7, a8 = string.match(
-  ARGV[1], '^(record),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
-local a9, a10  -- a record's report to the throttle (nil: none)
+local op, given, jitter_factor, rid, a4, a5, a6, a7, a8, a9 = string.match(
+  ARGV[1],
+  '^(record),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
+local a10, a11  -- a record's report to the throttle (nil: none)
 if op == nil then
   local rest
   op, given, jitter_factor, rid, rest =
     string.match(ARGV[1], '^([^,]*),([^,]*),([^,]*),([^,]*),?(.*)$')
   if op == 'record' then
-    a4, a5, a6, a7, a8, a9, a10 =
-      string.match(rest, '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
+    a4, a5, a6, a7, a8, a9, a10, a11 = string.match(
+      rest, '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
   else
     a4, a5 = string.match(rest, '^([^,]*),?(.*)$')
   end
@@ -139,7 +143,7 @@ end
 -- below (`record`, `trips`); anything else (a lost reply to settle too)
 -- takes the full path, as does a count window's record (failure_window_calls).
 if op == 'record' and stored and a7 == '' and a8 ~= '1' and release == nil
-    and failure_window_calls == '' and a9 == nil then
+    and failure_window_calls == '' and a10 == nil then
   -- Only the fields it needs (STATE's, taken whole below to write it).
   local st, gen, cf, writer = string.match(
     stored, '^([^|]*)|([^|]*)|[^|]*|[^|]*|([^|]*)|[^|]*|[^|]*|[^|]*|([^|]*)$')
@@ -306,6 +310,7 @@ local function totals()
 end
 
 local moves = {}
+local suppressed = 0
 
 -- CircuitCore._fire
 local function fire(trigger, period)
@@ -340,6 +345,14 @@ local function fire(trigger, period)
   end
   dirty = true
   if new ~= old then table.insert(moves, old .. '>' .. new) end
+end
+
+-- CircuitCore._trip: a trip rule is met; open, unless the record says it may
+-- not trip (a pool's ejection cap, asked by the process: circuitry/_pool.py).
+-- Suppressed, everything stays as the call left it (the count or the
+-- window still meets the rule, so the next record that may trip trips).
+local function trip()
+  if a9 == '0' then suppressed = 1 else fire(TRIP) end
 end
 
 -- CircuitCore._tick, with leases: a trial permit older than `lease` is dropped.
@@ -419,14 +432,14 @@ elseif op == 'record' then
     if outcome ~= 'i' then
       if count_size ~= nil then
         count_add(outcome == 'f', slow)
-        if trips(totals()) then fire(TRIP) end
+        if trips(totals()) then trip() end
       elseif width == nil then
         if outcome == 's' then
           if consecutive ~= 0 then consecutive = 0; dirty = true end
         else
           consecutive = consecutive + 1
           dirty = true
-          if trips(nil, consecutive) then fire(TRIP) end
+          if trips(nil, consecutive) then trip() end
         end
       else
         local i = advance(math.floor(now / width)) % BUCKETS
@@ -434,7 +447,7 @@ elseif op == 'record' then
         if outcome == 'f' then failures[i] = failures[i] + 1 end
         if slow then slows[i] = slows[i] + 1 end
         window_dirty = true
-        if trips(totals()) then fire(TRIP) end
+        if trips(totals()) then trip() end
       end
     end
   elseif state == HALF_OPEN and half_open_failure_rate ~= nil then
@@ -507,7 +520,7 @@ end
 -- its process throttled since its last report, as requests now. Whatever the
 -- state: the counts are the throttle's, not the window's (a transition keeps them).
 local throttle_requests, throttle_accepts = '', ''
-if a9 ~= nil and adaptive_throttle ~= nil then
+if a10 ~= nil and adaptive_throttle ~= nil then
   local twidth = adaptive_throttle / BUCKETS
   local h = {}
   local raw = redis.call('HGETALL', throttle_key)
@@ -528,12 +541,12 @@ if a9 ~= nil and adaptive_throttle ~= nil then
   end
   local newest = thead % BUCKETS
   if a5 ~= 'i' then
-    local arrived = math.min(math.floor((now - tonumber(a9)) / twidth), thead)
+    local arrived = math.min(math.floor((now - tonumber(a10)) / twidth), thead)
     if thead - arrived < BUCKETS then
       req[arrived % BUCKETS] = req[arrived % BUCKETS] + 1
     end
   end
-  req[newest] = req[newest] + tonumber(a10)
+  req[newest] = req[newest] + tonumber(a11)
   if a5 == 's' then acc[newest] = acc[newest] + 1 end
   local fields = {'head', fmt(thead)}
   local tr, ta = 0, 0
@@ -575,4 +588,5 @@ local at = ''
 if op == 'peek' then at = fmt(now) end
 return table.concat({state, gen, fmt(now - since), left, table.concat(moves, ','),
                      admitted, mismatch, n, f, s, consecutive, trials, trial_successes,
-                     at, table.concat(owed, ';'), throttle_requests, throttle_accepts}, '|')
+                     at, table.concat(owed, ';'), throttle_requests, throttle_accepts,
+                     suppressed}, '|')

@@ -69,7 +69,7 @@ import math
 import random as _random
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ._batch import Batcher
 from ._classify import (
@@ -163,6 +163,27 @@ for _state in CircuitState:  # the manual controls work from every state
 del _state
 
 
+class TripGate(Protocol):
+    """What a core asks before a trip (`BreakerPool`'s ejection cap, circuitry._pool).
+
+    In process a trip rule is decided here: `_trip` calls the gate, which
+    sets `ejected` when it says yes. With a shared store the script decides
+    (circuitry._shared): a record that could trip first `reserve`s a place
+    under the request's id, sends "may trip" only if it got one, and
+    `release`s it once the reply (or its loss) is known.
+    """
+
+    def __call__(self, core: CircuitCore) -> bool: ...
+
+    def reserve(self, core: CircuitCore, rid: str) -> bool:
+        """Whether `core` may trip on the request `rid`; if so it counts as out until released."""
+        ...
+
+    def release(self, core: CircuitCore, rid: str, tripped: bool) -> None:
+        """The request `rid` is settled (`tripped`: it opened the circuit). Idempotent."""
+        ...
+
+
 class CircuitCore(Batcher, InProcessSteps):
     """The state and rules of one circuit breaker. Not thread-safe: adapters lock."""
 
@@ -203,6 +224,7 @@ class CircuitCore(Batcher, InProcessSteps):
         # a pool's ejection cap (see `_trip` and circuitry._pool)
         "trip_gate",
         "ejected",
+        "held_back",
     )
 
     def __init__(
@@ -261,9 +283,12 @@ class CircuitCore(Batcher, InProcessSteps):
         self.shadow = config.shadow
         # Asked before each trip by a rule: False keeps the circuit CLOSED (a
         # `BreakerPool`'s ejection cap). It sets `ejected` when it says yes.
-        self.trip_gate: Callable[[CircuitCore], bool] | None = None
+        self.trip_gate: TripGate | None = None
         # Open (or half-open) by a trip of its own, until it closes or is forced.
         self.ejected = False
+        # With a store: its last record met a trip rule the gate held back, so
+        # that a success may trip too (see SharedCore._gated).
+        self.held_back = False
         if throttle is not None:
             self._can_defer = False  # every success is an accept, counted at its time
         self._publish()
@@ -502,8 +527,9 @@ class CircuitCore(Batcher, InProcessSteps):
         """A trip rule is met: open, unless the trip gate says no. Whether it opened.
 
         A suppressed trip leaves everything as the failure left it (the count
-        or the window still meets the rule, so the next failure asks again)
-        and says so with `TripSuppressed`.
+        or the window still meets the rule, so the next call that counts asks
+        again: with a window a success too, so successes then take the lock,
+        see _publish.py) and says so with `TripSuppressed`.
         """
         gate = self.trip_gate
         if gate is not None and not gate(self):

@@ -23,6 +23,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ._breaker import CircuitBreaker
 from ._config import CircuitBreakerConfig
+from ._core import TripGate
 from ._delivery import Subscription, check_subscription
 from ._metrics import CircuitMetrics
 from ._shared import Store
@@ -189,7 +190,7 @@ class CircuitBreakerManager:
         self._created_hooks: tuple[tuple[CreatedHook], ...] = ()
         # Service name -> the trip gate of the BreakerPool (with an ejection cap)
         # it is a member of; set on each breaker made for it (see `_gate`).
-        self._trip_gates: dict[str, Callable[[Any], bool]] = {}
+        self._trip_gates: dict[str, TripGate] = {}
         self._lock = threading.Lock()
 
     @property
@@ -319,7 +320,7 @@ class CircuitBreakerManager:
             breaker._core.trip_gate = gate
         return breaker
 
-    def _gate(self, names: tuple[str, ...], gate: Callable[[Any], bool], pool: str) -> None:
+    def _gate(self, names: tuple[str, ...], gate: TripGate, pool: str) -> None:
         """Ask `gate` before each trip of the breakers for `names`, now and when made again.
 
         Raises:

@@ -15,6 +15,15 @@ circuit (`CircuitCore._trip`): it asks the member's `trip_gate`, this pool's
 `ejected` under a lock of its own, and marks the one it lets trip before
 releasing it, so two members tripping at once in two threads are counted one
 after the other. Trips are rare: the lock costs nothing on the call path.
+
+With a shared store the script trips (circuitry/_circuit.lua), so the process
+decides before it sends: a member's record that could trip (a failure or a
+slow call of a CLOSED period) `reserve`s a place under the same lock and says
+"may trip", or says "may not" when the cap is reached (the script then stays
+CLOSED and its reply says so: `TripSuppressed`); the place is released when
+the reply is applied (kept as `ejected` if the record tripped), and on every
+other way out: a lost reply, an exception, a cancellation. The cap so holds
+per process: the members this process's records opened.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 from ._classify import FAILURE, Outcome
 from ._errors import CircuitOpenError
+from ._fork import register
 from ._metrics import CircuitMetrics
 from ._state import CircuitState
 from ._sync import is_async_callable
@@ -45,9 +55,17 @@ _STRATEGIES = ("priority", "round_robin")
 
 
 class _EjectionCap:
-    """A member's trip gate: whether one more member may open by its own trip."""
+    """A member's trip gate: whether one more member may open by its own trip.
 
-    __slots__ = ("_breakers", "_cap", "_lock", "_members", "pool")
+    A member counts as out while `ejected` (open by a trip of its own, in
+    process or made by the store on this process's record) or while it has a
+    reservation: a record sent to the store with "may trip" (`reserve`),
+    whose reply is not yet applied (`release`). Both are read and written
+    under this lock only, so two members tripping at once in two threads,
+    in process or in the store, are counted one after the other.
+    """
+
+    __slots__ = ("__weakref__", "_breakers", "_cap", "_held", "_lock", "_members", "pool")
 
     def __init__(self, pool: str, members: tuple[str, ...], cap: int, breakers: Any) -> None:
         self.pool = pool
@@ -55,20 +73,66 @@ class _EjectionCap:
         self._cap = cap
         self._breakers: dict[str, CircuitBreaker] = breakers  # the manager's, read lock-free
         self._lock = threading.Lock()
+        # The reservations: each member's records in flight that may trip, by request id.
+        self._held: dict[CircuitCore, set[str]] = {}
+        register(self)
+
+    def _room(self, core: CircuitCore) -> bool:
+        """Whether `core` may be out: it is already counted, or fewer than the cap are."""
+        held = self._held
+        if core.ejected or core in held:
+            return True  # counted already: its trip opens no other member
+        open_now = 0
+        for member in self._members:
+            breaker = self._breakers.get(member)
+            if breaker is not None:
+                other = breaker._core
+                if other.ejected or other in held:
+                    open_now += 1
+        return open_now < self._cap
 
     def __call__(self, core: CircuitCore) -> bool:
         if core.shadow:
             return True  # a shadow breaker rejects nothing: it ejects nothing
         with self._lock:
-            open_now = 0
-            for member in self._members:
-                breaker = self._breakers.get(member)
-                if breaker is not None and breaker._core.ejected:
-                    open_now += 1
-            if open_now >= self._cap:
+            if not self._room(core):
                 return False
             core.ejected = True  # counted from now on, before the lock is released
             return True
+
+    def reserve(self, core: CircuitCore, rid: str) -> bool:
+        if core.shadow:
+            return True
+        with self._lock:
+            if not self._room(core):
+                return False
+            self._held.setdefault(core, set()).add(rid)  # counted from now on
+            return True
+
+    def release(self, core: CircuitCore, rid: str, tripped: bool) -> None:
+        with self._lock:
+            if tripped:
+                core.ejected = True  # (before its reservation goes: counted throughout)
+            held = self._held.get(core)
+            if held is not None:
+                held.discard(rid)
+                if not held:
+                    del self._held[core]
+
+    # In a forked child (circuitry._fork): the parent threads' records never
+    # settle there, and the lock may have been held by one of them. (Nothing
+    # to take before the fork: a breaker's lock is taken before this one, and
+    # the fork takes the breakers' locks.)
+
+    def _before_fork(self) -> None:
+        pass
+
+    def _after_fork_in_parent(self) -> None:
+        pass
+
+    def _after_fork_in_child(self, forking_thread: int) -> None:
+        self._lock = threading.Lock()
+        self._held.clear()
 
 
 class BreakerPool:
@@ -90,10 +154,12 @@ class BreakerPool:
         max_ejection_percent: at most `max(1, floor(max_ejection_percent *
             len(members) / 100))` members are open by their own trips at once;
             a member whose trip would exceed that stays CLOSED (its failure is
-            counted; event `TripSuppressed`). `trip()`, `force_open()` and a
-            shared store's trips are not capped (with a store, members trip
-            in Redis: the cap applies to this process's own trips only when
-            the store is down). A breaker can be in one pool with a cap.
+            counted; event `TripSuppressed`). `trip()` and `force_open()` are
+            not capped. With a shared store the cap holds per process: a
+            member's record says whether the script may trip it, and a
+            process never opens more members than the cap by its own trips
+            (two processes together may). A breaker can be in one pool with
+            a cap.
         max_attempts: how many members a call may run on, at most (rejections
             are not attempts); every member once when None.
         name: the pool's name, in the `CircuitOpenError` when every member rejected.

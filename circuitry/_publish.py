@@ -22,7 +22,8 @@ Every transition (`_fire`), and every change that bears on them, publishes
 - `deferring`: the generation while a success of that generation cannot
   move the circuit, else None: CLOSED or FORCED_CLOSED, no slow-call rule,
   nobody listening, and with a window too few failures in it for any
-  success to trip the failure rate (`_cannot_trip`, see _rules.py). The
+  success to trip the failure rate (`_cannot_trip`, see _rules.py), nor a
+  rule met that a pool's ejection cap held back (`_trip`). The
   adapter then appends `(generation, started, now)` to `pending` instead of
   calling `complete`, and calls `fold` under the lock once `FOLD_AT` are
   waiting (_batch.py).
@@ -83,6 +84,8 @@ class Publisher(MetricsStore):
         trial_starts: list[float]
         _can_defer: bool
         _cannot_trip: Callable[[Window], bool]
+        _window_trips: Callable[[Window], bool]
+        trip_gate: object
         throttle: Throttle | None
         shadow: bool
 
@@ -116,7 +119,18 @@ class Publisher(MetricsStore):
             # With a throttle, each arrival is counted (and may be throttled) under the lock.
             self.admitting = self.generation if self.throttle is None else None
             window = self.window
-            if quiet and self._can_defer and (window is None or self._cannot_trip(window)):
+            if (
+                quiet
+                and self._can_defer
+                and (
+                    window is None
+                    or (
+                        self._cannot_trip(window)
+                        # (A pool's cap can hold a met rule back: a success then trips.)
+                        and (self.trip_gate is None or not self._window_trips(window))
+                    )
+                )
+            ):
                 self.deferring = self.generation
             else:
                 self.deferring = None

@@ -191,6 +191,7 @@ def parse_reply(raw: bytes | str) -> Reply | None:
         owed,
         requests,
         accepts,
+        suppressed,
     ) = text.split("|")
     return Reply(
         _STATES[state],
@@ -211,6 +212,7 @@ def parse_reply(raw: bytes | str) -> Reply | None:
         if owed
         else (),
         (int(requests), int(accepts)) if requests else None,
+        suppressed == "1",
     )
 
 
@@ -325,3 +327,11 @@ def _lua(text: str) -> str:
 SCRIPT = script(resources.files("circuitry").joinpath("_circuit.lua").read_text(encoding="utf-8"))
 """The script Redis runs: `_circuit.lua`, with the Lua generated here."""
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+"""The script's id (EVALSHA; EVAL of `SCRIPT` when the server lacks it): its text's digest.
+
+A change of the script's arguments or reply (the record's "may trip", the
+reply's "suppressed") is a new script under a new id: processes of two
+versions sharing a circuit each run their own script, with its own
+arguments and reply, on the same keys. What they share is the stored
+state's format (`_circuit.lua`, "Stored"), and `config_id`.
+"""

@@ -63,13 +63,13 @@ import attrs
 
 from ._classify import FAILURE, IGNORED, SUCCESS, Outcome
 from ._config import CircuitBreakerConfig
-from ._core import RIDING, SHADOW, CircuitCore, Trigger
+from ._core import RIDING, SHADOW, CircuitCore, Trigger, TripGate
 from ._delivery import AlertOnly, ListenersOnly
 from ._metrics import _FAST_REJECTIONS, CircuitMetrics, LatencyHistogram
 from ._shared_fallback import FallbackCore, Mode, StoreError
 from ._state import CircuitState
 from ._throttle import Throttle
-from .events import StateChanged
+from .events import StateChanged, TripSuppressed
 
 __all__ = [
     "REFRESH",
@@ -172,6 +172,8 @@ class Reply(NamedTuple):
     # The throttle's (requests, accepts) over its window, cluster-wide, once a
     # record reported to it (None otherwise).
     throttle: tuple[int, int] | None = None
+    # A trip rule was met, but the record said it may not trip (an ejection cap).
+    suppressed: bool = False
 
 
 Answer = Reply | StoreError | None
@@ -447,7 +449,9 @@ class SharedCore(FallbackCore):
         duration: float | None = None,
     ) -> None:
         """Record a completion in this process only (a dropped permit: its lease frees the slot)."""
-        self.plan_complete(generation, started, now, outcome, exception, duration)
+        request = self.plan_complete(generation, started, now, outcome, exception, duration)
+        if request is not None and self.trip_gate is not None:
+            self.trip_gate.release(self, request.rid, False)  # (not sent: reserves nothing)
 
     def plan_complete(
         self,
@@ -504,7 +508,7 @@ class SharedCore(FallbackCore):
             return None  # a late result, or the store is down: totals only
         if riding:
             if outcome is FAILURE and state is HALF_OPEN:
-                return self._request("record", (str(issued), "f", "0", "", "1"))
+                return self._request("record", (str(issued), "f", "0", "", "1", "1"))
             return None
         if state is HALF_OPEN:
             if not permit:
@@ -513,22 +517,65 @@ class SharedCore(FallbackCore):
             return None
         # (Not a dict of outcomes: an Enum's hash is Python code, on every call.)
         code = "s" if outcome is SUCCESS else "f" if outcome is FAILURE else "i"
-        args: tuple[str, ...] = (str(issued), code, "1" if slow else "0", permit, "0")
+        args: tuple[str, ...] = (str(issued), code, "1" if slow else "0", permit, "0", "1")
         if throttle is not None:  # the report to the script's throttle (see _circuit.lua)
             args += (repr(max(0.0, now - started)), str(self.throttle_unreported))
             self.throttle_unreported = 0
-        return self._request("record", args)
+        request = self._request("record", args)
+        gate = self.trip_gate
+        if gate is not None and state is CLOSED and not self.shadow:
+            could = code == "f" or (self.window is not None and (slow or self.held_back))
+            return self._gated(gate, request, could)
+        return request
+
+    def _gated(self, gate: TripGate, request: Request, could: bool) -> Request:
+        """A pool member's CLOSED record: "may trip" only with a place under the cap.
+
+        A record that could trip reserves a place (the gate counts the member
+        as out until `apply_complete` or the adapter releases it): a failure;
+        with a window, a slow call, or any call once the last record met a
+        rule the cap held back (`held_back`: the window still meets it).
+        Without a place, or for another success with a window (which trips
+        only by bringing it to `minimum_calls`: held back once, the next call
+        asks), it says "may not trip" and the script keeps the circuit CLOSED
+        if a rule is met. A success without a window trips nothing.
+        """
+        if could:
+            if gate.reserve(self, request.rid):
+                return request
+        elif self.window is None:
+            return request  # a success without a window resets the count: it trips nothing
+        args = request.args
+        return request._replace(args=(*args[:5], "0", *args[6:]))
 
     def apply_complete(self, now: float, request: Request, reply: Answer) -> None:
         if isinstance(reply, StoreError):
             self._unanswered(request, reply)
             self._fall_back(now, reply.error)  # this outcome is the process's alone
+            if self.trip_gate is not None:
+                self.trip_gate.release(self, request.rid, False)
             return
         if reply is not None:  # None: recorded, and nothing else changed
             self._absorb(now, reply, request.epoch)
             if reply.throttle is not None:
                 self.throttle_cluster = reply.throttle
         self._settled(now, request, reply)
+        if self.trip_gate is not None:
+            self._trip_settled(self.trip_gate, now, request, reply)
+
+    def _trip_settled(
+        self, gate: TripGate, now: float, request: Request, reply: Reply | None
+    ) -> None:
+        """A pool member's record answered: TripSuppressed, whether it tripped; its place back."""
+        tripped = False
+        self.held_back = reply is not None and reply.suppressed
+        if reply is not None:
+            if reply.suppressed:
+                self.events.append(TripSuppressed(self.name, now))
+            tripped = (CLOSED, OPEN) in reply.moves and (
+                self.state is OPEN or self.state is HALF_OPEN
+            )
+        gate.release(self, request.rid, tripped)
 
     def _pending(self, now: float) -> None:
         """A call admitted at `now` under the throttle: pending until its record reports it."""

@@ -165,6 +165,15 @@ class FallbackCore(CircuitCore):
                             self.events.append(
                                 AlertOnly(StateChanged(self.name, now, before, after, self.shadow))  # type: ignore[arg-type]
                             )
+                        gate = self.trip_gate
+                        if (
+                            gate is not None
+                            and (CLOSED, OPEN) in moves
+                            and (self.state is OPEN or self.state is CircuitState.HALF_OPEN)
+                        ):
+                            # A trip of this process's whose reply was lost: out
+                            # by its own trip, counted from now (see _pool.py).
+                            gate.release(self, "", True)
             for rid in request.lost:
                 if rid in lost:
                     lost.remove(rid)

@@ -26,6 +26,7 @@ from circuitry.events import (
     CallSucceeded,
     Event,
     StateChanged,
+    TripSuppressed,
 )
 
 NAME = "model"
@@ -63,6 +64,9 @@ class Model:
     trial_successes: int = 0
     trial_failures: int = 0  # half_open_failure_rate: trials failed or slow
     level: float = 0.0  # the open period before jitter
+    # A pool's ejection cap: whether a trip rule met may open the circuit now
+    # (False: it stays CLOSED, everything as the call left it: TripSuppressed).
+    may_trip: bool = True
     open_for: float = 0.0  # the open period in force
 
     allowed: int = 0
@@ -248,7 +252,10 @@ class Model:
             self.window.append((self.now, outcome is FAILURE, is_slow))
             self.consecutive = self.consecutive + 1 if outcome is FAILURE else 0
             if self.trips():
-                self.move(OPEN)
+                if self.may_trip:
+                    self.move(OPEN)
+                else:
+                    self.events.append(TripSuppressed(NAME, self.now))
         elif self.state is HALF_OPEN and self.config.half_open_failure_rate is not None:
             # All the period's trials decide together, on their failure rate.
             if outcome is FAILURE or is_slow:

@@ -2,8 +2,9 @@
 
 Hypothesis draws a config, then a random sequence of acquire / ride (a call
 nested in a trial) / complete (success, failure, ignored) / advance-time /
-poll / snapshot / force_open / force_closed / reset / trip, and after every
-step compares the core with `Model` (tests/model.py).
+poll / snapshot / force_open / force_closed / reset / trip / a trip gate
+saying yes or no (a pool's ejection cap), and after every step compares the
+core with `Model` (tests/model.py).
 In half the runs a success is recorded the way adapters record it without
 the lock whenever the core allows (appended to `pending`, folded in later, at
 the next operation or an explicit `fold`), so that those records meet every
@@ -38,6 +39,22 @@ from circuitry._classify import FAILURE, IGNORED, SUCCESS, Outcome
 from circuitry._core import REJECTED, RIDING, CircuitCore
 
 WINDOW = 10.0  # buckets of 1.0: with integer times a call counts iff now - t <= 9
+
+
+class Gate:
+    """A trip gate that says `may` (a `BreakerPool`'s ejection cap, in process)."""
+
+    def __init__(self, may: bool) -> None:
+        self.may = may
+
+    def __call__(self, core: CircuitCore) -> bool:
+        return self.may
+
+    def reserve(self, core: CircuitCore, rid: str) -> bool:
+        return self.may
+
+    def release(self, core: CircuitCore, rid: str, tripped: bool) -> None:
+        pass
 
 
 def nearest_rank(values: list[int], p: int) -> float:
@@ -186,6 +203,13 @@ class CoreMatchesModel(RuleBasedStateMachine):
     @rule()
     def fold(self) -> None:
         self.core.fold()
+
+    @rule(may=st.booleans())
+    def gate(self, may: bool) -> None:
+        """A pool's ejection cap says whether a trip rule met may open the circuit from now."""
+        self.core.fold()  # (successes recorded before: decided as they would have been)
+        self.core.trip_gate = Gate(may)
+        self.model.may_trip = may
 
     @rule(
         calls=st.lists(

@@ -159,6 +159,26 @@ def test_a_half_open_member_still_counts_until_it_closes(clock: FakeClock) -> No
     assert manager["b"].state is OPEN
 
 
+def test_a_held_back_rule_trips_at_the_next_call_that_may_even_a_success(
+    clock: FakeClock,
+) -> None:
+    # A window: successes would skip the lock (no listener, no slow-call rule) while
+    # no success can trip; a rule met and held back by the cap is not that case.
+    manager = _manager(clock, failure_window=60.0)
+    pool = BreakerPool(manager, ["a", "b"], max_ejection_percent=50)
+    with pytest.raises(Boom):
+        manager["a"].call(_answer_from(set()), "a", "x")
+    with pytest.raises(Boom):
+        manager["b"].call(_answer_from(set()), "b", "x")
+    assert manager["b"].state is CLOSED  # held back: its window still meets the rule
+    assert manager["b"]._core.deferring is None
+    manager["a"].reset()  # the place is free again
+    assert manager["b"].call(_answer_from({"b"}), "b", "x") == "b: x"
+    assert manager["b"].state is OPEN  # the rule, still met, trips at this call
+    assert [m.value for m in (manager["a"].state, manager["b"].state)] == ["closed", "open"]
+    assert pool.max_ejected == 1
+
+
 def test_manual_controls_are_not_capped_nor_counted(clock: FakeClock) -> None:
     manager = _manager(clock)
     BreakerPool(manager, ["a", "b", "c"], max_ejection_percent=34)

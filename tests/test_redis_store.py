@@ -854,7 +854,7 @@ def test_replies_out_of_order_tell_listeners_once_and_alert_once() -> None:
 
     def reply(state: str, generation: int, moves: str = "") -> Reply:
         left = "5.0" if state == "open" else ""
-        text = f"{state}|{generation}|0.0|{left}|{moves}|1|0|0|0|0|0|0|0||||"
+        text = f"{state}|{generation}|0.0|{left}|{moves}|1|0|0|0|0|0|0|0|||||0"
         parsed = parse_reply(text)
         assert parsed is not None
         return parsed

@@ -24,14 +24,19 @@ Each step has a time `t` (seconds from 0, never going back), one action and
 - {"control": "force_open" | "force_closed" | "reset" | "trip" | "backpressure",
   "duration": S};
 - {"read": true}: read the state (what time alone changes, applied).
+A call or a finish may say "may_trip": false: a trip rule it meets leaves
+the circuit CLOSED (a `BreakerPool`'s ejection cap saying no: the core's
+trip gate, the model's `may_trip`, the script's "may trip" argument).
 `expect` is the leg's view after the step, without applying time: `result`
 ("admitted" / "rejected", for a call, hold or nest; `inner` the nested
 call's), `state`, `events` (the transitions the step made, "old>new"),
 `failures` (the window's failures, or the consecutive ones without a
 window), `calls` and `slow` (the window's calls and slow calls; null
 without a window), `trials` (in flight), `trial_successes` and `retry_after`
-(seconds of the open period left; null unless OPEN). A key left out is not
-checked; the scenarios here write them all.
+(seconds of the open period left; null unless OPEN), `suppressed` (whether
+the step met a trip rule that its "may_trip": false held back). A key left
+out is not checked; the scenarios here write them all (`suppressed` those
+with "may_trip").
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ from circuitry._redis_wire import (
 )
 from circuitry._shared import Reply, Request
 from circuitry._window import BUCKETS, CountWindow
-from circuitry.events import StateChanged
+from circuitry.events import StateChanged, TripSuppressed
 from circuitry.redis import RedisStore
 from circuitry.testing import FakeClock
 
@@ -113,7 +118,7 @@ class Leg(Protocol):
 
     def ride(self, t: float, trial: Any) -> Any | None: ...
 
-    def complete(self, ticket: Any, t: float, outcome: Outcome) -> None: ...
+    def complete(self, ticket: Any, t: float, outcome: Outcome, may_trip: bool = True) -> None: ...
 
     def control(self, t: float, action: str, duration: float | None) -> None: ...
 
@@ -128,11 +133,34 @@ def moves(events: list[Any]) -> list[str]:
     ]
 
 
+class Gate:
+    """A trip gate that says what the step says ("may_trip"), as a pool's cap would."""
+
+    def __init__(self) -> None:
+        self.may = True
+
+    def __call__(self, core: CircuitCore) -> bool:
+        if self.may:
+            core.ejected = True
+        return self.may
+
+    def reserve(self, core: CircuitCore, rid: str) -> bool:
+        return self.may
+
+    def release(self, core: CircuitCore, rid: str, tripped: bool) -> None:
+        pass
+
+    def forget(self, core: CircuitCore) -> None:
+        pass
+
+
 class CoreLeg:
     """`CircuitCore`, called as the in-process adapters call it."""
 
     def __init__(self, config: CircuitBreakerConfig) -> None:
         self.core = CircuitCore(config, "vectors", 0.0)
+        self.gate = Gate()
+        self.core.trip_gate = self.gate
 
     def acquire(self, t: float) -> tuple[int, float] | None:
         generation = self.core.acquire(t)
@@ -145,8 +173,14 @@ class CoreLeg:
         generation = self.core.ride(t, trial)
         return None if generation is None else (generation, t)
 
-    def complete(self, ticket: tuple[int, float], t: float, outcome: Outcome) -> None:
-        self.core.complete(ticket[0], ticket[1], t, outcome)
+    def complete(
+        self, ticket: tuple[int, float], t: float, outcome: Outcome, may_trip: bool = True
+    ) -> None:
+        self.gate.may = may_trip
+        try:
+            self.core.complete(ticket[0], ticket[1], t, outcome)
+        finally:
+            self.gate.may = True
 
     def control(self, t: float, action: str, duration: float | None) -> None:
         if action == "trip":
@@ -181,9 +215,11 @@ class CoreLeg:
             calls = sum(window.calls[i] for i in counted)
             failures = sum(window.failures[i] for i in counted)
             slow = sum(window.slow[i] for i in counted)
+        events = core.take_events()
         return {
             "state": core.state.value,
-            "events": moves(core.take_events()),
+            "events": moves(events),
+            "suppressed": any(isinstance(e, TripSuppressed) for e in events),
             "failures": failures,
             "calls": calls,
             "slow": slow,
@@ -210,9 +246,13 @@ class ModelLeg:
         self.model.now = t
         return self.model.ride(trial)
 
-    def complete(self, ticket: Ticket, t: float, outcome: Outcome) -> None:
+    def complete(self, ticket: Ticket, t: float, outcome: Outcome, may_trip: bool = True) -> None:
         self.model.now = t
-        self.model.complete(ticket, outcome)
+        self.model.may_trip = may_trip
+        try:
+            self.model.complete(ticket, outcome)
+        finally:
+            self.model.may_trip = True
 
     def control(self, t: float, action: str, duration: float | None) -> None:
         self.model.now = t
@@ -238,6 +278,7 @@ class ModelLeg:
         return {
             "state": model.state.value,
             "events": moves(events),
+            "suppressed": any(isinstance(e, TripSuppressed) for e in events),
             "failures": model.window_failures(),
             "calls": len(counted) if windowed else None,
             "slow": sum(1 for _, _, slow in counted if slow) if windowed else None,
@@ -272,6 +313,7 @@ class LuaLeg:
         self.config = config
         self.ids = itertools.count()
         self.moves: list[str] = []
+        self.suppressed = False
         self.state = CircuitState.CLOSED
 
     def send(self, t: float, op: str, *args: str) -> Reply | None:
@@ -284,6 +326,7 @@ class LuaLeg:
         reply = parse_reply(raw)
         if reply is not None and op != "peek":
             self.moves += [f"{old.value}>{new.value}" for old, new in reply.moves]
+            self.suppressed = self.suppressed or reply.suppressed
             self.state = reply.state
         return reply
 
@@ -306,7 +349,9 @@ class LuaLeg:
             return None
         return LuaTicket(trial.generation, t, "", True)
 
-    def complete(self, ticket: LuaTicket, t: float, outcome: Outcome) -> None:
+    def complete(
+        self, ticket: LuaTicket, t: float, outcome: Outcome, may_trip: bool = True
+    ) -> None:
         limit = self.config.slow_call_duration
         slow = outcome is not Outcome.IGNORED and limit is not None and t - ticket.started >= limit
         code = {Outcome.SUCCESS: "s", Outcome.FAILURE: "f", Outcome.IGNORED: "i"}[outcome]
@@ -318,6 +363,7 @@ class LuaLeg:
             "1" if slow else "0",
             ticket.permit,
             "1" if ticket.riding else "0",
+            "1" if may_trip else "0",
         )
 
     def control(self, t: float, action: str, duration: float | None) -> None:
@@ -335,9 +381,11 @@ class LuaLeg:
             self.config.failure_window is not None or self.config.failure_window_calls is not None
         )
         events, self.moves = self.moves, []
+        suppressed, self.suppressed = self.suppressed, False
         return {
             "state": reply.state.value,
             "events": events,
+            "suppressed": suppressed,
             "failures": reply.window_failures if windowed else reply.consecutive_failures,
             "calls": reply.window_calls if windowed else None,
             "slow": reply.window_slow if windowed else None,
@@ -354,7 +402,9 @@ def run_step(leg: Leg, step: dict[str, Any], held: dict[str, Any]) -> dict[str, 
         ticket = leg.acquire(t)
         if ticket is None:
             return {"result": "rejected"}
-        leg.complete(ticket, t + step.get("took", 0.0), Outcome(step["call"]))
+        leg.complete(
+            ticket, t + step.get("took", 0.0), Outcome(step["call"]), step.get("may_trip", True)
+        )
         return {"result": "admitted"}
     if "hold" in step:
         ticket = leg.acquire(t)
@@ -362,7 +412,9 @@ def run_step(leg: Leg, step: dict[str, Any], held: dict[str, Any]) -> dict[str, 
             held[step["hold"]] = ticket
         return {"result": "rejected" if ticket is None else "admitted"}
     if "finish" in step:
-        leg.complete(held.pop(step["finish"]), t, Outcome(step["outcome"]))
+        leg.complete(
+            held.pop(step["finish"]), t, Outcome(step["outcome"]), step.get("may_trip", True)
+        )
         return {}
     if "nest" in step:
         outer_outcome, inner_outcome = step["nest"]
@@ -441,6 +493,7 @@ def test_the_vectors_are_well_formed() -> None:
         "trials",
         "trial_successes",
         "retry_after",
+        "suppressed",
     }
     assert SCENARIOS
     for scenario in SCENARIOS.values():
@@ -448,6 +501,7 @@ def test_the_vectors_are_well_formed() -> None:
         for step in scenario["steps"]:
             assert len(actions & step.keys()) == 1, step
             assert set(step["expect"]) <= keys, step
+            assert "may_trip" not in step or step.keys() & {"call", "finish"}, step
 
 
 # -- the front end: in-process and on Redis -------------------------------------------------
@@ -460,6 +514,18 @@ class Program:
         self.breaker = breaker
         self.clock = clock
         self.held: dict[str, Any] = {}
+        self.gate: Gate | None = None  # (see `gated`)
+        self.suppressed: list[TripSuppressed] = []
+
+    def gated(self) -> None:
+        """Ask a `Gate` before each trip: the steps' "may_trip" says what it answers.
+
+        (Only for scenarios with "may_trip": a gated member of a store sends
+        a plain success as "may not trip", see SharedCore._gated.)
+        """
+        self.gate = Gate()
+        self.breaker._core.trip_gate = self.gate
+        self.breaker.subscribe(self.suppressed.append, TripSuppressed)
 
     def call(self, outcome: str, took: float = 0.0) -> str:
         def body() -> None:
@@ -499,6 +565,8 @@ class Program:
         breaker = self.breaker
         if step["t"] > self.clock():
             self.clock.set(float(step["t"]))
+        if self.gate is not None:
+            self.gate.may = step.get("may_trip", True)
         if "call" in step:
             return {"result": self.call(step["call"], step.get("took", 0.0))}
         if "hold" in step:
@@ -589,6 +657,9 @@ def test_a_scenario_runs_the_same_in_process_and_on_redis(
 ) -> None:
     scenario = SCENARIOS[name]
     local, shared = pair(**{"reset_timeout_jitter": 0.0, **scenario["config"]})
+    if any("may_trip" in step for step in scenario["steps"]):
+        local.gated()
+        shared.gated()
     for i, step in enumerate(scenario["steps"]):
         want = step["expect"]
         for program in (local, shared):
@@ -599,6 +670,9 @@ def test_a_scenario_runs_the_same_in_process_and_on_redis(
                 if key in want:
                     assert value.split(":")[0] == want[key], (where, key, got)
         same_metrics(local.breaker, shared.breaker)
+    # Each trip the gate held back, told alike (in process by the core, on Redis by the reply).
+    held_back = sum(bool(step["expect"].get("suppressed")) for step in scenario["steps"])
+    assert len(local.suppressed) == len(shared.suppressed) == held_back
 
 
 # -- random programs ---------------------------------------------------------------------
