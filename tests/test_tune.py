@@ -294,3 +294,88 @@ def test_unhealthy_takes_iso_times_as_an_interval(
     )  # the 5th 503 ends at 34.1 s
     assert main(["simulate", "--trace", str(trace), "--unhealthy", "08:00/09:00"]) == 2
     assert "ISO-8601" in capsys.readouterr().err
+
+
+# -- the ordered replay is simulate_rows' replay -----------------------------------------
+
+
+def _equal_reports(
+    rows: list[Any], configs: dict[str, CircuitBreakerConfig], unhealthy: Any
+) -> None:
+    from circuitry.simulation import simulate_rows
+    from circuitry.simulation._replay import event_order, replay_ordered
+
+    expected = simulate_rows(rows, configs, unhealthy, seed=7)
+    order = event_order(rows)
+    for label, config in configs.items():
+        assert replay_ordered(rows, order, config, unhealthy, 7) == expected[label], label
+
+
+CONFIGS = {
+    "http_api": ServicePresets.http_api(),
+    "high_volume": ServicePresets.high_volume(),
+    "jitter_backoff": CircuitBreakerConfig(
+        failure_threshold_count=2,
+        reset_timeout=3,
+        reset_timeout_multiplier=2,
+        max_reset_timeout=30,
+        reset_timeout_jitter=0.5,
+        success_threshold_count=2,
+        test_request_count=2,
+        half_open_max_wait=4,
+    ),
+    "count_window_rate": CircuitBreakerConfig(
+        failure_threshold_count=None,
+        failure_threshold_percentage=30,
+        failure_window_calls=20,
+        minimum_calls=10,
+        half_open_failure_rate=50,
+        success_threshold_count=4,
+        test_request_count=2,
+    ),
+    "slow": CircuitBreakerConfig(
+        failure_window=30, slow_call_duration=0.5, slow_call_rate_threshold=40, minimum_calls=5
+    ),
+    "shadow": ServicePresets.database().evolve(shadow=True),
+}
+
+
+@pytest.mark.parametrize("name", ["outage", "brownout", "flapping", "slow"])
+def test_replay_ordered_gives_simulate_rows_report_on_every_scenario(name: str) -> None:
+    from circuitry import AdaptiveThrottle
+
+    built = scenario(name, seed=3)
+    configs = {
+        **CONFIGS,
+        "throttle": ServicePresets.http_api().evolve(
+            adaptive_throttle=AdaptiveThrottle(k=1.5, window=10, min_requests=5)
+        ),
+    }
+    _equal_reports(rows_of(name, 3), configs, built.unhealthy)
+
+
+def test_replay_ordered_keeps_ties_services_and_backpressure_as_simulate_rows() -> None:
+    import random
+
+    from circuitry.simulation._replay import Backpressure
+
+    rng = random.Random(11)
+    rows: list[Any] = []
+    for step in range(3000):
+        start = step // 3 * 0.5  # three calls an instant: ties between starts
+        duration = rng.choice([0.0, 0.5, 1.0, 1.5, 7.0])  # ends on starts, zero-length calls
+        kind = rng.random()
+        if kind < 0.02:
+            outcome: Any = Backpressure(rng.choice([0.5, 2.0]))
+        else:
+            outcome = OUTCOMES[rng.choice(["success", "success", "failure", "ignored"])]
+        rows.append((start, duration, outcome, rng.choice([None, "a", "b"])))
+    _equal_reports(rows, CONFIGS, [(200.0, 300.0)])
+    _equal_reports([(r[0], r[1], r[2], None) for r in rows], CONFIGS, [])
+
+
+def test_event_order_refuses_rows_out_of_start_order() -> None:
+    from circuitry.simulation._replay import event_order
+
+    with pytest.raises(ValueError, match=r"calls must come in start order: 1\.0 after 2\.0"):
+        event_order([(2.0, 0.1, OUTCOMES["ok"], None), (1.0, 0.1, OUTCOMES["ok"], None)])

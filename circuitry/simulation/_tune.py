@@ -2,9 +2,10 @@
 
 The search varies the values of the rules the base config has on (it never
 turns a rule on or off: to compare shapes, tune from each shape), each over
-the range in `RANGES`. Every config is replayed through the same calls by
-`simulate_rows`; the four counts that matter to a breaker's owner are
-compared:
+the range in `RANGES`. Every config is replayed through the same calls, as
+`simulate_rows` replays them (`replay_ordered`: the calls' order is worked
+out once for all configs); the four counts that matter to a breaker's owner
+are compared:
 
 - `failures_admitted`: failed calls let through (the dependency's load
   while it is down, and the errors users saw);
@@ -32,7 +33,7 @@ from typing import Any
 import attrs
 
 from .._config import AdaptiveThrottle, CircuitBreakerConfig
-from ._replay import Row, SimulationReport, simulate_rows
+from ._replay import Row, SimulationReport, event_order, replay_ordered
 
 __all__ = ["RANGES", "TuneResult", "Tuned", "tune"]
 
@@ -178,25 +179,24 @@ def _key(config: CircuitBreakerConfig) -> str:
 
 # -- evaluation -------------------------------------------------------------------
 
-_ROWS: Sequence[Row] = ()  # a worker's rows (set before the fork, or by the initializer)
+_ROWS: Sequence[Row] = ()  # a worker's rows and their order (set before the fork,
+_ORDER: Sequence[int] = ()  # or by the initializer)
 
 
-def _init_worker(rows: Sequence[Row]) -> None:
-    global _ROWS
-    _ROWS = rows
+def _init_worker(rows: Sequence[Row], order: Sequence[int]) -> None:
+    global _ROWS, _ORDER
+    _ROWS, _ORDER = rows, order
 
 
 def _run_chunk(
     configs: Sequence[CircuitBreakerConfig], unhealthy: Sequence[tuple[float, float]], seed: int
 ) -> list[SimulationReport]:
-    labels = {str(i): config for i, config in enumerate(configs)}
-    reports = simulate_rows(_ROWS, labels, unhealthy, seed=seed)
-    return [reports[str(i)] for i in range(len(configs))]
+    return [replay_ordered(_ROWS, _ORDER, config, unhealthy, seed) for config in configs]
 
 
 # Below this many config-calls, worker processes cost more than they save.
 _PARALLEL_ABOVE = 400_000
-_CHUNK = 2  # configs per replay: lanes share the rows' loop; small for an even spread
+_CHUNK = 2  # configs per task: small, for an even spread over the workers
 
 
 def _evaluate(
@@ -208,8 +208,9 @@ def _evaluate(
     done: Callable[[int], None],
 ) -> list[SimulationReport]:
     chunks = [configs[i : i + _CHUNK] for i in range(0, len(configs), _CHUNK)]
+    order = event_order(rows)  # the same for every config: computed once
     if jobs <= 1 or len(chunks) == 1 or len(rows) * len(configs) < _PARALLEL_ABOVE:
-        _init_worker(rows)
+        _init_worker(rows, order)
         try:
             results = []
             for chunk in chunks:
@@ -217,21 +218,21 @@ def _evaluate(
                 done(len(results))
             return results
         finally:
-            _init_worker(())
+            _init_worker((), ())
     import concurrent.futures
     import multiprocessing
 
     # fork shares the rows for free; elsewhere each worker gets them once, pickled.
     forking = "fork" in multiprocessing.get_all_start_methods()
     workers = min(jobs, len(chunks))
-    _init_worker(rows)  # inherited by forked workers
+    _init_worker(rows, order)  # inherited by forked workers
     try:
         if forking:
             context = multiprocessing.get_context("fork")
             pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
         else:  # pragma: no cover - Windows, and macOS builds without fork
             pool = concurrent.futures.ProcessPoolExecutor(
-                workers, initializer=_init_worker, initargs=(rows,)
+                workers, initializer=_init_worker, initargs=(rows, order)
             )
         with pool:
             futures = [pool.submit(_run_chunk, chunk, unhealthy, seed) for chunk in chunks]
@@ -241,7 +242,7 @@ def _evaluate(
                 done(finished)
             return [report for future in futures for report in future.result()]
     finally:
-        _init_worker(())
+        _init_worker((), ())
 
 
 # -- scoring ----------------------------------------------------------------------
