@@ -33,20 +33,42 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 
 REDIS_SERVER = shutil.which("redis-server")
+# What the cluster and Sentinel tests start besides redis-server.
+CLUSTER_TOOLS = {"redis-cli": "redis-tools", "redis-sentinel": "redis-sentinel"}
+# Modules that start a redis-server of their own, not through the fixtures.
+_OWN_SERVER = {"test_httpx_redis.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Without redis-server (a fresh machine, outside CI), the Redis tests are skipped.
+    """Without Redis (a fresh machine, outside CI), the tests that need it are skipped.
 
-    They need the real server, never a stand-in: Debian's `apt-get install
-    redis-server`, which `.ci/run` does; in CI a skip fails the run (below).
+    They need the real servers, never a stand-in: Debian's `apt-get install
+    redis-server redis-tools redis-sentinel`, which `.ci/run` does; in CI a
+    skip fails the run (below). A test needs redis-server when it is in a
+    `test_redis_*` module, starts one of its own, or uses the `redis_url` or
+    `redis_server` fixture; the cluster and Sentinel tests need the tools too.
     """
-    if REDIS_SERVER is not None:
-        return
-    skip = pytest.mark.skip(reason="redis-server is not installed (apt-get install redis-server)")
+    missing_tools = [package for tool, package in CLUSTER_TOOLS.items() if not shutil.which(tool)]
     for item in items:
-        if item.path.name.startswith("test_redis_"):
-            item.add_marker(skip)
+        name = item.path.name
+        needs_redis = (
+            name.startswith("test_redis_")
+            or name in _OWN_SERVER
+            or {"redis_url", "redis_server"} & set(getattr(item, "fixturenames", ()))
+        )
+        if needs_redis and REDIS_SERVER is None:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="redis-server is not installed (apt-get install redis-server)"
+                )
+            )
+        elif name == "test_redis_cluster.py" and missing_tools:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="the cluster and Sentinel tools are not installed "
+                    f"(apt-get install {' '.join(missing_tools)})"
+                )
+            )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
