@@ -13,8 +13,9 @@ rule about what an answer means is here, in `classify`, once:
   backpressure: the breaker opens for the hinted delay (capped) without
   counting a failure, and the call itself counts as ignored;
 - anything else is `is_failure(response)`'s to decide (default: status >= 500
-  or 429), and a 503 with `Retry-After` also opens the breaker for that long
-  (`trip`), as a failure.
+  or 429), and a 503 with `Retry-After` also opens the breaker for that long,
+  after counting as a failure (by the core's backpressure rule: never a
+  shorter open period, nothing in a forced state).
 
 This module imports no client library: the bindings bring their own.
 """
@@ -32,12 +33,9 @@ from typing import Generic, Protocol, TypeVar
 from ._breaker import CircuitBreaker
 from ._classify import FAILURE, IGNORED, SUCCESS, Outcome
 from ._config import _duration, _optional_callable
-from ._core import CircuitCore, Trigger
 from ._errors import CircuitOpenError
 from ._manager import CircuitBreakerManager, integration_manager
-from ._metrics import CircuitMetrics
 from ._permit import Permit
-from ._state import CircuitState
 
 __all__ = [
     "Action",
@@ -53,7 +51,6 @@ logger = logging.getLogger("circuitry")
 RequestT = TypeVar("RequestT")
 ResponseT = TypeVar("ResponseT")
 
-_FORCED = (CircuitState.FORCED_OPEN, CircuitState.FORCED_CLOSED)
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _DELTA_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 
@@ -122,7 +119,7 @@ class Action(enum.Enum):
 
     NONE = "count the outcome only"
     BACKPRESSURE = "backpressure(seconds), the call counted as ignored"
-    TRIP = "trip(seconds) unless open longer already or forced, after counting the outcome"
+    TRIP = "count the outcome, then open for seconds as backpressure does (never shorter)"
 
 
 def classify(
@@ -244,8 +241,11 @@ class HTTPGuard(Generic[RequestT, ResponseT]):
                 permit._complete(outcome, None)
             return
         permit._complete(outcome, None)
-        if action is Action.TRIP and _lengthens(breaker.metrics(), seconds):
-            breaker.trip(seconds)
+        if action is Action.TRIP:
+            # The core keeps a longer open period and ignores a forced state
+            # (an operator's decision outranks the server's hint), and leaves
+            # the backoff as the failure left it.
+            breaker.backpressure(seconds)
 
     async def answered_async(
         self, breaker: CircuitBreaker, permit: Permit, response: ResponseT
@@ -259,8 +259,8 @@ class HTTPGuard(Generic[RequestT, ResponseT]):
                 await permit._complete_async(outcome, None)
             return
         await permit._complete_async(outcome, None)
-        if action is Action.TRIP and _lengthens(await breaker._read_async(_snapshot), seconds):
-            await breaker._control_async(Trigger.TRIP_CALLED, breaker._trip_duration(seconds))
+        if action is Action.TRIP:
+            await breaker._backpressure_async(seconds)
 
     def _classify(
         self, breaker: CircuitBreaker, response: ResponseT
@@ -292,15 +292,3 @@ def _failure_of(exc: BaseException, transport_error: bool) -> tuple[Outcome, Bas
     # Cancellation, KeyboardInterrupt, a bug: the host did not answer either
     # way, so the call counts as neither (and frees its slot).
     return IGNORED, None
-
-
-def _lengthens(metrics: CircuitMetrics, seconds: float) -> bool:
-    """Whether opening for `seconds` is the server's hint to obey."""
-    if metrics.current_state in _FORCED:
-        return False  # an operator's decision outranks the server's hint
-    # Open for longer already: never shorten it.
-    return metrics.retry_after is None or metrics.retry_after < seconds
-
-
-def _snapshot(core: CircuitCore, now: float) -> CircuitMetrics:
-    return core.snapshot(now)
