@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import os
 import threading
 import weakref
@@ -61,26 +60,20 @@ from redis.retry import Retry
 from . import _fork
 from ._clock import clock_from
 from ._config import CircuitBreakerConfig
+from ._redis_nodes import (
+    BACKOFF_MAX,
+    BACKOFF_START,
+    node_name,
+    retries,
+    watch_master,
+)
+from ._redis_nodes import MASTER_CHECK as MASTER_CHECK  # (documented here: see the module doc)
+from ._redis_nodes import Outage as _Outage
 from ._redis_wire import SCRIPT, command_for, parse_reply
 from ._seconds import seconds
 from ._shared import Answer, Mode, Request, SharedCore, StoreError
 
 __all__ = ["RedisStore"]
-
-BACKOFF_START = 1.0
-"""Seconds the store leaves Redis alone after a first failure; doubled at each next one."""
-BACKOFF_MAX = 30.0
-
-MASTER_CHECK = 1.0
-"""Seconds between two asks of the Sentinels for the master's address (`from_sentinel`).
-
-A failover Sentinel makes while the old master runs (`SENTINEL FAILOVER`, a
-partition) leaves it a master for a while (11 s in a test) before it is
-demoted: connections to it would go on writing there, and their writes
-would be lost. A thread asks every `MASTER_CHECK` seconds and, when the
-address changed, closes the idle connections, so that the next request
-connects to the new master.
-"""
 
 DEFAULT_TTL = 24 * 3600.0
 DEFAULT_LEASE = 30.0
@@ -94,26 +87,6 @@ the backoff is the store's, shared by breakers whatever their clocks)."""
 logger = logging.getLogger("circuitry")
 
 _CLUSTERS = (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)
-
-
-class _Outage:
-    """The backoff of one Redis server (a cluster's node; the one server of a plain client).
-
-    After a failure nothing is sent to it until `retry_at`; then one request
-    (the probe) is let through, and the others keep waiting until it fails
-    (the backoff doubles, up to BACKOFF_MAX) or succeeds (the outage is over).
-    Each request carries the number of the period it was sent in (`period`:
-    a new one at an outage's start and at each probe), so one that was
-    already out then fails without doubling the backoff.
-    """
-
-    __slots__ = ("backoff", "error", "period", "retry_at")
-
-    def __init__(self) -> None:
-        self.error: StoreError | None = None  # the error of the outage going on
-        self.retry_at = -math.inf  # the time (_CLOCK) before which the server is left alone
-        self.backoff = BACKOFF_START
-        self.period = 0
 
 
 class RedisStore:
@@ -185,13 +158,13 @@ class RedisStore:
         if time_source is not None and not callable(time_source):
             raise TypeError(f"time_source must be callable or None, got {time_source!r}")
         for field, given in (("client", client), ("async_client", async_client)):
-            if _retries(given):
+            if retries(given):
                 logger.warning(
                     "RedisStore: %s retries %d times: a dead or hung Redis will delay "
                     "calls by that many socket timeouts; pass retry=Retry(NoBackoff(), 0) "
                     "or use RedisStore.from_url",
                     field,
-                    _retries(given),
+                    retries(given),
                 )
         self.client = client
         self.async_client = async_client
@@ -446,7 +419,7 @@ class RedisStore:
         slot = self._slots.get(key)
         if slot is None:
             slot = self._slots[key] = key_slot(key.encode())
-        node = _node_name(client, slot) or _node_name(self.client, slot) or f"slot {slot}"
+        node = node_name(client, slot) or node_name(self.client, slot) or f"slot {slot}"
         outage = self._nodes.get(node)
         if outage is None:
             with self._lock:
@@ -551,7 +524,7 @@ class RedisStore:
                 return
             self._watcher_pid = os.getpid()
         threading.Thread(
-            target=_watch_master,
+            target=watch_master,
             args=(weakref.ref(self), self.client.connection_pool, self._watch_stop),
             name="circuitry-sentinel-master",
             daemon=True,
@@ -689,45 +662,3 @@ class RedisStore:
         self._watch_stop = threading.Event()
         self._token = os.urandom(6).hex()  # permit ids stay unique across processes
         # redis-py's pools notice the new pid and connect afresh.
-
-
-def _watch_master(store: weakref.ref[RedisStore], pool: Any, stop: threading.Event) -> None:
-    """Ask the Sentinels for the master every MASTER_CHECK seconds until `stop` or the store goes.
-
-    redis-py's `SentinelConnectionPool.get_master_address` closes the idle
-    connections when the address changed; the asyncio client's pool is told
-    at its next request (`_master_moves`).
-    """
-    last = None
-    while not stop.wait(MASTER_CHECK):
-        try:
-            address = pool.get_master_address()
-        except Exception:  # the Sentinels are down: the master's own connections tell
-            continue
-        watched = store()
-        if watched is None:
-            return
-        if last is not None and address != last:
-            watched._master_moves += 1
-        last = address
-        del watched
-
-
-def _node_name(client: Any, slot: int) -> str | None:
-    """The name ("host:port") of the master that `client` (a RedisCluster) maps `slot` to."""
-    nodes = getattr(getattr(client, "nodes_manager", None), "slots_cache", {}).get(slot)
-    return nodes[0].name if nodes else None
-
-
-def _retries(client: object) -> int:
-    """How many times `client` retries a failed command (0 when it cannot tell).
-
-    A `redis.Redis` tells by `get_retry()`; a `RedisCluster` (redis-py 8) has
-    none, its retries are its `retry` (built from `cluster_error_retry_attempts`,
-    10 by default in redis-py 8, when not given).
-    """
-    get_retry = getattr(client, "get_retry", None)
-    retry = get_retry() if callable(get_retry) else getattr(client, "retry", None)
-    get_retries = getattr(retry, "get_retries", None)
-    count = get_retries() if callable(get_retries) else 0
-    return count if isinstance(count, int) else 0
