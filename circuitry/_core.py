@@ -64,12 +64,10 @@ The rest of the core's work has its own module, each a base class of
 
 from __future__ import annotations
 
-import enum
 import math
 import random as _random
-import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from ._batch import Batcher
 from ._classify import (
@@ -99,6 +97,9 @@ from .events import (
 if TYPE_CHECKING:
     from ._shared import Request
 
+from ._controls import ManualControls
+from ._transitions import _TRANSITIONS, REJECTED, RIDING, SHADOW, Trigger, TripGate
+
 __all__ = [
     "REJECTED",
     "RIDING",
@@ -113,78 +114,8 @@ HALF_OPEN = CircuitState.HALF_OPEN
 FORCED_OPEN = CircuitState.FORCED_OPEN
 FORCED_CLOSED = CircuitState.FORCED_CLOSED
 
-REJECTED = -1
-"""What `acquire` returns for a rejected call (generations are >= 0)."""
 
-RIDING = -2
-"""A call riding on a trial of generation g has the ticket `RIDING - g` (see `ride`)."""
-
-SHADOW = sys.maxsize
-"""The ticket of a call a shadow breaker would have rejected: it runs, and counts nowhere.
-
-Above every generation, so that the adapters' checks for a rejection
-(`== REJECTED`, `< 0`) let it through, and `complete` knows it at once."""
-
-
-class Trigger(enum.Enum):
-    """What makes the circuit move."""
-
-    TRIP = "a trip rule is met after a completed call"
-    OPEN_PERIOD_ELAPSED = "the open period has passed"
-    TRIALS_SUCCEEDED = "success_threshold_count trials succeeded (or few enough failed)"
-    TRIAL_FAILED = "a trial failed (or too many of them)"
-    TRIAL_HUNG = "a trial has been in flight for half_open_max_wait"
-    TRIP_CALLED = "trip()"
-    BACKPRESSURE = "backpressure(duration): the dependency asked to slow down, did not fail"
-    FORCE_OPEN = "force_open()"
-    FORCE_CLOSED = "force_closed()"
-    RESET = "reset()"
-
-
-# Every transition of the state machine, on one screen.
-_TRANSITIONS: dict[tuple[CircuitState, Trigger], CircuitState] = {
-    (CLOSED, Trigger.TRIP): OPEN,
-    (OPEN, Trigger.OPEN_PERIOD_ELAPSED): HALF_OPEN,
-    (HALF_OPEN, Trigger.TRIALS_SUCCEEDED): CLOSED,
-    (HALF_OPEN, Trigger.TRIAL_FAILED): OPEN,  # with backoff
-    (HALF_OPEN, Trigger.TRIAL_HUNG): OPEN,  # with backoff, as a failed trial
-    # Backpressure opens for the hinted delay and counts no failure (no backoff
-    # either); an OPEN period it would not lengthen stays as it is (see
-    # `control`). A forced state is an operator's decision: it has none.
-    (CLOSED, Trigger.BACKPRESSURE): OPEN,
-    (OPEN, Trigger.BACKPRESSURE): OPEN,
-    (HALF_OPEN, Trigger.BACKPRESSURE): OPEN,
-}
-for _state in CircuitState:  # the manual controls work from every state
-    _TRANSITIONS[_state, Trigger.TRIP_CALLED] = OPEN
-    _TRANSITIONS[_state, Trigger.FORCE_OPEN] = FORCED_OPEN
-    _TRANSITIONS[_state, Trigger.FORCE_CLOSED] = FORCED_CLOSED
-    _TRANSITIONS[_state, Trigger.RESET] = CLOSED
-del _state
-
-
-class TripGate(Protocol):
-    """What a core asks before a trip (`BreakerPool`'s ejection cap, circuitry._pool).
-
-    In process a trip rule is decided here: `_trip` calls the gate, which
-    sets `ejected` when it says yes. With a shared store the script decides
-    (circuitry._shared): a record that could trip first `reserve`s a place
-    under the request's id, sends "may trip" only if it got one, and
-    `release`s it once the reply (or its loss) is known.
-    """
-
-    def __call__(self, core: CircuitCore) -> bool: ...
-
-    def reserve(self, core: CircuitCore, rid: str) -> bool:
-        """Whether `core` may trip on the request `rid`; if so it counts as out until released."""
-        ...
-
-    def release(self, core: CircuitCore, rid: str, tripped: bool) -> None:
-        """The request `rid` is settled (`tripped`: it opened the circuit). Idempotent."""
-        ...
-
-
-class CircuitCore(Batcher, InProcessSteps):
+class CircuitCore(Batcher, ManualControls, InProcessSteps):
     """The state and rules of one circuit breaker. Not thread-safe: adapters lock."""
 
     __slots__ = (
@@ -568,53 +499,7 @@ class CircuitCore(Batcher, InProcessSteps):
             return CallFailed(self.name, now, duration, exception)
         return CallIgnored(self.name, now, duration)
 
-    # -- manual control and reads ---------------------------------------------
-
-    def force_open(self, now: float) -> None:
-        self._fire(Trigger.FORCE_OPEN, self._tick(now))
-
-    def force_closed(self, now: float) -> None:
-        self._fire(Trigger.FORCE_CLOSED, self._tick(now))
-
-    def reset(self, now: float) -> None:
-        self._fire(Trigger.RESET, self._tick(now))
-
-    def trip(self, now: float, duration: float | None = None) -> None:
-        """Open the circuit now, for `duration` seconds or the next open period.
-
-        The next open period is what a trip would get from the current state:
-        from HALF_OPEN or OPEN the backed-off one (as a failed trial), else
-        `reset_timeout`, with jitter. A given `duration` has no jitter.
-        """
-        self._fire(Trigger.TRIP_CALLED, self._tick(now), duration)
-
-    def backpressure(self, now: float, duration: float) -> None:
-        """The dependency asked to slow down for `duration` seconds: open that long.
-
-        Not a failure: no trip rule counts it and the backoff level stays as
-        it is, so a backpressured HALF_OPEN trial reopens for `duration`, not
-        the backed-off open period. An OPEN period that already ends later
-        stays as it is; a forced state is left alone.
-        """
-        self.control(Trigger.BACKPRESSURE, self._tick(now), duration)
-
-    def control(self, trigger: Trigger, now: float, duration: float | None) -> None:
-        """Make the manual control `trigger` at `now` (already ticked), if it moves anything.
-
-        A control with no transition from the current state (backpressure in
-        a forced state), or a backpressure that would not lengthen the open
-        period, does nothing. `_circuit.lua`'s `control` mirrors this.
-        """
-        if (self.state, trigger) not in _TRANSITIONS:
-            return
-        if (
-            trigger is Trigger.BACKPRESSURE
-            and self.state is OPEN
-            and duration is not None
-            and self.open_until >= now + duration
-        ):
-            return
-        self._fire(trigger, now, duration)
+    # -- reads (the manual controls: circuitry._controls) -----------------------
 
     def poll(self, now: float) -> CircuitState:
         """Apply the transitions time alone makes; return the state."""

@@ -23,11 +23,11 @@ from typing import Any, ParamSpec, TypeVar
 
 from ._breaker import CircuitBreaker
 from ._config import CircuitBreakerConfig
-from ._core import TripGate
 from ._delivery import Subscription, check_subscription
 from ._metrics import CircuitMetrics
 from ._shared import Store
 from ._state import AlertLevel
+from ._transitions import TripGate
 from .events import Event
 
 logger = logging.getLogger("circuitry")

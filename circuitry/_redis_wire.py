@@ -24,9 +24,9 @@ import hashlib
 from importlib import resources
 
 from ._config import AdaptiveThrottle, CircuitBreakerConfig
-from ._core import _TRANSITIONS, Trigger
 from ._shared import Reply, Request, SharedCore
 from ._state import CircuitState
+from ._transitions import _TRANSITIONS, Trigger
 
 __all__ = [
     "CONFIG_FIELDS",

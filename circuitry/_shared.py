@@ -63,12 +63,13 @@ import attrs
 
 from ._classify import FAILURE, IGNORED, SUCCESS, Outcome
 from ._config import CircuitBreakerConfig
-from ._core import RIDING, SHADOW, CircuitCore, Trigger, TripGate
+from ._core import CircuitCore
 from ._delivery import AlertOnly, ListenersOnly
 from ._metrics import _FAST_REJECTIONS, CircuitMetrics, LatencyHistogram
 from ._shared_fallback import FallbackCore, Mode, StoreError
 from ._state import CircuitState
 from ._throttle import Throttle
+from ._transitions import RIDING, SHADOW, Trigger, TripGate
 from .events import StateChanged, TripSuppressed
 
 __all__ = [
