@@ -216,6 +216,29 @@ def test_retry_after_seconds_opens_for_that_long(
     assert server.requests == [f"/status/{code}", "/status/200"]
 
 
+def test_a_503_trial_with_a_longer_retry_after_backs_off_once(
+    server: LoopbackServer, clock: FakeClock
+) -> None:
+    # The failed trial backs off (10 s -> 20 s); its Retry-After (30 s) lengthens
+    # that open period, and must not back off a second time: the next failed
+    # trial reopens for 40 s, not 80 s.
+    config = CircuitBreakerConfig(
+        failure_threshold_count=1, reset_timeout=10, reset_timeout_multiplier=2
+    )
+    manager = CircuitBreakerManager(config, clock=clock)
+    breaker = manager.breaker(key_of(server.url))
+    with client_for(manager) as client:
+        client.get(f"{server.url}/status/500")
+        assert breaker.metrics().retry_after == 10
+        clock.advance(10)
+        client.get(f"{server.url}/status/503?retry_after=30")
+        assert breaker.state is OPEN
+        assert breaker.metrics().retry_after == 30
+        clock.advance(30)
+        client.get(f"{server.url}/status/500")
+        assert breaker.metrics().retry_after == 40
+
+
 def test_retry_after_decimal_seconds(
     server: LoopbackServer, manager: CircuitBreakerManager
 ) -> None:
