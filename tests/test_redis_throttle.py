@@ -92,12 +92,18 @@ def test_two_processes_see_each_others_requests_and_accepts(redis_url: str) -> N
     assert (a.metrics().total_throttled, b.metrics().total_throttled) == (0, 1)
 
 
-def test_a_process_throttles_on_the_clusters_counts_after_a_round_trip(redis_url: str) -> None:
-    clock = FakeClock(1000.0)
+def sick_cluster(redis_url: str, clock: FakeClock) -> CircuitBreaker:
+    """A process whose 20 calls all failed: the cluster's counts are 20 requests, no accepts."""
     sick = process(redis_url, clock, lambda: NEVER)
     for _ in range(20):
         with pytest.raises(Boom):
             sick.call(boom)
+    return sick
+
+
+def test_a_process_throttles_on_the_clusters_counts_after_a_round_trip(redis_url: str) -> None:
+    clock = FakeClock(1000.0)
+    sick_cluster(redis_url, clock)
     fresh = process(redis_url, clock, draws(0.5), min_requests=5)
     with pytest.raises(Boom):
         fresh.call(boom)  # its first call: admitted by the store, reported, the totals back
@@ -110,10 +116,7 @@ def test_every_round_trip_brings_the_clusters_counts(redis_url: str) -> None:
     # Not only a record's reply: a read's (the first use of a breaker, metrics(),
     # state), an acquire's and a control's bring the totals too, and write none.
     clock = FakeClock(1000.0)
-    sick = process(redis_url, clock, lambda: NEVER)
-    for _ in range(20):
-        with pytest.raises(Boom):
-            sick.call(boom)
+    sick = sick_cluster(redis_url, clock)
     reader = process(redis_url, clock, draws(0.5), min_requests=5)
     assert probability(reader) == 0.9  # its first round trip, a read: 20 requests, no accepts
     with pytest.raises(CircuitOpenError) as info:  # draws 0.5 < 0.9: throttled, nothing sent
