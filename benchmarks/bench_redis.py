@@ -14,7 +14,9 @@ hand, never as a test:
    - a rejection while OPEN (`breaker.trip(3600)`), RedisStore against the
      in-process breaker: target < 2x;
    - the CLOSED call taken apart: the EVALSHA it sends, caught once and
-     replayed bare with redis-py, and redis-py packing that command;
+     replayed bare with redis-py, the same replayed pre-packed as RedisStore
+     sends it on a plain client (`RedisStore._run_packed`), and redis-py
+     packing that command;
    - pybreaker 1.4.1 with `CircuitRedisStorage` on the same rows.
    Client and redis-server are pinned to one CPU for this part (--pin). A
    separate pass of each row counts round trips (client side), the commands

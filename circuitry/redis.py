@@ -137,6 +137,11 @@ class RedisStore:
             seconds: a warning is logged for a client that retries.
             With a cluster an outage is a node's: only the breakers whose
             keys live on the failed node fall back (`on_unavailable`).
+            On a plain `redis.Redis` with no retries (what `from_url`
+            makes) the store sends its script call on a connection of the
+            client's pool itself, framed once per circuit (`_run_packed`);
+            any other client (a subclass, one that retries, a cluster's)
+            goes through redis-py's `execute_command`.
         namespace: circuits of one namespace and name are one circuit.
         async_client: a `redis.asyncio.Redis` (a `redis.asyncio.cluster.RedisCluster`
             with a cluster) for `async with` / `call_async`
