@@ -150,7 +150,12 @@ def report(
     return sent_bad, failed_sent, healthy_rejected, recover
 
 
-def main() -> None:
+Row = tuple[str, str, int, int, int, "float | None"]
+"""(scenario, contender, sent while unwell, failed sent, healthy rejected, recover s or None)."""
+
+
+def table() -> list[Row]:
+    """Every contender on `outage` and `brownout` (docs/configuration.md quotes it; a test checks)."""
     preset = ServicePresets.http_api()
     configs = {
         "http_api preset": preset,
@@ -160,10 +165,7 @@ def main() -> None:
             adaptive_throttle=AdaptiveThrottle(k=1.5, window=10.0, min_requests=5)
         ),
     }
-    print(
-        f"{'scenario':9} {'contender':31} {'sent while unwell':>17} {'failed sent':>11} "
-        f"{'healthy rejected':>16} {'wasted':>6} {'recover s':>9}"
-    )
+    out: list[Row] = []
     for name in ("outage", "brownout"):
         sc = scenario(name)
         calls = sorted(sc.calls, key=lambda c: c.start)
@@ -175,12 +177,21 @@ def main() -> None:
         rows["go-zero (k=1.5, 10 s)"] = replay_go(calls, go_zero)
         rows["kratos (k=1/0.6, 3 s)"] = replay_go(calls, kratos)
         for label, decisions in rows.items():
-            sent, failed, rejected, recover = report(calls, decisions, sc.unhealthy)
-            shown = "never" if recover is None else f"{recover:.1f}"
-            print(
-                f"{name:9} {label:31} {sent:17d} {failed:11d} {rejected:16d} "
-                f"{failed + rejected:6d} {shown:>9}"
-            )
+            out.append((name, label, *report(calls, decisions, sc.unhealthy)))
+    return out
+
+
+def main() -> None:
+    print(
+        f"{'scenario':9} {'contender':31} {'sent while unwell':>17} {'failed sent':>11} "
+        f"{'healthy rejected':>16} {'wasted':>6} {'recover s':>9}"
+    )
+    for name, label, sent, failed, rejected, recover in table():
+        shown = "never" if recover is None else f"{recover:.1f}"
+        print(
+            f"{name:9} {label:31} {sent:17d} {failed:11d} {rejected:16d} "
+            f"{failed + rejected:6d} {shown:>9}"
+        )
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@
 -- calls, window failures, window slow, consecutive failures, trials in
 -- flight, trial successes, now (peek only), the transitions of the lost
 -- requests of ARGV[4] ('id=old>new,...;...'), the throttle's requests and
--- accepts ('' and '' unless the record reported to it), suppressed (1 when a
+-- accepts ('' and '' without adaptive_throttle, and for peek), suppressed (1 when a
 -- trip rule was met and the record said it may not trip, else 0). Floats are
 -- written '%.17g' (exact).
 --
@@ -519,8 +519,11 @@ end
 -- window; an ignored call is none), an accept if it succeeded, and the calls
 -- its process throttled since its last report, as requests now. Whatever the
 -- state: the counts are the throttle's, not the window's (a transition keeps them).
+-- Every other request (an acquire, a read, a control, a riding record) reads
+-- the totals and writes nothing, so that each reply brings them back: a
+-- process throttles on the cluster's counts as of its last round trip.
 local throttle_requests, throttle_accepts = '', ''
-if a10 ~= nil and adaptive_throttle ~= nil then
+if adaptive_throttle ~= nil and op ~= 'peek' then
   local twidth = adaptive_throttle / BUCKETS
   local h = {}
   local raw = redis.call('HGETALL', throttle_key)
@@ -539,24 +542,28 @@ if a10 ~= nil and adaptive_throttle ~= nil then
     for n = thead + 1, number do req[n % BUCKETS] = 0; acc[n % BUCKETS] = 0 end
     thead = number
   end
-  local newest = thead % BUCKETS
-  if a5 ~= 'i' then
-    local arrived = math.min(math.floor((now - tonumber(a10)) / twidth), thead)
-    if thead - arrived < BUCKETS then
-      req[arrived % BUCKETS] = req[arrived % BUCKETS] + 1
-    end
-  end
-  req[newest] = req[newest] + tonumber(a11)
-  if a5 == 's' then acc[newest] = acc[newest] + 1 end
-  local fields = {'head', fmt(thead)}
   local tr, ta = 0, 0
-  for i = 0, BUCKETS - 1 do
-    fields[#fields + 1] = 'r' .. i; fields[#fields + 1] = req[i]
-    fields[#fields + 1] = 'a' .. i; fields[#fields + 1] = acc[i]
-    tr = tr + req[i]; ta = ta + acc[i]
+  if a10 ~= nil then  -- a record's report
+    local newest = thead % BUCKETS
+    if a5 ~= 'i' then
+      local arrived = math.min(math.floor((now - tonumber(a10)) / twidth), thead)
+      if thead - arrived < BUCKETS then
+        req[arrived % BUCKETS] = req[arrived % BUCKETS] + 1
+      end
+    end
+    req[newest] = req[newest] + tonumber(a11)
+    if a5 == 's' then acc[newest] = acc[newest] + 1 end
+    local fields = {'head', fmt(thead)}
+    for i = 0, BUCKETS - 1 do
+      fields[#fields + 1] = 'r' .. i; fields[#fields + 1] = req[i]
+      fields[#fields + 1] = 'a' .. i; fields[#fields + 1] = acc[i]
+      tr = tr + req[i]; ta = ta + acc[i]
+    end
+    redis.call('HSET', throttle_key, unpack(fields))
+    redis.call('PEXPIRE', throttle_key, ttl)
+  else
+    for i = 0, BUCKETS - 1 do tr = tr + req[i]; ta = ta + acc[i] end
   end
-  redis.call('HSET', throttle_key, unpack(fields))
-  redis.call('PEXPIRE', throttle_key, ttl)
   throttle_requests, throttle_accepts = tr, ta
 end
 

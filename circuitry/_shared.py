@@ -192,7 +192,7 @@ class SharedCore(FallbackCore):
         # (calls, failures, slow, consecutive failures) of the last read.
         self.shared_window = (0, 0, 0, 0)
         # The adaptive throttle, in the shared mode: the cluster's (requests,
-        # accepts) as of the last record's reply, and this process's arrivals
+        # accepts) as of the last reply, and this process's arrivals
         # not yet in them: its calls in flight (in buckets of their arrival, as
         # the throttle's: they leave the window as the script's counts do), its
         # calls throttled since its last record (which reports them). It
@@ -455,6 +455,10 @@ class SharedCore(FallbackCore):
 
     def apply_complete(self, now: float, request: Request, reply: Answer) -> None:
         if isinstance(reply, StoreError):
+            if not reply.sent and len(request.args) > 7:
+                # Nothing ran: its report of calls throttled goes with the next
+                # record. (Sent, it counts if the script ran, as its call does.)
+                self.throttle_unreported += int(request.args[7])
             self._unanswered(request, reply)
             self._fall_back(now, reply.error)  # this outcome is the process's alone
             if self.trip_gate is not None:
@@ -462,8 +466,6 @@ class SharedCore(FallbackCore):
             return
         if reply is not None:  # None: recorded, and nothing else changed
             self._absorb(now, reply, request.epoch)
-            if reply.throttle is not None:
-                self.throttle_cluster = reply.throttle
         self._settled(now, request, reply)
         if self.trip_gate is not None:
             self._trip_settled(self.trip_gate, now, request, reply)
@@ -623,6 +625,8 @@ class SharedCore(FallbackCore):
         (learned, from the newer reply): they get no event again, and the
         alert handler gets its alerts (`AlertOnly`).
         """
+        if reply.throttle is not None:  # every reply brings them (see _circuit.lua)
+            self.throttle_cluster = reply.throttle
         events = self.events
         moves = reply.moves
         if self.mode is Mode.SHARED and (

@@ -56,8 +56,8 @@ class Reply(NamedTuple):
     now: float | None  # the store's clock (peek only)
     # The transitions of this process's lost requests (`Request.lost`): (id, moves).
     owed: tuple[tuple[str, tuple[tuple[CircuitState, CircuitState], ...]], ...] = ()
-    # The throttle's (requests, accepts) over its window, cluster-wide, once a
-    # record reported to it (None otherwise).
+    # The throttle's (requests, accepts) over its window, cluster-wide (None
+    # without adaptive_throttle, and for peek).
     throttle: tuple[int, int] | None = None
     # A trip rule was met, but the record said it may not trip (an ejection cap).
     suppressed: bool = False
