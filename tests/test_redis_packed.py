@@ -319,3 +319,30 @@ def test_a_forked_child_uses_connections_of_its_own(
     breaker.call(ok)  # the parent's connection is still the parent's, and works
     assert {c._sock.getsockname()[1] for c in pool._available_connections if c._sock} == parents
     assert counts(store, "svc")[:2] == ("closed", 5)  # the child's calls counted too
+
+
+def test_asyncio_loads_a_flushed_script_again(
+    server: RedisServer, stores: list[RedisStore]
+) -> None:
+    load_script(server)
+    store = plain_store(server, stores, LONG)
+    breaker = CircuitBreaker(RULES, name="svc", store=store)
+    events: list[Event] = []
+    breaker.subscribe(events.append, StoreUnavailable, StoreRecovered)
+
+    async def main() -> tuple[int, int]:
+        for _ in range(2):
+            await breaker.call_async(ok_async)
+        with server.client() as client:
+            client.script_flush()
+        before = server.commandstats().get("eval", 0)
+        await breaker.call_async(ok_async)  # EVALSHA: NOSCRIPT, then EVAL through redis-py
+        after = server.commandstats().get("eval", 0)
+        await breaker.call_async(ok_async)
+        await store.aclose()
+        return before, after
+
+    before, after = asyncio.run(main())
+    assert after - before == 1
+    assert events == []
+    assert counts(store, "svc") == ("closed", 4, 0)
