@@ -106,7 +106,8 @@ def _packable(client: Any, kind: type) -> bool:
     cache, not a single-connection client), and no retries: redis-py's
     `execute_command` would retry a failed command on a fresh connection,
     which this path does not do. A client that retries (against the advice
-    in `RedisStore`'s doc) keeps redis-py's path, retries and all.
+    in `RedisStore`'s doc) keeps redis-py's path, retries and all. Decided
+    once, when the store is made (a client's retry changed later is not seen).
     """
     if type(client) is not kind or retries(client) != 0:
         return False
