@@ -14,7 +14,9 @@ hand, never as a test:
    - a rejection while OPEN (`breaker.trip(3600)`), RedisStore against the
      in-process breaker: target < 2x;
    - the CLOSED call taken apart: the EVALSHA it sends, caught once and
-     replayed bare with redis-py, and redis-py packing that command;
+     replayed bare with redis-py, the same replayed pre-packed as RedisStore
+     sends it on a plain client (`RedisStore._run_packed`), and redis-py
+     packing that command;
    - pybreaker 1.4.1 with `CircuitRedisStorage` on the same rows.
    Client and redis-server are pinned to one CPU for this part (--pin). A
    separate pass of each row counts round trips (client side), the commands
@@ -176,6 +178,18 @@ def loop_get_set(client, key):
     return run
 
 
+def unpack_resp(data):
+    """The arguments of one RESP array of bulk strings (a command as sent)."""
+    head, _, rest = data.partition(b"\r\n")
+    args = []
+    for _ in range(int(head[1:])):
+        size, _, rest = rest.partition(b"\r\n")
+        n = int(size[1:])
+        args.append(rest[:n])
+        rest = rest[n + 2 :]
+    return (args[0].decode(), *args[1:])  # (the command's name a str, as redis-py sends it)
+
+
 class Case:
     def __init__(self, key, label, build, ref=None, target=None, note=""):
         self.key, self.label, self.build = key, label, build
@@ -255,7 +269,9 @@ def latency_cases(url, port):
                 b = CircuitBreaker(circuitry_config(), name="replayed", store=store)
                 b.call(f)  # the first call asks for the shared state; the second records
                 # (The command as sent: EVALSHA through execute_command, its arguments
-                # already bytes; an older circuitry called evalsha, which lands there too.)
+                # already bytes, or, since the command is sent pre-packed on a plain
+                # client, its RESP bytes through RedisStore._run_packed; an older
+                # circuitry called evalsha, which lands in execute_command too.)
                 real = store.client.execute_command
 
                 def spy(*a, **k):
@@ -263,11 +279,24 @@ def latency_cases(url, port):
                     return real(*a, **k)
 
                 store.client.execute_command = spy
+                packed = getattr(store, "_run_packed", None)
+                if packed is not None:
+
+                    def packed_spy(pool, command):
+                        captured.setdefault("packed", command)
+                        return packed(pool, command)
+
+                    store._run_packed = packed_spy
                 try:
                     b.call(f)
                 finally:
                     del store.client.execute_command
+                    if packed is not None:
+                        del store._run_packed
+                if "args" not in captured:
+                    captured["args"] = unpack_resp(captured["packed"])
                 captured["client"] = store.client
+                captured["store"] = store
             return captured["client"], captured["args"]
 
         def replay_record():
@@ -279,6 +308,25 @@ def latency_cases(url, port):
                 t0 = perf_counter_ns()
                 for _ in r:
                     execute(*args)
+                return perf_counter_ns() - t0
+
+            return run
+
+        def replay_packed():
+            captured_record()
+            if "packed" not in captured:
+                return None  # (a circuitry without the pre-packed path)
+            send, pool, command = (
+                captured["store"]._run_packed,
+                captured["client"].connection_pool,
+                captured["packed"],
+            )
+
+            def run(n):
+                r = range(n)
+                t0 = perf_counter_ns()
+                for _ in r:
+                    send(pool, command)
                 return perf_counter_ns() - t0
 
             return run
@@ -312,6 +360,14 @@ def latency_cases(url, port):
                 "c.replay",
                 "redis-py EVALSHA of circuitry's script, a CLOSED success's arguments (replayed)",
                 replay_record,
+                ref="evalsha",
+            )
+        )
+        cases.append(
+            Case(
+                "c.packed",
+                "that EVALSHA pre-packed, replayed as RedisStore sends it on a plain client",
+                replay_packed,
                 ref="evalsha",
             )
         )
@@ -448,6 +504,9 @@ def _run_latency(server, args, out):
             continue
         try:
             c.run = c.build()
+            if c.run is None:
+                c.status = "SKIP not in this circuitry"
+                continue
             c.run(20)  # warm up: connections, scripts, the first shared-state read
             n = 50
             while True:

@@ -31,6 +31,7 @@ from ._transitions import _TRANSITIONS, Trigger
 __all__ = [
     "CONFIG_FIELDS",
     "KEYS",
+    "line_for",
     "SCRIPT",
     "SCRIPT_SHA",
     "argv",
@@ -38,7 +39,9 @@ __all__ = [
     "config_argument",
     "parse_reply",
     "off_fast_path",
+    "packed_for",
     "prologue",
+    "resp",
     "script",
 ]
 
@@ -118,7 +121,9 @@ def config_argument(config: CircuitBreakerConfig, ttl_ms: int, lease: float) -> 
     return f"{digest},{rules}"
 
 
-def command_for(core: SharedCore, request: Request, now: str) -> tuple[str | bytes, ...]:
+def command_for(
+    core: SharedCore, request: Request, now: str, line: bytes | None = None
+) -> tuple[str | bytes, ...]:
     """EVALSHA with its arguments for `request`, as bytes (redis-py then encodes nothing).
 
     `now`: the script's time ('' for Redis TIME). What every request of a
@@ -132,23 +137,12 @@ def command_for(core: SharedCore, request: Request, now: str) -> tuple[str | byt
     request starts, the request's id, the op's own arguments; ARGV[2] the
     config argument; ARGV[3] and ARGV[4], only after a lost reply, the
     permits to give back and the lost requests' ids (see `_circuit.lua`).
+    `line`: `line_for`'s, when the caller has made it already (its jitter is
+    drawn once per request).
     """
-    wire = core.wire
-    if wire is None:
-        store = core.store
-        wire = core.wire = (
-            (
-                "EVALSHA",
-                SCRIPT_SHA.encode(),
-                str(KEYS).encode(),
-                *(key.encode() for key in core.keys),
-            ),
-            config_argument(core.config, store.ttl_ms(), store.lease_for(core.config)).encode(),
-        )
-    head, rules = wire
-    line = ",".join(
-        (request.op, now, core.no_jitter or core.jitter(), request.rid, *request.args)
-    ).encode()
+    head, rules = (core.wire or _wire(core))[:2]
+    if line is None:
+        line = line_for(core, request, now)
     if request.release or request.lost:
         return (
             *head,
@@ -158,6 +152,59 @@ def command_for(core: SharedCore, request: Request, now: str) -> tuple[str | byt
             " ".join(request.lost).encode(),
         )
     return (*head, line, rules)
+
+
+def line_for(core: SharedCore, request: Request, now: str) -> bytes:
+    """The request's line (the script's ARGV[1]; see `command_for`), encoded."""
+    return ",".join(
+        (request.op, now, core.no_jitter or core.jitter(), request.rid, *request.args)
+    ).encode()
+
+
+def packed_for(core: SharedCore, request: Request, now: str, line: bytes) -> bytes:
+    """`command_for`'s command in Redis' protocol (RESP), as redis-py's `pack_command` makes it.
+
+    For `RedisStore`'s own path to a plain client's connection (no
+    `execute_command`): the frame of what every request of the circuit sends
+    alike is kept on its core (`SharedCore.wire`), so that per request only
+    the line is framed; a request that gives permits back or names lost
+    replies (after a timeout, rare) is framed whole. `line`: `line_for`'s.
+    """
+    wire = core.wire or _wire(core)
+    if request.release or request.lost:
+        return resp(command_for(core, request, now, line))
+    return b"%s$%d\r\n%s\r\n%s" % (wire[2], len(line), line, wire[3])
+
+
+def resp(command: tuple[str | bytes, ...]) -> bytes:
+    """`command` (a str or bytes per argument) as a RESP array of bulk strings."""
+    parts = [b"*%d\r\n" % len(command)]
+    for argument in command:
+        data = argument.encode() if isinstance(argument, str) else argument
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _wire(core: SharedCore) -> tuple[tuple[str | bytes, ...], bytes, bytes, bytes]:
+    """What every request of `core`'s circuit sends alike, encoded (kept as `core.wire`).
+
+    The command's head (EVALSHA, the script's id, the keys) and the config
+    argument, as `command_for` sends them; and as `packed_for` frames them:
+    the array's header (a request without permits or lost replies: 10
+    arguments) with the head's bulk strings, and the config argument's.
+    """
+    store = core.store
+    head: tuple[str | bytes, ...] = (
+        "EVALSHA",
+        SCRIPT_SHA.encode(),
+        str(KEYS).encode(),
+        *(key.encode() for key in core.keys),
+    )
+    rules = config_argument(core.config, store.ttl_ms(), store.lease_for(core.config)).encode()
+    framed = resp(head)
+    start = b"*%d\r\n" % (len(head) + 2) + framed[framed.index(b"\r\n") + 2 :]
+    wire = core.wire = (head, rules, start, resp((rules,))[4:])
+    return wire
 
 
 def argv(core: SharedCore, request: Request, now: str) -> tuple[str, ...]:

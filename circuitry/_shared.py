@@ -168,9 +168,9 @@ class SharedCore(FallbackCore):
         # The jitter argument when the config has none ('' when it has: see jitter()).
         self.no_jitter = "" if config.reset_timeout_jitter else "1.0"
         # The store's own: what every request of this circuit sends alike, made
-        # once (Redis: the command's head and the config argument, encoded, by
-        # `_redis_wire.command_for`).
-        self.wire: tuple[tuple[str | bytes, ...], bytes] | None = None
+        # once (Redis: the command's head and the config argument, encoded, and
+        # their RESP frames: `_redis_wire._wire`).
+        self.wire: tuple[tuple[str | bytes, ...], bytes, bytes, bytes] | None = None
         self.synced = False
         self.asking = False  # a single-flight request is out (see _plan_acquire)
         self.epoch = 0  # generation changes taken from the store (see _absorb)

@@ -36,6 +36,7 @@ Cluster safe), names percent-escaped, each with a TTL renewed at every use.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import logging
 import os
@@ -69,7 +70,7 @@ from ._redis_nodes import (
 )
 from ._redis_nodes import MASTER_CHECK as MASTER_CHECK  # (documented here: see the module doc)
 from ._redis_nodes import Outage as _Outage
-from ._redis_wire import SCRIPT, command_for, parse_reply
+from ._redis_wire import SCRIPT, command_for, line_for, packed_for, parse_reply
 from ._seconds import seconds
 from ._shared import Answer, Mode, Request, SharedCore, StoreError
 
@@ -88,6 +89,41 @@ logger = logging.getLogger("circuitry")
 
 _CLUSTERS = (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)
 
+try:  # redis-py 8: its OpenTelemetry metrics (see _packable)
+    from redis.observability.recorder import is_enabled as _observed
+except ImportError:  # pragma: no cover (redis-py before 8: none)
+
+    def _observed() -> bool:
+        return False
+
+
+def _packable(client: Any, kind: type) -> bool:
+    """Whether `send` may run a request on `client`'s connections itself (see `send`).
+
+    Only for a client of exactly redis-py's `kind` (`redis.Redis`, or
+    `redis.asyncio.Redis`; a subclass may have hooks of its own, a cluster
+    client routes) with the pool's ordinary connections (no client-side
+    cache, not a single-connection client), and no retries: redis-py's
+    `execute_command` would retry a failed command on a fresh connection,
+    which this path does not do. A client that retries (against the advice
+    in `RedisStore`'s doc) keeps redis-py's path, retries and all. Decided
+    once, when the store is made (a client's retry changed later is not seen).
+    """
+    if type(client) is not kind or retries(client) != 0:
+        return False
+    if getattr(client, "connection", None) is not None:
+        return False
+    if getattr(client, "single_connection_client", False):
+        return False
+    pool = getattr(client, "connection_pool", None)
+    if pool is None or getattr(pool, "cache", None) is not None:
+        return False
+    try:  # redis-py before 5.3 wants a command name
+        named = inspect.signature(pool.get_connection).parameters.get("command_name")
+    except (TypeError, ValueError):
+        return False
+    return named is None or named.default is not inspect.Parameter.empty
+
 
 class RedisStore:
     """The shared state of circuits, in Redis: pass it as `store=` to breakers and managers.
@@ -102,6 +138,11 @@ class RedisStore:
             seconds: a warning is logged for a client that retries.
             With a cluster an outage is a node's: only the breakers whose
             keys live on the failed node fall back (`on_unavailable`).
+            On a plain `redis.Redis` with no retries (what `from_url`
+            makes) the store sends its script call on a connection of the
+            client's pool itself, framed once per circuit (`_run_packed`);
+            any other client (a subclass, one that retries, a cluster's)
+            goes through redis-py's `execute_command`.
         namespace: circuits of one namespace and name are one circuit.
         async_client: a `redis.asyncio.Redis` (a `redis.asyncio.cluster.RedisCluster`
             with a cluster) for `async with` / `call_async`
@@ -189,6 +230,11 @@ class RedisStore:
         self._token = os.urandom(6).hex()
         self._permits = itertools.count()
         self._policy_read = False  # see _check_policy
+        # Whether send / send_async take the connection themselves (see _packable).
+        self._packed = _packable(client, redis.Redis)
+        self._packed_async = async_client is not None and _packable(
+            async_client, redis.asyncio.Redis
+        )
         # The config of each name attached in this process, for `snapshot`.
         self._configs: dict[str, CircuitBreakerConfig] = {}
         _fork.register(self)
@@ -446,12 +492,10 @@ class RedisStore:
         sent = outage.period if outage.error is None else self._may_send(outage)
         if sent is None:
             return self._unsent(outage)  # backing off: no I/O, no latency
-        # (the command: `_redis_wire.command_for`; `now`: now_argument, inlined)
-        command = command_for(
-            core, request, "" if self._time_source is None else self.now_argument()
-        )
+        # (the command: `_redis_wire`'s; `now`: now_argument, inlined)
+        now = "" if self._time_source is None else self.now_argument()
+        line = line_for(core, request, now)
         client = self.client
-        execute: Callable[..., Any] = client.execute_command  # (redis-py's is untyped)
         if self._sentinels:
             self._watch_master()
         try:
@@ -464,15 +508,50 @@ class RedisStore:
                     policy = {}
                 self._check_policy(policy)
             try:
-                raw = execute(*command)
+                if self._packed and not _observed():
+                    raw = self._run_packed(
+                        client.connection_pool, packed_for(core, request, now, line)
+                    )
+                else:
+                    execute: Callable[..., Any] = client.execute_command  # (untyped)
+                    raw = execute(*command_for(core, request, now, line))
             except redis.exceptions.NoScriptError:  # a new or restarted server, SCRIPT FLUSH
-                raw = execute("EVAL", SCRIPT, *command[2:])
+                evaluate: Callable[..., Any] = client.execute_command
+                raw = evaluate("EVAL", SCRIPT, *command_for(core, request, now, line)[2:])
             reply = None if raw == b"=" else parse_reply(raw)  # '=': a CLOSED call recorded
         except Exception as exc:  # any error: the call must not fail for the store
             return self._failed(exc, sent, outage)
         if outage.error is not None:
             self._answered(outage)
         return reply
+
+    @staticmethod
+    def _run_packed(pool: Any, command: bytes) -> Any:
+        """Run `command` (RESP: `_redis_wire.packed_for`) on a connection of `pool`: its reply.
+
+        What redis-py's `Redis.execute_command` does for a client with no
+        retries (`_packable`), less the packing and the machinery around it
+        (about 6 us a call): the pool's connection (the pool checks the pid:
+        a forked child connects afresh), the command, its reply, the
+        connection back to the pool. An error is raised as redis-py raises
+        it; a connection that failed in any way but a Redis error reply
+        (`ResponseError`: NOSCRIPT, a script error) is disconnected before it
+        goes back, as redis-py's own path does (its retry's failure callback
+        and the connection's own handlers), so the next request connects
+        afresh. (redis-py's OpenTelemetry metrics, when enabled, take
+        redis-py's path: `send`.)
+        """
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command((command,))
+            return connection.read_response()
+        except redis.exceptions.ResponseError:
+            raise  # the server's answer, read whole: the connection is fine
+        except BaseException:
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)
 
     async def send_async(self, core: SharedCore, request: Request) -> Answer:
         """Run one request without blocking the loop: the asyncio client, else a thread."""
@@ -485,8 +564,8 @@ class RedisStore:
         sent = self._may_send(outage)
         if sent is None:
             return self._unsent(outage)
-        command = command_for(core, request, self.now_argument())
-        execute: Callable[..., Awaitable[Any]] = client.execute_command
+        now = self.now_argument()
+        line = line_for(core, request, now)
         try:
             if self._sentinels:
                 self._watch_master()
@@ -504,16 +583,37 @@ class RedisStore:
                 except redis.exceptions.ResponseError:
                     policy = {}
                 self._check_policy(policy)
+            execute: Callable[..., Awaitable[Any]] = client.execute_command
             try:
-                raw = await execute(*command)
+                if self._packed_async and not _observed():
+                    raw = await self._run_packed_async(
+                        client.connection_pool, packed_for(core, request, now, line)
+                    )
+                else:
+                    raw = await execute(*command_for(core, request, now, line))
             except redis.exceptions.NoScriptError:
-                raw = await execute("EVAL", SCRIPT, *command[2:])
+                raw = await execute("EVAL", SCRIPT, *command_for(core, request, now, line)[2:])
             reply = None if raw == b"=" else parse_reply(raw)
         except Exception as exc:
             return self._failed(exc, sent, outage)
         if outage.error is not None:
             self._answered(outage)
         return reply
+
+    @staticmethod
+    async def _run_packed_async(pool: Any, command: bytes) -> Any:
+        """`_run_packed` on a `redis.asyncio` pool (a cancelled call's connection disconnected)."""
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command((command,))
+            return await connection.read_response()
+        except redis.exceptions.ResponseError:
+            raise
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(connection)
 
     def _watch_master(self) -> None:
         """Start this process's thread that follows the Sentinels' master, once (MASTER_CHECK)."""
