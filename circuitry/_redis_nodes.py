@@ -44,6 +44,8 @@ connects to the new master.
 class Outage:
     """The backoff of one Redis server (a cluster's node; the one server of a plain client).
 
+    (And whether the store has read its `maxmemory-policy`, see `policy_read`.)
+
     After a failure nothing is sent to it until `retry_at`; then one request
     (the probe) is let through, and the others keep waiting until it fails
     (the backoff doubles, up to BACKOFF_MAX) or succeeds (the outage is over).
@@ -52,13 +54,17 @@ class Outage:
     already out then fails without doubling the backoff.
     """
 
-    __slots__ = ("backoff", "error", "period", "retry_at")
+    __slots__ = ("backoff", "error", "name", "period", "policy_read", "retry_at")
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "") -> None:
+        self.name = name  # a cluster node's "host:port" ('' for a plain client's server)
         self.error: StoreError | None = None  # the error of the outage going on
         self.retry_at = -math.inf  # the time (_CLOCK) before which the server is left alone
         self.backoff = BACKOFF_START
         self.period = 0
+        # Whether its maxmemory-policy was read (RedisStore._check_policy):
+        # once per server, again after a Sentinel failover.
+        self.policy_read = False
 
 
 def watch_master(store: weakref.ref[Any], pool: Any, stop: threading.Event) -> None:
@@ -79,6 +85,7 @@ def watch_master(store: weakref.ref[Any], pool: Any, stop: threading.Event) -> N
             return
         if last is not None and address != last:
             watched._master_moves += 1
+            watched._whole.policy_read = False  # the new master's is read at its first request
         last = address
         del watched
 

@@ -229,7 +229,6 @@ class RedisStore:
         self._async_moves = 0  # ... that the asyncio client's pool has been told of
         self._token = os.urandom(6).hex()
         self._permits = itertools.count()
-        self._policy_read = False  # see _check_policy
         # Whether send / send_async take the connection themselves (see _packable).
         self._packed = _packable(client, redis.Redis)
         self._packed_async = async_client is not None and _packable(
@@ -469,7 +468,7 @@ class RedisStore:
         outage = self._nodes.get(node)
         if outage is None:
             with self._lock:
-                outage = self._nodes.setdefault(node, _Outage())
+                outage = self._nodes.setdefault(node, _Outage(node))
         return outage
 
     def _unsent(self, outage: _Outage) -> StoreError:
@@ -499,14 +498,14 @@ class RedisStore:
         if self._sentinels:
             self._watch_master()
         try:
-            if not self._policy_read:
+            if not outage.policy_read:
                 try:
                     policy = client.config_get(
                         "maxmemory-policy", **self._policy_options(client, core)
                     )
                 except redis.exceptions.ResponseError:  # CONFIG refused or renamed
                     policy = {}
-                self._check_policy(policy)
+                self._check_policy(policy, outage)
             try:
                 if self._packed and not _observed():
                     raw = self._run_packed(
@@ -573,7 +572,7 @@ class RedisStore:
                 if moves != self._async_moves:  # the master moved: reconnect (see MASTER_CHECK)
                     self._async_moves = moves
                     await client.connection_pool.disconnect(inuse_connections=False)
-            if not self._policy_read:
+            if not outage.policy_read:
                 if self._whole is None:  # the slots are read at the first command
                     await client.initialize()
                 try:
@@ -582,7 +581,7 @@ class RedisStore:
                     )
                 except redis.exceptions.ResponseError:
                     policy = {}
-                self._check_policy(policy)
+                self._check_policy(policy, outage)
             execute: Callable[..., Awaitable[Any]] = client.execute_command
             try:
                 if self._packed_async and not _observed():
@@ -630,25 +629,29 @@ class RedisStore:
             daemon=True,
         ).start()
 
-    def _check_policy(self, answer: Any) -> None:
-        """Warn, once, when Redis may evict the breakers' keys (`CONFIG GET maxmemory-policy`).
+    def _check_policy(self, answer: Any, server: _Outage) -> None:
+        """Warn, once per server, when Redis may evict the breakers' keys (`maxmemory-policy`).
 
         Every key has a TTL, so a `volatile-*` policy picks them first (an
         OPEN circuit's, unused while it rejects, is the coldest), as does any
-        `allkeys-*` one: an evicted state is a circuit CLOSED again.
+        `allkeys-*` one: an evicted state is a circuit CLOSED again. Each
+        server the store sends to is asked at its first request: each node of
+        a cluster (a promoted replica too, a node of its own), and a
+        Sentinel's master again after a failover.
         """
         policy = answer.get("maxmemory-policy", "") if isinstance(answer, dict) else ""
         if isinstance(policy, bytes):
             policy = policy.decode(errors="replace")
         with self._lock:
-            if self._policy_read:
+            if server.policy_read:
                 return
-            self._policy_read = True
+            server.policy_read = True
         if policy and policy != "noeviction":
             logger.warning(
-                "RedisStore: Redis has maxmemory-policy %s, which can evict the breakers' "
+                "RedisStore: Redis%s has maxmemory-policy %s, which can evict the breakers' "
                 "keys (each has a TTL): an evicted circuit starts CLOSED again; use "
                 "noeviction, or a Redis of its own for the breakers",
+                f" node {server.name}" if server.name else "",
                 policy,
             )
 

@@ -214,6 +214,25 @@ def test_a_cluster_client_that_retries_is_warned_about(
         quiet.close()
 
 
+def test_each_nodes_eviction_policy_is_read_and_warned_about_once(
+    cluster: RedisClusterServers, stores: list[RedisStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    # One master may evict; the store reads each node's policy at the first
+    # request it sends there, not only the first node's.
+    store = cluster_store(stores, cluster)
+    names = spread(store, cluster, 1)
+    evicting = sorted(names)[1]
+    with RedisServer.client(cluster.master_of(slot_of(store, names[evicting][0]))) as node:
+        node.config_set("maxmemory-policy", "allkeys-lru")
+    with caplog.at_level(logging.WARNING, logger="circuitry"):
+        for _ in range(2):
+            for port in sorted(names):  # the evicting node's breaker neither first nor last
+                assert CircuitBreaker(RULES, name=names[port][0], store=store).call(ok) == "ok"
+    warnings = [r.getMessage() for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+    assert len(warnings) == 1
+    assert f"node 127.0.0.1:{evicting} has maxmemory-policy allkeys-lru" in warnings[0]
+
+
 # -- one node down: only its breakers fall back -----------------------------------------------
 
 
@@ -473,6 +492,33 @@ def test_a_sentinel_store_follows_a_failover_with_no_error_to_callers(
         tripped.call(ok)
     assert rejected.value.state is CircuitState.OPEN
     assert store.snapshot("tripped")["state"] == "open"
+
+
+def test_a_promoted_masters_eviction_policy_is_read_after_a_failover(
+    sentinel: SentinelServers, stores: list[RedisStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    store = sentinel_store(stores, sentinel)
+    breaker = CircuitBreaker(RULES, name="svc", store=store)
+
+    def evicting() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+
+    with caplog.at_level(logging.WARNING, logger="circuitry"):
+        assert breaker.call(ok) == "ok"  # the master's policy: noeviction, nothing said
+        assert evicting() == []
+        replica = sentinel.replicas[0]
+        with replica.client() as on_replica:
+            on_replica.config_set("maxmemory-policy", "volatile-lru")
+        sentinel.failover()
+        wait_until(lambda: sentinel.master_port() == replica.port, limit=30.0, step=0.1)
+
+        def warned() -> bool:
+            breaker.call(ok)
+            return bool(evicting())
+
+        wait_until(warned, limit=MASTER_CHECK + 20.0, step=0.1)
+    assert len(evicting()) == 1
+    assert "Redis has maxmemory-policy volatile-lru" in evicting()[0]
 
 
 def test_a_sentinel_store_on_asyncio_follows_a_failover(
