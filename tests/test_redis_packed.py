@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -174,6 +176,50 @@ def test_a_plain_client_sends_the_script_itself_with_redis_pys_outcome(
     assert script_calls(server) - before == 2 * sent
     assert spied.scripts() == 0
     assert counts(packed, "packed") == counts(usual, "usual") == ("closed", 6, 2)
+
+
+_OBSERVED = """
+import sys
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from redis.observability.config import MetricGroup, OTelConfig
+from redis.observability.providers import get_observability_instance
+from circuitry import CircuitBreaker, CircuitBreakerConfig
+from circuitry.redis import RedisStore
+
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+get_observability_instance().init(OTelConfig(metric_groups=[MetricGroup.COMMAND]))
+breaker = CircuitBreaker(
+    CircuitBreakerConfig(), name="svc", store=RedisStore.from_url(sys.argv[1], namespace="otel")
+)
+for _ in range(5):
+    breaker.call(lambda: 1)
+seen = 0
+for resource in reader.get_metrics_data().resource_metrics:
+    for scope in resource.scope_metrics:
+        for metric in scope.metrics:
+            if metric.name == "db.client.operation.duration":
+                for point in metric.data.data_points:
+                    if point.attributes.get("db.operation.name") == "EVALSHA":
+                        seen += point.count
+print(seen)
+"""
+
+
+def test_redis_pys_own_metrics_see_every_command_while_they_are_on(server: RedisServer) -> None:
+    # redis-py's OpenTelemetry metrics (global, hence a process of its own)
+    # record what goes through execute_command: while they are on, the store
+    # takes that path, so its EVALSHAs are in them (one per call at least).
+    done = subprocess.run(
+        [sys.executable, "-c", _OBSERVED, server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert int(done.stdout) >= 5, done.stdout
 
 
 @pytest.mark.parametrize("make_client", [subclassed, retrying, single_connection])
