@@ -9,7 +9,10 @@ parent pays nothing. Every entry point nests the parent's inside the child's:
 - `with` and `async with`: the child's block is entered, then a `guard()` of
   the parent, exited in the reverse order;
 - `try_acquire()`: the child's permit, then the parent's, as one `Permit`
-  that completes both (`_ChainPermit`); None when either rejects.
+  that completes both (`_ChainPermit`); None when either rejects. The
+  permits streams, gRPC and the HTTP transports take
+  (`_try_acquire_or_raise`, `_try_acquire_async`) alike, raising the
+  rejecting breaker's `CircuitOpenError`.
 
 So the child admits first, then the parent; the call's outcome is recorded
 by the parent, then by the child, each by its own rules; and a rejection by
@@ -128,6 +131,15 @@ class _Chained:
             return None
         return _ChainPermit.taking(permit, parent)
 
+    def _try_acquire_or_raise(self) -> Permit:
+        permit: Permit = super()._try_acquire_or_raise()  # type: ignore[misc]
+        try:
+            parent = self._parent._try_acquire_or_raise()  # or CircuitOpenError
+        except BaseException:
+            permit.release()  # the child's ticket back, as ignored
+            raise
+        return _ChainPermit.taking(permit, parent)
+
     async def _try_acquire_async(self) -> Permit:
         permit: Permit = await super()._try_acquire_async()  # type: ignore[misc]
         try:
@@ -185,6 +197,26 @@ class _ChainPermit(Permit):
                 await self._parent_permit._complete_async(outcome, exception)
             finally:
                 await super()._complete_async(outcome, exception)
+
+    def _finish_taken(
+        self, outcome: Outcome, exception: BaseException | None, duration: float | None
+    ) -> None:
+        parent = self._parent_permit
+        try:
+            if parent._take():
+                parent._finish_taken(outcome, exception, duration)
+        finally:
+            super()._finish_taken(outcome, exception, duration)
+
+    async def _finish_taken_async(
+        self, outcome: Outcome, exception: BaseException | None, duration: float | None
+    ) -> None:
+        parent = self._parent_permit
+        try:
+            if parent._take():
+                await parent._finish_taken_async(outcome, exception, duration)
+        finally:
+            await super()._finish_taken_async(outcome, exception, duration)
 
 
 chained_class = Subclasses(front=(_Chained,))

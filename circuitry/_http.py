@@ -33,7 +33,6 @@ from typing import Generic, Protocol, TypeVar
 from ._breaker import CircuitBreaker
 from ._classify import FAILURE, IGNORED, SUCCESS, Outcome
 from ._config import _duration, _optional_callable
-from ._errors import CircuitOpenError
 from ._manager import CircuitBreakerManager, integration_manager
 from ._permit import Permit
 
@@ -209,12 +208,8 @@ class HTTPGuard(Generic[RequestT, ResponseT]):
     def admit(self, request: RequestT) -> tuple[CircuitBreaker, Permit]:
         """The request's breaker and a permit, or `CircuitOpenError` (the request is not sent)."""
         breaker = self.breaker_for(request)
-        permit = breaker.try_acquire()
-        if permit is None:
-            # The rejection is counted already; say how long to stay away.
-            metrics = breaker.metrics()
-            raise CircuitOpenError(breaker.name, metrics.current_state, metrics.retry_after)
-        return breaker, permit
+        # (or CircuitOpenError, of the breaker that rejected: a chained one's parent, say)
+        return breaker, breaker._try_acquire_or_raise()
 
     async def admit_async(self, request: RequestT) -> tuple[CircuitBreaker, Permit]:
         """`admit`, awaiting the store."""

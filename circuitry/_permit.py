@@ -93,6 +93,24 @@ class Permit:
             return  # completed already
         await self._breaker._finish_async(self._generation, self._started, outcome, exception)
 
+    def _finish_taken(
+        self, outcome: Outcome, exception: BaseException | None, duration: float | None
+    ) -> None:
+        """Count the call of this permit, whose token `_take` took, as lasting `duration`.
+
+        A stream's (circuitry._streams, circuitry.grpc): the time to its first
+        item, or None for the call's end minus its start.
+        """
+        self._breaker._finish_timed(self._generation, self._started, outcome, exception, duration)
+
+    async def _finish_taken_async(
+        self, outcome: Outcome, exception: BaseException | None, duration: float | None
+    ) -> None:
+        """`_finish_taken`, awaiting the store."""
+        await self._breaker._finish_timed_async(
+            self._generation, self._started, outcome, exception, duration
+        )
+
     def _take(self) -> bool:
         """Take the permit's one completion token: whether it was still there (see `_complete`)."""
         try:

@@ -119,9 +119,7 @@ class Stream(Iterator[T]):
         try:
             outcome = SUCCESS if isinstance(exc, StopIteration) else breaker._exception_outcome(exc)
         finally:  # (a failure_predicate's KeyboardInterrupt: ignored, the permit still back)
-            breaker._finish_timed(
-                permit._generation, permit._started, outcome, _error(outcome, exc), self._first
-            )
+            permit._finish_taken(outcome, _error(outcome, exc), self._first)
 
     def close(self) -> None:
         """End the stream early: its call, if it began, counts as ignored.
@@ -134,9 +132,7 @@ class Stream(Iterator[T]):
         permit = self._permit
         try:
             if permit is not None and permit._take():
-                self._breaker._finish_timed(
-                    permit._generation, permit._started, IGNORED, None, self._first
-                )
+                permit._finish_taken(IGNORED, None, self._first)
         finally:
             self._shut(wrapped)
 
@@ -237,9 +233,7 @@ class AsyncStream(AsyncIterator[T]):
                 else breaker._async_exception_outcome(exc)
             )
         finally:
-            await breaker._finish_timed_async(
-                permit._generation, permit._started, outcome, _error(outcome, exc), self._first
-            )
+            await permit._finish_taken_async(outcome, _error(outcome, exc), self._first)
 
     async def aclose(self) -> None:
         """End the stream early: its call, if it began, counts as ignored.
@@ -253,9 +247,7 @@ class AsyncStream(AsyncIterator[T]):
         try:
             if permit is not None and permit._take():
                 with anyio.CancelScope(shield=True):  # (see _end)
-                    await self._breaker._finish_timed_async(
-                        permit._generation, permit._started, IGNORED, None, self._first
-                    )
+                    await permit._finish_taken_async(IGNORED, None, self._first)
         finally:
             await self._shut(wrapped)
 

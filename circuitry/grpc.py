@@ -425,7 +425,7 @@ class _CallStream(Stream[Any], grpc.Call):
             if outcome is FAILURE:
                 error = exc
         finally:
-            breaker._finish_timed(permit._generation, permit._started, outcome, error, self._first)
+            permit._finish_taken(outcome, error, self._first)
         if seconds is not None:
             breaker.backpressure(seconds)
 
@@ -511,9 +511,7 @@ class _AsyncCallStream(AsyncStream[Any]):
             if outcome is FAILURE:
                 error = exc
         finally:
-            await breaker._finish_timed_async(
-                permit._generation, permit._started, outcome, error, self._first
-            )
+            await permit._finish_taken_async(outcome, error, self._first)
         if seconds is not None:
             await breaker._backpressure_async(seconds)
 

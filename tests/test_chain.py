@@ -60,7 +60,15 @@ def _via_exit_stack(breaker: CircuitBreaker, fn: Callable[[], Any]) -> Any:
         return fn()
 
 
-SYNC_WAYS = [_via_call, _via_with, _via_guard, _via_decorator, _via_exit_stack]
+def _via_stream(breaker: CircuitBreaker, fn: Callable[[], Any]) -> Any:
+    def items() -> Any:
+        yield fn()
+
+    (only,) = breaker.stream(items())  # a stream of one item, exhausted
+    return only
+
+
+SYNC_WAYS = [_via_call, _via_with, _via_guard, _via_decorator, _via_exit_stack, _via_stream]
 
 
 def _fail() -> None:
@@ -225,7 +233,15 @@ async def _a_decorator(breaker: CircuitBreaker, fn: Callable[[], Awaitable[Any]]
     return await protected()
 
 
-ASYNC_WAYS = [_a_call, _a_with, _a_guard, _a_decorator]
+async def _a_stream(breaker: CircuitBreaker, fn: Callable[[], Awaitable[Any]]) -> Any:
+    async def items() -> Any:
+        yield await fn()
+
+    (only,) = [item async for item in breaker.astream(items())]  # exhausted
+    return only
+
+
+ASYNC_WAYS = [_a_call, _a_with, _a_guard, _a_decorator, _a_stream]
 
 
 @pytest.mark.anyio

@@ -363,6 +363,30 @@ def test_stream_pushback_is_backpressure(channel_for: object) -> None:
     assert 4.0 < metrics.retry_after <= 5.0
 
 
+def test_a_chained_breakers_streams_and_calls_ask_and_count_the_parent_too(
+    channel_for: object, echo: EchoServer
+) -> None:
+    provider = CircuitBreaker(CircuitBreakerConfig(failure_threshold_count=5), name="provider")
+    service = CircuitBreaker(
+        CircuitBreakerConfig(failure_threshold_count=5), name="echo", parent=provider
+    )
+    channel = channel_for(CircuitBreakerInterceptor(breaker=service))  # type: ignore[operator]
+    assert list(stream(channel)(b"n:2", timeout=10)) == [b"item 0", b"item 1"]
+    assert unary(channel)(b"ok", timeout=10) == b"ok"
+    for breaker in (service, provider):  # both counted, nothing held
+        metrics = breaker.metrics()
+        assert (metrics.total_allowed, metrics.total_successes) == (2, 2), breaker.name
+        assert breaker._core.tickets == [], breaker.name  # type: ignore[attr-defined]
+    provider.force_open()
+    sent = dict(echo.received)
+    with pytest.raises(CircuitOpenError, match="'provider'"):
+        next(stream(channel)(b"n:1", timeout=10))
+    with pytest.raises(CircuitOpenError, match="'provider'"):
+        unary(channel)(b"ok", timeout=10)
+    assert echo.received == sent  # nothing sent
+    assert service.metrics().total_ignored == 2  # its permits back, as ignored
+
+
 def half_open_breaker() -> tuple[CircuitBreaker, FakeClock]:
     clock = FakeClock()
     rules = CircuitBreakerConfig(failure_threshold_count=1, reset_timeout=10.0)

@@ -93,6 +93,36 @@ def test_open_circuit_raises_without_sending(server: LoopbackServer, clock: Fake
     assert breaker.metrics().total_rejected == 1
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_chained_breakers_parent_rejects_by_its_own_name_and_counts_both(
+    server: LoopbackServer, clock: FakeClock, kind: str
+) -> None:
+    provider = CircuitBreaker(PATIENT, name="provider", clock=clock)
+    model = CircuitBreaker(PATIENT, name="model", clock=clock, parent=provider)
+
+    async def get(path: str) -> httpx.Response:
+        if kind == "sync":
+            with httpx.Client(transport=CircuitBreakerTransport(breaker=model)) as client:
+                return client.get(f"{server.url}{path}")
+        transport = AsyncCircuitBreakerTransport(breaker=model)
+        async with httpx.AsyncClient(transport=transport) as client:
+            return await client.get(f"{server.url}{path}")
+
+    assert (await get("/status/500")).status_code == 500
+    for breaker in (model, provider):  # both count the request
+        assert breaker.metrics().total_failures == 1, breaker.name
+    provider.trip(30)
+    with pytest.raises(CircuitOpenError) as info:
+        await get("/status/200")
+    # The rejection is the parent's, with its own state and wait: not the
+    # CLOSED child's (the sync transport once named the child, closed).
+    assert (info.value.name, info.value.state, info.value.retry_after) == ("provider", OPEN, 30)
+    assert server.requests == ["/status/500"]  # nothing sent
+    assert model.metrics().total_ignored == 1  # the child's permit back, as ignored
+    assert model._core.tickets == []  # type: ignore[attr-defined]
+
+
 def test_connection_refused_is_a_failure_and_is_reraised(manager: CircuitBreakerManager) -> None:
     url = f"http://127.0.0.1:{closed_port()}/"
     with client_for(manager) as client, pytest.raises(httpx.ConnectError):
