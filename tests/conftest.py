@@ -3,11 +3,15 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from redis_server import RedisServer
 
 from circuitry.testing import FakeClock
+
+if TYPE_CHECKING:
+    from circuitry.redis import RedisStore
 
 # helpers.py asserts too (half_open, run_in_threads): let pytest explain its failures.
 pytest.register_assert_rewrite("helpers")
@@ -35,8 +39,6 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 REDIS_SERVER = shutil.which("redis-server")
 # What the cluster and Sentinel tests start besides redis-server.
 CLUSTER_TOOLS = {"redis-cli": "redis-tools", "redis-sentinel": "redis-sentinel"}
-# Modules that start a redis-server of their own, not through the fixtures.
-_OWN_SERVER = {"test_httpx_redis.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -45,17 +47,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     They need the real servers, never a stand-in: Debian's `apt-get install
     redis-server redis-tools redis-sentinel`, which `.ci/run` does; in CI a
     skip fails the run (below). A test needs redis-server when it is in a
-    `test_redis_*` module, starts one of its own, or uses the `redis_url` or
-    `redis_server` fixture; the cluster and Sentinel tests need the tools too.
+    `test_redis_*` module or uses the `redis_url`, `redis_server` or
+    `own_redis` fixture; the cluster and Sentinel tests need the tools too.
     """
     missing_tools = [package for tool, package in CLUSTER_TOOLS.items() if not shutil.which(tool)]
     for item in items:
         name = item.path.name
-        needs_redis = (
-            name.startswith("test_redis_")
-            or name in _OWN_SERVER
-            or {"redis_url", "redis_server"} & set(getattr(item, "fixturenames", ()))
-        )
+        needs_redis = name.startswith("test_redis_") or {
+            "redis_url",
+            "redis_server",
+            "own_redis",
+        } & set(getattr(item, "fixturenames", ()))
         if needs_redis and REDIS_SERVER is None:
             item.add_marker(
                 pytest.mark.skip(
@@ -102,3 +104,23 @@ def redis_url(redis_server: RedisServer) -> str:
         client.flushall()
         client.script_flush()
     return redis_server.url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, to kill, restart and pause (the session's stays up)."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()  # resumes it first if it was paused
+
+
+@pytest.fixture
+def stores() -> Iterator[list[RedisStore]]:
+    """The RedisStores a test makes, closed at its end."""
+    made: list[RedisStore] = []
+    yield made
+    for store in made:
+        store.close()

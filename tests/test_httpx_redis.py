@@ -34,21 +34,10 @@ def server() -> Iterator[LoopbackServer]:
         yield running
 
 
-@pytest.fixture
-def redis_process() -> Iterator[RedisServer]:
-    """A redis-server of this test's own, to pause."""
-    process = RedisServer()
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()  # resumes it first if it was paused
-
-
-def store_for(redis_process: RedisServer) -> RedisStore:
+def store_for(own_redis: RedisServer) -> RedisStore:
     """Its asyncio client serves asyncio; on trio the sync client runs in a worker thread."""
     return RedisStore.from_url(
-        redis_process.url, namespace="httpx-redis", socket_timeout=SOCKET_TIMEOUT
+        own_redis.url, namespace="httpx-redis", socket_timeout=SOCKET_TIMEOUT
     )
 
 
@@ -71,9 +60,9 @@ class Ticker:
 @pytest.mark.anyio
 @pytest.mark.timeout(60)
 async def test_a_hung_redis_never_stops_the_event_loop(
-    server: LoopbackServer, redis_process: RedisServer, anyio_backend: str
+    server: LoopbackServer, own_redis: RedisServer, anyio_backend: str
 ) -> None:
-    store = store_for(redis_process)
+    store = store_for(own_redis)
     config = CircuitBreakerConfig(failure_threshold_count=1, reset_timeout=60.0)
     breaker = CircuitBreaker(config, name="api", store=store)
     transport = AsyncCircuitBreakerTransport(breaker=breaker)
@@ -84,7 +73,7 @@ async def test_a_hung_redis_never_stops_the_event_loop(
             tg.start_soon(ticker.run)
             ok = await client.get(f"{server.url}/status/200")  # warm: Redis answers
             assert ok.status_code == 200
-            redis_process.pause()
+            own_redis.pause()
             started = time.monotonic()
             # CLOSED is known: admitted without a round trip. The failure's
             # record waits out the socket timeout; the store then falls back
@@ -99,16 +88,16 @@ async def test_a_hung_redis_never_stops_the_event_loop(
         assert breaker.metrics().total_failures == 1
         assert breaker.state is CircuitState.OPEN
     finally:
-        redis_process.resume()
+        own_redis.resume()
         await store.aclose()
 
 
 @pytest.mark.anyio
 @pytest.mark.timeout(60)
 async def test_a_rejection_through_redis_names_the_state_and_retry_after(
-    server: LoopbackServer, redis_process: RedisServer, anyio_backend: str
+    server: LoopbackServer, own_redis: RedisServer, anyio_backend: str
 ) -> None:
-    store = store_for(redis_process)
+    store = store_for(own_redis)
     breaker = CircuitBreaker(CircuitBreakerConfig(), name="api", store=store)
     transport = AsyncCircuitBreakerTransport(breaker=breaker)
     try:

@@ -126,14 +126,6 @@ def sentinel() -> Iterator[SentinelServers]:
         servers.stop()
 
 
-@pytest.fixture
-def stores() -> Iterator[list[RedisStore]]:
-    made: list[RedisStore] = []
-    yield made
-    for store in made:
-        store.close()
-
-
 def cluster_store(stores: list[RedisStore], cluster: RedisClusterServers) -> RedisStore:
     store = RedisStore.from_url(
         cluster.url, cluster=True, namespace=NAMESPACE, socket_timeout=TIMEOUT

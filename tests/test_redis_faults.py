@@ -46,23 +46,9 @@ class Recorder:
 
 
 @pytest.fixture
-def server() -> Iterator[RedisServer]:
-    """A redis-server of this test's own, to kill, restart and pause."""
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()  # resumes it first if it was paused
-
-
-@pytest.fixture
-def stores(server: RedisServer) -> Iterator[list[RedisStore]]:
-    """Stores on `server` made by `make_store`, closed at the end."""
-    made: list[RedisStore] = []
-    yield made
-    for store in made:
-        store.close()
+def server(own_redis: RedisServer) -> RedisServer:
+    """A redis-server of this test's own, to kill, restart and pause (conftest's `own_redis`)."""
+    return own_redis
 
 
 def make_store(stores: list[RedisStore], server: RedisServer, **options: Any) -> RedisStore:

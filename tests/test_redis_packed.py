@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -73,22 +73,9 @@ class Subclassed(redis.Redis):
 
 
 @pytest.fixture
-def server() -> Iterator[RedisServer]:
-    """A redis-server of this test's own, to pause and restart."""
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def stores() -> Iterator[list[RedisStore]]:
-    made: list[RedisStore] = []
-    yield made
-    for store in made:
-        store.close()
+def server(own_redis: RedisServer) -> RedisServer:
+    """A redis-server of this test's own, to pause and restart (conftest's `own_redis`)."""
+    return own_redis
 
 
 def calls_of(breaker: CircuitBreaker) -> None:
