@@ -44,14 +44,13 @@ connects to the new master.
 class Outage:
     """The backoff of one Redis server (a cluster's node; the one server of a plain client).
 
-    (And whether the store has read its `maxmemory-policy`, see `policy_read`.)
-
     After a failure nothing is sent to it until `retry_at`; then one request
     (the probe) is let through, and the others keep waiting until it fails
     (the backoff doubles, up to BACKOFF_MAX) or succeeds (the outage is over).
     Each request carries the number of the period it was sent in (`period`:
     a new one at an outage's start and at each probe), so one that was
-    already out then fails without doubling the backoff.
+    already out then fails without doubling the backoff. It also says
+    whether the store has read the server's `maxmemory-policy` (`policy_read`).
     """
 
     __slots__ = ("backoff", "error", "name", "period", "policy_read", "retry_at")
