@@ -90,8 +90,12 @@ class _Chained:
         try:
             if guard is not None:
                 guard.__exit__(exc_type, exc, tb)
-        finally:
-            super().__exit__(exc_type, exc, tb)  # type: ignore[misc]
+        except BaseException as raised:
+            # What the parent's exit raised is what the caller sees: the child
+            # counts that, as `call` does what the parent's call raised.
+            super().__exit__(type(raised), raised, raised.__traceback__)  # type: ignore[misc]
+            raise
+        super().__exit__(exc_type, exc, tb)  # type: ignore[misc]
 
     async def __aenter__(self) -> None:
         await super().__aenter__()  # type: ignore[misc]
@@ -114,8 +118,11 @@ class _Chained:
         try:
             if guard is not None:
                 await guard.__aexit__(exc_type, exc, tb)
-        finally:
-            await super().__aexit__(exc_type, exc, tb)  # type: ignore[misc]
+        except BaseException as raised:
+            # (see __exit__: the parent's `call_timeout` TimeoutError, say)
+            await super().__aexit__(type(raised), raised, raised.__traceback__)  # type: ignore[misc]
+            raise
+        await super().__aexit__(exc_type, exc, tb)  # type: ignore[misc]
 
     def try_acquire(self) -> Permit | None:
         permit: Permit | None = super().try_acquire()  # type: ignore[misc]

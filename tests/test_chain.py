@@ -291,6 +291,32 @@ async def test_cancellation_is_ignored_in_both(clock: FakeClock) -> None:
     assert host.metrics().total_ignored == 2
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("way", [_a_call, _a_with, _a_guard, _a_decorator])
+async def test_call_timeouts_count_as_each_breaker_sees_them(way: Any, clock: FakeClock) -> None:
+    async def hang() -> None:
+        await anyio.sleep(60)
+
+    # The child's own deadline cancels the call inside its parent: the child
+    # counts the TimeoutError, the parent a cancelled call (ignored).
+    child, host = _pair(clock, call_timeout=0.05)
+    with pytest.raises(TimeoutError, match="'host/a'"):
+        await way(child, hang)
+    assert (child.metrics().total_failures, host.metrics().total_ignored) == (1, 1)
+    # A parent's shorter deadline: its TimeoutError is what the caller sees, and
+    # what both count, each as a failure.
+    host = CircuitBreaker(CircuitBreakerConfig(call_timeout=0.05), name="host", clock=clock)
+    child = CircuitBreaker(
+        CircuitBreakerConfig(call_timeout=30.0), name="host/a", clock=clock, parent=host
+    )
+    with pytest.raises(TimeoutError, match="'host'"):
+        await way(child, hang)
+    for breaker in (child, host):
+        metrics = breaker.metrics()
+        assert (metrics.total_failures, metrics.total_ignored) == (1, 0), breaker.name
+        assert breaker._core.tickets == [], breaker.name  # type: ignore[attr-defined]
+
+
 # -- the manager ---------------------------------------------------------------------------
 
 
