@@ -15,7 +15,7 @@ hand, never as a test:
      in-process breaker: target < 2x;
    - the CLOSED call taken apart: the EVALSHA it sends, caught once and
      replayed bare with redis-py, the same replayed pre-packed as RedisStore
-     sends it on a plain client (`RedisStore._run_packed`), and redis-py
+     sends it on a plain client (`circuitry._redis_packed.run_packed`), and redis-py
      packing that command;
    - pybreaker 1.4.1 with `CircuitRedisStorage` on the same rows.
    Client and redis-server are pinned to one CPU for this part (--pin). A
@@ -270,8 +270,8 @@ def latency_cases(url, port):
                 b.call(f)  # the first call asks for the shared state; the second records
                 # (The command as sent: EVALSHA through execute_command, its arguments
                 # already bytes, or, since the command is sent pre-packed on a plain
-                # client, its RESP bytes through RedisStore._run_packed; an older
-                # circuitry called evalsha, which lands in execute_command too.)
+                # client, its RESP bytes through circuitry.redis's run_packed; an
+                # older circuitry called evalsha, which lands in execute_command too.)
                 real = store.client.execute_command
 
                 def spy(*a, **k):
@@ -279,24 +279,25 @@ def latency_cases(url, port):
                     return real(*a, **k)
 
                 store.client.execute_command = spy
-                packed = getattr(store, "_run_packed", None)
+                sending = sys.modules["circuitry.redis"]
+                packed = getattr(sending, "run_packed", None)
                 if packed is not None:
 
                     def packed_spy(pool, command):
                         captured.setdefault("packed", command)
                         return packed(pool, command)
 
-                    store._run_packed = packed_spy
+                    sending.run_packed = packed_spy
                 try:
                     b.call(f)
                 finally:
                     del store.client.execute_command
                     if packed is not None:
-                        del store._run_packed
+                        sending.run_packed = packed
                 if "args" not in captured:
                     captured["args"] = unpack_resp(captured["packed"])
                 captured["client"] = store.client
-                captured["store"] = store
+                captured["send"] = packed
             return captured["client"], captured["args"]
 
         def replay_record():
@@ -317,7 +318,7 @@ def latency_cases(url, port):
             if "packed" not in captured:
                 return None  # (a circuitry without the pre-packed path)
             send, pool, command = (
-                captured["store"]._run_packed,
+                captured["send"],
                 captured["client"].connection_pool,
                 captured["packed"],
             )

@@ -36,7 +36,6 @@ Cluster safe), names percent-escaped, each with a TTL renewed at every use.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import logging
 import os
@@ -70,6 +69,7 @@ from ._redis_nodes import (
 )
 from ._redis_nodes import MASTER_CHECK as MASTER_CHECK  # (documented here: see the module doc)
 from ._redis_nodes import Outage as _Outage
+from ._redis_packed import observed, packable, run_packed, run_packed_async
 from ._redis_wire import SCRIPT, command_for, line_for, packed_for, parse_reply
 from ._seconds import seconds
 from ._shared import Answer, Mode, Request, SharedCore, StoreError
@@ -89,41 +89,6 @@ logger = logging.getLogger("circuitry")
 
 _CLUSTERS = (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)
 
-try:  # redis-py 8: its OpenTelemetry metrics (see _packable)
-    from redis.observability.recorder import is_enabled as _observed
-except ImportError:  # pragma: no cover (redis-py before 8: none)
-
-    def _observed() -> bool:
-        return False
-
-
-def _packable(client: Any, kind: type) -> bool:
-    """Whether `send` may run a request on `client`'s connections itself (see `send`).
-
-    Only for a client of exactly redis-py's `kind` (`redis.Redis`, or
-    `redis.asyncio.Redis`; a subclass may have hooks of its own, a cluster
-    client routes) with the pool's ordinary connections (no client-side
-    cache, not a single-connection client), and no retries: redis-py's
-    `execute_command` would retry a failed command on a fresh connection,
-    which this path does not do. A client that retries (against the advice
-    in `RedisStore`'s doc) keeps redis-py's path, retries and all. Decided
-    once, when the store is made (a client's retry changed later is not seen).
-    """
-    if type(client) is not kind or retries(client) != 0:
-        return False
-    if getattr(client, "connection", None) is not None:
-        return False
-    if getattr(client, "single_connection_client", False):
-        return False
-    pool = getattr(client, "connection_pool", None)
-    if pool is None or getattr(pool, "cache", None) is not None:
-        return False
-    try:  # redis-py before 5.3 wants a command name
-        named = inspect.signature(pool.get_connection).parameters.get("command_name")
-    except (TypeError, ValueError):
-        return False
-    return named is None or named.default is not inspect.Parameter.empty
-
 
 class RedisStore:
     """The shared state of circuits, in Redis: pass it as `store=` to breakers and managers.
@@ -140,7 +105,7 @@ class RedisStore:
             keys live on the failed node fall back (`on_unavailable`).
             On a plain `redis.Redis` with no retries (what `from_url`
             makes) the store sends its script call on a connection of the
-            client's pool itself, framed once per circuit (`_run_packed`);
+            client's pool itself, framed once per circuit (`_redis_packed`);
             any other client (a subclass, one that retries, a cluster's)
             goes through redis-py's `execute_command`.
         namespace: circuits of one namespace and name are one circuit.
@@ -229,9 +194,9 @@ class RedisStore:
         self._async_moves = 0  # ... that the asyncio client's pool has been told of
         self._token = os.urandom(6).hex()
         self._permits = itertools.count()
-        # Whether send / send_async take the connection themselves (see _packable).
-        self._packed = _packable(client, redis.Redis)
-        self._packed_async = async_client is not None and _packable(
+        # Whether send / send_async take the connection themselves (see _redis_packed).
+        self._packed = packable(client, redis.Redis)
+        self._packed_async = async_client is not None and packable(
             async_client, redis.asyncio.Redis
         )
         # The config of each name attached in this process, for `snapshot`.
@@ -507,10 +472,8 @@ class RedisStore:
                     policy = {}
                 self._check_policy(policy, outage)
             try:
-                if self._packed and not _observed():
-                    raw = self._run_packed(
-                        client.connection_pool, packed_for(core, request, now, line)
-                    )
+                if self._packed and not observed():
+                    raw = run_packed(client.connection_pool, packed_for(core, request, now, line))
                 else:
                     execute: Callable[..., Any] = client.execute_command  # (untyped)
                     raw = execute(*command_for(core, request, now, line))
@@ -523,34 +486,6 @@ class RedisStore:
         if outage.error is not None:
             self._answered(outage)
         return reply
-
-    @staticmethod
-    def _run_packed(pool: Any, command: bytes) -> Any:
-        """Run `command` (RESP: `_redis_wire.packed_for`) on a connection of `pool`: its reply.
-
-        What redis-py's `Redis.execute_command` does for a client with no
-        retries (`_packable`), less the packing and the machinery around it
-        (about 6 us a call): the pool's connection (the pool checks the pid:
-        a forked child connects afresh), the command, its reply, the
-        connection back to the pool. An error is raised as redis-py raises
-        it; a connection that failed in any way but a Redis error reply
-        (`ResponseError`: NOSCRIPT, a script error) is disconnected before it
-        goes back, as redis-py's own path does (its retry's failure callback
-        and the connection's own handlers), so the next request connects
-        afresh. (redis-py's OpenTelemetry metrics, when enabled, take
-        redis-py's path: `send`.)
-        """
-        connection = pool.get_connection()
-        try:
-            connection.send_packed_command((command,))
-            return connection.read_response()
-        except redis.exceptions.ResponseError:
-            raise  # the server's answer, read whole: the connection is fine
-        except BaseException:
-            connection.disconnect()
-            raise
-        finally:
-            pool.release(connection)
 
     async def send_async(self, core: SharedCore, request: Request) -> Answer:
         """Run one request without blocking the loop: the asyncio client, else a thread."""
@@ -584,8 +519,8 @@ class RedisStore:
                 self._check_policy(policy, outage)
             execute: Callable[..., Awaitable[Any]] = client.execute_command
             try:
-                if self._packed_async and not _observed():
-                    raw = await self._run_packed_async(
+                if self._packed_async and not observed():
+                    raw = await run_packed_async(
                         client.connection_pool, packed_for(core, request, now, line)
                     )
                 else:
@@ -598,21 +533,6 @@ class RedisStore:
         if outage.error is not None:
             self._answered(outage)
         return reply
-
-    @staticmethod
-    async def _run_packed_async(pool: Any, command: bytes) -> Any:
-        """`_run_packed` on a `redis.asyncio` pool (a cancelled call's connection disconnected)."""
-        connection = await pool.get_connection()
-        try:
-            await connection.send_packed_command((command,))
-            return await connection.read_response()
-        except redis.exceptions.ResponseError:
-            raise
-        except BaseException:
-            await connection.disconnect(nowait=True)
-            raise
-        finally:
-            await pool.release(connection)
 
     def _watch_master(self) -> None:
         """Start this process's thread that follows the Sentinels' master, once (MASTER_CHECK)."""

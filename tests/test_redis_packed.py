@@ -2,7 +2,7 @@
 
 On a `redis.Redis` (and a `redis.asyncio.Redis`) with no retries, the store
 sends its EVALSHA pre-packed on a connection of the client's pool rather
-than through `execute_command` (see `RedisStore._run_packed`). These tests
+than through `execute_command` (see `circuitry._redis_packed.run_packed`). These tests
 hold it to what redis-py's path does: the same state in Redis for the same
 calls, a client of any other kind (a subclass, one that retries, a
 single-connection one) still on redis-py's path, a connection that failed
