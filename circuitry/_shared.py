@@ -282,7 +282,7 @@ class SharedCore(FallbackCore):
             if throttle is not None:
                 # The cluster's counts and this process's own not yet in them;
                 # the throttle's own counts are kept too, for the fallback (LOCAL).
-                p = self._shared_rejection(throttle, now) if state is CLOSED else 0.0
+                p = throttle.rejection(*self.throttle_counts(now)) if state is CLOSED else 0.0
                 throttle.arrive(now, self.random, False)
                 if p > 0.0 and self.random() < p:
                     self.throttle_unreported += 1
@@ -498,15 +498,11 @@ class SharedCore(FallbackCore):
             requests += pending.counts(now)[0]
         return requests + self.throttle_unreported, accepts
 
-    def _shared_rejection(self, throttle: Throttle, now: float) -> float:
-        """The throttle's probability on the cluster's counts and this process's unreported."""
-        return throttle.rejection(*self.throttle_counts(now))
-
     def _throttle_probability(self, now: float) -> float | None:
         throttle = self.throttle
         if throttle is None or self.mode is not Mode.SHARED:
             return super()._throttle_probability(now)
-        return self._shared_rejection(throttle, now) if self.state is CLOSED else 0.0
+        return throttle.rejection(*self.throttle_counts(now)) if self.state is CLOSED else 0.0
 
     # -- reads and manual control -------------------------------------------------------
 
