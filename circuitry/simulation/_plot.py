@@ -149,7 +149,7 @@ def plot(
     axes[-1].set_xlim(x(profile.first) if x.origin else 0.0, x(profile.last))
     axes[-1].set_xlabel(x.label)
     for column, zoom in enumerate(zooms, 1):
-        _draw_zoom([row[column] for row in grid], zoom, reports, unhealthy)
+        _draw_zoom([row[column] for row in grid], zoom, reports)
     legend = _band_legend(unhealthy)
     figure.legend(handles=legend, loc="outside lower center", ncols=len(legend), fontsize=9)
     figure.savefig(path)
@@ -206,15 +206,14 @@ def _draw_zoom(
     axes: Sequence[Axes],
     zoom: _Zoom,
     reports: dict[str, SimulationReport],
-    unhealthy: Sequence[tuple[float, float]],
 ) -> None:
-    """One close-up column: the top cell names it, each band below as in the main column."""
+    """One close-up column: the top cell names it, each band below as in the main column.
+
+    The top cell has no plot: the input's bins are seconds wide, as wide as a close-up.
+    """
     top, bands = axes[0], axes[1:]
-    top.set_title(zoom.title, fontsize=8, loc="left")
-    top.set_yticks([])
-    for start, end in unhealthy:
-        top.axvspan(start - zoom.anchor, end - zoom.anchor, color=_SHADE, alpha=0.45, linewidth=0)
-    top.axvline(0.0, color=_EDGE_COLOUR, linestyle=":", linewidth=0.9)
+    top.set_axis_off()
+    top.text(0.0, 0.0, zoom.title, fontsize=9, ha="left", va="bottom", transform=top.transAxes)
     for axis, report in zip(bands, reports.values(), strict=True):
         for start, end, state in _intervals(report, zoom.low, zoom.high):
             start, end = max(start, zoom.low), min(end, zoom.high)
