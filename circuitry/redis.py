@@ -18,10 +18,10 @@ for the failure modes.
 
 Redis Cluster (`from_url(url, cluster=True)`, or a `RedisCluster` client):
 each circuit's keys are in one slot, so on one master, and an outage is the
-node's (`_Outage`: a backoff per node), so only the breakers on a failed
-node fall back. Redis Sentinel (`from_sentinel`): the clients ask the
-Sentinels for the master, and a thread per process asks again every
-`MASTER_CHECK` seconds (see there).
+node's (`_redis_nodes.Servers`: a backoff per node, from `BACKOFF_START`
+seconds), so only the breakers on a failed node fall back. Redis Sentinel
+(`from_sentinel`): the clients ask the Sentinels for the master, and a
+thread per process asks again every `MASTER_CHECK` seconds (see there).
 
 Keys: `circuitry:{<namespace>:<name>}:state` (a string: the state),
 `...:window` (a hash: the window's buckets, with a window only),
@@ -54,21 +54,18 @@ import redis.cluster
 import redis.exceptions
 import redis.sentinel
 from redis.backoff import NoBackoff
-from redis.crc import key_slot
 from redis.retry import Retry
 
 from . import _fork
-from ._clock import clock_from
 from ._config import CircuitBreakerConfig
+from ._redis_nodes import BACKOFF_START as BACKOFF_START  # (documented here: see the module doc)
+from ._redis_nodes import MASTER_CHECK as MASTER_CHECK  # (and here)
 from ._redis_nodes import (
-    BACKOFF_MAX,
-    BACKOFF_START,
-    node_name,
+    Outage,
+    Servers,
     retries,
     watch_master,
 )
-from ._redis_nodes import MASTER_CHECK as MASTER_CHECK  # (documented here: see the module doc)
-from ._redis_nodes import Outage as _Outage
 from ._redis_packed import observed, packable, run_packed, run_packed_async
 from ._redis_wire import SCRIPT, command_for, line_for, packed_for, parse_reply
 from ._seconds import seconds
@@ -80,10 +77,6 @@ DEFAULT_TTL = 24 * 3600.0
 DEFAULT_LEASE = 30.0
 
 _MODES = {"local": Mode.LOCAL, "allow": Mode.ALLOW, "deny": Mode.DENY}
-
-_CLOCK = clock_from(None)
-"""The store's own clock, for its backoff: the default breakers' (real monotonic time;
-the backoff is the store's, shared by breakers whatever their clocks)."""
 
 logger = logging.getLogger("circuitry")
 
@@ -182,11 +175,8 @@ class RedisStore:
         self._time_source = time_source
         self._prefix = f"circuitry:{{{quote(namespace, safe='')}:"
         self._lock = threading.Lock()
-        # The outages (see _Outage): one for a plain client's server; with a
-        # cluster one per node, by name ("host:port"), made at its first use.
-        self._whole: _Outage | None = None if isinstance(client, _CLUSTERS) else _Outage()
-        self._nodes: dict[str, _Outage] = {}
-        self._slots: dict[str, int] = {}  # a breaker's first key -> its hash slot (cluster)
+        # The outages, one per server (see _redis_nodes.Servers).
+        self._servers = Servers(client, None if isinstance(client, _CLUSTERS) else Outage())
         self._sentinels: tuple[Any, ...] = ()  # from_sentinel's (sync, asyncio) Sentinel
         self._watcher_pid = 0  # the process whose thread watches the master (from_sentinel)
         self._watch_stop = threading.Event()
@@ -396,66 +386,26 @@ class RedisStore:
         return f"{self._token}:{next(self._permits)}"
 
     def usable(self, core: SharedCore | None = None) -> bool:
-        """Whether a request of `core` would be sent now (no outage, or its backoff has passed).
-
-        With a cluster, the outage of the node serving `core`'s keys (None: of
-        every node).
-        """
-        if core is None and self._whole is None:
-            now = _CLOCK.monotonic()
-            return all(o.error is None or now >= o.retry_at for o in list(self._nodes.values()))
-        outage = self._whole or self._outage_of(core, self.client)  # type: ignore[arg-type]
-        return outage.error is None or _CLOCK.monotonic() >= outage.retry_at
+        """Whether a request of `core` would be sent now (see `Servers.usable`)."""
+        return self._servers.usable(core)
 
     def down(self, core: SharedCore | None = None) -> StoreError:
         """The error of the outage `core`'s requests back off from."""
-        if core is None and self._whole is None:
-            errors = [o.error for o in list(self._nodes.values()) if o.error is not None]
-            error = errors[0] if errors else None
-        else:
-            error = (self._whole or self._outage_of(core, self.client)).error  # type: ignore[arg-type]
-        return error if error is not None else StoreError(ConnectionError("store unavailable"))
-
-    def _outage_of(self, core: SharedCore, client: Any) -> _Outage:
-        """The outage state of the cluster node that serves `core`'s keys, as `client` knows.
-
-        All of a breaker's keys have one hash tag, so one slot: the node is
-        the one `client`'s slot map names now (after a failover, once redis-py
-        has read the new map, the new master, whose outage is its own). An
-        asyncio client that has not yet read the map goes by the sync one's;
-        a slot no node serves is an outage of its own.
-        """
-        key = core.keys[0]
-        slot = self._slots.get(key)
-        if slot is None:
-            slot = self._slots[key] = key_slot(key.encode())
-        node = node_name(client, slot) or node_name(self.client, slot) or f"slot {slot}"
-        outage = self._nodes.get(node)
-        if outage is None:
-            with self._lock:
-                outage = self._nodes.setdefault(node, _Outage(node))
-        return outage
-
-    def _unsent(self, outage: _Outage) -> StoreError:
-        """The answer to a request not sent (backing off): nothing of it can have run."""
-        error = outage.error
-        return StoreError(
-            ConnectionError("store unavailable") if error is None else error.error, sent=False
-        )
+        return self._servers.down(core)
 
     def _policy_options(self, client: Any, core: SharedCore) -> dict[str, Any]:
         """CONFIG GET's routing: on a cluster, the breaker's node (redis-py picks one at random)."""
-        if self._whole is not None:
+        if self._servers.whole is not None:
             return {}
         return {"target_nodes": client.get_node_from_key(core.keys[0])}
 
     def send(self, core: SharedCore, request: Request) -> Answer:
         """Run one request on the sync client: the reply, or the error (never raised)."""
-        outage = self._whole or self._outage_of(core, self.client)
+        outage = self._servers.of(core, self.client)
         # (_may_send's first check, inlined: no outage is every call's case)
-        sent = outage.period if outage.error is None else self._may_send(outage)
+        sent = outage.period if outage.error is None else self._servers.may_send(outage)
         if sent is None:
-            return self._unsent(outage)  # backing off: no I/O, no latency
+            return self._servers.unsent(outage)  # backing off: no I/O, no latency
         # (the command: `_redis_wire`'s; `now`: now_argument, inlined)
         now = "" if self._time_source is None else self.now_argument()
         line = line_for(core, request, now)
@@ -482,9 +432,9 @@ class RedisStore:
                 raw = evaluate("EVAL", SCRIPT, *command_for(core, request, now, line)[2:])
             reply = None if raw == b"=" else parse_reply(raw)  # '=': a CLOSED call recorded
         except Exception as exc:  # any error: the call must not fail for the store
-            return self._failed(exc, sent, outage)
+            return self._servers.failed(exc, sent, outage)
         if outage.error is not None:
-            self._answered(outage)
+            self._servers.answered(outage)
         return reply
 
     async def send_async(self, core: SharedCore, request: Request) -> Answer:
@@ -492,12 +442,12 @@ class RedisStore:
         client = self._async_here()
         if client is None:
             if not self.usable(core):
-                return self._unsent(self._whole or self._outage_of(core, self.client))
+                return self._servers.unsent(self._servers.of(core, self.client))
             return await anyio.to_thread.run_sync(self.send, core, request)
-        outage = self._whole or self._outage_of(core, client)
-        sent = self._may_send(outage)
+        outage = self._servers.of(core, client)
+        sent = self._servers.may_send(outage)
         if sent is None:
-            return self._unsent(outage)
+            return self._servers.unsent(outage)
         now = self.now_argument()
         line = line_for(core, request, now)
         try:
@@ -508,7 +458,7 @@ class RedisStore:
                     self._async_moves = moves
                     await client.connection_pool.disconnect(inuse_connections=False)
             if not outage.policy_read:
-                if self._whole is None:  # the slots are read at the first command
+                if self._servers.whole is None:  # the slots are read at the first command
                     await client.initialize()
                 try:
                     policy = await client.config_get(
@@ -529,9 +479,9 @@ class RedisStore:
                 raw = await execute("EVAL", SCRIPT, *command_for(core, request, now, line)[2:])
             reply = None if raw == b"=" else parse_reply(raw)
         except Exception as exc:
-            return self._failed(exc, sent, outage)
+            return self._servers.failed(exc, sent, outage)
         if outage.error is not None:
-            self._answered(outage)
+            self._servers.answered(outage)
         return reply
 
     def _watch_master(self) -> None:
@@ -549,7 +499,7 @@ class RedisStore:
             daemon=True,
         ).start()
 
-    def _check_policy(self, answer: Any, server: _Outage) -> None:
+    def _check_policy(self, answer: Any, server: Outage) -> None:
         """Warn, once per server, when Redis may evict the breakers' keys (`maxmemory-policy`).
 
         Every key has a TTL, so a `volatile-*` policy picks them first (an
@@ -575,22 +525,6 @@ class RedisStore:
                 policy,
             )
 
-    # The outages: see _Outage.
-
-    def _may_send(self, outage: _Outage) -> int | None:
-        """The period a request is sent in, or None: backing off."""
-        if outage.error is None:
-            return outage.period
-        with self._lock:
-            if outage.error is None:
-                return outage.period
-            now = _CLOCK.monotonic()
-            if now < outage.retry_at:
-                return None
-            outage.period += 1
-            outage.retry_at = now + outage.backoff  # the others wait for this probe
-            return outage.period
-
     def _async_here(self) -> redis.asyncio.Redis | None:
         """The asyncio client, if the running loop is asyncio's and the one it belongs to.
 
@@ -612,26 +546,6 @@ class RedisStore:
                 if bound is None:
                     self._async_loop = bound = weakref.ref(loop)
         return client if bound() is loop else None
-
-    def _failed(self, error: Exception, sent: int, outage: _Outage) -> StoreError:
-        with self._lock:
-            failure = outage.error
-            if failure is None:
-                failure = outage.error = StoreError(error)
-                outage.backoff = BACKOFF_START
-            elif sent == outage.period:  # the probe failed
-                outage.backoff = min(outage.backoff * 2.0, BACKOFF_MAX)
-            else:
-                return failure  # out before the outage or the probe: changes nothing
-            outage.period += 1
-            outage.retry_at = _CLOCK.monotonic() + outage.backoff
-        return failure
-
-    def _answered(self, outage: _Outage) -> None:
-        if outage.error is not None:
-            with self._lock:
-                outage.error = None
-                outage.backoff = BACKOFF_START
 
     # -- reads for people ------------------------------------------------------------------
 
@@ -675,12 +589,15 @@ class RedisStore:
 
     def _before_fork(self) -> None:
         self._lock.acquire()
+        self._servers.lock.acquire()
 
     def _after_fork_in_parent(self) -> None:
+        self._servers.lock.release()
         self._lock.release()
 
     def _after_fork_in_child(self, forking_thread: int) -> None:
         self._lock = threading.Lock()
+        self._servers.lock = threading.Lock()
         # The parent's watcher thread is not here: the first use starts one (_watch_master).
         self._watch_stop = threading.Event()
         self._token = os.urandom(6).hex()  # permit ids stay unique across processes
